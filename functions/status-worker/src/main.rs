@@ -1,0 +1,23 @@
+//! Applies queued call-status events to DynamoDB. See `shared::store` for how duplicates and
+//! late events are told apart.
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use shared::config::StatusWorkerConfig;
+use shared::lambda::{batch_response, queued_messages};
+use shared::store::DynamoCallStore;
+use shared::worker::apply_status_batch;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let config = StatusWorkerConfig::from_env()?;
+    let aws = shared::aws::sdk_config().await;
+    let store = DynamoCallStore::new(aws_sdk_dynamodb::Client::new(&aws), config.calls_table);
+    let store = &store;
+    run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        let failed = apply_status_batch(store, &queued_messages(&event.payload)).await;
+        Ok::<SqsBatchResponse, Error>(batch_response(failed))
+    }))
+    .await
+}

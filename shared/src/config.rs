@@ -1,0 +1,84 @@
+//! Configuration from the environment: the names here are the ones `infra/template.yaml`
+//! sets and the local stack exports; a test checks that they agree.
+
+use std::time::Duration;
+
+/// The URL prefix Twilio was given, before the path API Gateway reports: signatures are
+/// computed over `PUBLIC_BASE_URL + rawPath + ?rawQuery`, never over the request line,
+/// which API Gateway, a custom domain or the local emulator rewrite.
+pub const PUBLIC_BASE_URL: &str = "VOICEHOOKS_PUBLIC_BASE_URL";
+pub const STATUS_QUEUE_URL: &str = "VOICEHOOKS_STATUS_QUEUE_URL";
+pub const CALLS_TABLE: &str = "VOICEHOOKS_CALLS_TABLE";
+pub const TWILIO_SECRET_ID: &str = "VOICEHOOKS_TWILIO_SECRET_ID";
+/// Seconds an auth token is cached before Secrets Manager is asked again (default 300).
+pub const SECRET_TTL_SECS: &str = "VOICEHOOKS_SECRET_TTL_SECS";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is not set; see the README's configuration section")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {why}")]
+    Invalid { name: &'static str, why: String },
+}
+
+/// What a webhook function needs.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub public_base_url: String,
+    pub queue_url: String,
+    pub secret_id: String,
+    pub secret_ttl: Duration,
+}
+
+impl WebhookConfig {
+    /// `queue_var` names the queue this webhook feeds.
+    pub fn from_env(queue_var: &'static str) -> Result<Self, ConfigError> {
+        let public_base_url = required(PUBLIC_BASE_URL)?;
+        if !(public_base_url.starts_with("https://") || public_base_url.starts_with("http://")) {
+            return Err(ConfigError::Invalid {
+                name: PUBLIC_BASE_URL,
+                why: "must start with https:// or http://".into(),
+            });
+        }
+        Ok(Self {
+            public_base_url: public_base_url.trim_end_matches('/').to_owned(),
+            queue_url: required(queue_var)?,
+            secret_id: required(TWILIO_SECRET_ID)?,
+            secret_ttl: secret_ttl()?,
+        })
+    }
+}
+
+/// What the status worker needs.
+#[derive(Debug, Clone)]
+pub struct StatusWorkerConfig {
+    pub calls_table: String,
+}
+
+impl StatusWorkerConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            calls_table: required(CALLS_TABLE)?,
+        })
+    }
+}
+
+fn required(name: &'static str) -> Result<String, ConfigError> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .ok_or(ConfigError::Missing(name))
+}
+
+fn secret_ttl() -> Result<Duration, ConfigError> {
+    match std::env::var(SECRET_TTL_SECS) {
+        Err(_) => Ok(Duration::from_secs(300)),
+        Ok(v) => v
+            .parse()
+            .map(Duration::from_secs)
+            .map_err(|_| ConfigError::Invalid {
+                name: SECRET_TTL_SECS,
+                why: format!("{v:?} is not whole seconds"),
+            }),
+    }
+}

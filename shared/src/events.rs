@@ -1,0 +1,174 @@
+//! The queue envelope: one versioned JSON message per accepted webhook.
+//!
+//! It carries the raw Twilio params so that a replay is exact, plus what every consumer
+//! needs without parsing them: kind, when we received it, the idempotency key and the SIDs.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::twilio::{Params, StatusCallback};
+
+/// The envelope version this build writes and reads.
+pub const ENVELOPE_VERSION: u32 = 1;
+
+/// The header Twilio sets to the same value on every retry of one webhook.
+pub const IDEMPOTENCY_HEADER: &str = "i-twilio-idempotency-token";
+
+/// What happened, in the domain's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventKind {
+    #[serde(rename = "call.status")]
+    CallStatus,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CallStatus => "call.status",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Envelope version, [`ENVELOPE_VERSION`].
+    pub v: u32,
+    pub kind: EventKind,
+    /// RFC 3339, when the webhook function accepted the request.
+    pub received_at: String,
+    pub idempotency_key: String,
+    pub call_sid: String,
+    pub account_sid: String,
+    /// The webhook's POST params exactly as Twilio sent them.
+    pub params: Params,
+}
+
+/// Why a queue message is not an envelope this build can apply. Such a message is poison:
+/// it is reported failed, never retried hot, and rests in the DLQ for ops.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("not an envelope: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error("envelope version {0} is not supported (this build reads {ENVELOPE_VERSION})")]
+    UnsupportedVersion(u32),
+}
+
+impl Envelope {
+    /// Wraps an accepted status callback. The key is Twilio's idempotency token when the
+    /// request had one (it is the same on every retry of one callback), else one derived from
+    /// what makes a callback distinct: call, kind, status and sequence number (or timestamp).
+    pub fn call_status(
+        callback: &StatusCallback<'_>,
+        params: &Params,
+        idempotency_token: Option<&str>,
+    ) -> Self {
+        let kind = EventKind::CallStatus;
+        let idempotency_key = match idempotency_token.filter(|t| !t.is_empty()) {
+            Some(token) => token.to_owned(),
+            None => {
+                let order = match (callback.sequence_number, callback.timestamp) {
+                    (Some(seq), _) => seq.to_string(),
+                    (None, Some(ts)) => ts.to_owned(),
+                    (None, None) => String::new(),
+                };
+                format!(
+                    "{}:{}:{}:{}",
+                    callback.call_sid,
+                    kind.as_str(),
+                    callback.status,
+                    order
+                )
+            }
+        };
+        Self {
+            v: ENVELOPE_VERSION,
+            kind,
+            received_at: now_rfc3339(),
+            idempotency_key,
+            call_sid: callback.call_sid.to_owned(),
+            account_sid: callback.account_sid.to_owned(),
+            params: params.clone(),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("an envelope always serialises")
+    }
+
+    pub fn from_json(body: &str) -> Result<Self, EnvelopeError> {
+        // Read the version first so that a future envelope says so instead of failing on a field.
+        #[derive(Deserialize)]
+        struct Version {
+            v: u32,
+        }
+        let Version { v } = serde_json::from_str(body)?;
+        if v != ENVELOPE_VERSION {
+            return Err(EnvelopeError::UnsupportedVersion(v));
+        }
+        Ok(serde_json::from_str(body)?)
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .expect("UTC time always formats as RFC 3339")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(status: &str, seq: &str) -> Params {
+        [
+            ("CallSid", "CA1"),
+            ("AccountSid", "AC1"),
+            ("CallStatus", status),
+            ("SequenceNumber", seq),
+        ]
+        .into_iter()
+        .collect()
+    }
+
+    #[test]
+    fn key_prefers_twilio_token_then_derives() {
+        let p = params("ringing", "1");
+        let cb = StatusCallback::parse(&p).unwrap();
+        assert_eq!(
+            Envelope::call_status(&cb, &p, Some("tok-1")).idempotency_key,
+            "tok-1"
+        );
+        assert_eq!(
+            Envelope::call_status(&cb, &p, None).idempotency_key,
+            "CA1:call.status:ringing:1"
+        );
+        assert_eq!(
+            Envelope::call_status(&cb, &p, Some("")).idempotency_key,
+            "CA1:call.status:ringing:1"
+        );
+    }
+
+    #[test]
+    fn round_trips_and_rejects_foreign_messages() {
+        let p = params("completed", "3");
+        let env = Envelope::call_status(&StatusCallback::parse(&p).unwrap(), &p, None);
+        let json = env.to_json();
+        assert!(json.contains(r#""kind":"call.status""#));
+        assert!(json.contains(r#""params":[["CallSid","CA1"],"#));
+        assert_eq!(Envelope::from_json(&json).unwrap(), env);
+        assert!(matches!(
+            Envelope::from_json("hello"),
+            Err(EnvelopeError::Malformed(_))
+        ));
+        assert!(matches!(
+            Envelope::from_json(r#"{"Records":[]}"#),
+            Err(EnvelopeError::Malformed(_))
+        ));
+        let future = json.replacen(r#""v":1"#, r#""v":2"#, 1);
+        assert!(matches!(
+            Envelope::from_json(&future),
+            Err(EnvelopeError::UnsupportedVersion(2))
+        ));
+    }
+}

@@ -1,0 +1,64 @@
+//! The seam between Lambda event shapes and the domain: every function's `main.rs` uses
+//! these so handlers stay one line.
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use lambda_http::{Body, Request, RequestExt, Response};
+
+use crate::webhook::{Reply, WebhookRequest};
+use crate::worker::QueuedMessage;
+
+/// Views an API Gateway (HTTP API v2) or function-URL request as a [`WebhookRequest`].
+/// The path is `rawPath` as API Gateway reports it, never the rewritten request URI.
+pub fn webhook_request(req: &Request) -> WebhookRequest<'_> {
+    WebhookRequest {
+        method: req.method(),
+        headers: req.headers(),
+        raw_path: req.raw_http_path(),
+        raw_query: req.uri().query().unwrap_or_default(),
+        body: req.body().as_ref(),
+    }
+}
+
+pub fn http_response(reply: Reply) -> Response<Body> {
+    let mut response = Response::builder().status(reply.status);
+    if let Some(content_type) = reply.content_type {
+        response = response.header("content-type", content_type);
+    }
+    for (name, value) in reply.headers {
+        response = response.header(name, value);
+    }
+    let body = if reply.body.is_empty() {
+        Body::Empty
+    } else {
+        Body::Text(reply.body)
+    };
+    response
+        .body(body)
+        .expect("status and static headers are always valid")
+}
+
+/// The messages of an SQS event, as the worker logic reads them.
+pub fn queued_messages(event: &SqsEvent) -> Vec<QueuedMessage<'_>> {
+    event
+        .records
+        .iter()
+        .map(|record| QueuedMessage {
+            message_id: record.message_id.as_deref().unwrap_or_default(),
+            body: record.body.as_deref().unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// The partial batch response that makes SQS retry only `failed` message ids.
+pub fn batch_response(failed: Vec<String>) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failed
+        .into_iter()
+        .map(|id| {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            failure
+        })
+        .collect();
+    response
+}

@@ -1,0 +1,15 @@
+//! The library every voicehooks function uses. Domain logic lives here, behind small traits
+//! (a queue, a call store, a source of auth tokens), so it is tested without Lambda; the
+//! AWS-backed implementations sit beside the traits.
+
+pub mod aws;
+pub mod config;
+pub mod events;
+pub mod lambda;
+pub mod queue;
+pub mod secrets;
+pub mod store;
+pub mod telemetry;
+pub mod twilio;
+pub mod webhook;
+pub mod worker;

@@ -1,0 +1,396 @@
+//! Call state in DynamoDB: applied once per event, never backwards.
+//!
+//! One item per call (`pk = CALL#<CallSid>`, `sk = STATE`) holds the current state, the
+//! timeline of every status received (applied or not) and the set of idempotency keys seen.
+//!
+//! How an event is told apart, with one conditional write on the in-order path:
+//! - **in order**: the write's condition holds (key unseen, and the event is newer than the
+//!   stored state by status rank, then sequence number); state and timeline change at once.
+//! - **duplicate**: the condition fails and the old item (returned by
+//!   `ReturnValuesOnConditionCheckFailure=ALL_OLD`, no second read) already holds the key.
+//!   Only a counter is bumped.
+//! - **late**: the condition fails and the key is new: the event is older than the state. It is
+//!   appended to the timeline as not applied (a second, conditional write, so a redelivered
+//!   late event is still recorded once).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use serde::Serialize;
+
+use crate::events::{Envelope, EventKind};
+use crate::twilio::params::ParamError;
+use crate::twilio::{CallStatus, StatusCallback};
+
+/// The key attributes of the calls table (the template declares the same).
+pub const PARTITION_KEY: &str = "pk";
+pub const SORT_KEY: &str = "sk";
+const STATE_SK: &str = "STATE";
+
+/// A call-status event, as the worker applies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusEvent {
+    pub call_sid: String,
+    pub account_sid: String,
+    pub status: CallStatus,
+    pub sequence_number: Option<u32>,
+    pub timestamp: Option<String>,
+    pub received_at: String,
+    pub idempotency_key: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub direction: Option<String>,
+    pub duration_secs: Option<u32>,
+    pub parent_call_sid: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error("envelope kind {0:?} is not a call status")]
+    WrongKind(EventKind),
+    #[error("envelope params are not a status callback: {0}")]
+    Params(#[from] ParamError),
+}
+
+impl StatusEvent {
+    pub fn from_envelope(envelope: &Envelope) -> Result<Self, EventError> {
+        if envelope.kind != EventKind::CallStatus {
+            return Err(EventError::WrongKind(envelope.kind));
+        }
+        let cb = StatusCallback::parse(&envelope.params)?;
+        let owned = |s: Option<&str>| s.map(str::to_owned);
+        Ok(Self {
+            call_sid: cb.call_sid.to_owned(),
+            account_sid: cb.account_sid.to_owned(),
+            status: cb.status,
+            sequence_number: cb.sequence_number,
+            timestamp: owned(cb.timestamp),
+            received_at: envelope.received_at.clone(),
+            idempotency_key: envelope.idempotency_key.clone(),
+            from: owned(cb.from),
+            to: owned(cb.to),
+            direction: owned(cb.direction),
+            duration_secs: cb.duration_secs,
+            parent_call_sid: owned(cb.parent_call_sid),
+        })
+    }
+
+    /// The stored sequence number: -1 when Twilio sent none, so any numbered event is newer.
+    fn seq(&self) -> i64 {
+        self.sequence_number.map_or(-1, i64::from)
+    }
+}
+
+/// What applying an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The event moved the call forward.
+    Applied,
+    /// Seen before (same idempotency key): nothing changed.
+    Duplicate,
+    /// Older than the call's state: kept in the timeline, not applied.
+    Late,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Duplicate => "duplicate",
+            Self::Late => "late",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the call store failed: {0}")]
+pub struct StoreError(pub String);
+
+/// Where call state lives.
+pub trait CallStore: Send + Sync {
+    fn apply_status(
+        &self,
+        event: &StatusEvent,
+    ) -> impl Future<Output = Result<Outcome, StoreError>> + Send;
+}
+
+/// One entry of a call's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TimelineEntry {
+    pub status: String,
+    pub sequence_number: Option<i64>,
+    pub timestamp: Option<String>,
+    pub received_at: String,
+    pub idempotency_key: String,
+    pub applied: bool,
+}
+
+/// A call as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CallRecord {
+    pub call_sid: String,
+    pub status: Option<String>,
+    pub sequence_number: Option<i64>,
+    pub duplicates: u64,
+    pub timeline: Vec<TimelineEntry>,
+}
+
+impl CallRecord {
+    pub fn late_events(&self) -> usize {
+        self.timeline.iter().filter(|e| !e.applied).count()
+    }
+}
+
+/// [`CallStore`] on DynamoDB.
+#[derive(Clone)]
+pub struct DynamoCallStore {
+    client: Client,
+    table: String,
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn call_key(call_sid: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (PARTITION_KEY.to_owned(), s(format!("CALL#{call_sid}"))),
+        (SORT_KEY.to_owned(), s(STATE_SK)),
+    ])
+}
+
+fn timeline_entry(event: &StatusEvent, applied: bool) -> AttributeValue {
+    let mut entry = HashMap::from([
+        ("status".to_owned(), s(event.status.as_str())),
+        ("seq".to_owned(), n(event.seq())),
+        ("received_at".to_owned(), s(&event.received_at)),
+        ("key".to_owned(), s(&event.idempotency_key)),
+        ("applied".to_owned(), AttributeValue::Bool(applied)),
+    ]);
+    if let Some(ts) = &event.timestamp {
+        entry.insert("at".to_owned(), s(ts));
+    }
+    AttributeValue::L(vec![AttributeValue::M(entry)])
+}
+
+fn holds_key(item: &HashMap<String, AttributeValue>, key: &str) -> bool {
+    matches!(item.get("keys"), Some(AttributeValue::Ss(keys)) if keys.iter().any(|k| k == key))
+}
+
+fn store_error<E>(e: aws_sdk_dynamodb::error::SdkError<E>) -> StoreError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    StoreError(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+}
+
+impl DynamoCallStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// The one write of the in-order path. `Err(Some(old))` when the condition failed.
+    async fn write_in_order(
+        &self,
+        event: &StatusEvent,
+    ) -> Result<Result<(), Option<HashMap<String, AttributeValue>>>, StoreError> {
+        let mut set = vec![
+            "#status = :status",
+            "#rank = :rank",
+            "#seq = :seq",
+            "#updated = :received",
+            "#acct = :acct",
+            "#sid = :sid",
+            "#tl = list_append(if_not_exists(#tl, :empty), :entry)",
+        ];
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(call_key(&event.call_sid)))
+            .condition_expression(
+                "NOT contains(#keys, :key) AND (attribute_not_exists(#rank) OR #rank < :rank \
+                 OR (#rank = :rank AND #rank < :terminal AND #seq < :seq))",
+            )
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#rank", "status_rank")
+            .expression_attribute_names("#seq", "seq")
+            .expression_attribute_names("#updated", "updated_at")
+            .expression_attribute_names("#acct", "account_sid")
+            .expression_attribute_names("#sid", "call_sid")
+            .expression_attribute_names("#tl", "timeline")
+            .expression_attribute_names("#keys", "keys")
+            .expression_attribute_values(":status", s(event.status.as_str()))
+            .expression_attribute_values(":rank", n(event.status.rank()))
+            .expression_attribute_values(":terminal", n(CallStatus::TERMINAL_RANK))
+            .expression_attribute_values(":seq", n(event.seq()))
+            .expression_attribute_values(":received", s(&event.received_at))
+            .expression_attribute_values(":acct", s(&event.account_sid))
+            .expression_attribute_values(":sid", s(&event.call_sid))
+            .expression_attribute_values(":empty", AttributeValue::L(vec![]))
+            .expression_attribute_values(":entry", timeline_entry(event, true))
+            .expression_attribute_values(":key", s(&event.idempotency_key))
+            .expression_attribute_values(
+                ":keyset",
+                AttributeValue::Ss(vec![event.idempotency_key.clone()]),
+            );
+        // Call details ride along when this callback carries them.
+        let details = [
+            ("#from", "from_number", ":from", event.from.clone()),
+            ("#to", "to_number", ":to", event.to.clone()),
+            ("#dir", "direction", ":dir", event.direction.clone()),
+            (
+                "#dur",
+                "duration_secs",
+                ":dur",
+                event.duration_secs.map(|d| d.to_string()),
+            ),
+            (
+                "#parent",
+                "parent_call_sid",
+                ":parent",
+                event.parent_call_sid.clone(),
+            ),
+        ];
+        let mut detail_sets = Vec::new();
+        for (alias, name, placeholder, value) in details {
+            if let Some(value) = value {
+                let value = if alias == "#dur" { n(value) } else { s(value) };
+                request = request
+                    .expression_attribute_names(alias, name)
+                    .expression_attribute_values(placeholder, value);
+                detail_sets.push(format!("{alias} = {placeholder}"));
+            }
+        }
+        set.extend(detail_sets.iter().map(String::as_str));
+        let expression = format!("SET {} ADD #keys :keyset", set.join(", "));
+
+        match request.update_expression(expression).send().await {
+            Ok(_) => Ok(Ok(())),
+            Err(e) => match e.as_service_error() {
+                Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                    Ok(Err(failed.item().cloned()))
+                }
+                _ => Err(store_error(e)),
+            },
+        }
+    }
+
+    /// Records a late event in the timeline, once.
+    async fn record_late(&self, event: &StatusEvent) -> Result<Outcome, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(call_key(&event.call_sid)))
+            .update_expression(
+                "SET #tl = list_append(if_not_exists(#tl, :empty), :entry) ADD #keys :keyset",
+            )
+            .condition_expression("NOT contains(#keys, :key)")
+            .expression_attribute_names("#tl", "timeline")
+            .expression_attribute_names("#keys", "keys")
+            .expression_attribute_values(":empty", AttributeValue::L(vec![]))
+            .expression_attribute_values(":entry", timeline_entry(event, false))
+            .expression_attribute_values(":key", s(&event.idempotency_key))
+            .expression_attribute_values(
+                ":keyset",
+                AttributeValue::Ss(vec![event.idempotency_key.clone()]),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Outcome::Late),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                // A concurrent delivery of the same late event recorded it first.
+                self.count_duplicate(event).await
+            }
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    async fn count_duplicate(&self, event: &StatusEvent) -> Result<Outcome, StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(call_key(&event.call_sid)))
+            .update_expression("ADD #dups :one")
+            .expression_attribute_names("#dups", "duplicates")
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(Outcome::Duplicate)
+    }
+
+    /// Reads a call's state and timeline.
+    pub async fn get_call(&self, call_sid: &str) -> Result<Option<CallRecord>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(call_key(call_sid)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(output.item().map(|item| call_record(call_sid, item)))
+    }
+}
+
+impl CallStore for DynamoCallStore {
+    async fn apply_status(&self, event: &StatusEvent) -> Result<Outcome, StoreError> {
+        match self.write_in_order(event).await? {
+            Ok(()) => Ok(Outcome::Applied),
+            Err(Some(old)) if holds_key(&old, &event.idempotency_key) => {
+                self.count_duplicate(event).await
+            }
+            Err(_) => self.record_late(event).await,
+        }
+    }
+}
+
+fn call_record(call_sid: &str, item: &HashMap<String, AttributeValue>) -> CallRecord {
+    let text = |item: &HashMap<String, AttributeValue>, name: &str| match item.get(name) {
+        Some(AttributeValue::S(v)) => Some(v.clone()),
+        _ => None,
+    };
+    let number = |item: &HashMap<String, AttributeValue>, name: &str| match item.get(name) {
+        Some(AttributeValue::N(v)) => v.parse::<i64>().ok(),
+        _ => None,
+    };
+    let timeline = match item.get("timeline") {
+        Some(AttributeValue::L(entries)) => entries
+            .iter()
+            .filter_map(|e| e.as_m().ok())
+            .map(|e| TimelineEntry {
+                status: text(e, "status").unwrap_or_default(),
+                sequence_number: number(e, "seq").filter(|&s| s >= 0),
+                timestamp: text(e, "at"),
+                received_at: text(e, "received_at").unwrap_or_default(),
+                idempotency_key: text(e, "key").unwrap_or_default(),
+                applied: matches!(e.get("applied"), Some(AttributeValue::Bool(true))),
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    CallRecord {
+        call_sid: call_sid.to_owned(),
+        status: text(item, "status"),
+        sequence_number: number(item, "seq").filter(|&s| s >= 0),
+        duplicates: number(item, "duplicates").map_or(0, |d| d.max(0) as u64),
+        timeline,
+    }
+}

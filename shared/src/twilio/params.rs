@@ -1,0 +1,408 @@
+//! Webhook parameters: decoded strictly, kept in arrival order (replay must be exact), and
+//! the typed view of a call-status callback.
+
+use std::fmt;
+use std::str::FromStr;
+
+use percent_encoding::percent_decode;
+use serde::{Deserialize, Serialize};
+
+/// The POST parameters of one webhook, in the order Twilio sent them (names may repeat).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Params(Vec<(String, String)>);
+
+/// Why a body could not be read as parameters.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("body is not valid UTF-8")]
+    NotUtf8,
+    #[error("body is not valid form encoding: bad percent-escape near byte {0}")]
+    BadEscape(usize),
+    #[error("a form value is not valid UTF-8 once percent-decoded")]
+    ValueNotUtf8,
+    #[error("JSON body is not an object of scalar values: {0}")]
+    BadJson(String),
+}
+
+impl Params {
+    pub fn new(pairs: Vec<(String, String)>) -> Self {
+        Self(pairs)
+    }
+
+    /// Decodes `application/x-www-form-urlencoded` strictly.
+    ///
+    /// Hand-written over `percent_encoding` because `form_urlencoded` (and so
+    /// `serde_urlencoded`) decodes lossily: a bad escape or invalid UTF-8 would silently become
+    /// other bytes than Twilio signed, and the caller would get a misleading 403 instead of a
+    /// 400 that says what is wrong.
+    pub fn from_form(body: &[u8]) -> Result<Self, DecodeError> {
+        let text = std::str::from_utf8(body).map_err(|_| DecodeError::NotUtf8)?;
+        if let Some(at) = bad_escape(text) {
+            return Err(DecodeError::BadEscape(at));
+        }
+        let decode = |part: &str| -> Result<String, DecodeError> {
+            let spaced = part.replace('+', " ");
+            percent_decode(spaced.as_bytes())
+                .decode_utf8()
+                .map(|s| s.into_owned())
+                .map_err(|_| DecodeError::ValueNotUtf8)
+        };
+        let pairs = text
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| {
+                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                Ok((decode(name)?, decode(value)?))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self(pairs))
+    }
+
+    /// Reads a JSON object whose values are strings, numbers or booleans as parameters.
+    pub fn from_json(body: &[u8]) -> Result<Self, DecodeError> {
+        let value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| DecodeError::BadJson(e.to_string()))?;
+        let serde_json::Value::Object(map) = value else {
+            return Err(DecodeError::BadJson("top level is not an object".into()));
+        };
+        map.into_iter()
+            .map(|(name, value)| match value {
+                serde_json::Value::String(s) => Ok((name, s)),
+                serde_json::Value::Number(n) => Ok((name, n.to_string())),
+                serde_json::Value::Bool(b) => Ok((name, b.to_string())),
+                other => Err(DecodeError::BadJson(format!(
+                    "{name} is {other}, not a scalar"
+                ))),
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+
+    /// The first value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Form-encodes the parameters, in order (what a replay or the Twilio stand-in sends).
+    pub fn to_form(&self) -> String {
+        let mut out = form_urlencoded::Serializer::new(String::new());
+        for (name, value) in self.iter() {
+            out.append_pair(name, value);
+        }
+        out.finish()
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Params {
+    fn from_iter<T: IntoIterator<Item = (K, V)>>(iter: T) -> Self {
+        Self(
+            iter.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
+    }
+}
+
+/// The byte offset of the first '%' not followed by two hex digits.
+fn bad_escape(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().find_map(|(i, &b)| {
+        let ok = b != b'%'
+            || (bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit));
+        (!ok).then_some(i)
+    })
+}
+
+/// A Twilio `CallStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CallStatus {
+    Queued,
+    Initiated,
+    Ringing,
+    InProgress,
+    Completed,
+    Busy,
+    Failed,
+    NoAnswer,
+    Canceled,
+}
+
+impl CallStatus {
+    pub const ALL: [CallStatus; 9] = [
+        Self::Queued,
+        Self::Initiated,
+        Self::Ringing,
+        Self::InProgress,
+        Self::Completed,
+        Self::Busy,
+        Self::Failed,
+        Self::NoAnswer,
+        Self::Canceled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Initiated => "initiated",
+            Self::Ringing => "ringing",
+            Self::InProgress => "in-progress",
+            Self::Completed => "completed",
+            Self::Busy => "busy",
+            Self::Failed => "failed",
+            Self::NoAnswer => "no-answer",
+            Self::Canceled => "canceled",
+        }
+    }
+
+    /// Where the status stands in a call's life: a call only ever moves to a higher rank.
+    /// All terminal statuses share the top rank, and nothing follows them.
+    pub fn rank(self) -> u8 {
+        match self {
+            Self::Queued => 0,
+            Self::Initiated => 1,
+            Self::Ringing => 2,
+            Self::InProgress => 3,
+            Self::Completed | Self::Busy | Self::Failed | Self::NoAnswer | Self::Canceled => {
+                Self::TERMINAL_RANK
+            }
+        }
+    }
+
+    pub const TERMINAL_RANK: u8 = 4;
+
+    pub fn is_terminal(self) -> bool {
+        self.rank() == Self::TERMINAL_RANK
+    }
+}
+
+impl fmt::Display for CallStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown CallStatus {0:?}")]
+pub struct UnknownCallStatus(pub String);
+
+impl FromStr for CallStatus {
+    type Err = UnknownCallStatus;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| UnknownCallStatus(s.to_owned()))
+    }
+}
+
+/// A parameter that is required and missing or unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParamError {
+    #[error("missing {0}")]
+    Missing(&'static str),
+    #[error("{name} is not a valid {what}: {value:?}")]
+    Invalid {
+        name: &'static str,
+        what: &'static str,
+        value: String,
+    },
+    #[error(transparent)]
+    UnknownStatus(#[from] UnknownCallStatus),
+}
+
+/// The typed view of a call-status callback. Twilio's reference:
+/// <https://www.twilio.com/docs/voice/api/call-resource#statuscallback>
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusCallback<'a> {
+    pub call_sid: &'a str,
+    pub account_sid: &'a str,
+    pub status: CallStatus,
+    /// Order in which Twilio fired this call's callbacks, from 0. Absent on some callbacks.
+    pub sequence_number: Option<u32>,
+    /// Twilio's RFC 2822 time of the event.
+    pub timestamp: Option<&'a str>,
+    pub from: Option<&'a str>,
+    pub to: Option<&'a str>,
+    pub direction: Option<&'a str>,
+    pub duration_secs: Option<u32>,
+    pub parent_call_sid: Option<&'a str>,
+}
+
+impl<'a> StatusCallback<'a> {
+    pub fn parse(params: &'a Params) -> Result<Self, ParamError> {
+        let status = required(params, "CallStatus")?.parse()?;
+        Ok(Self {
+            call_sid: sid(params, "CallSid", "CA")?,
+            account_sid: sid(params, "AccountSid", "AC")?,
+            status,
+            sequence_number: number(params, "SequenceNumber")?,
+            timestamp: optional(params, "Timestamp"),
+            from: optional(params, "From"),
+            to: optional(params, "To"),
+            direction: optional(params, "Direction"),
+            duration_secs: number(params, "CallDuration")?,
+            parent_call_sid: optional(params, "ParentCallSid"),
+        })
+    }
+}
+
+fn optional<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
+    params.get(name).filter(|v| !v.is_empty())
+}
+
+fn required<'a>(params: &'a Params, name: &'static str) -> Result<&'a str, ParamError> {
+    optional(params, name).ok_or(ParamError::Missing(name))
+}
+
+/// A Twilio SID: its two-letter prefix then letters and digits (Twilio's are 34 long; test
+/// fixtures are often shorter, so only the shape is checked). Bounded so a key stays small.
+pub(crate) fn sid<'a>(
+    params: &'a Params,
+    name: &'static str,
+    prefix: &str,
+) -> Result<&'a str, ParamError> {
+    let value = required(params, name)?;
+    let well_formed = value.len() <= 64
+        && value.starts_with(prefix)
+        && value.bytes().all(|b| b.is_ascii_alphanumeric());
+    if well_formed {
+        Ok(value)
+    } else {
+        Err(ParamError::Invalid {
+            name,
+            what: "SID",
+            value: value.chars().take(64).collect(),
+        })
+    }
+}
+
+fn number(params: &Params, name: &'static str) -> Result<Option<u32>, ParamError> {
+    optional(params, name)
+        .map(|v| {
+            v.parse().map_err(|_| ParamError::Invalid {
+                name,
+                what: "number",
+                value: v.chars().take(32).collect(),
+            })
+        })
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_decoding_is_strict_and_ordered() {
+        let p = Params::from_form(b"B=2&A=x+y%2B&A=%E2%9C%93&empty=&flag").unwrap();
+        let pairs: Vec<_> = p.iter().collect();
+        assert_eq!(
+            pairs,
+            [
+                ("B", "2"),
+                ("A", "x y+"),
+                ("A", "✓"),
+                ("empty", ""),
+                ("flag", "")
+            ]
+        );
+        assert_eq!(Params::from_form(b"a=%zz"), Err(DecodeError::BadEscape(2)));
+        assert_eq!(Params::from_form(b"a=%4"), Err(DecodeError::BadEscape(2)));
+        assert_eq!(Params::from_form(b"a=\xff"), Err(DecodeError::NotUtf8));
+        assert_eq!(Params::from_form(b"a=%FF"), Err(DecodeError::ValueNotUtf8));
+    }
+
+    #[test]
+    fn form_round_trips() {
+        let p: Params = [("To", "+1 415"), ("Body", "a&b=c ✓")]
+            .into_iter()
+            .collect();
+        assert_eq!(Params::from_form(p.to_form().as_bytes()).unwrap(), p);
+    }
+
+    #[test]
+    fn json_bodies_take_scalars_only() {
+        let p = Params::from_json(br#"{"CallSid":"CA1","n":3,"b":true}"#).unwrap();
+        assert_eq!(p.get("n"), Some("3"));
+        assert!(Params::from_json(br#"{"a":{"b":1}}"#).is_err());
+        assert!(Params::from_json(b"[1]").is_err());
+    }
+
+    #[test]
+    fn call_status_round_trips_and_ranks() {
+        for status in CallStatus::ALL {
+            assert_eq!(status.as_str().parse::<CallStatus>().unwrap(), status);
+        }
+        assert!("answered".parse::<CallStatus>().is_err());
+        assert!(CallStatus::Ringing.rank() < CallStatus::InProgress.rank());
+        assert!(CallStatus::NoAnswer.is_terminal() && !CallStatus::Queued.is_terminal());
+    }
+
+    #[test]
+    fn status_callback_requires_sids_and_a_known_status() {
+        let ok: Params = [
+            ("CallSid", "CA1"),
+            ("AccountSid", "AC1"),
+            ("CallStatus", "ringing"),
+            ("SequenceNumber", "1"),
+        ]
+        .into_iter()
+        .collect();
+        let cb = StatusCallback::parse(&ok).unwrap();
+        assert_eq!(
+            (cb.status, cb.sequence_number),
+            (CallStatus::Ringing, Some(1))
+        );
+
+        let missing: Params = [("AccountSid", "AC1"), ("CallStatus", "ringing")]
+            .into_iter()
+            .collect();
+        assert_eq!(
+            StatusCallback::parse(&missing),
+            Err(ParamError::Missing("CallSid"))
+        );
+        let unknown: Params = [
+            ("CallSid", "CA1"),
+            ("AccountSid", "AC1"),
+            ("CallStatus", "exploded"),
+        ]
+        .into_iter()
+        .collect();
+        assert!(matches!(
+            StatusCallback::parse(&unknown),
+            Err(ParamError::UnknownStatus(_))
+        ));
+        let bad_sid: Params = [
+            ("CallSid", "CA1/../x"),
+            ("AccountSid", "AC1"),
+            ("CallStatus", "busy"),
+        ]
+        .into_iter()
+        .collect();
+        assert!(matches!(
+            StatusCallback::parse(&bad_sid),
+            Err(ParamError::Invalid {
+                name: "CallSid",
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,108 @@
+//! Every case of the signature conformance vectors, whose verdicts come from the official
+//! twilio-python validator, must get the same verdict here.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use shared::twilio::signature::{validate_form, validate_json};
+
+#[derive(Deserialize)]
+struct Vectors {
+    count: usize,
+    cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    id: String,
+    kind: String,
+    note: String,
+    url: String,
+    params: Option<Vec<(String, String)>>,
+    body: Option<String>,
+    auth_token: String,
+    signature_header: String,
+    expected_valid: bool,
+}
+
+fn vendored() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/conformance")
+}
+
+fn verdict(case: &Case) -> bool {
+    match case.kind.as_str() {
+        "form" => {
+            let params = case.params.as_deref().unwrap_or_default();
+            validate_form(
+                &case.auth_token,
+                &case.url,
+                params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                &case.signature_header,
+            )
+        }
+        "json" => {
+            let body = case.body.as_deref().unwrap_or_default();
+            validate_json(
+                &case.auth_token,
+                &case.url,
+                body.as_bytes(),
+                &case.signature_header,
+            )
+            .unwrap_or(false)
+        }
+        other => panic!("{}: unknown kind {other}", case.id),
+    }
+}
+
+#[test]
+fn every_signature_case_agrees_with_the_official_validator() {
+    let text = std::fs::read_to_string(vendored().join("signature_vectors.json"))
+        .expect("vendored vectors");
+    let vectors: Vectors = serde_json::from_str(&text).expect("vectors parse");
+    assert_eq!(
+        vectors.cases.len(),
+        vectors.count,
+        "vector file is complete"
+    );
+    assert!(vectors.count >= 66);
+    let disagreements: Vec<String> = vectors
+        .cases
+        .iter()
+        .filter(|case| verdict(case) != case.expected_valid)
+        .map(|case| {
+            format!(
+                "{} (expected {}): {}",
+                case.id, case.expected_valid, case.note
+            )
+        })
+        .collect();
+    assert!(
+        disagreements.is_empty(),
+        "{} disagreements:\n{}",
+        disagreements.len(),
+        disagreements.join("\n")
+    );
+    let valid = vectors.cases.iter().filter(|c| c.expected_valid).count();
+    println!(
+        "signature conformance: {} cases agree ({valid} valid, {} invalid)",
+        vectors.count,
+        vectors.count - valid
+    );
+}
+
+#[test]
+fn vendored_vectors_match_the_shared_folder() {
+    let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance");
+    if !shared.is_dir() {
+        // A clone without the project's shared folder beside it: the vendored copy stands.
+        return;
+    }
+    for name in ["signature_vectors.json", "twiml_vectors.json"] {
+        let upstream = std::fs::read(shared.join(name)).expect("shared vector file");
+        let ours = std::fs::read(vendored().join(name)).expect("vendored vector file");
+        assert!(
+            upstream == ours,
+            "{name} differs from ../shared/conformance: refresh the vendored copy"
+        );
+    }
+}
