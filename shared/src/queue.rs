@@ -53,3 +53,10 @@ impl EventQueue for SqsQueue {
             .map_err(|e| QueueError(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))
     }
 }
+
+/// A shared queue is a queue (one client serves several handlers or tests).
+impl<Q: EventQueue> EventQueue for std::sync::Arc<Q> {
+    fn send(&self, envelope: &Envelope) -> impl Future<Output = Result<(), QueueError>> + Send {
+        (**self).send(envelope)
+    }
+}

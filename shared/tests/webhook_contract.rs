@@ -1,0 +1,277 @@
+//! The acknowledge contract of `POST /twilio/status`, one test per named bad input: each
+//! checks the status code, the one-line reason and that nothing was enqueued. The queue and
+//! the token source are the crate's own traits; the AWS-backed versions are exercised
+//! against the emulator in `tests/`.
+
+use std::sync::{Arc, Mutex};
+
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use shared::events::{Envelope, EventKind};
+use shared::queue::{EventQueue, QueueError};
+use shared::secrets::{StaticTokens, TwilioCredentials};
+use shared::twilio::signature::compute_signature;
+use shared::twilio::Params;
+use shared::webhook::{Acknowledger, Reply, WebhookRequest};
+
+const BASE: &str = "https://voice.example.com";
+const PATH: &str = "/twilio/status";
+const TOKEN: &str = "12345678901234567890123456789012";
+const OLD_TOKEN: &str = "abcdefabcdefabcdefabcdefabcdefab";
+
+#[derive(Default)]
+struct MemoryQueue {
+    sent: Mutex<Vec<Envelope>>,
+    down: bool,
+}
+
+impl EventQueue for MemoryQueue {
+    async fn send(&self, envelope: &Envelope) -> Result<(), QueueError> {
+        if self.down {
+            return Err(QueueError("connection refused".into()));
+        }
+        self.sent.lock().unwrap().push(envelope.clone());
+        Ok(())
+    }
+}
+
+fn credentials(token: &str) -> Arc<TwilioCredentials> {
+    Arc::new(TwilioCredentials { account_sid: "AC00000000000000000000000000000001".into(), auth_token: token.into() })
+}
+
+fn acknowledger(queue: &Arc<MemoryQueue>, previous: Option<&str>) -> Acknowledger<Arc<MemoryQueue>, StaticTokens> {
+    Acknowledger::new(BASE, queue.clone(), StaticTokens { current: credentials(TOKEN), previous: previous.map(credentials) })
+}
+
+fn status_params(status: &str) -> Params {
+    [
+        ("AccountSid", "AC00000000000000000000000000000001"),
+        ("CallSid", "CA0123456789abcdef0123456789abcdef"),
+        ("CallStatus", status),
+        ("From", "+14155550100"),
+        ("To", "+14155550199"),
+        ("SequenceNumber", "1"),
+        ("Timestamp", "Tue, 10 Aug 2021 18:33:27 +0000"),
+    ]
+    .into_iter()
+    .collect()
+}
+
+struct Call {
+    method: Method,
+    headers: HeaderMap,
+    query: String,
+    body: Vec<u8>,
+}
+
+impl Call {
+    fn form(params: &Params) -> Self {
+        let body = params.to_form().into_bytes();
+        let mut call = Self { method: Method::POST, headers: HeaderMap::new(), query: String::new(), body };
+        call.header("content-type", "application/x-www-form-urlencoded");
+        call.sign_with(TOKEN, &format!("{BASE}{PATH}"), params);
+        call
+    }
+
+    fn header(&mut self, name: &'static str, value: &str) -> &mut Self {
+        self.headers.insert(name, HeaderValue::from_str(value).unwrap());
+        self
+    }
+
+    fn sign_with(&mut self, token: &str, url: &str, params: &Params) -> &mut Self {
+        let signature = compute_signature(token, url, params.iter());
+        self.header("x-twilio-signature", &signature)
+    }
+
+    async fn send(&self, ack: &Acknowledger<Arc<MemoryQueue>, StaticTokens>) -> Reply {
+        let req = WebhookRequest { method: &self.method, headers: &self.headers, raw_path: PATH, raw_query: &self.query, body: &self.body };
+        ack.call_status(&req).await
+    }
+}
+
+async fn expect_rejected(call: &Call, status: StatusCode, reason: &str) {
+    let queue = Arc::new(MemoryQueue::default());
+    let reply = call.send(&acknowledger(&queue, None)).await;
+    assert_eq!(reply.status, status, "body: {}", reply.body);
+    assert!(reply.body.contains(reason), "reason {:?} not in {:?}", reason, reply.body);
+    assert_eq!(reply.body.lines().count(), 1, "one-line reason");
+    assert!(queue.sent.lock().unwrap().is_empty(), "nothing may be enqueued");
+}
+
+#[tokio::test]
+async fn a_signed_callback_is_queued_and_answered_204() {
+    let queue = Arc::new(MemoryQueue::default());
+    let mut call = Call::form(&status_params("ringing"));
+    call.header("i-twilio-idempotency-token", "idem-1");
+    let reply = call.send(&acknowledger(&queue, None)).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert!(reply.body.is_empty());
+    let sent = queue.sent.lock().unwrap();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].kind, EventKind::CallStatus);
+    assert_eq!(sent[0].idempotency_key, "idem-1");
+    assert_eq!(sent[0].call_sid, "CA0123456789abcdef0123456789abcdef");
+    assert_eq!(sent[0].params, status_params("ringing"));
+}
+
+#[tokio::test]
+async fn the_previous_token_still_validates_after_a_rotation() {
+    let queue = Arc::new(MemoryQueue::default());
+    let params = status_params("completed");
+    let mut call = Call::form(&params);
+    call.sign_with(OLD_TOKEN, &format!("{BASE}{PATH}"), &params);
+    assert_eq!(call.send(&acknowledger(&queue, Some(OLD_TOKEN))).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(call.send(&acknowledger(&queue, None)).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(queue.sent.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_query_string_is_part_of_the_signed_url() {
+    let queue = Arc::new(MemoryQueue::default());
+    let params = status_params("ringing");
+    let mut call = Call::form(&params);
+    call.query = "tenant=acme&x=%20y".into();
+    call.sign_with(TOKEN, &format!("{BASE}{PATH}?tenant=acme&x=%20y"), &params);
+    assert_eq!(call.send(&acknowledger(&queue, None)).await.status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn missing_signature_is_403() {
+    let mut call = Call::form(&status_params("ringing"));
+    call.headers.remove("x-twilio-signature");
+    expect_rejected(&call, StatusCode::FORBIDDEN, "missing X-Twilio-Signature").await;
+}
+
+#[tokio::test]
+async fn empty_signature_is_403() {
+    let mut call = Call::form(&status_params("ringing"));
+    call.header("x-twilio-signature", "");
+    expect_rejected(&call, StatusCode::FORBIDDEN, "missing X-Twilio-Signature").await;
+}
+
+#[tokio::test]
+async fn wrong_signature_is_403() {
+    let mut call = Call::form(&status_params("ringing"));
+    call.header("x-twilio-signature", "L/OH5YylLD5NRKLltdqwSvS0BnU=");
+    expect_rejected(&call, StatusCode::FORBIDDEN, "invalid X-Twilio-Signature").await;
+}
+
+#[tokio::test]
+async fn wrong_token_is_403() {
+    let params = status_params("ringing");
+    let mut call = Call::form(&params);
+    call.sign_with(OLD_TOKEN, &format!("{BASE}{PATH}"), &params);
+    expect_rejected(&call, StatusCode::FORBIDDEN, "invalid X-Twilio-Signature").await;
+}
+
+#[tokio::test]
+async fn signature_for_another_url_is_403() {
+    let params = status_params("ringing");
+    let mut call = Call::form(&params);
+    call.sign_with(TOKEN, "https://attacker.example/twilio/status", &params);
+    expect_rejected(&call, StatusCode::FORBIDDEN, "invalid X-Twilio-Signature").await;
+}
+
+#[tokio::test]
+async fn tampered_params_are_403() {
+    let mut call = Call::form(&status_params("ringing"));
+    call.body = status_params("completed").to_form().into_bytes();
+    expect_rejected(&call, StatusCode::FORBIDDEN, "invalid X-Twilio-Signature").await;
+}
+
+#[tokio::test]
+async fn wrong_method_is_405_with_allow() {
+    for method in [Method::GET, Method::PUT, Method::DELETE] {
+        let mut call = Call::form(&status_params("ringing"));
+        call.method = method;
+        expect_rejected(&call, StatusCode::METHOD_NOT_ALLOWED, "not allowed").await;
+        let queue = Arc::new(MemoryQueue::default());
+        assert!(call.send(&acknowledger(&queue, None)).await.headers.contains(&("allow", "POST")));
+    }
+}
+
+#[tokio::test]
+async fn json_without_body_sha256_is_400() {
+    let body = br#"{"CallSid":"CA1","AccountSid":"AC1","CallStatus":"ringing"}"#;
+    let mut call = Call::form(&status_params("ringing"));
+    call.body = body.to_vec();
+    call.header("content-type", "application/json");
+    expect_rejected(&call, StatusCode::BAD_REQUEST, "JSON body without bodySHA256").await;
+}
+
+#[tokio::test]
+async fn json_with_a_valid_body_hash_is_accepted() {
+    use sha2::Digest;
+    let body = br#"{"CallSid":"CA1","AccountSid":"AC1","CallStatus":"ringing","SequenceNumber":1}"#;
+    let query = format!("bodySHA256={}", hex::encode(sha2::Sha256::digest(body)));
+    let mut call = Call::form(&status_params("ringing"));
+    call.body = body.to_vec();
+    call.query = query.clone();
+    call.header("content-type", "application/json");
+    call.sign_with(TOKEN, &format!("{BASE}{PATH}?{query}"), &Params::default());
+    let queue = Arc::new(MemoryQueue::default());
+    assert_eq!(call.send(&acknowledger(&queue, None)).await.status, StatusCode::NO_CONTENT);
+    // The same signature over a different body fails the hash check.
+    call.body = br#"{"CallSid":"CA1","AccountSid":"AC1","CallStatus":"completed"}"#.to_vec();
+    expect_rejected(&call, StatusCode::FORBIDDEN, "invalid X-Twilio-Signature").await;
+}
+
+#[tokio::test]
+async fn body_over_64_kib_is_400() {
+    let mut params = status_params("ringing");
+    params = params.iter().chain([("Padding", "x".repeat(64 * 1024).as_str())]).collect();
+    let call = Call::form(&params);
+    expect_rejected(&call, StatusCode::BAD_REQUEST, "body over 64 KiB").await;
+}
+
+#[tokio::test]
+async fn body_that_is_not_form_encoding_is_400() {
+    let mut call = Call::form(&status_params("ringing"));
+    call.body = b"CallSid=CA1&CallStatus=%zzringing".to_vec();
+    expect_rejected(&call, StatusCode::BAD_REQUEST, "not valid form encoding").await;
+}
+
+#[tokio::test]
+async fn body_that_is_not_utf8_is_400() {
+    let mut call = Call::form(&status_params("ringing"));
+    call.body = b"CallSid=CA1&From=\xff\xfe".to_vec();
+    expect_rejected(&call, StatusCode::BAD_REQUEST, "not valid UTF-8").await;
+    call.body = b"CallSid=CA1&From=%C3%28".to_vec();
+    expect_rejected(&call, StatusCode::BAD_REQUEST, "not valid UTF-8").await;
+}
+
+#[tokio::test]
+async fn other_content_types_are_400() {
+    let mut call = Call::form(&status_params("ringing"));
+    call.header("content-type", "text/plain");
+    expect_rejected(&call, StatusCode::BAD_REQUEST, "unsupported content type").await;
+    call.headers.remove("content-type");
+    expect_rejected(&call, StatusCode::BAD_REQUEST, "unsupported content type").await;
+}
+
+fn without(name: &str) -> Params {
+    status_params("ringing").iter().filter(|(n, _)| *n != name).collect()
+}
+
+#[tokio::test]
+async fn missing_call_sid_is_400() {
+    expect_rejected(&Call::form(&without("CallSid")), StatusCode::BAD_REQUEST, "missing CallSid").await;
+}
+
+#[tokio::test]
+async fn missing_call_status_is_400() {
+    expect_rejected(&Call::form(&without("CallStatus")), StatusCode::BAD_REQUEST, "missing CallStatus").await;
+}
+
+#[tokio::test]
+async fn unknown_call_status_is_400() {
+    expect_rejected(&Call::form(&status_params("exploded")), StatusCode::BAD_REQUEST, "unknown CallStatus \"exploded\"").await;
+}
+
+#[tokio::test]
+async fn queue_unavailable_is_503_so_twilio_retries() {
+    let queue = Arc::new(MemoryQueue { down: true, ..Default::default() });
+    let reply = Call::form(&status_params("ringing")).send(&acknowledger(&queue, None)).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(reply.body.contains("not queued, retry later"));
+    assert!(queue.sent.lock().unwrap().is_empty());
+}
