@@ -82,3 +82,17 @@ fn secret_ttl() -> Result<Duration, ConfigError> {
             }),
     }
 }
+
+/// The documented local stack: fixed names and credentials that are not secret, used by
+/// `make demo`, the tests, the Twilio stand-in and the signed requests under `events/`.
+pub mod local {
+    /// The stack name the local bootstrap derives resource names from, as CloudFormation
+    /// would for a stack of this name.
+    pub const STACK_NAME: &str = "voicehooks-local";
+    /// The URL prefix the local "Twilio" is given. Requests are delivered to cargo-lambda's
+    /// function URLs, as a custom domain or proxy would forward them, but signed for this.
+    pub const PUBLIC_BASE_URL: &str = "https://hooks.voicehooks.test";
+    pub const ACCOUNT_SID: &str = "AC10ca1000000000000000000000000001";
+    /// Not a secret: the local stand-in's auth token, stored in the local Secrets Manager.
+    pub const AUTH_TOKEN: &str = "local-auth-token-not-a-secret-00";
+}

@@ -9,8 +9,8 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use shared::events::{Envelope, EventKind};
 use shared::queue::{EventQueue, QueueError};
 use shared::secrets::{StaticTokens, TwilioCredentials};
-use shared::twilio::signature::compute_signature;
 use shared::twilio::Params;
+use shared::twilio::signature::compute_signature;
 use shared::webhook::{Acknowledger, Reply, WebhookRequest};
 
 const BASE: &str = "https://voice.example.com";
@@ -35,11 +35,24 @@ impl EventQueue for MemoryQueue {
 }
 
 fn credentials(token: &str) -> Arc<TwilioCredentials> {
-    Arc::new(TwilioCredentials { account_sid: "AC00000000000000000000000000000001".into(), auth_token: token.into() })
+    Arc::new(TwilioCredentials {
+        account_sid: "AC00000000000000000000000000000001".into(),
+        auth_token: token.into(),
+    })
 }
 
-fn acknowledger(queue: &Arc<MemoryQueue>, previous: Option<&str>) -> Acknowledger<Arc<MemoryQueue>, StaticTokens> {
-    Acknowledger::new(BASE, queue.clone(), StaticTokens { current: credentials(TOKEN), previous: previous.map(credentials) })
+fn acknowledger(
+    queue: &Arc<MemoryQueue>,
+    previous: Option<&str>,
+) -> Acknowledger<Arc<MemoryQueue>, StaticTokens> {
+    Acknowledger::new(
+        BASE,
+        queue.clone(),
+        StaticTokens {
+            current: credentials(TOKEN),
+            previous: previous.map(credentials),
+        },
+    )
 }
 
 fn status_params(status: &str) -> Params {
@@ -66,14 +79,20 @@ struct Call {
 impl Call {
     fn form(params: &Params) -> Self {
         let body = params.to_form().into_bytes();
-        let mut call = Self { method: Method::POST, headers: HeaderMap::new(), query: String::new(), body };
+        let mut call = Self {
+            method: Method::POST,
+            headers: HeaderMap::new(),
+            query: String::new(),
+            body,
+        };
         call.header("content-type", "application/x-www-form-urlencoded");
         call.sign_with(TOKEN, &format!("{BASE}{PATH}"), params);
         call
     }
 
     fn header(&mut self, name: &'static str, value: &str) -> &mut Self {
-        self.headers.insert(name, HeaderValue::from_str(value).unwrap());
+        self.headers
+            .insert(name, HeaderValue::from_str(value).unwrap());
         self
     }
 
@@ -83,7 +102,13 @@ impl Call {
     }
 
     async fn send(&self, ack: &Acknowledger<Arc<MemoryQueue>, StaticTokens>) -> Reply {
-        let req = WebhookRequest { method: &self.method, headers: &self.headers, raw_path: PATH, raw_query: &self.query, body: &self.body };
+        let req = WebhookRequest {
+            method: &self.method,
+            headers: &self.headers,
+            raw_path: PATH,
+            raw_query: &self.query,
+            body: &self.body,
+        };
         ack.call_status(&req).await
     }
 }
@@ -92,9 +117,17 @@ async fn expect_rejected(call: &Call, status: StatusCode, reason: &str) {
     let queue = Arc::new(MemoryQueue::default());
     let reply = call.send(&acknowledger(&queue, None)).await;
     assert_eq!(reply.status, status, "body: {}", reply.body);
-    assert!(reply.body.contains(reason), "reason {:?} not in {:?}", reason, reply.body);
+    assert!(
+        reply.body.contains(reason),
+        "reason {:?} not in {:?}",
+        reason,
+        reply.body
+    );
     assert_eq!(reply.body.lines().count(), 1, "one-line reason");
-    assert!(queue.sent.lock().unwrap().is_empty(), "nothing may be enqueued");
+    assert!(
+        queue.sent.lock().unwrap().is_empty(),
+        "nothing may be enqueued"
+    );
 }
 
 #[tokio::test]
@@ -119,8 +152,16 @@ async fn the_previous_token_still_validates_after_a_rotation() {
     let params = status_params("completed");
     let mut call = Call::form(&params);
     call.sign_with(OLD_TOKEN, &format!("{BASE}{PATH}"), &params);
-    assert_eq!(call.send(&acknowledger(&queue, Some(OLD_TOKEN))).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(call.send(&acknowledger(&queue, None)).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        call.send(&acknowledger(&queue, Some(OLD_TOKEN)))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        call.send(&acknowledger(&queue, None)).await.status,
+        StatusCode::FORBIDDEN
+    );
     assert_eq!(queue.sent.lock().unwrap().len(), 1);
 }
 
@@ -131,7 +172,10 @@ async fn the_query_string_is_part_of_the_signed_url() {
     let mut call = Call::form(&params);
     call.query = "tenant=acme&x=%20y".into();
     call.sign_with(TOKEN, &format!("{BASE}{PATH}?tenant=acme&x=%20y"), &params);
-    assert_eq!(call.send(&acknowledger(&queue, None)).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        call.send(&acknowledger(&queue, None)).await.status,
+        StatusCode::NO_CONTENT
+    );
 }
 
 #[tokio::test]
@@ -185,7 +229,12 @@ async fn wrong_method_is_405_with_allow() {
         call.method = method;
         expect_rejected(&call, StatusCode::METHOD_NOT_ALLOWED, "not allowed").await;
         let queue = Arc::new(MemoryQueue::default());
-        assert!(call.send(&acknowledger(&queue, None)).await.headers.contains(&("allow", "POST")));
+        assert!(
+            call.send(&acknowledger(&queue, None))
+                .await
+                .headers
+                .contains(&("allow", "POST"))
+        );
     }
 }
 
@@ -195,7 +244,12 @@ async fn json_without_body_sha256_is_400() {
     let mut call = Call::form(&status_params("ringing"));
     call.body = body.to_vec();
     call.header("content-type", "application/json");
-    expect_rejected(&call, StatusCode::BAD_REQUEST, "JSON body without bodySHA256").await;
+    expect_rejected(
+        &call,
+        StatusCode::BAD_REQUEST,
+        "JSON body without bodySHA256",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -209,7 +263,10 @@ async fn json_with_a_valid_body_hash_is_accepted() {
     call.header("content-type", "application/json");
     call.sign_with(TOKEN, &format!("{BASE}{PATH}?{query}"), &Params::default());
     let queue = Arc::new(MemoryQueue::default());
-    assert_eq!(call.send(&acknowledger(&queue, None)).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        call.send(&acknowledger(&queue, None)).await.status,
+        StatusCode::NO_CONTENT
+    );
     // The same signature over a different body fails the hash check.
     call.body = br#"{"CallSid":"CA1","AccountSid":"AC1","CallStatus":"completed"}"#.to_vec();
     expect_rejected(&call, StatusCode::FORBIDDEN, "invalid X-Twilio-Signature").await;
@@ -218,7 +275,10 @@ async fn json_with_a_valid_body_hash_is_accepted() {
 #[tokio::test]
 async fn body_over_64_kib_is_400() {
     let mut params = status_params("ringing");
-    params = params.iter().chain([("Padding", "x".repeat(64 * 1024).as_str())]).collect();
+    params = params
+        .iter()
+        .chain([("Padding", "x".repeat(64 * 1024).as_str())])
+        .collect();
     let call = Call::form(&params);
     expect_rejected(&call, StatusCode::BAD_REQUEST, "body over 64 KiB").await;
 }
@@ -249,28 +309,51 @@ async fn other_content_types_are_400() {
 }
 
 fn without(name: &str) -> Params {
-    status_params("ringing").iter().filter(|(n, _)| *n != name).collect()
+    status_params("ringing")
+        .iter()
+        .filter(|(n, _)| *n != name)
+        .collect()
 }
 
 #[tokio::test]
 async fn missing_call_sid_is_400() {
-    expect_rejected(&Call::form(&without("CallSid")), StatusCode::BAD_REQUEST, "missing CallSid").await;
+    expect_rejected(
+        &Call::form(&without("CallSid")),
+        StatusCode::BAD_REQUEST,
+        "missing CallSid",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn missing_call_status_is_400() {
-    expect_rejected(&Call::form(&without("CallStatus")), StatusCode::BAD_REQUEST, "missing CallStatus").await;
+    expect_rejected(
+        &Call::form(&without("CallStatus")),
+        StatusCode::BAD_REQUEST,
+        "missing CallStatus",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn unknown_call_status_is_400() {
-    expect_rejected(&Call::form(&status_params("exploded")), StatusCode::BAD_REQUEST, "unknown CallStatus \"exploded\"").await;
+    expect_rejected(
+        &Call::form(&status_params("exploded")),
+        StatusCode::BAD_REQUEST,
+        "unknown CallStatus \"exploded\"",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn queue_unavailable_is_503_so_twilio_retries() {
-    let queue = Arc::new(MemoryQueue { down: true, ..Default::default() });
-    let reply = Call::form(&status_params("ringing")).send(&acknowledger(&queue, None)).await;
+    let queue = Arc::new(MemoryQueue {
+        down: true,
+        ..Default::default()
+    });
+    let reply = Call::form(&status_params("ringing"))
+        .send(&acknowledger(&queue, None))
+        .await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(reply.body.contains("not queued, retry later"));
     assert!(queue.sent.lock().unwrap().is_empty());

@@ -1,0 +1,128 @@
+//! The real function binaries, served by cargo-lambda.
+//!
+//! `cargo lambda watch --only-lambda-apis` emulates Lambda's control plane: function URLs at
+//! `/lambda-url/<function>/…`, the Invoke API at `/2015-03-31/functions/<function>/invocations`
+//! and the Runtime API at `/.rt/<function>/…`. The binaries `cargo build` made are started
+//! here against that Runtime API, so `cargo test` never has to run cargo while it holds the
+//! build lock, and each function gets only its own environment, as on AWS.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::process::{ManagedProcess, free_port, wait_for_port};
+use crate::workspace::Workspace;
+
+/// One function to run: its binary name (also its Lambda name) and environment.
+#[derive(Debug, Clone)]
+pub struct FunctionSpec {
+    pub name: &'static str,
+    pub env: Vec<(String, String)>,
+    /// Processes polling the function's Runtime API, like concurrent Lambda instances.
+    pub instances: usize,
+}
+
+pub struct FunctionHost {
+    pub port: u16,
+    workspace: Workspace,
+    log_dir: std::path::PathBuf,
+    specs: Vec<FunctionSpec>,
+    functions: Vec<ManagedProcess>,
+    watch: ManagedProcess,
+}
+
+impl FunctionHost {
+    pub async fn start(
+        workspace: &Workspace,
+        log_dir: &Path,
+        specs: Vec<FunctionSpec>,
+    ) -> anyhow::Result<Self> {
+        for spec in &specs {
+            let binary = workspace.function_binary(spec.name);
+            anyhow::ensure!(
+                binary.exists(),
+                "{} is missing: build the functions first (`make build-local`)",
+                binary.display()
+            );
+        }
+        let cargo_lambda = workspace.stack_tools().join("cargo-lambda");
+        anyhow::ensure!(
+            cargo_lambda.exists(),
+            "{} is missing: run `make venv`",
+            cargo_lambda.display()
+        );
+        let port = free_port()?;
+        let mut command = Command::new(cargo_lambda);
+        command
+            .args([
+                "lambda",
+                "watch",
+                "--only-lambda-apis",
+                "--invoke-address",
+                "127.0.0.1",
+                "--invoke-port",
+            ])
+            .arg(port.to_string())
+            .current_dir(&workspace.root);
+        let mut watch =
+            ManagedProcess::spawn("cargo-lambda", command, &log_dir.join("cargo-lambda.log"))?;
+        wait_for_port(port, &mut watch, Duration::from_secs(30)).await?;
+
+        let mut host = Self {
+            port,
+            workspace: workspace.clone(),
+            log_dir: log_dir.to_owned(),
+            specs,
+            functions: Vec::new(),
+            watch,
+        };
+        for spec in host.specs.clone() {
+            for instance in 0..spec.instances.max(1) {
+                host.spawn_function(&spec, instance)?;
+            }
+        }
+        Ok(host)
+    }
+
+    fn spawn_function(&mut self, spec: &FunctionSpec, instance: usize) -> anyhow::Result<()> {
+        let mut command = Command::new(self.workspace.function_binary(spec.name));
+        // Only what Lambda would give the function, plus its own configuration.
+        command.env_clear();
+        for name in ["PATH", "HOME", "RUST_LOG", "RUST_BACKTRACE"] {
+            if let Some(value) = std::env::var_os(name) {
+                command.env(name, value);
+            }
+        }
+        command
+            .env(
+                "AWS_LAMBDA_RUNTIME_API",
+                format!("http://127.0.0.1:{}/.rt/{}", self.port, spec.name),
+            )
+            .env("AWS_LAMBDA_FUNCTION_NAME", spec.name)
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+            .envs(spec.env.iter().map(|(k, v)| (k, v)));
+        let log = self.log_dir.join(format!("{}-{instance}.log", spec.name));
+        self.functions
+            .push(ManagedProcess::spawn(spec.name, command, &log)?);
+        Ok(())
+    }
+
+    /// The base of the Lambda APIs (what `AWS_ENDPOINT_URL_LAMBDA` would be).
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A function's URL; append the route, e.g. `/twilio/status`.
+    pub fn function_url(&self, name: &str) -> String {
+        format!("http://127.0.0.1:{}/lambda-url/{name}", self.port)
+    }
+
+    /// Stops every function and the control plane.
+    pub fn stop(&mut self) {
+        for function in &mut self.functions {
+            function.stop();
+        }
+        self.watch.stop();
+    }
+}

@@ -1,0 +1,19 @@
+//! The local stack the demo and the integration tests run on: no Docker, no AWS account.
+//!
+//! - [`emulator`]: moto's server on a free loopback port, the AWS APIs the SDK talks to;
+//! - [`resources`]: the queues, table and secret that `infra/template.yaml` declares;
+//! - [`functions`]: the real function binaries under `cargo lambda watch`;
+//! - [`poller`]: the SQS event source mapping Lambda would run;
+//! - [`stack`]: all of it as one value that stops everything when dropped.
+
+pub mod demo;
+pub mod emulator;
+pub mod functions;
+pub mod poller;
+pub mod process;
+pub mod resources;
+pub mod sample_events;
+pub mod stack;
+pub mod workspace;
+
+pub use stack::{LocalStack, StackOptions};

@@ -1,0 +1,106 @@
+//! `devstack`: run the local stack. `make demo` runs `devstack demo`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use devstack::demo::{self, DemoOptions};
+use devstack::{LocalStack, StackOptions, sample_events, workspace::Workspace};
+
+#[derive(Parser)]
+#[command(
+    name = "devstack",
+    about = "The voicehooks local stack: moto + the real functions under cargo-lambda."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Play calls through the local stack, check every call's stored state against the
+    /// stand-in's ground truth, print the table; exit 1 on any mismatch.
+    ///
+    /// Example: devstack demo --calls 300 --seed 42
+    Demo {
+        #[arg(long, default_value_t = 300)]
+        calls: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 0.2)]
+        duplicates: f64,
+        #[arg(long, default_value_t = 0.3)]
+        reorder: f64,
+    },
+    /// Start the local stack and keep it up until Ctrl-C, printing its endpoints.
+    ///
+    /// Example: devstack up, then in another shell:
+    /// AWS_ENDPOINT_URL=<printed functions url> cargo lambda invoke webhook-status --data-file events/webhook-status/ringing.json
+    Up,
+    /// Rewrite the sample events under events/ (signed for the local token and public URL).
+    Events,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<ExitCode> {
+    match Cli::parse().command {
+        Command::Demo {
+            calls,
+            seed,
+            concurrency,
+            duplicates,
+            reorder,
+        } => {
+            let ok = demo::run(DemoOptions {
+                calls,
+                seed,
+                concurrency,
+                duplicate_rate: duplicates,
+                reorder_rate: reorder,
+            })
+            .await?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Up => {
+            let stack = LocalStack::start(StackOptions {
+                label: "up".into(),
+                ..Default::default()
+            })
+            .await?;
+            println!("local stack up; Ctrl-C stops it");
+            println!("  AWS emulator         {}", stack.emulator.endpoint);
+            println!("  Lambda APIs          {}", stack.functions.endpoint());
+            println!(
+                "  status webhook       {} (signed for {})",
+                stack.status_webhook_target(),
+                stack.status_webhook_public()
+            );
+            println!(
+                "  status queue         {}",
+                stack.resources.status_queue_url
+            );
+            println!("  status DLQ           {}", stack.resources.status_dlq_url);
+            println!("  calls table          {}", stack.resources.calls_table);
+            println!("  logs                 {}", stack.log_dir.display());
+            tokio::signal::ctrl_c().await?;
+            stack.stop().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Events => {
+            let root = Workspace::locate().events();
+            for event in sample_events::all() {
+                let path = root.join(&event.path);
+                std::fs::create_dir_all(path.parent().expect("events have a folder"))?;
+                std::fs::write(&path, sample_events::render(&event))?;
+                println!("wrote {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

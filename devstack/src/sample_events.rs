@@ -1,0 +1,194 @@
+//! The sample events under `events/`, generated so their signatures are always valid for
+//! the documented local token and public URL. `devstack events` rewrites them;
+//! `tests/events.rs` checks the committed files are current and that every one gets the
+//! answer its name promises from the real function.
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use shared::config::local;
+use shared::events::Envelope;
+use shared::twilio::signature::compute_signature;
+use shared::twilio::{CallStatus, Params, StatusCallback};
+
+/// A sample event: its path under `events/` and its JSON.
+pub struct SampleEvent {
+    pub path: String,
+    pub json: Value,
+}
+
+const CALL_SID: &str = "CAe1a2b3c4d5e6f708192a3b4c5d6e7f80";
+const TIMESTAMP: &str = "Sun, 22 Nov 2026 10:00:00 +0000";
+
+fn status_params(status: CallStatus, seq: u32) -> Params {
+    let mut params: Vec<(&str, String)> = vec![
+        ("Called", "+16285550123".into()),
+        ("ToState", "CA".into()),
+        ("CallerCountry", "US".into()),
+        ("Direction", "outbound-api".into()),
+        ("Timestamp", TIMESTAMP.into()),
+        ("CallbackSource", "call-progress-events".into()),
+        ("SequenceNumber", seq.to_string()),
+        ("CallSid", CALL_SID.into()),
+        ("To", "+16285550123".into()),
+        ("ToCountry", "US".into()),
+        ("ApiVersion", "2010-04-01".into()),
+        ("CallStatus", status.as_str().into()),
+        ("From", "+14155550100".into()),
+        ("AccountSid", local::ACCOUNT_SID.into()),
+        ("Caller", "+14155550100".into()),
+    ];
+    if status == CallStatus::Completed {
+        params.push(("CallDuration", "42".into()));
+        params.push(("Duration", "1".into()));
+    }
+    params.into_iter().collect()
+}
+
+/// An HTTP API (payload format 2.0) request as API Gateway hands it to the function.
+pub fn http_api_request(
+    method: &str,
+    route: &str,
+    params: &Params,
+    signature: Option<&str>,
+    idempotency_token: &str,
+) -> Value {
+    let body = params.to_form();
+    let mut headers = json!({
+        "content-type": "application/x-www-form-urlencoded; charset=utf-8",
+        "content-length": body.len().to_string(),
+        "host": local::PUBLIC_BASE_URL.trim_start_matches("https://"),
+        "i-twilio-idempotency-token": idempotency_token,
+        "user-agent": "TwilioProxy/1.1",
+        "x-forwarded-proto": "https",
+    });
+    if let Some(signature) = signature {
+        headers["x-twilio-signature"] = json!(signature);
+    }
+    json!({
+        "version": "2.0",
+        "routeKey": format!("ANY {route}"),
+        "rawPath": route,
+        "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "local",
+            "domainName": local::PUBLIC_BASE_URL.trim_start_matches("https://"),
+            "domainPrefix": "hooks",
+            "http": { "method": method, "path": route, "protocol": "HTTP/1.1", "sourceIp": "54.172.60.1", "userAgent": "TwilioProxy/1.1" },
+            "requestId": format!("req-{idempotency_token}"),
+            "routeKey": format!("ANY {route}"),
+            "stage": "$default",
+            "time": "22/Nov/2026:10:00:00 +0000",
+            "timeEpoch": 1_795_341_600_000u64
+        },
+        // HTTP APIs base64-encode form bodies.
+        "body": base64::engine::general_purpose::STANDARD.encode(&body),
+        "isBase64Encoded": true
+    })
+}
+
+fn signed_status_request(status: CallStatus, seq: u32) -> Value {
+    let params = status_params(status, seq);
+    let url = format!("{}/twilio/status", local::PUBLIC_BASE_URL);
+    let signature = compute_signature(local::AUTH_TOKEN, &url, params.iter());
+    http_api_request(
+        "POST",
+        "/twilio/status",
+        &params,
+        Some(&signature),
+        &format!("sample-{}", status.as_str()),
+    )
+}
+
+fn envelope(status: CallStatus, seq: u32) -> Envelope {
+    let params = status_params(status, seq);
+    let callback = StatusCallback::parse(&params).expect("sample params are a status callback");
+    let mut envelope = Envelope::call_status(
+        &callback,
+        &params,
+        Some(&format!("sample-{}", status.as_str())),
+    );
+    envelope.received_at = "2026-11-22T10:00:00.000Z".into();
+    envelope
+}
+
+fn sqs_record(id: &str, body: String) -> Value {
+    json!({
+        "messageId": id,
+        "receiptHandle": format!("receipt-{id}"),
+        "body": body,
+        "attributes": { "ApproximateReceiveCount": "1", "SentTimestamp": "1795341600000", "SenderId": "AROAEXAMPLE", "ApproximateFirstReceiveTimestamp": "1795341600001" },
+        "messageAttributes": {},
+        "md5OfBody": "",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": format!("arn:aws:sqs:us-east-1:123456789012:{}-status", local::STACK_NAME),
+        "awsRegion": "us-east-1"
+    })
+}
+
+/// Every sample event.
+pub fn all() -> Vec<SampleEvent> {
+    let mut events: Vec<SampleEvent> = CallStatus::ALL
+        .into_iter()
+        .map(|status| SampleEvent {
+            path: format!("webhook-status/{}.json", status.as_str()),
+            json: signed_status_request(status, status.rank() as u32),
+        })
+        .collect();
+
+    let mut bad_signature = signed_status_request(CallStatus::Ringing, 1);
+    bad_signature["headers"]["x-twilio-signature"] = json!("bm90IHRoZSByaWdodCBzaWduYXR1cmU=");
+    events.push(SampleEvent {
+        path: "webhook-status/rejected-bad-signature.json".into(),
+        json: bad_signature,
+    });
+    let mut get = signed_status_request(CallStatus::Ringing, 1);
+    get["requestContext"]["http"]["method"] = json!("GET");
+    events.push(SampleEvent {
+        path: "webhook-status/rejected-wrong-method.json".into(),
+        json: get,
+    });
+
+    let in_order = [
+        (CallStatus::Initiated, 0),
+        (CallStatus::Ringing, 1),
+        (CallStatus::InProgress, 2),
+        (CallStatus::Completed, 3),
+    ];
+    let records: Vec<Value> = in_order
+        .iter()
+        .enumerate()
+        .map(|(i, &(status, seq))| sqs_record(&format!("msg-{i}"), envelope(status, seq).to_json()))
+        .collect();
+    events.push(SampleEvent {
+        path: "status-worker/sqs-batch.json".into(),
+        json: json!({ "Records": records }),
+    });
+
+    let future = envelope(CallStatus::Busy, 2)
+        .to_json()
+        .replacen("\"v\":1", "\"v\":99", 1);
+    let mixed = vec![
+        sqs_record("good-1", envelope(CallStatus::Ringing, 1).to_json()),
+        sqs_record("poison-not-json", "hello from another system".into()),
+        sqs_record(
+            "poison-foreign-json",
+            json!({"Records": [{"eventName": "ObjectCreated:Put"}]}).to_string(),
+        ),
+        sqs_record("poison-future-version", future),
+        sqs_record("good-2", envelope(CallStatus::Completed, 3).to_json()),
+    ];
+    events.push(SampleEvent {
+        path: "status-worker/sqs-batch-with-poison.json".into(),
+        json: json!({ "Records": mixed }),
+    });
+    events
+}
+
+/// The file text of a sample event (stable formatting, trailing newline).
+pub fn render(event: &SampleEvent) -> String {
+    let mut text = serde_json::to_string_pretty(&event.json).expect("JSON values serialise");
+    text.push('\n');
+    text
+}
