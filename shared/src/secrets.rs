@@ -72,7 +72,7 @@ impl AuthTokens for StaticTokens {
 
 /// How soon after a read a failed signature may trigger another read of `AWSCURRENT`:
 /// bounds what a flood of forged requests can cost in Secrets Manager calls.
-const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 
 struct Cached<T> {
     value: T,
@@ -85,6 +85,7 @@ pub struct SecretsManagerTokens {
     client: Client,
     secret_id: String,
     ttl: Duration,
+    min_refresh_interval: Duration,
     current: Mutex<Option<Cached<Arc<TwilioCredentials>>>>,
     previous: Mutex<Option<Cached<Option<Arc<TwilioCredentials>>>>>,
 }
@@ -95,9 +96,16 @@ impl SecretsManagerTokens {
             client,
             secret_id: secret_id.into(),
             ttl,
+            min_refresh_interval: MIN_REFRESH_INTERVAL,
             current: Mutex::new(None),
             previous: Mutex::new(None),
         }
+    }
+
+    /// Overrides [`MIN_REFRESH_INTERVAL`].
+    pub fn with_min_refresh_interval(mut self, interval: Duration) -> Self {
+        self.min_refresh_interval = interval;
+        self
     }
 
     async fn read(&self, stage: &str) -> Result<Option<Arc<TwilioCredentials>>, SecretsError> {
@@ -170,7 +178,7 @@ impl AuthTokens for SecretsManagerTokens {
         let mut cache = self.current.lock().await;
         if cache
             .as_ref()
-            .is_some_and(|c| c.read_at.elapsed() < MIN_REFRESH_INTERVAL)
+            .is_some_and(|c| c.read_at.elapsed() < self.min_refresh_interval)
         {
             return Ok(None);
         }

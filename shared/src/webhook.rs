@@ -225,10 +225,10 @@ impl<Q: EventQueue, T: AuthTokens> Acknowledger<Q, T> {
         if valid_with(&self.tokens.current().await?.auth_token) {
             return Ok(true);
         }
-        if let Some(previous) = self.tokens.previous().await? {
-            if valid_with(&previous.auth_token) {
-                return Ok(true);
-            }
+        if let Some(previous) = self.tokens.previous().await?
+            && valid_with(&previous.auth_token)
+        {
+            return Ok(true);
         }
         Ok(self
             .tokens

@@ -3,6 +3,8 @@
 //! the token source are the crate's own traits; the AWS-backed versions are exercised
 //! against the emulator in `tests/`.
 
+#![allow(clippy::unwrap_used)] // test code: an unwrap is an assertion
+
 use std::sync::{Arc, Mutex};
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode};

@@ -1,0 +1,92 @@
+# voicehooks: the verbs people type. `make help` lists them.
+#
+# Everything a target needs it installs itself, into the project: Python tools into
+# virtualenvs under .venv/ pinned by infra/requirements/*.txt, Rust through cargo.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+STACK_BIN := $(VENV)/stack/bin
+LINT_BIN := $(VENV)/lint/bin
+SAM_BIN := $(VENV)/sam/bin
+TEMPLATE := infra/template.yaml
+export SAM_CLI_TELEMETRY := 0
+# cargo-lambda (its zig linker included) comes from the stack virtualenv.
+export PATH := $(CURDIR)/$(STACK_BIN):$(PATH)
+
+CALLS ?= 300
+SEED ?= 42
+EVENT ?= events/webhook-status/ringing.json
+FUNCTION ?= webhook-status
+
+.PHONY: help
+help: ## List the verbs
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+# ---------------------------------------------------------------- tools
+# One virtualenv per tool set: moto and cargo-lambda, the linters, and SAM pin
+# conflicting versions of boto3 and friends.
+$(VENV)/%/.installed: infra/requirements/%.txt
+	rm -rf $(VENV)/$*
+	$(PYTHON) -m venv $(VENV)/$*
+	$(VENV)/$*/bin/pip install --quiet --disable-pip-version-check --no-deps -r $<
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/stack/.installed $(VENV)/lint/.installed $(VENV)/sam/.installed ## Install the pinned Python tools into .venv/
+
+# ---------------------------------------------------------------- build
+.PHONY: build-local
+build-local: ## Build every binary for this machine (what the local stack runs)
+	cargo build --workspace --bins
+
+.PHONY: build
+build: $(VENV)/stack/.installed ## Build the Lambda bootstraps for arm64 (target/lambda/<function>/bootstrap)
+	cargo lambda build --release --arm64 --bin webhook-status --bin status-worker
+	@ls -l target/lambda/*/bootstrap
+
+# ---------------------------------------------------------------- run
+.PHONY: demo
+demo: $(VENV)/stack/.installed build-local ## Play CALLS calls through the local stack and check every one
+	target/debug/devstack demo --calls $(CALLS) --seed $(SEED)
+
+.PHONY: up
+up: $(VENV)/stack/.installed build-local ## Run the local stack until Ctrl-C
+	target/debug/devstack up
+
+.PHONY: invoke
+invoke: $(VENV)/stack/.installed ## Invoke FUNCTION with EVENT on a running `make up` (set LAMBDA_PORT)
+	@test -n "$${LAMBDA_PORT:-}" || { echo "set LAMBDA_PORT to the 'Lambda APIs' port that make up printed"; exit 2; }
+	cargo lambda invoke $(FUNCTION) --invoke-address 127.0.0.1 --invoke-port $$LAMBDA_PORT --data-file $(EVENT)
+
+.PHONY: events
+events: ## Regenerate the signed sample events under events/
+	cargo run --quiet -p devstack -- events
+
+# ---------------------------------------------------------------- check
+.PHONY: test
+test: venv build-local ## Unit and integration tests (local AWS emulator), then lint
+	cargo test --workspace
+	$(MAKE) --no-print-directory lint
+
+.PHONY: lint
+lint: $(VENV)/lint/.installed $(VENV)/sam/.installed ## rustfmt, clippy, cfn-lint, checkov, sam validate
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --quiet -- -D warnings
+	$(LINT_BIN)/cfn-lint $(TEMPLATE)
+	$(LINT_BIN)/checkov --quiet --compact --skip-download --framework cloudformation -f $(TEMPLATE)
+	AWS_REGION=us-east-1 $(SAM_BIN)/sam validate --lint --template-file $(TEMPLATE)
+
+# ---------------------------------------------------------------- deploy
+.PHONY: deploy
+deploy: $(VENV)/sam/.installed $(VENV)/stack/.installed ## sam build + sam deploy --guided (needs AWS credentials)
+	$(SAM_BIN)/sam build --beta-features --template-file $(TEMPLATE)
+	$(SAM_BIN)/sam deploy --guided
+
+.PHONY: clean
+clean: ## Remove build output, logs and virtualenvs
+	cargo clean
+	rm -rf $(VENV) .local .aws-sam

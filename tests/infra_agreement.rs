@@ -1,0 +1,208 @@
+//! `infra/template.yaml` and the local stack agree: the local bootstrap creates what the
+//! template declares (names, keys, queue settings), the functions read the environment the
+//! template sets, and the template keeps the properties the design asks for.
+
+#![allow(clippy::unwrap_used)] // test code: an unwrap is an assertion
+
+use devstack::resources::{self, StackNames};
+use devstack::workspace::Workspace;
+use serde_yaml::Value;
+use shared::config::{self, local};
+use shared::store::{PARTITION_KEY, SORT_KEY};
+
+fn template() -> Value {
+    let text =
+        std::fs::read_to_string(Workspace::locate().template()).expect("infra/template.yaml");
+    serde_yaml::from_str(&text).expect("the template is YAML")
+}
+
+fn resource<'a>(template: &'a Value, name: &str) -> &'a Value {
+    &template["Resources"][name]["Properties"]
+}
+
+/// Resolves a `!Sub` that names only `${AWS::StackName}`, as CloudFormation would.
+fn sub(value: &Value) -> String {
+    let Value::Tagged(tagged) = value else {
+        panic!("expected !Sub, got {value:?}")
+    };
+    assert_eq!(tagged.tag, "!Sub");
+    tagged
+        .value
+        .as_str()
+        .expect("a !Sub string")
+        .replace("${AWS::StackName}", local::STACK_NAME)
+}
+
+fn number(value: &Value) -> u64 {
+    value
+        .as_u64()
+        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or_else(|| panic!("not a number: {value:?}"))
+}
+
+#[test]
+fn resource_names_match_the_local_bootstrap() {
+    let t = template();
+    let names = StackNames::new(local::STACK_NAME);
+    assert_eq!(
+        sub(&resource(&t, "StatusQueue")["QueueName"]),
+        names.status_queue()
+    );
+    assert_eq!(
+        sub(&resource(&t, "StatusDeadLetterQueue")["QueueName"]),
+        names.status_dlq()
+    );
+    assert_eq!(
+        sub(&resource(&t, "CallsTable")["TableName"]),
+        names.calls_table()
+    );
+    assert_eq!(
+        sub(&resource(&t, "TwilioSecret")["Name"]),
+        names.twilio_secret()
+    );
+}
+
+#[test]
+fn table_keys_match_the_store() {
+    let t = template();
+    let table = resource(&t, "CallsTable");
+    let keys: Vec<(&str, &str)> = table["KeySchema"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["AttributeName"].as_str().unwrap(),
+                k["KeyType"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(keys, [(PARTITION_KEY, "HASH"), (SORT_KEY, "RANGE")]);
+    for definition in table["AttributeDefinitions"].as_sequence().unwrap() {
+        assert_eq!(definition["AttributeType"].as_str(), Some("S"));
+    }
+    assert_eq!(table["BillingMode"].as_str(), Some("PAY_PER_REQUEST"));
+    assert_eq!(
+        table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"].as_bool(),
+        Some(true)
+    );
+    assert_eq!(
+        table["SSESpecification"]["SSEEnabled"].as_bool(),
+        Some(true)
+    );
+}
+
+#[test]
+fn queue_settings_match_and_visibility_is_six_worker_timeouts() {
+    let t = template();
+    let queue = resource(&t, "StatusQueue");
+    let worker_timeout = number(&resource(&t, "StatusWorkerFunction")["Timeout"]);
+    assert_eq!(
+        worker_timeout,
+        u64::from(resources::STATUS_WORKER_TIMEOUT_SECS)
+    );
+    assert_eq!(number(&queue["VisibilityTimeout"]), 6 * worker_timeout);
+    assert_eq!(
+        number(&queue["VisibilityTimeout"]),
+        u64::from(resources::STATUS_QUEUE_VISIBILITY_TIMEOUT_SECS)
+    );
+    assert_eq!(
+        number(&queue["MessageRetentionPeriod"]),
+        u64::from(resources::STATUS_QUEUE_RETENTION_SECS)
+    );
+    assert_eq!(
+        number(&resource(&t, "StatusDeadLetterQueue")["MessageRetentionPeriod"]),
+        u64::from(resources::DLQ_RETENTION_SECS)
+    );
+    assert_eq!(
+        number(&t["Parameters"]["MaxReceiveCount"]["Default"]),
+        u64::from(resources::MAX_RECEIVE_COUNT)
+    );
+    let allow = &resource(&t, "StatusDeadLetterQueue")["RedriveAllowPolicy"];
+    assert_eq!(allow["redrivePermission"].as_str(), Some("byQueue"));
+    let source = sub(&allow["sourceQueueArnList"][0]);
+    assert!(
+        source.ends_with(&format!(
+            ":{}",
+            StackNames::new(local::STACK_NAME).status_queue()
+        )),
+        "{source}"
+    );
+}
+
+#[test]
+fn functions_get_the_environment_they_read() {
+    let t = template();
+    let env_names = |function: &str| -> Vec<String> {
+        let mut names: Vec<String> = resource(&t, function)["Environment"]["Variables"]
+            .as_mapping()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let mut webhook = vec![
+        config::PUBLIC_BASE_URL,
+        config::STATUS_QUEUE_URL,
+        config::TWILIO_SECRET_ID,
+    ];
+    webhook.sort_unstable();
+    assert_eq!(env_names("WebhookStatusFunction"), webhook);
+    assert_eq!(env_names("StatusWorkerFunction"), [config::CALLS_TABLE]);
+}
+
+#[test]
+fn functions_are_arm64_cargo_lambda_builds_of_workspace_binaries() {
+    let t = template();
+    let globals = &t["Globals"]["Function"];
+    assert_eq!(globals["Runtime"].as_str(), Some("provided.al2023"));
+    assert_eq!(globals["Architectures"][0].as_str(), Some("arm64"));
+    for (function, binary) in [
+        ("WebhookStatusFunction", "webhook-status"),
+        ("StatusWorkerFunction", "status-worker"),
+    ] {
+        let metadata = &t["Resources"][function]["Metadata"];
+        assert_eq!(metadata["BuildMethod"].as_str(), Some("rust-cargolambda"));
+        assert_eq!(metadata["BuildProperties"]["Binary"].as_str(), Some(binary));
+        let manifest = Workspace::locate()
+            .root
+            .join("functions")
+            .join(binary)
+            .join("Cargo.toml");
+        assert!(
+            manifest.exists(),
+            "{function} builds {binary}, which the workspace must have"
+        );
+    }
+    let sqs_event = &resource(&t, "StatusWorkerFunction")["Events"]["StatusQueue"]["Properties"];
+    assert_eq!(
+        sqs_event["FunctionResponseTypes"][0].as_str(),
+        Some("ReportBatchItemFailures")
+    );
+}
+
+#[test]
+fn every_iam_statement_names_its_resources() {
+    let t = template();
+    for function in ["WebhookStatusFunction", "StatusWorkerFunction"] {
+        for policy in resource(&t, function)["Policies"].as_sequence().unwrap() {
+            for statement in policy["Statement"].as_sequence().unwrap() {
+                let actions: Vec<&str> = match &statement["Action"] {
+                    Value::String(a) => vec![a.as_str()],
+                    Value::Sequence(a) => a.iter().filter_map(Value::as_str).collect(),
+                    other => panic!("{function}: odd Action {other:?}"),
+                };
+                assert!(
+                    actions.iter().all(|a| !a.contains('*')),
+                    "{function}: wildcard action in {actions:?}"
+                );
+                assert!(
+                    !matches!(&statement["Resource"], Value::String(r) if r == "*"),
+                    "{function}: Resource * for {actions:?}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! The status pipeline end to end on the local stack: HTTP POST → webhook-status (the real
+//! binary under cargo-lambda) → SQS → event-source poller → status-worker → DynamoDB.
+
+#![allow(clippy::unwrap_used)] // test code: an unwrap is an assertion
+
+use std::time::{Duration, Instant};
+
+use devstack::demo::{self, DemoOptions};
+use devstack::{LocalStack, StackOptions};
+use reqwest::StatusCode;
+use shared::config::local;
+use shared::events::Envelope;
+use shared::store::DynamoCallStore;
+use shared::twilio::{CallStatus, StatusCallback};
+use voicehooks_tests::{call_sid, item_count, post_form, status_params};
+
+async fn stack(label: &str, retry_after_secs: i32) -> LocalStack {
+    LocalStack::start(StackOptions {
+        label: label.into(),
+        retry_after_secs,
+        webhook_instances: 2,
+    })
+    .await
+    .expect("the local stack starts (run `make test`, which builds the functions first)")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicated_and_reordered_callbacks_end_in_each_calls_true_state() {
+    let stack = stack("pipeline", 2).await;
+    let options = DemoOptions {
+        calls: 40,
+        seed: 7,
+        concurrency: 8,
+        duplicate_rate: 0.3,
+        reorder_rate: 0.5,
+    };
+    let outcome = demo::play(&stack, &options).await.expect("the calls play");
+    assert!(outcome.mismatches.is_empty(), "{:#?}", outcome.mismatches);
+    assert!(outcome.report.duplicate_deliveries > 0 && outcome.report.reordered_calls > 0);
+    // Every duplicate delivery was acknowledged, queued and absorbed (SQS may add its own).
+    assert!(
+        outcome.duplicates_absorbed() >= outcome.report.duplicate_deliveries,
+        "{} < {}",
+        outcome.duplicates_absorbed(),
+        outcome.report.duplicate_deliveries
+    );
+    assert!(outcome.late_events() > 0, "reordering produced late events");
+    println!(
+        "40 calls: {} duplicates absorbed, {} late events recorded, ack p50 {:.1} ms",
+        outcome.duplicates_absorbed(),
+        outcome.late_events(),
+        outcome.report.latency_ms(50.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rejected_requests_enqueue_and_write_nothing() {
+    let stack = stack("rejected", 2).await;
+    let target = stack.status_webhook_target();
+    let public = stack.status_webhook_public();
+    let token = Some(local::AUTH_TOKEN);
+    let sid = call_sid(1);
+    let good = status_params(&sid, CallStatus::Ringing, Some(1));
+    let client = reqwest::Client::new();
+
+    let cases: Vec<(&str, reqwest::Response, StatusCode, &str)> = vec![
+        (
+            "no signature",
+            post_form(&target, &public, &good, None).await,
+            StatusCode::FORBIDDEN,
+            "missing X-Twilio-Signature",
+        ),
+        (
+            "wrong token",
+            post_form(&target, &public, &good, Some("wrong-token")).await,
+            StatusCode::FORBIDDEN,
+            "invalid X-Twilio-Signature",
+        ),
+        (
+            "signed for another URL",
+            post_form(
+                &target,
+                "https://elsewhere.example/twilio/status",
+                &good,
+                token,
+            )
+            .await,
+            StatusCode::FORBIDDEN,
+            "invalid X-Twilio-Signature",
+        ),
+        (
+            "GET",
+            client.get(&target).send().await.unwrap(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "not allowed",
+        ),
+        (
+            "missing CallSid",
+            post_form(
+                &target,
+                &public,
+                &good.iter().filter(|(k, _)| *k != "CallSid").collect(),
+                token,
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            "missing CallSid",
+        ),
+        (
+            "unknown CallStatus",
+            post_form(
+                &target,
+                &public,
+                &status_params(&sid, CallStatus::Ringing, Some(1))
+                    .iter()
+                    .map(|(k, v)| (k, if k == "CallStatus" { "answered" } else { v }))
+                    .collect(),
+                token,
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            "unknown CallStatus",
+        ),
+        (
+            "not UTF-8",
+            client
+                .post(&target)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(b"CallSid=%FF%FE".to_vec())
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "not valid UTF-8",
+        ),
+        (
+            "over 64 KiB",
+            client
+                .post(&target)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("CallSid={}", "A".repeat(70_000)))
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "body over 64 KiB",
+        ),
+        (
+            "JSON without bodySHA256",
+            client
+                .post(&target)
+                .header("content-type", "application/json")
+                .header("x-twilio-signature", "abc")
+                .body(r#"{"CallSid":"CA1"}"#)
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "JSON body without bodySHA256",
+        ),
+    ];
+    for (name, response, status, reason) in cases {
+        assert_eq!(response.status(), status, "{name}");
+        let body = response.text().await.unwrap();
+        assert!(body.contains(reason), "{name}: {body:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        stack
+            .queue_depth(&stack.resources.status_queue_url)
+            .await
+            .unwrap(),
+        0,
+        "nothing enqueued"
+    );
+    assert_eq!(
+        item_count(&stack.sdk, &stack.resources.calls_table).await,
+        0,
+        "nothing written"
+    );
+
+    // The same request, correctly signed, goes through.
+    assert_eq!(
+        post_form(&target, &public, &good, token).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    stack
+        .wait_until_drained(Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        item_count(&stack.sdk, &stack.resources.calls_table).await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_callback_that_cannot_be_queued_gets_503_so_twilio_retries() {
+    let stack = stack("queue-down", 2).await;
+    aws_sdk_sqs::Client::new(&stack.sdk)
+        .delete_queue()
+        .queue_url(&stack.resources.status_queue_url)
+        .send()
+        .await
+        .unwrap();
+    let params = status_params(&call_sid(2), CallStatus::Completed, Some(3));
+    let response = post_form(
+        &stack.status_webhook_target(),
+        &stack.status_webhook_public(),
+        &params,
+        Some(local::AUTH_TOKEN),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        response.text().await.unwrap(),
+        "event not queued, retry later\n"
+    );
+    assert_eq!(
+        item_count(&stack.sdk, &stack.resources.calls_table).await,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_messages_rest_in_the_dlq_without_blocking_their_neighbours() {
+    let stack = stack("poison", 1).await;
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
+    let good_sid = call_sid(3);
+    let good: Vec<String> = [(CallStatus::Ringing, 1), (CallStatus::Completed, 3)]
+        .into_iter()
+        .map(|(status, seq)| {
+            let params = status_params(&good_sid, status, Some(seq));
+            Envelope::call_status(&StatusCallback::parse(&params).unwrap(), &params, None).to_json()
+        })
+        .collect();
+    let future_version = good[0].replacen("\"v\":1", "\"v\":2", 1);
+    let poison = [
+        "not json at all".to_owned(),
+        r#"{"Records":[{"eventName":"ObjectCreated:Put"}]}"#.to_owned(),
+        future_version,
+    ];
+    // Poison first, so the good ones share their batches.
+    for body in poison.iter().chain(good.iter()) {
+        sqs.send_message()
+            .queue_url(&stack.resources.status_queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let store = DynamoCallStore::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk),
+        &stack.resources.calls_table,
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let dlq = stack
+            .queue_depth(&stack.resources.status_dlq_url)
+            .await
+            .unwrap();
+        let source = stack
+            .queue_depth(&stack.resources.status_queue_url)
+            .await
+            .unwrap();
+        if dlq == poison.len() as u64 && source == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "DLQ {dlq}, source {source}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let record = store
+        .get_call(&good_sid)
+        .await
+        .unwrap()
+        .expect("the good events were applied");
+    assert_eq!(record.status.as_deref(), Some("completed"));
+    assert_eq!(record.timeline.len(), 2);
+
+    // The DLQ holds exactly the poison, untouched, for ops to inspect and redrive.
+    let received = sqs
+        .receive_message()
+        .queue_url(&stack.resources.status_dlq_url)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    let mut bodies: Vec<&str> = received
+        .messages()
+        .iter()
+        .filter_map(|m| m.body())
+        .collect();
+    bodies.sort_unstable();
+    let mut expected: Vec<&str> = poison.iter().map(String::as_str).collect();
+    expected.sort_unstable();
+    assert_eq!(bodies, expected);
+}

@@ -1,0 +1,106 @@
+//! Helpers the integration tests share. Every test starts what it needs (the emulator, or
+//! the whole local stack) on free loopback ports and stops it when its value drops, even
+//! when the test fails. Run through `make test`, which builds the function binaries first.
+
+use aws_config::SdkConfig;
+use devstack::emulator::Emulator;
+use devstack::resources::{self, Resources, StackNames};
+use devstack::workspace::Workspace;
+use shared::config::local;
+use shared::store::StatusEvent;
+use shared::twilio::signature::compute_signature;
+use shared::twilio::{CallStatus, Params};
+
+/// The emulator alone, with the stack's resources created.
+pub struct Aws {
+    pub sdk: SdkConfig,
+    pub resources: Resources,
+    pub emulator: Emulator,
+}
+
+pub async fn aws(label: &str) -> Aws {
+    let workspace = Workspace::locate();
+    let log_dir = workspace.log_dir(label).expect("log folder");
+    let emulator = Emulator::start(&workspace, &log_dir)
+        .await
+        .expect("the emulator starts (run `make venv`)");
+    let sdk = emulator.sdk_config().await;
+    let resources = resources::bootstrap(&sdk, StackNames::new(local::STACK_NAME))
+        .await
+        .expect("bootstrap");
+    Aws {
+        sdk,
+        resources,
+        emulator,
+    }
+}
+
+pub fn call_sid(n: u32) -> String {
+    format!("CA{n:032x}")
+}
+
+/// A status callback's params as Twilio sends them (the fields the pipeline reads).
+pub fn status_params(call_sid: &str, status: CallStatus, seq: Option<u32>) -> Params {
+    let mut params = vec![
+        ("AccountSid".to_owned(), local::ACCOUNT_SID.to_owned()),
+        ("CallSid".to_owned(), call_sid.to_owned()),
+        ("CallStatus".to_owned(), status.as_str().to_owned()),
+        ("From".to_owned(), "+14155550100".to_owned()),
+        ("To".to_owned(), "+16285550123".to_owned()),
+        ("Direction".to_owned(), "outbound-api".to_owned()),
+        ("ApiVersion".to_owned(), "2010-04-01".to_owned()),
+    ];
+    if let Some(seq) = seq {
+        params.push(("SequenceNumber".to_owned(), seq.to_string()));
+    }
+    Params::new(params)
+}
+
+pub fn status_event(call_sid: &str, status: CallStatus, seq: Option<u32>) -> StatusEvent {
+    let key = format!("{call_sid}-{status}-{}", seq.map_or(-1, i64::from));
+    StatusEvent {
+        call_sid: call_sid.to_owned(),
+        account_sid: local::ACCOUNT_SID.to_owned(),
+        status,
+        sequence_number: seq,
+        timestamp: None,
+        received_at: shared::events::now_rfc3339(),
+        idempotency_key: key,
+        from: Some("+14155550100".into()),
+        to: Some("+16285550123".into()),
+        direction: Some("outbound-api".into()),
+        duration_secs: None,
+        parent_call_sid: None,
+    }
+}
+
+/// Posts a form to `target`, signed (when `token` is given) for `public_url`.
+pub async fn post_form(
+    target: &str,
+    public_url: &str,
+    params: &Params,
+    token: Option<&str>,
+) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
+        .post(target)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(params.to_form());
+    if let Some(token) = token {
+        request = request.header(
+            "x-twilio-signature",
+            compute_signature(token, public_url, params.iter()),
+        );
+    }
+    request.send().await.expect("the function URL answers")
+}
+
+/// Items in a DynamoDB table.
+pub async fn item_count(sdk: &SdkConfig, table: &str) -> usize {
+    let output = aws_sdk_dynamodb::Client::new(sdk)
+        .scan()
+        .table_name(table)
+        .send()
+        .await
+        .expect("scan");
+    output.items().len()
+}
