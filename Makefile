@@ -21,6 +21,7 @@ CALLS ?= 300
 SEED ?= 42
 EVENT ?= events/webhook-status/ringing.json
 FUNCTION ?= webhook-status
+LAMBDA_PORT ?= 9000
 
 .PHONY: help
 help: ## List the verbs
@@ -55,12 +56,11 @@ demo: $(VENV)/stack/.installed build-local ## Play CALLS calls through the local
 
 .PHONY: up
 up: $(VENV)/stack/.installed build-local ## Run the local stack until Ctrl-C
-	target/debug/devstack up
+	target/debug/devstack up --lambda-port $(LAMBDA_PORT)
 
 .PHONY: invoke
-invoke: $(VENV)/stack/.installed ## Invoke FUNCTION with EVENT on a running `make up` (set LAMBDA_PORT)
-	@test -n "$${LAMBDA_PORT:-}" || { echo "set LAMBDA_PORT to the 'Lambda APIs' port that make up printed"; exit 2; }
-	cargo lambda invoke $(FUNCTION) --invoke-address 127.0.0.1 --invoke-port $$LAMBDA_PORT --data-file $(EVENT)
+invoke: $(VENV)/stack/.installed ## Send EVENT to FUNCTION on a running `make up`
+	cargo lambda invoke $(FUNCTION) --invoke-address 127.0.0.1 --invoke-port $(LAMBDA_PORT) --data-file $(EVENT)
 
 .PHONY: events
 events: ## Regenerate the signed sample events under events/

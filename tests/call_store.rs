@@ -23,6 +23,26 @@ fn counted_store(aws: &Aws) -> (DynamoCallStore, RequestCounter) {
     )
 }
 
+async fn apply(
+    store: &DynamoCallStore,
+    sid: &str,
+    status: CallStatus,
+    seq: Option<u32>,
+) -> Outcome {
+    store
+        .apply_status(&status_event(sid, status, seq))
+        .await
+        .unwrap()
+}
+
+async fn stored_status(store: &DynamoCallStore, sid: &str) -> Option<String> {
+    store
+        .get_call(sid)
+        .await
+        .unwrap()
+        .and_then(|record| record.status)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn in_order_events_cost_exactly_one_write_each() {
     let aws = aws("call-store").await;
@@ -88,10 +108,7 @@ async fn a_late_event_is_recorded_not_applied_and_only_once() {
     let (store, counter) = counted_store(&aws);
     let sid = call_sid(3);
     assert_eq!(
-        store
-            .apply_status(&status_event(&sid, Completed, Some(3)))
-            .await
-            .unwrap(),
+        apply(&store, &sid, Completed, Some(3)).await,
         Outcome::Applied
     );
     counter.reset();
@@ -120,28 +137,13 @@ async fn a_terminal_status_is_final() {
     let (store, _) = counted_store(&aws);
     let sid = call_sid(4);
     assert_eq!(
-        store
-            .apply_status(&status_event(&sid, NoAnswer, Some(2)))
-            .await
-            .unwrap(),
+        apply(&store, &sid, NoAnswer, Some(2)).await,
         Outcome::Applied
     );
     // Even a terminal status with a higher sequence number does not replace the first one.
+    assert_eq!(apply(&store, &sid, Completed, Some(5)).await, Outcome::Late);
     assert_eq!(
-        store
-            .apply_status(&status_event(&sid, Completed, Some(5)))
-            .await
-            .unwrap(),
-        Outcome::Late
-    );
-    assert_eq!(
-        store
-            .get_call(&sid)
-            .await
-            .unwrap()
-            .unwrap()
-            .status
-            .as_deref(),
+        stored_status(&store, &sid).await.as_deref(),
         Some("no-answer")
     );
 }
@@ -151,37 +153,10 @@ async fn without_sequence_numbers_status_order_decides() {
     let aws = aws("call-store").await;
     let (store, _) = counted_store(&aws);
     let sid = call_sid(5);
-    assert_eq!(
-        store
-            .apply_status(&status_event(&sid, Ringing, None))
-            .await
-            .unwrap(),
-        Outcome::Applied
-    );
-    assert_eq!(
-        store
-            .apply_status(&status_event(&sid, Queued, None))
-            .await
-            .unwrap(),
-        Outcome::Late
-    );
-    assert_eq!(
-        store
-            .apply_status(&status_event(&sid, Busy, None))
-            .await
-            .unwrap(),
-        Outcome::Applied
-    );
-    assert_eq!(
-        store
-            .get_call(&sid)
-            .await
-            .unwrap()
-            .unwrap()
-            .status
-            .as_deref(),
-        Some("busy")
-    );
+    assert_eq!(apply(&store, &sid, Ringing, None).await, Outcome::Applied);
+    assert_eq!(apply(&store, &sid, Queued, None).await, Outcome::Late);
+    assert_eq!(apply(&store, &sid, Busy, None).await, Outcome::Applied);
+    assert_eq!(stored_status(&store, &sid).await.as_deref(), Some("busy"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,4 +1,5 @@
-//! The local AWS emulator: moto's server on a free loopback port. The project's own SDK
+//! The local AWS emulator: moto's server on a free loopback port (DynamoDB requests
+//! serialised, as `devstack/moto_server.py` explains). The project's own SDK
 //! clients talk to it unchanged, through `AWS_ENDPOINT_URL`.
 
 use std::path::Path;
@@ -23,15 +24,20 @@ pub struct Emulator {
 
 impl Emulator {
     pub async fn start(workspace: &Workspace, log_dir: &Path) -> anyhow::Result<Self> {
-        let moto = workspace.stack_tools().join("moto_server");
+        // moto's server through a wrapper that serialises DynamoDB requests, as the real
+        // service serialises writes to an item (see devstack/moto_server.py).
+        let python = workspace.stack_tools().join("python");
         anyhow::ensure!(
-            moto.exists(),
+            python.exists(),
             "{} is missing: run `make venv` (make test and make demo do it)",
-            moto.display()
+            python.display()
         );
+        let launcher = workspace.root.join("devstack/moto_server.py");
         let port = free_port()?;
-        let mut command = Command::new(&moto);
-        command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        let mut command = Command::new(&python);
+        command
+            .arg(&launcher)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()]);
         let mut process = ManagedProcess::spawn("moto_server", command, &log_dir.join("moto.log"))?;
         wait_for_port(port, &mut process, Duration::from_secs(30)).await?;
         let emulator = Self {

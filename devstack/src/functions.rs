@@ -32,9 +32,11 @@ pub struct FunctionHost {
 }
 
 impl FunctionHost {
+    /// Serves the Lambda APIs on `port` (a free one when `None`) and starts the functions.
     pub async fn start(
         workspace: &Workspace,
         log_dir: &Path,
+        port: Option<u16>,
         specs: Vec<FunctionSpec>,
     ) -> anyhow::Result<Self> {
         for spec in &specs {
@@ -51,7 +53,10 @@ impl FunctionHost {
             "{} is missing: run `make venv`",
             cargo_lambda.display()
         );
-        let port = free_port()?;
+        let port = match port {
+            Some(port) => port,
+            None => free_port()?,
+        };
         let mut command = Command::new(cargo_lambda);
         command
             .args([

@@ -37,8 +37,12 @@ enum Command {
     /// Start the local stack and keep it up until Ctrl-C, printing its endpoints.
     ///
     /// Example: devstack up, then in another shell:
-    /// AWS_ENDPOINT_URL=<printed functions url> cargo lambda invoke webhook-status --data-file events/webhook-status/ringing.json
-    Up,
+    /// cargo lambda invoke webhook-status --invoke-address 127.0.0.1 --data-file events/webhook-status/ringing.json
+    Up {
+        /// Port of the Lambda APIs (cargo-lambda's default, so `cargo lambda invoke` finds it).
+        #[arg(long, default_value_t = 9000)]
+        lambda_port: u16,
+    },
     /// Rewrite the sample events under events/ (signed for the local token and public URL).
     Events,
 }
@@ -67,9 +71,10 @@ async fn main() -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::Up => {
+        Command::Up { lambda_port } => {
             let stack = LocalStack::start(StackOptions {
                 label: "up".into(),
+                lambda_port: Some(lambda_port),
                 ..Default::default()
             })
             .await?;

@@ -23,6 +23,8 @@ pub struct StackOptions {
     pub retry_after_secs: i32,
     /// Concurrent instances of each webhook function.
     pub webhook_instances: usize,
+    /// The port of the Lambda APIs (function URLs, Invoke, Runtime); a free one when `None`.
+    pub lambda_port: Option<u16>,
 }
 
 impl Default for StackOptions {
@@ -31,6 +33,7 @@ impl Default for StackOptions {
             label: "stack".into(),
             retry_after_secs: 2,
             webhook_instances: 4,
+            lambda_port: None,
         }
     }
 }
@@ -79,7 +82,8 @@ impl LocalStack {
                 instances: 1,
             },
         ];
-        let functions = FunctionHost::start(&workspace, &log_dir, specs).await?;
+        let functions =
+            FunctionHost::start(&workspace, &log_dir, options.lambda_port, specs).await?;
         let status_poller = Poller::start(
             &sdk,
             &functions.endpoint(),

@@ -15,73 +15,60 @@ pub struct QueuedMessage<'a> {
     pub body: &'a str,
 }
 
-/// Applies every status event of a batch (concurrently: the store's conditional writes keep
-/// order) and returns the ids of the messages to retry. A message that is not a status
-/// envelope fails every time, so after the queue's maxReceiveCount it rests in the DLQ.
+/// Applies every status event of a batch and returns the ids of the messages to retry.
+///
+/// Calls are applied concurrently; one call's events one after another, in arrival order, so
+/// a batch never races itself on a call's item (the store's conditional writes would keep
+/// the state right, at the cost of wasted writes). A message that is not a status envelope
+/// fails every time, so after the queue's maxReceiveCount it rests in the DLQ.
 pub async fn apply_status_batch<S: CallStore>(
     store: &S,
     messages: &[QueuedMessage<'_>],
 ) -> Vec<String> {
-    let results = join_all(messages.iter().map(|message| async move {
-        let started = Instant::now();
-        let result = apply_one(store, message.body).await;
-        let latency_us = started.elapsed().as_micros() as u64;
-        match result {
-            Ok((call_sid, status, outcome)) => {
-                tracing::info!(
-                    call_sid,
-                    kind = "call.status",
-                    call_status = status,
-                    outcome,
-                    latency_us,
-                    message_id = message.message_id,
-                    "event processed"
-                );
-                None
-            }
-            Err(Failure::Poison(reason)) => {
+    let mut failed = Vec::new();
+    let mut calls: Vec<(String, Vec<(&QueuedMessage<'_>, StatusEvent)>)> = Vec::new();
+    for message in messages {
+        match decode(message.body) {
+            Ok(event) => match calls.iter_mut().find(|(sid, _)| *sid == event.call_sid) {
+                Some((_, events)) => events.push((message, event)),
+                None => calls.push((event.call_sid.clone(), vec![(message, event)])),
+            },
+            Err(reason) => {
                 tracing::error!(
                     kind = "call.status",
                     outcome = "poison",
-                    latency_us,
                     message_id = message.message_id,
                     reason,
                     "message cannot be applied; it will go to the DLQ"
                 );
-                Some(message.message_id.to_owned())
-            }
-            Err(Failure::Transient(reason)) => {
-                tracing::warn!(
-                    kind = "call.status",
-                    outcome = "retry",
-                    latency_us,
-                    message_id = message.message_id,
-                    reason,
-                    "event not applied; it will be retried"
-                );
-                Some(message.message_id.to_owned())
+                failed.push(message.message_id.to_owned());
             }
         }
+    }
+    let per_call = join_all(calls.iter().map(|(_, events)| async move {
+        let mut failed = Vec::new();
+        for (message, event) in events {
+            let started = Instant::now();
+            let result = store.apply_status(event).await;
+            let latency_us = started.elapsed().as_micros() as u64;
+            match result {
+                Ok(outcome) => {
+                    tracing::info!(call_sid = event.call_sid, kind = "call.status", call_status = event.status.as_str(), outcome = outcome.as_str(), latency_us, message_id = message.message_id, "event processed")
+                }
+                Err(e) => {
+                    tracing::warn!(call_sid = event.call_sid, kind = "call.status", outcome = "retry", latency_us, message_id = message.message_id, reason = %e, "event not applied; it will be retried");
+                    failed.push(message.message_id.to_owned());
+                }
+            }
+        }
+        failed
     }))
     .await;
-    results.into_iter().flatten().collect()
+    failed.extend(per_call.into_iter().flatten());
+    failed
 }
 
-enum Failure {
-    Poison(String),
-    Transient(String),
-}
-
-async fn apply_one<S: CallStore>(
-    store: &S,
-    body: &str,
-) -> Result<(String, &'static str, &'static str), Failure> {
-    let envelope = Envelope::from_json(body).map_err(|e| Failure::Poison(e.to_string()))?;
-    let event =
-        StatusEvent::from_envelope(&envelope).map_err(|e| Failure::Poison(e.to_string()))?;
-    let outcome = store
-        .apply_status(&event)
-        .await
-        .map_err(|e| Failure::Transient(e.to_string()))?;
-    Ok((event.call_sid, event.status.as_str(), outcome.as_str()))
+fn decode(body: &str) -> Result<StatusEvent, String> {
+    let envelope = Envelope::from_json(body).map_err(|e| e.to_string())?;
+    StatusEvent::from_envelope(&envelope).map_err(|e| e.to_string())
 }
