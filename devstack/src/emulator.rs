@@ -1,5 +1,5 @@
-//! The local AWS emulator: moto's server on a free loopback port (DynamoDB requests
-//! serialised, as `devstack/moto_server.py` explains). The project's own SDK
+//! The local AWS emulator: moto's server on a free loopback port (DynamoDB writes
+//! to one item serialised, as `devstack/moto_server.py` explains). The project's own SDK
 //! clients talk to it unchanged, through `AWS_ENDPOINT_URL`.
 
 use std::path::Path;
@@ -24,8 +24,8 @@ pub struct Emulator {
 
 impl Emulator {
     pub async fn start(workspace: &Workspace, log_dir: &Path) -> anyhow::Result<Self> {
-        // moto's server through a wrapper that serialises DynamoDB requests, as the real
-        // service serialises writes to an item (see devstack/moto_server.py).
+        // moto's server through a wrapper that serialises writes to one DynamoDB item, as the
+        // real service does (see devstack/moto_server.py).
         let python = workspace.stack_tools().join("python");
         anyhow::ensure!(
             python.exists(),
