@@ -61,6 +61,16 @@ fn envelope(call_sid: &str, status: CallStatus, seq: u32) -> String {
     Envelope::call_status(&StatusCallback::parse(&params).unwrap(), &params, None).to_json()
 }
 
+fn queued<'a>(bodies: &'a [(&'static str, String)]) -> Vec<QueuedMessage<'a>> {
+    bodies
+        .iter()
+        .map(|(id, body)| QueuedMessage {
+            message_id: id,
+            body,
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn calls_run_concurrently_and_each_calls_events_in_arrival_order() {
     let bodies = [
@@ -71,13 +81,7 @@ async fn calls_run_concurrently_and_each_calls_events_in_arrival_order() {
         ("m5", envelope("CA2", CallStatus::Busy, 2)),
         ("m6", envelope("CA1", CallStatus::Initiated, 0)),
     ];
-    let messages: Vec<QueuedMessage> = bodies
-        .iter()
-        .map(|(id, body)| QueuedMessage {
-            message_id: id,
-            body,
-        })
-        .collect();
+    let messages = queued(&bodies);
     let store = RecordingStore::default();
     let failed = apply_status_batch(&store, &messages).await;
     assert_eq!(failed, ["m4"], "only the poison message fails");
@@ -112,13 +116,7 @@ async fn a_store_failure_fails_only_that_calls_messages() {
         ("b", envelope("CA9", CallStatus::Ringing, 1)),
         ("c", envelope("CA1", CallStatus::Completed, 3)),
     ];
-    let messages: Vec<QueuedMessage> = bodies
-        .iter()
-        .map(|(id, body)| QueuedMessage {
-            message_id: id,
-            body,
-        })
-        .collect();
+    let messages = queued(&bodies);
     let store = RecordingStore {
         failing_call: Some("CA9".into()),
         ..Default::default()
