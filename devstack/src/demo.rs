@@ -23,6 +23,8 @@ pub struct DemoOptions {
 pub struct DemoOutcome {
     pub report: SimulationReport,
     pub records: Vec<Option<CallRecord>>,
+    /// Per call, in `report.calls` order: whether it matched the ground truth.
+    pub verified: Vec<bool>,
     pub mismatches: Vec<String>,
     pub drain_time: Duration,
 }
@@ -73,12 +75,14 @@ pub async fn play(stack: &LocalStack, options: &DemoOptions) -> anyhow::Result<D
         .await
         .into_iter()
         .collect::<Result<_, _>>()?;
-    let mut mismatches: Vec<String> = report
+    let per_call: Vec<Vec<String>> = report
         .calls
         .iter()
         .zip(&records)
-        .flat_map(|(call, record)| simulate::mismatches(call, record.as_ref()))
+        .map(|(call, record)| simulate::mismatches(call, record.as_ref()))
         .collect();
+    let verified = per_call.iter().map(Vec::is_empty).collect();
+    let mut mismatches: Vec<String> = per_call.into_iter().flatten().collect();
     mismatches.extend(
         report
             .undelivered
@@ -88,6 +92,7 @@ pub async fn play(stack: &LocalStack, options: &DemoOptions) -> anyhow::Result<D
     Ok(DemoOutcome {
         report,
         records,
+        verified,
         mismatches,
         drain_time,
     })
@@ -121,12 +126,10 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<bool> {
 fn print_outcome(outcome: &DemoOutcome) {
     let report = &outcome.report;
     let mut by_status: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-    for (call, record) in report.calls.iter().zip(&outcome.records) {
+    for (call, verified) in report.calls.iter().zip(&outcome.verified) {
         let entry = by_status.entry(call.final_status.as_str()).or_default();
         entry.0 += 1;
-        if simulate::mismatches(call, record.as_ref()).is_empty() {
-            entry.1 += 1;
-        }
+        entry.1 += usize::from(*verified);
     }
     println!();
     println!("  {:<14} {:>7} {:>10}", "final status", "calls", "verified");

@@ -47,10 +47,6 @@ impl RequestCounter {
         self.snapshot().get(operation).copied().unwrap_or(0)
     }
 
-    pub fn total(&self) -> u64 {
-        self.snapshot().values().sum()
-    }
-
     pub fn reset(&self) {
         if let Ok(mut counts) = self.counts.lock() {
             counts.clear();

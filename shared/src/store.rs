@@ -246,26 +246,30 @@ impl DynamoCallStore {
             );
         // Call details ride along when this callback carries them.
         let details = [
-            ("#from", "from_number", ":from", event.from.clone()),
-            ("#to", "to_number", ":to", event.to.clone()),
-            ("#dir", "direction", ":dir", event.direction.clone()),
             (
-                "#dur",
-                "duration_secs",
-                ":dur",
-                event.duration_secs.map(|d| d.to_string()),
+                "#from",
+                "from_number",
+                ":from",
+                event.from.as_deref().map(s),
             ),
+            ("#to", "to_number", ":to", event.to.as_deref().map(s)),
+            (
+                "#dir",
+                "direction",
+                ":dir",
+                event.direction.as_deref().map(s),
+            ),
+            ("#dur", "duration_secs", ":dur", event.duration_secs.map(n)),
             (
                 "#parent",
                 "parent_call_sid",
                 ":parent",
-                event.parent_call_sid.clone(),
+                event.parent_call_sid.as_deref().map(s),
             ),
         ];
         let mut detail_sets = Vec::new();
         for (alias, name, placeholder, value) in details {
             if let Some(value) = value {
-                let value = if alias == "#dur" { n(value) } else { s(value) };
                 request = request
                     .expression_attribute_names(alias, name)
                     .expression_attribute_values(placeholder, value);

@@ -53,10 +53,26 @@ pub async fn apply_status_batch<S: CallStore>(
             let latency_us = started.elapsed().as_micros() as u64;
             match result {
                 Ok(outcome) => {
-                    tracing::info!(call_sid = event.call_sid, kind = "call.status", call_status = event.status.as_str(), outcome = outcome.as_str(), latency_us, message_id = message.message_id, "event processed")
+                    tracing::info!(
+                        call_sid = event.call_sid,
+                        kind = "call.status",
+                        call_status = event.status.as_str(),
+                        outcome = outcome.as_str(),
+                        latency_us,
+                        message_id = message.message_id,
+                        "event processed"
+                    )
                 }
                 Err(e) => {
-                    tracing::warn!(call_sid = event.call_sid, kind = "call.status", outcome = "retry", latency_us, message_id = message.message_id, reason = %e, "event not applied; it will be retried");
+                    tracing::warn!(
+                        call_sid = event.call_sid,
+                        kind = "call.status",
+                        outcome = "retry",
+                        latency_us,
+                        message_id = message.message_id,
+                        reason = %e,
+                        "event not applied; it will be retried"
+                    );
                     failed.push(message.message_id.to_owned());
                 }
             }
