@@ -1,6 +1,7 @@
-//! Twilio's side of the contract: request signatures and webhook parameters.
+//! Twilio's side of the contract: request signatures, webhook parameters and TwiML.
 
 pub mod params;
 pub mod signature;
+pub mod twiml;
 
 pub use params::{CallStatus, Params, StatusCallback};
