@@ -5,6 +5,7 @@
 pub mod aws;
 pub mod config;
 pub mod events;
+pub mod flows;
 pub mod lambda;
 pub mod queue;
 pub mod secrets;

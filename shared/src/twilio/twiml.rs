@@ -7,6 +7,8 @@
 //! normalise to spaces.
 //! <https://www.twilio.com/docs/voice/twiml>
 
+use std::borrow::Cow;
+
 use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -358,7 +360,8 @@ impl Tag {
         if let Some(value) = value {
             self.scratch.clear();
             value.write_to(&mut self.scratch);
-            self.start.push_attribute((name, self.scratch.as_str()));
+            self.start
+                .push_attribute((name, xml_chars(&self.scratch).as_ref()));
         }
         self
     }
@@ -372,6 +375,18 @@ impl Tag {
 
 type Xml = Writer<Vec<u8>>;
 
+/// Drops what XML 1.0 cannot carry at all, escaped or not (control characters other than
+/// tab, newline and carriage return; U+FFFE and U+FFFF), so text from a caller's params can
+/// never make a document Twilio refuses. <https://www.w3.org/TR/xml/#charsets>
+fn xml_chars(text: &str) -> Cow<'_, str> {
+    let allowed = |c: char| !matches!(c, '\0'..='\x08' | '\x0B' | '\x0C' | '\x0E'..='\x1F' | '\u{FFFE}' | '\u{FFFF}');
+    if text.chars().all(allowed) {
+        Cow::Borrowed(text)
+    } else {
+        Cow::Owned(text.chars().filter(|&c| allowed(c)).collect())
+    }
+}
+
 fn emit(xml: &mut Xml, event: Event<'_>) {
     xml.write_event(event)
         .expect("writing XML into a Vec cannot fail");
@@ -383,7 +398,7 @@ fn leaf(xml: &mut Xml, tag: Tag, text: &str) {
         return emit(xml, Event::Empty(tag.start));
     }
     emit(xml, Event::Start(tag.start));
-    emit(xml, Event::Text(BytesText::new(text)));
+    emit(xml, Event::Text(BytesText::new(&xml_chars(text))));
     emit(xml, Event::End(BytesEnd::new(tag.name)));
 }
 
