@@ -10,6 +10,9 @@ pub const PUBLIC_BASE_URL: &str = "VOICEHOOKS_PUBLIC_BASE_URL";
 pub const STATUS_QUEUE_URL: &str = "VOICEHOOKS_STATUS_QUEUE_URL";
 pub const CALLS_TABLE: &str = "VOICEHOOKS_CALLS_TABLE";
 pub const TWILIO_SECRET_ID: &str = "VOICEHOOKS_TWILIO_SECRET_ID";
+/// How long the voice webhook waits for its `call.started` enqueue before answering anyway
+/// (milliseconds, default 1000).
+pub const ENQUEUE_DEADLINE_MS: &str = "VOICEHOOKS_ENQUEUE_DEADLINE_MS";
 /// Seconds an auth token is cached before Secrets Manager is asked again (default 300).
 pub const SECRET_TTL_SECS: &str = "VOICEHOOKS_SECRET_TTL_SECS";
 
@@ -63,6 +66,16 @@ impl StatusWorkerConfig {
     }
 }
 
+/// The voice webhook's wait for its `call.started` enqueue.
+pub fn enqueue_deadline() -> Result<Duration, ConfigError> {
+    duration_var(
+        ENQUEUE_DEADLINE_MS,
+        1000,
+        Duration::from_millis,
+        "milliseconds",
+    )
+}
+
 fn required(name: &'static str) -> Result<String, ConfigError> {
     std::env::var(name)
         .ok()
@@ -71,16 +84,23 @@ fn required(name: &'static str) -> Result<String, ConfigError> {
 }
 
 fn secret_ttl() -> Result<Duration, ConfigError> {
-    match std::env::var(SECRET_TTL_SECS) {
-        Err(_) => Ok(Duration::from_secs(300)),
-        Ok(v) => v
-            .parse()
-            .map(Duration::from_secs)
-            .map_err(|_| ConfigError::Invalid {
-                name: SECRET_TTL_SECS,
-                why: format!("{v:?} is not whole seconds"),
-            }),
-    }
+    duration_var(SECRET_TTL_SECS, 300, Duration::from_secs, "seconds")
+}
+
+/// A whole number of `unit`s from the environment, or the default when unset.
+fn duration_var(
+    name: &'static str,
+    default: u64,
+    unit: fn(u64) -> Duration,
+    unit_name: &str,
+) -> Result<Duration, ConfigError> {
+    let Ok(value) = std::env::var(name) else {
+        return Ok(unit(default));
+    };
+    value.parse().map(unit).map_err(|_| ConfigError::Invalid {
+        name,
+        why: format!("{value:?} is not whole {unit_name}"),
+    })
 }
 
 /// The documented local stack: fixed names and credentials that are not secret, used by

@@ -20,12 +20,16 @@ pub const IDEMPOTENCY_HEADER: &str = "i-twilio-idempotency-token";
 pub enum EventKind {
     #[serde(rename = "call.status")]
     CallStatus,
+    /// The voice webhook answered a new call.
+    #[serde(rename = "call.started")]
+    CallStarted,
 }
 
 impl EventKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::CallStatus => "call.status",
+            Self::CallStarted => "call.started",
         }
     }
 }
@@ -42,6 +46,9 @@ pub struct Envelope {
     pub account_sid: String,
     /// The webhook's POST params exactly as Twilio sent them.
     pub params: Params,
+    /// `call.started`: the flow that answered the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow: Option<String>,
 }
 
 /// Why a queue message is not an envelope this build can apply. Such a message is poison:
@@ -89,6 +96,23 @@ impl Envelope {
             call_sid: callback.call_sid.to_owned(),
             account_sid: callback.account_sid.to_owned(),
             params: params.clone(),
+            flow: None,
+        }
+    }
+
+    /// Wraps the voice webhook's first request of a call. There is one such event per call,
+    /// whatever Twilio retries, so the key is the call's.
+    pub fn call_started(call_sid: &str, account_sid: &str, params: &Params, flow: &str) -> Self {
+        let kind = EventKind::CallStarted;
+        Self {
+            v: ENVELOPE_VERSION,
+            kind,
+            received_at: now_rfc3339(),
+            idempotency_key: format!("{call_sid}:{}", kind.as_str()),
+            call_sid: call_sid.to_owned(),
+            account_sid: account_sid.to_owned(),
+            params: params.clone(),
+            flow: Some(flow.to_owned()),
         }
     }
 

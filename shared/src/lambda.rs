@@ -4,8 +4,28 @@
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_http::{Body, Request, RequestExt, Response};
 
-use crate::webhook::{Reply, WebhookRequest};
+use crate::config::WebhookConfig;
+use crate::queue::SqsQueue;
+use crate::secrets::SecretsManagerTokens;
+use crate::webhook::{Acknowledger, Reply, WebhookRequest};
 use crate::worker::QueuedMessage;
+
+/// The webhook checks on AWS: the configured queue, tokens from Secrets Manager. Called once
+/// per cold start, so clients and the token cache live across invocations.
+pub fn aws_acknowledger(
+    config: &WebhookConfig,
+    aws: &aws_config::SdkConfig,
+) -> Acknowledger<SqsQueue, SecretsManagerTokens> {
+    Acknowledger::new(
+        config.public_base_url.clone(),
+        SqsQueue::new(aws_sdk_sqs::Client::new(aws), config.queue_url.clone()),
+        SecretsManagerTokens::new(
+            aws_sdk_secretsmanager::Client::new(aws),
+            config.secret_id.clone(),
+            config.secret_ttl,
+        ),
+    )
+}
 
 /// Views an API Gateway (HTTP API v2) or function-URL request as a [`WebhookRequest`].
 /// The path is `rawPath` as API Gateway reports it, never the rewritten request URI.

@@ -12,5 +12,6 @@ pub mod secrets;
 pub mod store;
 pub mod telemetry;
 pub mod twilio;
+pub mod voice;
 pub mod webhook;
 pub mod worker;

@@ -45,12 +45,67 @@ pub struct StatusEvent {
     pub parent_call_sid: Option<String>,
 }
 
+/// A call the voice webhook answered: which flow took it, and who called whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallStarted {
+    pub call_sid: String,
+    pub account_sid: String,
+    pub flow: String,
+    pub received_at: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub direction: Option<String>,
+}
+
+/// What the status worker applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallEvent {
+    Status(StatusEvent),
+    Started(CallStarted),
+}
+
+impl CallEvent {
+    pub fn from_envelope(envelope: &Envelope) -> Result<Self, EventError> {
+        match envelope.kind {
+            EventKind::CallStatus => StatusEvent::from_envelope(envelope).map(Self::Status),
+            EventKind::CallStarted => {
+                let param = |name: &str| envelope.params.get(name).map(str::to_owned);
+                Ok(Self::Started(CallStarted {
+                    call_sid: envelope.call_sid.clone(),
+                    account_sid: envelope.account_sid.clone(),
+                    flow: envelope.flow.clone().ok_or(EventError::NoFlow)?,
+                    received_at: envelope.received_at.clone(),
+                    from: param("From"),
+                    to: param("To"),
+                    direction: param("Direction"),
+                }))
+            }
+        }
+    }
+
+    pub fn call_sid(&self) -> &str {
+        match self {
+            Self::Status(e) => &e.call_sid,
+            Self::Started(e) => &e.call_sid,
+        }
+    }
+
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Self::Status(_) => EventKind::CallStatus,
+            Self::Started(_) => EventKind::CallStarted,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
     #[error("envelope kind {0:?} is not a call status")]
     WrongKind(EventKind),
     #[error("envelope params are not a status callback: {0}")]
     Params(#[from] ParamError),
+    #[error("call.started envelope without a flow")]
+    NoFlow,
 }
 
 impl StatusEvent {
@@ -114,6 +169,22 @@ pub trait CallStore: Send + Sync {
         &self,
         event: &StatusEvent,
     ) -> impl Future<Output = Result<Outcome, StoreError>> + Send;
+
+    /// Records which flow answered the call; a redelivery changes nothing.
+    fn record_started(
+        &self,
+        event: &CallStarted,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Applies any event the status queue carries.
+    fn apply(&self, event: &CallEvent) -> impl Future<Output = Result<Outcome, StoreError>> + Send {
+        async move {
+            match event {
+                CallEvent::Status(e) => self.apply_status(e).await,
+                CallEvent::Started(e) => self.record_started(e).await.map(|()| Outcome::Applied),
+            }
+        }
+    }
 }
 
 /// One entry of a call's timeline.
@@ -131,6 +202,8 @@ pub struct TimelineEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CallRecord {
     pub call_sid: String,
+    /// The flow that answered (from `call.started`).
+    pub flow: Option<String>,
     pub status: Option<String>,
     pub sequence_number: Option<i64>,
     pub duplicates: u64,
@@ -355,6 +428,66 @@ impl DynamoCallStore {
 }
 
 impl CallStore for DynamoCallStore {
+    async fn record_started(&self, event: &CallStarted) -> Result<(), StoreError> {
+        // First write wins: a redelivered or re-entered call keeps its first flow.
+        let mut sets = vec![
+            "#flow = if_not_exists(#flow, :flow)",
+            "#started = if_not_exists(#started, :started)",
+            "#acct = if_not_exists(#acct, :acct)",
+            "#sid = if_not_exists(#sid, :sid)",
+        ];
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(call_key(&event.call_sid)))
+            .expression_attribute_names("#flow", "flow")
+            .expression_attribute_names("#started", "started_at")
+            .expression_attribute_names("#acct", "account_sid")
+            .expression_attribute_names("#sid", "call_sid")
+            .expression_attribute_values(":flow", s(&event.flow))
+            .expression_attribute_values(":started", s(&event.received_at))
+            .expression_attribute_values(":acct", s(&event.account_sid))
+            .expression_attribute_values(":sid", s(&event.call_sid));
+        let details = [
+            (
+                "#from",
+                "from_number",
+                ":from",
+                &event.from,
+                "#from = if_not_exists(#from, :from)",
+            ),
+            (
+                "#to",
+                "to_number",
+                ":to",
+                &event.to,
+                "#to = if_not_exists(#to, :to)",
+            ),
+            (
+                "#dir",
+                "direction",
+                ":dir",
+                &event.direction,
+                "#dir = if_not_exists(#dir, :dir)",
+            ),
+        ];
+        for (alias, name, placeholder, value, set) in details {
+            if let Some(value) = value {
+                request = request
+                    .expression_attribute_names(alias, name)
+                    .expression_attribute_values(placeholder, s(value));
+                sets.push(set);
+            }
+        }
+        request
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
     async fn apply_status(&self, event: &StatusEvent) -> Result<Outcome, StoreError> {
         match self.write_in_order(event).await? {
             Ok(()) => Ok(Outcome::Applied),
@@ -392,6 +525,7 @@ fn call_record(call_sid: &str, item: &HashMap<String, AttributeValue>) -> CallRe
     };
     CallRecord {
         call_sid: call_sid.to_owned(),
+        flow: text(item, "flow"),
         status: text(item, "status"),
         sequence_number: number(item, "seq").filter(|&s| s >= 0),
         duplicates: number(item, "duplicates").map_or(0, |d| d.max(0) as u64),

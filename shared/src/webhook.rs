@@ -121,6 +121,16 @@ impl Reply {
         }
     }
 
+    /// A TwiML document (always 200: Twilio reads the body only then).
+    pub fn twiml(xml: String) -> Self {
+        Self {
+            status: StatusCode::OK,
+            content_type: Some("text/xml; charset=utf-8"),
+            headers: Vec::new(),
+            body: xml,
+        }
+    }
+
     pub fn rejected(rejection: &Rejection) -> Self {
         let headers = match rejection {
             Rejection::MethodNotAllowed(_) => vec![("allow", "POST")],
@@ -268,7 +278,7 @@ impl<Q: EventQueue, T: AuthTokens> Acknowledger<Q, T> {
         }
     }
 
-    async fn enqueue(&self, envelope: &Envelope) -> Result<(), Rejection> {
+    pub(crate) async fn enqueue(&self, envelope: &Envelope) -> Result<(), Rejection> {
         self.queue
             .send(envelope)
             .await
@@ -276,7 +286,7 @@ impl<Q: EventQueue, T: AuthTokens> Acknowledger<Q, T> {
     }
 }
 
-fn log_rejection(rejection: &Rejection, kind: &str, latency_us: u64) {
+pub(crate) fn log_rejection(rejection: &Rejection, kind: &str, latency_us: u64) {
     let outcome = rejection.outcome();
     match rejection {
         // Loud: these lose nothing only because Twilio retries.

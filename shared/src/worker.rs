@@ -6,7 +6,7 @@ use std::time::Instant;
 use futures::future::join_all;
 
 use crate::events::Envelope;
-use crate::store::{CallStore, StatusEvent};
+use crate::store::{CallEvent, CallStore};
 
 /// One queue message: its id (the batch item identifier) and body.
 #[derive(Debug, Clone, Copy)]
@@ -15,27 +15,27 @@ pub struct QueuedMessage<'a> {
     pub body: &'a str,
 }
 
-/// Applies every status event of a batch and returns the ids of the messages to retry.
+/// Applies every event of a batch (call status, call started) and returns the ids of the
+/// messages to retry.
 ///
 /// Calls are applied concurrently; one call's events one after another, in arrival order, so
 /// a batch never races itself on a call's item (the store's conditional writes would keep
-/// the state right, at the cost of wasted writes). A message that is not a status envelope
+/// the state right, at the cost of wasted writes). A message that is not a call envelope
 /// fails every time, so after the queue's maxReceiveCount it rests in the DLQ.
 pub async fn apply_status_batch<S: CallStore>(
     store: &S,
     messages: &[QueuedMessage<'_>],
 ) -> Vec<String> {
     let mut failed = Vec::new();
-    let mut calls: Vec<(String, Vec<(&QueuedMessage<'_>, StatusEvent)>)> = Vec::new();
+    let mut calls: Vec<(String, Vec<(&QueuedMessage<'_>, CallEvent)>)> = Vec::new();
     for message in messages {
         match decode(message.body) {
-            Ok(event) => match calls.iter_mut().find(|(sid, _)| *sid == event.call_sid) {
+            Ok(event) => match calls.iter_mut().find(|(sid, _)| sid == event.call_sid()) {
                 Some((_, events)) => events.push((message, event)),
-                None => calls.push((event.call_sid.clone(), vec![(message, event)])),
+                None => calls.push((event.call_sid().to_owned(), vec![(message, event)])),
             },
             Err(reason) => {
                 tracing::error!(
-                    kind = "call.status",
                     outcome = "poison",
                     message_id = message.message_id,
                     reason,
@@ -49,14 +49,18 @@ pub async fn apply_status_batch<S: CallStore>(
         let mut failed = Vec::new();
         for (message, event) in events {
             let started = Instant::now();
-            let result = store.apply_status(event).await;
+            let result = store.apply(event).await;
             let latency_us = started.elapsed().as_micros() as u64;
             match result {
                 Ok(outcome) => {
+                    let call_status = match event {
+                        CallEvent::Status(e) => Some(e.status.as_str()),
+                        CallEvent::Started(_) => None,
+                    };
                     tracing::info!(
-                        call_sid = event.call_sid,
-                        kind = "call.status",
-                        call_status = event.status.as_str(),
+                        call_sid = event.call_sid(),
+                        kind = event.kind().as_str(),
+                        call_status,
                         outcome = outcome.as_str(),
                         latency_us,
                         message_id = message.message_id,
@@ -65,8 +69,8 @@ pub async fn apply_status_batch<S: CallStore>(
                 }
                 Err(e) => {
                     tracing::warn!(
-                        call_sid = event.call_sid,
-                        kind = "call.status",
+                        call_sid = event.call_sid(),
+                        kind = event.kind().as_str(),
                         outcome = "retry",
                         latency_us,
                         message_id = message.message_id,
@@ -84,7 +88,7 @@ pub async fn apply_status_batch<S: CallStore>(
     failed
 }
 
-fn decode(body: &str) -> Result<StatusEvent, String> {
+fn decode(body: &str) -> Result<CallEvent, String> {
     let envelope = Envelope::from_json(body).map_err(|e| e.to_string())?;
-    StatusEvent::from_envelope(&envelope).map_err(|e| e.to_string())
+    CallEvent::from_envelope(&envelope).map_err(|e| e.to_string())
 }

@@ -5,57 +5,16 @@
 
 #![allow(clippy::unwrap_used)] // test code: an unwrap is an assertion
 
-use std::sync::{Arc, Mutex};
+mod common;
 
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use shared::events::{Envelope, EventKind};
-use shared::queue::{EventQueue, QueueError};
-use shared::secrets::{StaticTokens, TwilioCredentials};
+use std::sync::Arc;
+
+use common::*;
+use http::{Method, StatusCode};
+use shared::events::EventKind;
 use shared::twilio::Params;
-use shared::twilio::signature::compute_signature;
-use shared::webhook::{Acknowledger, Reply, WebhookRequest};
 
-const BASE: &str = "https://voice.example.com";
 const PATH: &str = "/twilio/status";
-const TOKEN: &str = "12345678901234567890123456789012";
-const OLD_TOKEN: &str = "abcdefabcdefabcdefabcdefabcdefab";
-
-#[derive(Default)]
-struct MemoryQueue {
-    sent: Mutex<Vec<Envelope>>,
-    down: bool,
-}
-
-impl EventQueue for MemoryQueue {
-    async fn send(&self, envelope: &Envelope) -> Result<(), QueueError> {
-        if self.down {
-            return Err(QueueError("connection refused".into()));
-        }
-        self.sent.lock().unwrap().push(envelope.clone());
-        Ok(())
-    }
-}
-
-fn credentials(token: &str) -> Arc<TwilioCredentials> {
-    Arc::new(TwilioCredentials {
-        account_sid: "AC00000000000000000000000000000001".into(),
-        auth_token: token.into(),
-    })
-}
-
-fn acknowledger(
-    queue: &Arc<MemoryQueue>,
-    previous: Option<&str>,
-) -> Acknowledger<Arc<MemoryQueue>, StaticTokens> {
-    Acknowledger::new(
-        BASE,
-        queue.clone(),
-        StaticTokens {
-            current: credentials(TOKEN),
-            previous: previous.map(credentials),
-        },
-    )
-}
 
 fn status_params(status: &str) -> Params {
     [
@@ -69,50 +28,6 @@ fn status_params(status: &str) -> Params {
     ]
     .into_iter()
     .collect()
-}
-
-struct Call {
-    method: Method,
-    headers: HeaderMap,
-    query: String,
-    body: Vec<u8>,
-}
-
-impl Call {
-    fn form(params: &Params) -> Self {
-        let body = params.to_form().into_bytes();
-        let mut call = Self {
-            method: Method::POST,
-            headers: HeaderMap::new(),
-            query: String::new(),
-            body,
-        };
-        call.header("content-type", "application/x-www-form-urlencoded");
-        call.sign_with(TOKEN, &format!("{BASE}{PATH}"), params);
-        call
-    }
-
-    fn header(&mut self, name: &'static str, value: &str) -> &mut Self {
-        self.headers
-            .insert(name, HeaderValue::from_str(value).unwrap());
-        self
-    }
-
-    fn sign_with(&mut self, token: &str, url: &str, params: &Params) -> &mut Self {
-        let signature = compute_signature(token, url, params.iter());
-        self.header("x-twilio-signature", &signature)
-    }
-
-    async fn send(&self, ack: &Acknowledger<Arc<MemoryQueue>, StaticTokens>) -> Reply {
-        let req = WebhookRequest {
-            method: &self.method,
-            headers: &self.headers,
-            raw_path: PATH,
-            raw_query: &self.query,
-            body: &self.body,
-        };
-        ack.call_status(&req).await
-    }
 }
 
 async fn expect_rejected(call: &Call, status: StatusCode, reason: &str) {
@@ -135,7 +50,7 @@ async fn expect_rejected(call: &Call, status: StatusCode, reason: &str) {
 #[tokio::test]
 async fn a_signed_callback_is_queued_and_answered_204() {
     let queue = Arc::new(MemoryQueue::default());
-    let mut call = Call::form(&status_params("ringing"));
+    let mut call = Call::form(PATH, &status_params("ringing"));
     call.header("i-twilio-idempotency-token", "idem-1");
     let reply = call.send(&acknowledger(&queue, None)).await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT);
@@ -152,7 +67,7 @@ async fn a_signed_callback_is_queued_and_answered_204() {
 async fn the_previous_token_still_validates_after_a_rotation() {
     let queue = Arc::new(MemoryQueue::default());
     let params = status_params("completed");
-    let mut call = Call::form(&params);
+    let mut call = Call::form(PATH, &params);
     call.sign_with(OLD_TOKEN, &format!("{BASE}{PATH}"), &params);
     assert_eq!(
         call.send(&acknowledger(&queue, Some(OLD_TOKEN)))
@@ -171,7 +86,7 @@ async fn the_previous_token_still_validates_after_a_rotation() {
 async fn the_query_string_is_part_of_the_signed_url() {
     let queue = Arc::new(MemoryQueue::default());
     let params = status_params("ringing");
-    let mut call = Call::form(&params);
+    let mut call = Call::form(PATH, &params);
     call.query = "tenant=acme&x=%20y".into();
     call.sign_with(TOKEN, &format!("{BASE}{PATH}?tenant=acme&x=%20y"), &params);
     assert_eq!(
@@ -182,21 +97,21 @@ async fn the_query_string_is_part_of_the_signed_url() {
 
 #[tokio::test]
 async fn missing_signature_is_403() {
-    let mut call = Call::form(&status_params("ringing"));
+    let mut call = Call::form(PATH, &status_params("ringing"));
     call.headers.remove("x-twilio-signature");
     expect_rejected(&call, StatusCode::FORBIDDEN, "missing X-Twilio-Signature").await;
 }
 
 #[tokio::test]
 async fn empty_signature_is_403() {
-    let mut call = Call::form(&status_params("ringing"));
+    let mut call = Call::form(PATH, &status_params("ringing"));
     call.header("x-twilio-signature", "");
     expect_rejected(&call, StatusCode::FORBIDDEN, "missing X-Twilio-Signature").await;
 }
 
 #[tokio::test]
 async fn wrong_signature_is_403() {
-    let mut call = Call::form(&status_params("ringing"));
+    let mut call = Call::form(PATH, &status_params("ringing"));
     call.header("x-twilio-signature", "L/OH5YylLD5NRKLltdqwSvS0BnU=");
     expect_rejected(&call, StatusCode::FORBIDDEN, "invalid X-Twilio-Signature").await;
 }
@@ -204,7 +119,7 @@ async fn wrong_signature_is_403() {
 #[tokio::test]
 async fn wrong_token_is_403() {
     let params = status_params("ringing");
-    let mut call = Call::form(&params);
+    let mut call = Call::form(PATH, &params);
     call.sign_with(OLD_TOKEN, &format!("{BASE}{PATH}"), &params);
     expect_rejected(&call, StatusCode::FORBIDDEN, "invalid X-Twilio-Signature").await;
 }
@@ -212,14 +127,14 @@ async fn wrong_token_is_403() {
 #[tokio::test]
 async fn signature_for_another_url_is_403() {
     let params = status_params("ringing");
-    let mut call = Call::form(&params);
+    let mut call = Call::form(PATH, &params);
     call.sign_with(TOKEN, "https://attacker.example/twilio/status", &params);
     expect_rejected(&call, StatusCode::FORBIDDEN, "invalid X-Twilio-Signature").await;
 }
 
 #[tokio::test]
 async fn tampered_params_are_403() {
-    let mut call = Call::form(&status_params("ringing"));
+    let mut call = Call::form(PATH, &status_params("ringing"));
     call.body = status_params("completed").to_form().into_bytes();
     expect_rejected(&call, StatusCode::FORBIDDEN, "invalid X-Twilio-Signature").await;
 }
@@ -227,7 +142,7 @@ async fn tampered_params_are_403() {
 #[tokio::test]
 async fn wrong_method_is_405_with_allow() {
     for method in [Method::GET, Method::PUT, Method::DELETE] {
-        let mut call = Call::form(&status_params("ringing"));
+        let mut call = Call::form(PATH, &status_params("ringing"));
         call.method = method;
         expect_rejected(&call, StatusCode::METHOD_NOT_ALLOWED, "not allowed").await;
         let queue = Arc::new(MemoryQueue::default());
@@ -243,7 +158,7 @@ async fn wrong_method_is_405_with_allow() {
 #[tokio::test]
 async fn json_without_body_sha256_is_400() {
     let body = br#"{"CallSid":"CA1","AccountSid":"AC1","CallStatus":"ringing"}"#;
-    let mut call = Call::form(&status_params("ringing"));
+    let mut call = Call::form(PATH, &status_params("ringing"));
     call.body = body.to_vec();
     call.header("content-type", "application/json");
     expect_rejected(
@@ -259,7 +174,7 @@ async fn json_with_a_valid_body_hash_is_accepted() {
     use sha2::Digest;
     let body = br#"{"CallSid":"CA1","AccountSid":"AC1","CallStatus":"ringing","SequenceNumber":1}"#;
     let query = format!("bodySHA256={}", hex::encode(sha2::Sha256::digest(body)));
-    let mut call = Call::form(&status_params("ringing"));
+    let mut call = Call::form(PATH, &status_params("ringing"));
     call.body = body.to_vec();
     call.query = query.clone();
     call.header("content-type", "application/json");
@@ -281,20 +196,20 @@ async fn body_over_64_kib_is_400() {
         .iter()
         .chain([("Padding", "x".repeat(64 * 1024).as_str())])
         .collect();
-    let call = Call::form(&params);
+    let call = Call::form(PATH, &params);
     expect_rejected(&call, StatusCode::BAD_REQUEST, "body over 64 KiB").await;
 }
 
 #[tokio::test]
 async fn body_that_is_not_form_encoding_is_400() {
-    let mut call = Call::form(&status_params("ringing"));
+    let mut call = Call::form(PATH, &status_params("ringing"));
     call.body = b"CallSid=CA1&CallStatus=%zzringing".to_vec();
     expect_rejected(&call, StatusCode::BAD_REQUEST, "not valid form encoding").await;
 }
 
 #[tokio::test]
 async fn body_that_is_not_utf8_is_400() {
-    let mut call = Call::form(&status_params("ringing"));
+    let mut call = Call::form(PATH, &status_params("ringing"));
     call.body = b"CallSid=CA1&From=\xff\xfe".to_vec();
     expect_rejected(&call, StatusCode::BAD_REQUEST, "not valid UTF-8").await;
     call.body = b"CallSid=CA1&From=%C3%28".to_vec();
@@ -303,7 +218,7 @@ async fn body_that_is_not_utf8_is_400() {
 
 #[tokio::test]
 async fn other_content_types_are_400() {
-    let mut call = Call::form(&status_params("ringing"));
+    let mut call = Call::form(PATH, &status_params("ringing"));
     call.header("content-type", "text/plain");
     expect_rejected(&call, StatusCode::BAD_REQUEST, "unsupported content type").await;
     call.headers.remove("content-type");
@@ -320,7 +235,7 @@ fn without(name: &str) -> Params {
 #[tokio::test]
 async fn missing_call_sid_is_400() {
     expect_rejected(
-        &Call::form(&without("CallSid")),
+        &Call::form(PATH, &without("CallSid")),
         StatusCode::BAD_REQUEST,
         "missing CallSid",
     )
@@ -330,7 +245,7 @@ async fn missing_call_sid_is_400() {
 #[tokio::test]
 async fn missing_call_status_is_400() {
     expect_rejected(
-        &Call::form(&without("CallStatus")),
+        &Call::form(PATH, &without("CallStatus")),
         StatusCode::BAD_REQUEST,
         "missing CallStatus",
     )
@@ -340,7 +255,7 @@ async fn missing_call_status_is_400() {
 #[tokio::test]
 async fn unknown_call_status_is_400() {
     expect_rejected(
-        &Call::form(&status_params("exploded")),
+        &Call::form(PATH, &status_params("exploded")),
         StatusCode::BAD_REQUEST,
         "unknown CallStatus \"exploded\"",
     )
@@ -353,7 +268,7 @@ async fn queue_unavailable_is_503_so_twilio_retries() {
         down: true,
         ..Default::default()
     });
-    let reply = Call::form(&status_params("ringing"))
+    let reply = Call::form(PATH, &status_params("ringing"))
         .send(&acknowledger(&queue, None))
         .await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);

@@ -8,13 +8,14 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use shared::events::Envelope;
-use shared::store::{CallStore, Outcome, StatusEvent, StoreError};
+use shared::store::{CallStarted, CallStore, Outcome, StatusEvent, StoreError};
 use shared::twilio::{CallStatus, Params, StatusCallback};
 use shared::worker::{QueuedMessage, apply_status_batch};
 
 #[derive(Default)]
 struct RecordingStore {
     applied: Mutex<Vec<(String, CallStatus)>>,
+    started: Mutex<Vec<(String, String)>>,
     in_flight: Mutex<HashMap<String, u32>>,
     most_at_once: Mutex<u32>,
     failing_call: Option<String>,
@@ -46,6 +47,14 @@ impl CallStore for RecordingStore {
             .unwrap()
             .push((event.call_sid.clone(), event.status));
         Ok(Outcome::Applied)
+    }
+
+    async fn record_started(&self, event: &CallStarted) -> Result<(), StoreError> {
+        self.started
+            .lock()
+            .unwrap()
+            .push((event.call_sid.clone(), event.flow.clone()));
+        Ok(())
     }
 }
 
@@ -123,4 +132,30 @@ async fn a_store_failure_fails_only_that_calls_messages() {
     };
     assert_eq!(apply_status_batch(&store, &messages).await, ["b"]);
     assert_eq!(store.applied.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn call_started_events_are_applied_beside_statuses_and_need_a_flow() {
+    let params: Params = [
+        ("CallSid", "CA7"),
+        ("AccountSid", "AC1"),
+        ("To", "+14155550100"),
+    ]
+    .into_iter()
+    .collect();
+    let started = Envelope::call_started("CA7", "AC1", &params, "main-menu");
+    let mut flowless = started.clone();
+    flowless.flow = None;
+    let bodies = [
+        ("s", started.to_json()),
+        ("r", envelope("CA7", CallStatus::Ringing, 1)),
+        ("x", flowless.to_json()),
+    ];
+    let store = RecordingStore::default();
+    assert_eq!(apply_status_batch(&store, &queued(&bodies)).await, ["x"]);
+    assert_eq!(
+        *store.started.lock().unwrap(),
+        [("CA7".to_owned(), "main-menu".to_owned())]
+    );
+    assert_eq!(store.applied.lock().unwrap().len(), 1);
 }

@@ -161,32 +161,35 @@ impl Flows {
             params,
             twiml: VoiceResponse::new(),
         };
-        let (flow, outcome) = match b.step(step) {
-            Ok(done) => done,
-            Err(problem) => {
-                let mut b = Builder {
-                    twiml: VoiceResponse::new(),
-                    ..b
-                };
-                b.say(&self.fallback_message);
-                // The fallback flow is checked to exist and to need no input.
-                let flow = self.fallback_flow.clone();
-                if b.enter(&flow).is_err() {
-                    b.twiml.verbs.push(Verb::Hangup);
-                }
-                return Rendered {
-                    twiml: b.twiml,
-                    flow,
-                    outcome: "apology",
-                    problem: Some(problem),
-                };
-            }
+        match b.step(step) {
+            Ok((flow, outcome)) => Rendered {
+                twiml: b.twiml,
+                flow,
+                outcome,
+                problem: None,
+            },
+            Err(problem) => self.apology(problem, params, urls),
+        }
+    }
+
+    /// The answer when a step cannot be followed: the fallback message, then the fallback
+    /// flow (checked at load to exist and to need no input).
+    pub fn apology(&self, problem: String, params: &Params, urls: &Urls) -> Rendered {
+        let mut b = Builder {
+            flows: self,
+            urls,
+            params,
+            twiml: VoiceResponse::new(),
         };
+        b.say(&self.fallback_message);
+        if b.enter(&self.fallback_flow).is_err() {
+            b.twiml.verbs.push(Verb::Hangup);
+        }
         Rendered {
             twiml: b.twiml,
-            flow,
-            outcome,
-            problem: None,
+            flow: self.fallback_flow.clone(),
+            outcome: "apology",
+            problem: Some(problem),
         }
     }
 }

@@ -1,0 +1,25 @@
+//! `POST /twilio/voice` and its action routes: TwiML from `config/flows.toml` (embedded at
+//! build time), and a `call.started` event on the status queue. See `shared::voice`.
+
+use lambda_http::{Error, Request, run, service_fn};
+use shared::config::{self, WebhookConfig};
+use shared::flows::Flows;
+use shared::lambda::{aws_acknowledger, http_response, webhook_request};
+use shared::voice::VoiceWebhook;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let config = WebhookConfig::from_env(config::STATUS_QUEUE_URL)?;
+    let aws = shared::aws::sdk_config().await;
+    let voice = &VoiceWebhook::new(
+        aws_acknowledger(&config, &aws),
+        Flows::built_in(),
+        &config.public_base_url,
+        config::enqueue_deadline()?,
+    );
+    run(service_fn(move |req: Request| async move {
+        Ok::<_, Error>(http_response(voice.answer(&webhook_request(&req)).await))
+    }))
+    .await
+}
