@@ -73,6 +73,47 @@ async fn every_sample_event_gets_the_answer_its_name_promises() {
         );
     }
 
+    // Each voice sample's name says what its TwiML does.
+    let voice_expectations = [
+        ("new-call-main-menu", "<Gather input=\"dtmf speech\""),
+        ("new-call-sales-forward", "<Number statusCallback="),
+        ("new-call-standup-conference", ">daily-standup</Conference>"),
+        ("new-call-voicemail", "<Record action="),
+        ("softphone-outbound", ">+16285550199</Number>"),
+        ("menu-pressed-1-sales", "Connecting you to sales."),
+        ("menu-no-input-retry", "no_input=1&amp;invalid=0"),
+        ("dial-busy-voicemail", "<Record action="),
+        ("recorded-goodbye", "Thank you. Goodbye.</Say><Hangup/>"),
+    ];
+    for (name, expected) in voice_expectations {
+        let path = format!("webhook-voice/{name}.json");
+        let response = invoke(&lambda, "webhook-voice", &path).await;
+        assert_eq!(response["statusCode"], 200, "{path}: {response}");
+        assert_eq!(
+            response["headers"]["content-type"],
+            "text/xml; charset=utf-8"
+        );
+        let body = response["body"].as_str().unwrap();
+        shared::twilio::twiml::check(body).unwrap();
+        assert!(body.contains(expected), "{path}: {body}");
+    }
+    let voice_samples = sample_events::all()
+        .iter()
+        .filter(|e| e.path.starts_with("webhook-voice/"))
+        .count();
+    assert_eq!(
+        voice_samples,
+        voice_expectations.len() + 1,
+        "every voice sample is checked"
+    );
+    let response = invoke(
+        &lambda,
+        "webhook-voice",
+        "webhook-voice/rejected-bad-signature.json",
+    )
+    .await;
+    assert_eq!(response["statusCode"], 403, "{response}");
+
     let response = invoke(&lambda, "status-worker", "status-worker/sqs-batch.json").await;
     assert_eq!(
         response["batchItemFailures"],
@@ -111,4 +152,9 @@ async fn every_sample_event_gets_the_answer_its_name_promises() {
         .unwrap()
         .expect("the sample call");
     assert_eq!(record.status.as_deref(), Some("completed"));
+    assert_eq!(
+        record.flow.as_deref(),
+        Some("main-menu"),
+        "the call.started sample"
+    );
 }

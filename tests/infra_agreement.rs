@@ -33,6 +33,19 @@ fn sub(value: &Value) -> String {
         .replace("${AWS::StackName}", local::STACK_NAME)
 }
 
+/// Every function the template declares.
+fn functions(template: &Value) -> Vec<String> {
+    let functions: Vec<String> = template["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::Function"))
+        .map(|(name, _)| name.as_str().unwrap().to_owned())
+        .collect();
+    assert!(functions.len() >= 3, "{functions:?}");
+    functions
+}
+
 fn number(value: &Value) -> u64 {
     value
         .as_u64()
@@ -150,6 +163,9 @@ fn functions_get_the_environment_they_read() {
     ];
     webhook.sort_unstable();
     assert_eq!(env_names("WebhookStatusFunction"), webhook);
+    webhook.push(config::ENQUEUE_DEADLINE_MS);
+    webhook.sort_unstable();
+    assert_eq!(env_names("WebhookVoiceFunction"), webhook);
     assert_eq!(env_names("StatusWorkerFunction"), [config::CALLS_TABLE]);
 }
 
@@ -159,13 +175,10 @@ fn functions_are_arm64_cargo_lambda_builds_of_workspace_binaries() {
     let globals = &t["Globals"]["Function"];
     assert_eq!(globals["Runtime"].as_str(), Some("provided.al2023"));
     assert_eq!(globals["Architectures"][0].as_str(), Some("arm64"));
-    for (function, binary) in [
-        ("WebhookStatusFunction", "webhook-status"),
-        ("StatusWorkerFunction", "status-worker"),
-    ] {
-        let metadata = &t["Resources"][function]["Metadata"];
+    for function in functions(&t) {
+        let metadata = &t["Resources"][&function]["Metadata"];
         assert_eq!(metadata["BuildMethod"].as_str(), Some("rust-cargolambda"));
-        assert_eq!(metadata["BuildProperties"]["Binary"].as_str(), Some(binary));
+        let binary = metadata["BuildProperties"]["Binary"].as_str().unwrap();
         let manifest = Workspace::locate()
             .root
             .join("functions")
@@ -186,8 +199,8 @@ fn functions_are_arm64_cargo_lambda_builds_of_workspace_binaries() {
 #[test]
 fn every_iam_statement_names_its_resources() {
     let t = template();
-    for function in ["WebhookStatusFunction", "StatusWorkerFunction"] {
-        for policy in resource(&t, function)["Policies"].as_sequence().unwrap() {
+    for function in functions(&t) {
+        for policy in resource(&t, &function)["Policies"].as_sequence().unwrap() {
             for statement in policy["Statement"].as_sequence().unwrap() {
                 let actions: Vec<&str> = match &statement["Action"] {
                     Value::String(a) => vec![a.as_str()],
@@ -204,5 +217,58 @@ fn every_iam_statement_names_its_resources() {
                 );
             }
         }
+    }
+}
+
+#[test]
+fn every_webhook_route_is_one_the_local_stack_serves_and_the_function_answers() {
+    let t = template();
+    let mut routes: Vec<(String, String)> = t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .filter(|r| r["Type"].as_str() == Some("AWS::ApiGatewayV2::Route"))
+        .map(|r| {
+            let target = sub(&r["Properties"]["Target"]);
+            (
+                r["Properties"]["RouteKey"].as_str().unwrap().to_owned(),
+                target,
+            )
+        })
+        .collect();
+    routes.sort();
+    assert_eq!(
+        routes,
+        [
+            (
+                "ANY /twilio/status".to_owned(),
+                "integrations/${WebhookStatusIntegration}".to_owned()
+            ),
+            (
+                "ANY /twilio/voice".to_owned(),
+                "integrations/${WebhookVoiceIntegration}".to_owned()
+            ),
+            (
+                "ANY /twilio/voice/{step}".to_owned(),
+                "integrations/${WebhookVoiceIntegration}".to_owned()
+            ),
+        ]
+    );
+    // Every action URL the flows emit is served by a route and understood by the function.
+    let urls = shared::flows::Urls::new("https://x.test");
+    for url in [
+        urls.voice("a"),
+        urls.menu("a", 1, 2),
+        urls.dial_done("a"),
+        urls.recorded("a"),
+    ] {
+        let rest = &url["https://x.test".len()..];
+        let (path, query) = rest.split_once('?').unwrap();
+        let steps = path.matches('/').count();
+        assert!(
+            path.starts_with("/twilio/voice") && steps <= 3,
+            "{path} has no route"
+        );
+        shared::flows::Step::from_request(path, query).unwrap();
     }
 }

@@ -37,7 +37,7 @@ async fn duplicated_and_reordered_callbacks_end_in_each_calls_true_state() {
     };
     let outcome = demo::play(&stack, &options).await.expect("the calls play");
     assert!(outcome.mismatches.is_empty(), "{:#?}", outcome.mismatches);
-    assert!(outcome.report.duplicate_deliveries > 0 && outcome.report.reordered_calls > 0);
+    assert!(outcome.report.duplicate_deliveries > 0 && outcome.report.reordered_legs > 0);
     // Every duplicate delivery was acknowledged, queued and absorbed (SQS may add its own).
     assert!(
         outcome.duplicates_absorbed() >= outcome.report.duplicate_deliveries,
@@ -196,7 +196,8 @@ async fn rejected_requests_enqueue_and_write_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_callback_that_cannot_be_queued_gets_503_so_twilio_retries() {
+async fn a_callback_that_cannot_be_queued_gets_503_so_twilio_retries_and_a_caller_still_gets_twiml()
+{
     let stack = stack("queue-down", 2).await;
     aws_sdk_sqs::Client::new(&stack.sdk)
         .delete_queue()
@@ -221,6 +222,18 @@ async fn a_callback_that_cannot_be_queued_gets_503_so_twilio_retries() {
         item_count(&stack.sdk, &stack.resources.calls_table).await,
         0
     );
+
+    // The voice webhook, with the same queue gone, still answers the caller.
+    let (public, target) = stack
+        .routes()
+        .into_iter()
+        .find(|(public, _)| public.ends_with("/twilio/voice"))
+        .unwrap();
+    let response = post_form(&target, &public, &params, Some(local::AUTH_TOKEN)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let twiml = response.text().await.unwrap();
+    shared::twilio::twiml::check(&twiml).unwrap();
+    assert!(twiml.contains("<Gather "), "{twiml}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,9 +5,10 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use shared::config::local;
+use shared::flows::Flows;
 use shared::store::{CallRecord, DynamoCallStore};
 use shared::twilio::CallStatus;
-use voicectl::simulate::{self, SimulateOptions, SimulatedCall, SimulationReport};
+use voicectl::simulate::{self, SimulateOptions, SimulatedLeg, SimulationReport};
 
 use crate::stack::{LocalStack, StackOptions};
 
@@ -22,28 +23,31 @@ pub struct DemoOptions {
 /// What the demo found.
 pub struct DemoOutcome {
     pub report: SimulationReport,
-    pub records: Vec<Option<CallRecord>>,
-    /// Per call, in `report.calls` order: whether it matched the ground truth.
+    /// Per call, in `report.calls` order: each leg's stored record, in `legs` order.
+    pub records: Vec<Vec<Option<CallRecord>>>,
+    /// Per call: the flow the routes send it to (what `call.started` should have stored).
+    pub expected_flows: Vec<String>,
+    /// Per call: whether every leg matched the ground truth.
     pub verified: Vec<bool>,
     pub mismatches: Vec<String>,
     pub drain_time: Duration,
 }
 
 impl DemoOutcome {
+    fn stored(&self) -> impl Iterator<Item = &CallRecord> {
+        self.records.iter().flatten().flatten()
+    }
     pub fn duplicates_absorbed(&self) -> u64 {
-        self.records.iter().flatten().map(|r| r.duplicates).sum()
+        self.stored().map(|r| r.duplicates).sum()
     }
     pub fn late_events(&self) -> usize {
-        self.records
-            .iter()
-            .flatten()
-            .map(CallRecord::late_events)
-            .sum()
+        self.stored().map(CallRecord::late_events).sum()
     }
 }
 
-/// Plays the calls through a running stack and checks every call against the ground truth.
+/// Plays the calls through a running stack and checks every leg against the ground truth.
 pub async fn play(stack: &LocalStack, options: &DemoOptions) -> anyhow::Result<DemoOutcome> {
+    let flows = Flows::built_in().map_err(|e| anyhow::anyhow!("{e}"))?;
     let simulate_options = SimulateOptions {
         calls: options.calls,
         seed: options.seed,
@@ -51,8 +55,10 @@ pub async fn play(stack: &LocalStack, options: &DemoOptions) -> anyhow::Result<D
         duplicate_rate: options.duplicate_rate,
         reorder_rate: options.reorder_rate,
         max_attempts: 5,
-        target_url: stack.status_webhook_target(),
-        public_url: stack.status_webhook_public(),
+        public_base_url: local::PUBLIC_BASE_URL.into(),
+        routes: stack.routes(),
+        numbers: flows.numbers().map(|(n, _)| n.to_owned()).collect(),
+        softphone_rate: 0.1,
         account_sid: local::ACCOUNT_SID.into(),
         auth_token: local::AUTH_TOKEN.into(),
     };
@@ -65,21 +71,52 @@ pub async fn play(stack: &LocalStack, options: &DemoOptions) -> anyhow::Result<D
         aws_sdk_dynamodb::Client::new(&stack.sdk),
         &stack.resources.calls_table,
     );
-    let records: Vec<Option<CallRecord>> = futures::stream::iter(report.calls.iter())
-        .map(|call| {
-            let store = store.clone();
-            async move { store.get_call(&call.call_sid).await }
+    let mut records = Vec::new();
+    for call in &report.calls {
+        let legs: Vec<Option<CallRecord>> = futures::stream::iter(&call.legs)
+            .map(|leg| {
+                let store = store.clone();
+                async move { store.get_call(leg.call_sid()).await }
+            })
+            .buffered(8)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        records.push(legs);
+    }
+    let expected_flows: Vec<String> = report
+        .calls
+        .iter()
+        .map(|c| {
+            let flow = flows.route(Some(&c.script.from), Some(&c.script.to));
+            flow.unwrap_or(&flows.fallback_flow).to_owned()
         })
-        .buffered(16)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<_, _>>()?;
+        .collect();
     let per_call: Vec<Vec<String>> = report
         .calls
         .iter()
         .zip(&records)
-        .map(|(call, record)| simulate::mismatches(call, record.as_ref()))
+        .zip(&expected_flows)
+        .map(|((call, legs), expected)| {
+            let mut problems: Vec<String> = call
+                .legs
+                .iter()
+                .zip(legs)
+                .flat_map(|(leg, record)| simulate::mismatches(leg, record.as_ref()))
+                .collect();
+            let stored = legs
+                .first()
+                .and_then(|r| r.as_ref())
+                .and_then(|r| r.flow.as_deref());
+            if stored != Some(expected.as_str()) {
+                problems.push(format!(
+                    "{}: flow {stored:?}, expected {expected}",
+                    call.call_sid()
+                ));
+            }
+            problems
+        })
         .collect();
     let verified = per_call.iter().map(Vec::is_empty).collect();
     let mut mismatches: Vec<String> = per_call.into_iter().flatten().collect();
@@ -89,9 +126,16 @@ pub async fn play(stack: &LocalStack, options: &DemoOptions) -> anyhow::Result<D
             .iter()
             .map(|u| format!("undelivered: {u}")),
     );
+    mismatches.extend(
+        report
+            .voice_errors
+            .iter()
+            .map(|e| format!("voice webhook: {e}")),
+    );
     Ok(DemoOutcome {
         report,
         records,
+        expected_flows,
         verified,
         mismatches,
         drain_time,
@@ -100,7 +144,8 @@ pub async fn play(stack: &LocalStack, options: &DemoOptions) -> anyhow::Result<D
 
 pub async fn run(options: DemoOptions) -> anyhow::Result<bool> {
     println!(
-        "voicehooks demo: {} calls, Twilio stand-in → webhook-status → SQS → status-worker → DynamoDB (local)",
+        "voicehooks demo: {} calls. Twilio stand-in → webhook-voice (TwiML) → follows the flow → \
+         status callbacks of every leg → webhook-status → SQS → status-worker → DynamoDB (local)",
         options.calls
     );
     let started = Instant::now();
@@ -123,33 +168,91 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<bool> {
     Ok(outcome.mismatches.is_empty())
 }
 
+/// One row of the table: what the calls that a flow answered did.
+#[derive(Default)]
+struct FlowRow {
+    calls: usize,
+    voice_requests: usize,
+    dialled: usize,
+    answered: usize,
+    recordings: usize,
+    verified: usize,
+}
+
 fn print_outcome(outcome: &DemoOutcome) {
     let report = &outcome.report;
-    let mut by_status: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-    for (call, verified) in report.calls.iter().zip(&outcome.verified) {
-        let entry = by_status.entry(call.final_status.as_str()).or_default();
-        entry.0 += 1;
-        entry.1 += usize::from(*verified);
+    let mut rows: BTreeMap<&str, FlowRow> = BTreeMap::new();
+    for ((call, verified), flow) in report
+        .calls
+        .iter()
+        .zip(&outcome.verified)
+        .zip(&outcome.expected_flows)
+    {
+        let row = rows.entry(flow).or_default();
+        row.calls += 1;
+        row.voice_requests += call.conversation.voice_requests.len();
+        row.dialled += call.legs.len() - 1;
+        row.answered += call.legs[1..]
+            .iter()
+            .filter(|l| l.final_status() == CallStatus::Completed)
+            .count();
+        row.recordings += call
+            .conversation
+            .requested
+            .iter()
+            .filter(|r| r.url.ends_with("/twilio/recording"))
+            .count();
+        row.verified += usize::from(*verified);
     }
     println!();
-    println!("  {:<14} {:>7} {:>10}", "final status", "calls", "verified");
-    println!("  {:-<14} {:->7} {:->10}", "", "", "");
-    for (status, (calls, verified)) in &by_status {
-        println!("  {status:<14} {calls:>7} {verified:>10}");
-    }
-    let verified: usize = by_status.values().map(|v| v.1).sum();
     println!(
-        "  {:<14} {:>7} {:>10}",
+        "  {:<12} {:>6} {:>14} {:>12} {:>9} {:>11} {:>9}",
+        "flow", "calls", "voice requests", "legs dialled", "answered", "recordings", "verified"
+    );
+    println!(
+        "  {:-<12} {:->6} {:->14} {:->12} {:->9} {:->11} {:->9}",
+        "", "", "", "", "", "", ""
+    );
+    let mut total = FlowRow::default();
+    for (flow, row) in &rows {
+        println!(
+            "  {flow:<12} {:>6} {:>14} {:>12} {:>9} {:>11} {:>9}",
+            row.calls, row.voice_requests, row.dialled, row.answered, row.recordings, row.verified
+        );
+        total.calls += row.calls;
+        total.voice_requests += row.voice_requests;
+        total.dialled += row.dialled;
+        total.answered += row.answered;
+        total.recordings += row.recordings;
+        total.verified += row.verified;
+    }
+    println!(
+        "  {:<12} {:>6} {:>14} {:>12} {:>9} {:>11} {:>9}",
         "total",
-        report.calls.len(),
-        verified
+        total.calls,
+        total.voice_requests,
+        total.dialled,
+        total.answered,
+        total.recordings,
+        total.verified
     );
     println!();
 
-    let callbacks: usize = report.calls.iter().map(|c| c.callbacks.len()).sum();
+    let mut by_status: BTreeMap<&str, usize> = BTreeMap::new();
+    for leg in report.legs() {
+        *by_status.entry(leg.final_status().as_str()).or_default() += 1;
+    }
+    let finals: Vec<String> = by_status.iter().map(|(s, n)| format!("{s} {n}")).collect();
     println!(
-        "  callbacks sent           {callbacks} + {} duplicate deliveries, {} calls reordered",
-        report.duplicate_deliveries, report.reordered_calls
+        "  legs stored              {} ({})",
+        report.legs().count(),
+        finals.join(", ")
+    );
+    println!(
+        "  status callbacks sent    {} + {} duplicate deliveries, {} legs reordered",
+        report.status_callbacks(),
+        report.duplicate_deliveries,
+        report.reordered_legs
     );
     println!(
         "  acknowledged (2xx)       {} in {:.1} s, {} retries after non-2xx",
@@ -158,7 +261,14 @@ fn print_outcome(outcome: &DemoOutcome) {
         report.retries
     );
     println!(
-        "  ack latency              p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms",
+        "  TwiML answers            {}, p50 {:.1} ms, p99 {:.1} ms, {} errors",
+        report.voice_latency_us.len(),
+        report.voice_latency_ms(50.0),
+        report.voice_latency_ms(99.0),
+        report.voice_errors.len()
+    );
+    println!(
+        "  callback ack latency     p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms",
         report.latency_ms(50.0),
         report.latency_ms(90.0),
         report.latency_ms(99.0)
@@ -171,35 +281,53 @@ fn print_outcome(outcome: &DemoOutcome) {
         "  late events recorded     {} (in the timeline, not applied)",
         outcome.late_events()
     );
+    if !report.unrouted.is_empty() {
+        let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+        for url in &report.unrouted {
+            *kinds
+                .entry(url.rsplit('/').next().unwrap_or(url))
+                .or_default() += 1;
+        }
+        let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        println!(
+            "  asked for, no route yet  {} (recordings come next)",
+            kinds.join(", ")
+        );
+    }
     println!(
         "  queue drained            {:.1} s after the last acknowledgement",
         outcome.drain_time.as_secs_f64()
     );
     println!("  mismatches               {}", outcome.mismatches.len());
 
-    if let Some((call, record)) = report
+    let example = report
         .calls
         .iter()
         .zip(&outcome.records)
-        .find(|(c, r)| c.reordered && r.as_ref().is_some_and(|r| r.late_events() > 0))
-    {
+        .flat_map(|(c, rs)| c.legs.iter().zip(rs))
+        .find(|(leg, r)| leg.reordered && r.as_ref().is_some_and(|r| r.late_events() > 0));
+    if let Some((leg, record)) = example {
         println!();
-        print_timeline(call, record.as_ref());
+        print_timeline(leg, record.as_ref());
     }
     for mismatch in outcome.mismatches.iter().take(20) {
         println!("  MISMATCH {mismatch}");
     }
 }
 
-/// One call's stored timeline, as an example of a reordered call put right.
-fn print_timeline(call: &SimulatedCall, record: Option<&CallRecord>) {
+/// One leg's stored timeline, as an example of a reordered leg put right.
+fn print_timeline(leg: &SimulatedLeg, record: Option<&CallRecord>) {
     let Some(record) = record else { return };
-    let sent: Vec<String> = call
+    let sent: Vec<String> = leg
         .delivery_order
         .iter()
-        .map(|&i| call.callbacks[i].status.to_string())
+        .map(|&i| leg.callbacks[i].status.to_string())
         .collect();
-    println!("  example {}: delivered {}", call.call_sid, sent.join(", "));
+    println!(
+        "  example {}: delivered {}",
+        leg.call_sid(),
+        sent.join(", ")
+    );
     for entry in &record.timeline {
         let seq = entry.sequence_number.map_or("-".into(), |s| s.to_string());
         let note = if entry.applied {

@@ -81,11 +81,11 @@ async fn main() -> anyhow::Result<ExitCode> {
             println!("local stack up; Ctrl-C stops it");
             println!("  AWS emulator         {}", stack.emulator.endpoint);
             println!("  Lambda APIs          {}", stack.functions.endpoint());
-            println!(
-                "  status webhook       {} (signed for {})",
-                stack.status_webhook_target(),
-                stack.status_webhook_public()
-            );
+            for (public, target) in stack.routes() {
+                println!(
+                    "  webhook              {target}\n                         (signed for {public})"
+                );
+            }
             println!(
                 "  status queue         {}",
                 stack.resources.status_queue_url

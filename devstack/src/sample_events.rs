@@ -48,6 +48,7 @@ fn status_params(status: CallStatus, seq: u32) -> Params {
 pub fn http_api_request(
     method: &str,
     route: &str,
+    query: &str,
     params: &Params,
     signature: Option<&str>,
     idempotency_token: &str,
@@ -68,7 +69,7 @@ pub fn http_api_request(
         "version": "2.0",
         "routeKey": format!("ANY {route}"),
         "rawPath": route,
-        "rawQueryString": "",
+        "rawQueryString": query,
         "headers": headers,
         "requestContext": {
             "accountId": "123456789012",
@@ -95,6 +96,7 @@ fn signed_status_request(status: CallStatus, seq: u32) -> Value {
     http_api_request(
         "POST",
         "/twilio/status",
+        "",
         &params,
         Some(&signature),
         &format!("sample-{}", status.as_str()),
@@ -127,6 +129,124 @@ fn sqs_record(id: &str, body: String) -> Value {
     })
 }
 
+const VOICE_CALL_SID: &str = "CAf0e1d2c3b4a5968778695a4b3c2d1e0f";
+
+/// The params Twilio posts to the voice URL for a call from `from` to `to`.
+fn voice_params(from: &str, to: &str, extra: &[(&str, &str)]) -> Params {
+    [
+        ("AccountSid", local::ACCOUNT_SID),
+        ("ApiVersion", "2010-04-01"),
+        ("CallSid", VOICE_CALL_SID),
+        ("CallStatus", "ringing"),
+        ("Called", to),
+        ("Caller", from),
+        // Softphone calls through a TwiML App are inbound to Twilio too.
+        ("Direction", "inbound"),
+        ("From", from),
+        ("To", to),
+    ]
+    .into_iter()
+    .chain(extra.iter().copied())
+    .collect()
+}
+
+fn signed_voice_request(route: &str, query: &str, params: &Params, name: &str) -> Value {
+    let mut url = format!("{}{route}", local::PUBLIC_BASE_URL);
+    if !query.is_empty() {
+        url = format!("{url}?{query}");
+    }
+    let signature = compute_signature(local::AUTH_TOKEN, &url, params.iter());
+    http_api_request(
+        "POST",
+        route,
+        query,
+        params,
+        Some(&signature),
+        &format!("sample-voice-{name}"),
+    )
+}
+
+/// The voice webhook's samples: (name, route, query, params). The name says what the
+/// answer holds; `tests/events.rs` checks it.
+fn voice_samples() -> Vec<(&'static str, &'static str, &'static str, Params)> {
+    let caller = "+16285550111";
+    vec![
+        (
+            "new-call-main-menu",
+            "/twilio/voice",
+            "",
+            voice_params(caller, "+14155550100", &[]),
+        ),
+        (
+            "new-call-sales-forward",
+            "/twilio/voice",
+            "",
+            voice_params(caller, "+14155550101", &[]),
+        ),
+        (
+            "new-call-standup-conference",
+            "/twilio/voice",
+            "",
+            voice_params(caller, "+14155550102", &[]),
+        ),
+        (
+            "new-call-voicemail",
+            "/twilio/voice",
+            "",
+            voice_params(caller, "+14155550103", &[]),
+        ),
+        (
+            "softphone-outbound",
+            "/twilio/voice",
+            "",
+            voice_params("client:alice", "+16285550199", &[]),
+        ),
+        (
+            "menu-pressed-1-sales",
+            "/twilio/voice/menu",
+            "flow=main-menu&no_input=0&invalid=0",
+            voice_params(
+                caller,
+                "+14155550100",
+                &[("Digits", "1"), ("FinishedOnKey", "")],
+            ),
+        ),
+        (
+            "menu-no-input-retry",
+            "/twilio/voice/menu",
+            "flow=main-menu&no_input=0&invalid=0",
+            voice_params(caller, "+14155550100", &[]),
+        ),
+        (
+            "dial-busy-voicemail",
+            "/twilio/voice/dial",
+            "flow=sales",
+            voice_params(
+                caller,
+                "+14155550101",
+                &[
+                    ("DialCallStatus", "busy"),
+                    ("DialCallSid", "CA00000000000000000000000000000b05"),
+                ],
+            ),
+        ),
+        (
+            "recorded-goodbye",
+            "/twilio/voice/recorded",
+            "flow=voicemail",
+            voice_params(
+                caller,
+                "+14155550103",
+                &[
+                    ("RecordingSid", "RE0000000000000000000000000000000a"),
+                    ("RecordingDuration", "12"),
+                    ("Digits", "#"),
+                ],
+            ),
+        ),
+    ]
+}
+
 /// Every sample event.
 pub fn all() -> Vec<SampleEvent> {
     let mut events: Vec<SampleEvent> = CallStatus::ALL
@@ -150,16 +270,38 @@ pub fn all() -> Vec<SampleEvent> {
         json: get,
     });
 
+    for (name, route, query, params) in voice_samples() {
+        events.push(SampleEvent {
+            path: format!("webhook-voice/{name}.json"),
+            json: signed_voice_request(route, query, &params, name),
+        });
+    }
+    let mut forged = signed_voice_request(
+        "/twilio/voice",
+        "",
+        &voice_params("+16285550111", "+14155550100", &[]),
+        "forged",
+    );
+    forged["headers"]["x-twilio-signature"] = json!("bm90IHRoZSByaWdodCBzaWduYXR1cmU=");
+    events.push(SampleEvent {
+        path: "webhook-voice/rejected-bad-signature.json".into(),
+        json: forged,
+    });
+
     let in_order = [
         (CallStatus::Initiated, 0),
         (CallStatus::Ringing, 1),
         (CallStatus::InProgress, 2),
         (CallStatus::Completed, 3),
     ];
-    let records: Vec<Value> = in_order
-        .iter()
-        .enumerate()
-        .map(|(i, &(status, seq))| sqs_record(&format!("msg-{i}"), envelope(status, seq).to_json()))
+    let started_params = status_params(CallStatus::Ringing, 1);
+    let mut started =
+        Envelope::call_started(CALL_SID, local::ACCOUNT_SID, &started_params, "main-menu");
+    started.received_at = "2026-11-22T09:59:59.000Z".into();
+    let records: Vec<Value> = std::iter::once(sqs_record("msg-started", started.to_json()))
+        .chain(in_order.iter().enumerate().map(|(i, &(status, seq))| {
+            sqs_record(&format!("msg-{i}"), envelope(status, seq).to_json())
+        }))
         .collect();
     events.push(SampleEvent {
         path: "status-worker/sqs-batch.json".into(),

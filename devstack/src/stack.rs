@@ -14,6 +14,7 @@ use crate::resources::{self, Resources, StackNames};
 use crate::workspace::Workspace;
 
 pub const WEBHOOK_STATUS: &str = "webhook-status";
+pub const WEBHOOK_VOICE: &str = "webhook-voice";
 pub const STATUS_WORKER: &str = "status-worker";
 
 pub struct StackOptions {
@@ -66,14 +67,20 @@ impl LocalStack {
             );
             env
         };
+        let webhook_env = with_emulator(&[
+            (config::PUBLIC_BASE_URL, local::PUBLIC_BASE_URL),
+            (config::STATUS_QUEUE_URL, &resources.status_queue_url),
+            (config::TWILIO_SECRET_ID, &resources.twilio_secret_id),
+        ]);
         let specs = vec![
             FunctionSpec {
                 name: WEBHOOK_STATUS,
-                env: with_emulator(&[
-                    (config::PUBLIC_BASE_URL, local::PUBLIC_BASE_URL),
-                    (config::STATUS_QUEUE_URL, &resources.status_queue_url),
-                    (config::TWILIO_SECRET_ID, &resources.twilio_secret_id),
-                ]),
+                env: webhook_env.clone(),
+                instances: options.webhook_instances,
+            },
+            FunctionSpec {
+                name: WEBHOOK_VOICE,
+                env: webhook_env,
                 instances: options.webhook_instances,
             },
             FunctionSpec {
@@ -104,6 +111,23 @@ impl LocalStack {
             functions,
             emulator,
         })
+    }
+
+    /// The routes API Gateway would have: (public URL prefix, function URL prefix). The local
+    /// "Twilio" signs for the first and delivers to the second.
+    pub fn routes(&self) -> Vec<(String, String)> {
+        [
+            ("/twilio/status", WEBHOOK_STATUS),
+            ("/twilio/voice", WEBHOOK_VOICE),
+        ]
+        .into_iter()
+        .map(|(path, function)| {
+            (
+                format!("{}{path}", local::PUBLIC_BASE_URL),
+                format!("{}{path}", self.functions.function_url(function)),
+            )
+        })
+        .collect()
     }
 
     /// Where the local "Twilio" delivers status callbacks (the function URL).

@@ -424,7 +424,15 @@ impl VoiceResponse {
 
     /// The document Twilio reads, with the XML declaration.
     pub fn to_xml(&self) -> String {
-        let mut xml = Writer::new(Vec::with_capacity(1024));
+        self.write(Writer::new(Vec::with_capacity(1024)))
+    }
+
+    /// The same document indented, for people reading it.
+    pub fn to_pretty_xml(&self) -> String {
+        self.write(Writer::new_with_indent(Vec::with_capacity(1024), b' ', 2))
+    }
+
+    fn write(&self, mut xml: Xml) -> String {
         emit(
             &mut xml,
             Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)),

@@ -1,0 +1,375 @@
+//! One call as Twilio plays it: ask the voice URL, follow the TwiML (Gather digits, Dial
+//! outcomes, Record), ask the action URLs, and note every leg and every callback the
+//! TwiML asked for. The caller's behaviour comes from a seeded script.
+
+use std::collections::VecDeque;
+
+use serde::Serialize;
+use shared::twilio::twiml;
+use shared::twilio::{CallStatus, Params};
+
+/// What the caller and the people they are connected to will do, decided up front.
+#[derive(Debug, Clone, Serialize)]
+pub struct Script {
+    pub call_sid: String,
+    pub from: String,
+    pub to: String,
+    /// Keys pressed at each `<Gather>` in turn; an empty entry is silence. When it runs out
+    /// the caller stays silent.
+    pub gathers: VecDeque<String>,
+    /// How each `<Dial>` ends in turn (the last one repeats).
+    pub dials: VecDeque<CallStatus>,
+    /// Seconds spoken into a `<Record>`, talked on an answered leg, or spent in a room.
+    pub talk_secs: u32,
+    /// Seeds the SIDs of dialled legs and recordings.
+    pub sid_seed: u128,
+}
+
+/// A request the stand-in makes to the voice webhook.
+#[derive(Debug, Clone, Serialize)]
+pub struct VoiceRequest {
+    pub url: String,
+    /// Params added to the call's own for this request (Digits, DialCallStatus, ...).
+    pub extra: Vec<(String, String)>,
+}
+
+/// One Twilio call: the caller's (the parent) or one leg a `<Dial>` rang.
+#[derive(Debug, Clone, Serialize)]
+pub struct Leg {
+    pub call_sid: String,
+    pub parent_call_sid: Option<String>,
+    pub from: String,
+    pub to: String,
+    /// The statuses it went through, in order; the last is final.
+    pub statuses: Vec<CallStatus>,
+    /// Where its status callbacks go (the URL Twilio was given) and for which events.
+    pub status_callback: Option<String>,
+    pub events: Vec<String>,
+    pub talk_secs: u32,
+}
+
+impl Leg {
+    pub fn final_status(&self) -> CallStatus {
+        *self.statuses.last().expect("a leg has at least one status")
+    }
+}
+
+/// A callback the TwiML asked for that is not a call status (recordings, transcriptions).
+#[derive(Debug, Clone, Serialize)]
+pub struct Requested {
+    pub url: String,
+    pub params: Params,
+}
+
+/// How a call went.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Conversation {
+    pub voice_requests: Vec<VoiceRequest>,
+    /// Every leg the call made, the caller's first.
+    pub legs: Vec<Leg>,
+    pub requested: Vec<Requested>,
+    /// What went wrong talking to the voice webhook (non-200, invalid TwiML, a loop).
+    pub errors: Vec<String>,
+    pub voice_latency_us: Vec<u64>,
+}
+
+/// The voice webhook as the stand-in sees it: a URL in, TwiML out.
+pub trait VoiceServer {
+    /// POSTs `params` to `url` and returns the TwiML, or why there was none.
+    fn ask(
+        &self,
+        url: &str,
+        params: &Params,
+    ) -> impl Future<Output = Result<(String, u64), String>> + Send;
+}
+
+/// Twilio stops following a document chain at some point; so do we.
+const MAX_VOICE_REQUESTS: usize = 12;
+
+const LEG_EVENTS: [&str; 4] = ["initiated", "ringing", "answered", "completed"];
+
+pub async fn play<S: VoiceServer>(
+    server: &S,
+    script: &Script,
+    voice_url: &str,
+    status_url: &str,
+    account_sid: &str,
+) -> Conversation {
+    let mut call = Conversation::default();
+    let mut script = script.clone();
+    let base: Params = [
+        ("AccountSid", account_sid),
+        ("ApiVersion", "2010-04-01"),
+        ("CallSid", script.call_sid.as_str()),
+        ("CallStatus", "in-progress"),
+        ("Called", script.to.as_str()),
+        ("Caller", script.from.as_str()),
+        ("Direction", "inbound"),
+        ("From", script.from.as_str()),
+        ("To", script.to.as_str()),
+    ]
+    .into_iter()
+    .collect();
+    let mut next = Some(VoiceRequest {
+        url: voice_url.to_owned(),
+        extra: Vec::new(),
+    });
+    let mut children = 0u128;
+    while let Some(request) = next.take() {
+        if call.voice_requests.len() >= MAX_VOICE_REQUESTS {
+            call.errors.push(format!(
+                "{}: more than {MAX_VOICE_REQUESTS} voice requests",
+                script.call_sid
+            ));
+            break;
+        }
+        let mut params = base.clone();
+        if call.voice_requests.is_empty() {
+            params = params
+                .iter()
+                .map(|(k, v)| (k, if k == "CallStatus" { "ringing" } else { v }))
+                .collect();
+        }
+        let params: Params = params
+            .iter()
+            .chain(request.extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .collect();
+        call.voice_requests.push(request.clone());
+        let xml = match server.ask(&request.url, &params).await {
+            Ok((xml, latency_us)) => {
+                call.voice_latency_us.push(latency_us);
+                xml
+            }
+            Err(e) => {
+                call.errors
+                    .push(format!("{} {}: {e}", script.call_sid, request.url));
+                break;
+            }
+        };
+        if let Err(e) = twiml::check(&xml) {
+            call.errors.push(format!(
+                "{} {}: invalid TwiML ({e}): {xml}",
+                script.call_sid, request.url
+            ));
+            break;
+        }
+        let doc = roxmltree::Document::parse(&xml).expect("checked above");
+        for verb in doc.root_element().children().filter(|n| n.is_element()) {
+            let attr = |name: &str| verb.attribute(name).map(str::to_owned);
+            match verb.tag_name().name() {
+                "Gather" => {
+                    let keys = script.gathers.pop_front().unwrap_or_default();
+                    if keys.is_empty() {
+                        continue; // silence: Twilio goes on to the next verb
+                    }
+                    next = attr("action").map(|url| VoiceRequest {
+                        url,
+                        extra: vec![("Digits".into(), keys)],
+                    });
+                    break;
+                }
+                "Dial" => {
+                    let outcome = match script.dials.len() {
+                        0 => CallStatus::Completed,
+                        1 => script.dials[0],
+                        _ => script.dials.pop_front().unwrap_or(CallStatus::Completed),
+                    };
+                    let nouns: Vec<_> = verb.children().filter(|n| n.is_element()).collect();
+                    let conference = nouns.iter().any(|n| n.tag_name().name() == "Conference");
+                    let mut answered_sid = None;
+                    for (i, noun) in nouns
+                        .iter()
+                        .filter(|n| n.tag_name().name() != "Conference")
+                        .enumerate()
+                    {
+                        children += 1;
+                        let sid = format!("CA{:032x}", script.sid_seed.wrapping_add(children));
+                        // One leg answers; the others ring and are canceled.
+                        let status = match (outcome, i) {
+                            (CallStatus::Completed, 0) => CallStatus::Completed,
+                            (CallStatus::Completed, _) => CallStatus::Canceled,
+                            (other, _) => other,
+                        };
+                        if status == CallStatus::Completed {
+                            answered_sid = Some(sid.clone());
+                        }
+                        call.legs.push(dialled_leg(&script, noun, sid, status));
+                    }
+                    let answered = conference || outcome == CallStatus::Completed;
+                    let recorded = attr("record")
+                        .is_some_and(|r| r != "do-not-record" && r != "false")
+                        || nouns
+                            .iter()
+                            .any(|n| n.attribute("record") == Some("record-from-start"));
+                    if answered && recorded {
+                        let url = attr("recordingStatusCallback").or_else(|| {
+                            nouns.iter().find_map(|n| {
+                                n.attribute("recordingStatusCallback").map(str::to_owned)
+                            })
+                        });
+                        if let Some(url) = url {
+                            children += 1;
+                            call.requested.push(recording(
+                                &script,
+                                &url,
+                                children,
+                                account_sid,
+                                if conference { "Conference" } else { "DialVerb" },
+                            ));
+                        }
+                    }
+                    let dial_status = match outcome {
+                        _ if conference => "completed",
+                        CallStatus::Completed => "completed",
+                        other => other.as_str(),
+                    };
+                    match attr("action") {
+                        Some(url) => {
+                            let mut extra =
+                                vec![("DialCallStatus".to_owned(), dial_status.to_owned())];
+                            if let Some(sid) = answered_sid {
+                                extra.push(("DialCallSid".into(), sid));
+                                extra.push((
+                                    "DialCallDuration".into(),
+                                    script.talk_secs.to_string(),
+                                ));
+                            }
+                            next = Some(VoiceRequest { url, extra });
+                            break;
+                        }
+                        // Without an action the call ends when the far end hangs up.
+                        None if answered => break,
+                        None => continue,
+                    }
+                }
+                "Record" => {
+                    children += 1;
+                    let recording = recording(&script, "", children, account_sid, "RecordVerb");
+                    if let Some(url) = attr("recordingStatusCallback") {
+                        call.requested.push(Requested {
+                            url,
+                            ..recording.clone()
+                        });
+                    }
+                    if attr("transcribe").as_deref() == Some("true")
+                        && let Some(url) = attr("transcribeCallback")
+                    {
+                        let mut params: Vec<(String, String)> = recording
+                            .params
+                            .iter()
+                            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                            .collect();
+                        params.push(("TranscriptionStatus".into(), "completed".into()));
+                        params.push((
+                            "TranscriptionText".into(),
+                            "Hi, please call me back about my order.".into(),
+                        ));
+                        call.requested.push(Requested {
+                            url,
+                            params: Params::new(params),
+                        });
+                    }
+                    next = attr("action").map(|url| VoiceRequest {
+                        url,
+                        extra: recording
+                            .params
+                            .iter()
+                            .filter(|(k, _)| k.starts_with("Recording"))
+                            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                            .chain([("Digits".to_owned(), "#".to_owned())])
+                            .collect(),
+                    });
+                    break;
+                }
+                "Redirect" => {
+                    next = verb.text().map(|url| VoiceRequest {
+                        url: url.trim().to_owned(),
+                        extra: Vec::new(),
+                    });
+                    break;
+                }
+                "Hangup" | "Reject" | "Leave" | "Enqueue" => break,
+                _ => {} // Say, Play, Pause: heard, nothing to do
+            }
+        }
+    }
+    // The caller's own call: answered by the TwiML, completed when the document ends.
+    call.legs.insert(
+        0,
+        Leg {
+            call_sid: script.call_sid.clone(),
+            parent_call_sid: None,
+            from: script.from.clone(),
+            to: script.to.clone(),
+            statuses: vec![
+                CallStatus::Ringing,
+                CallStatus::InProgress,
+                CallStatus::Completed,
+            ],
+            status_callback: Some(status_url.to_owned()),
+            events: LEG_EVENTS.iter().map(|e| (*e).to_owned()).collect(),
+            talk_secs: script.talk_secs,
+        },
+    );
+    call
+}
+
+fn dialled_leg(
+    script: &Script,
+    noun: &roxmltree::Node<'_, '_>,
+    sid: String,
+    status: CallStatus,
+) -> Leg {
+    let to = match noun.tag_name().name() {
+        "Client" => format!("client:{}", noun.text().unwrap_or_default().trim()),
+        _ => noun.text().unwrap_or_default().trim().to_owned(),
+    };
+    let statuses = match status {
+        CallStatus::Completed => vec![
+            CallStatus::Initiated,
+            CallStatus::Ringing,
+            CallStatus::InProgress,
+            CallStatus::Completed,
+        ],
+        CallStatus::Failed => vec![CallStatus::Initiated, CallStatus::Failed],
+        other => vec![CallStatus::Initiated, CallStatus::Ringing, other],
+    };
+    Leg {
+        call_sid: sid,
+        parent_call_sid: Some(script.call_sid.clone()),
+        from: script.to.clone(),
+        to,
+        statuses,
+        status_callback: noun.attribute("statusCallback").map(str::to_owned),
+        events: noun
+            .attribute("statusCallbackEvent")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
+        talk_secs: script.talk_secs,
+    }
+}
+
+/// The recording-status callback Twilio posts when a recording is ready.
+fn recording(script: &Script, url: &str, n: u128, account_sid: &str, source: &str) -> Requested {
+    let sid = format!("RE{:032x}", script.sid_seed.wrapping_add(n));
+    let media =
+        format!("https://api.twilio.com/2010-04-01/Accounts/{account_sid}/Recordings/{sid}");
+    let params: Params = [
+        ("AccountSid", account_sid.to_owned()),
+        ("CallSid", script.call_sid.clone()),
+        ("RecordingSid", sid),
+        ("RecordingUrl", media),
+        ("RecordingStatus", "completed".to_owned()),
+        ("RecordingDuration", script.talk_secs.to_string()),
+        ("RecordingChannels", "2".to_owned()),
+        ("RecordingSource", source.to_owned()),
+    ]
+    .into_iter()
+    .collect();
+    Requested {
+        url: url.to_owned(),
+        params,
+    }
+}

@@ -1,0 +1,616 @@
+//! The Twilio stand-in. For each call it does what Twilio does: asks the voice webhook what
+//! to do, follows the TwiML (pressing keys at a Gather, ringing and answering or not at a
+//! Dial, leaving a message at a Record; see [`call`]), then sends every callback the number
+//! and the TwiML asked for: status callbacks of the caller's call and of every dialled leg,
+//! recording and transcription callbacks. Requests carry real parameter sets, a valid
+//! `X-Twilio-Signature` for the URL Twilio was given and an `I-Twilio-Idempotency-Token`,
+//! and are retried on 5xx; some deliveries are duplicated and some legs' callbacks
+//! reordered. Seeded, so a run can be replayed. It keeps the ground truth, to check what
+//! the pipeline stored against it.
+
+pub mod call;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use shared::store::CallRecord;
+use shared::twilio::signature::compute_signature;
+use shared::twilio::{CallStatus, Params};
+use time::format_description::well_known::Rfc2822;
+use time::{Duration as TimeDelta, OffsetDateTime};
+
+pub use call::{Conversation, Leg, Requested, Script, VoiceServer};
+
+#[derive(Debug, Clone)]
+pub struct SimulateOptions {
+    pub calls: usize,
+    pub seed: u64,
+    /// Calls played at once (each call's own requests go one after another).
+    pub concurrency: usize,
+    /// Share of callbacks delivered twice.
+    pub duplicate_rate: f64,
+    /// Share of legs whose status callbacks arrive shuffled.
+    pub reorder_rate: f64,
+    /// Deliveries of one callback before giving up (Twilio retries on 5xx and timeouts).
+    pub max_attempts: u32,
+    /// The public base URL Twilio was given: the voice URL is `<base>/twilio/voice` and
+    /// the numbers' status callback `<base>/twilio/status`. Signatures cover these URLs.
+    pub public_base_url: String,
+    /// How a public URL reaches its function: (public prefix, delivery prefix), as API
+    /// Gateway routes. Empty: deliver to the public URL itself (a deployed stack). A
+    /// callback whose URL has no route is noted as unrouted, not sent.
+    pub routes: Vec<(String, String)>,
+    /// The numbers callers dial. Some calls also dial a number not in the list.
+    pub numbers: Vec<String>,
+    /// Share of calls placed from a browser softphone (`client:` caller) instead.
+    pub softphone_rate: f64,
+    pub account_sid: String,
+    pub auth_token: String,
+}
+
+/// One callback of a leg.
+#[derive(Debug, Clone, Serialize)]
+pub struct Callback {
+    pub status: CallStatus,
+    pub sequence_number: u32,
+    /// The URL Twilio was given for it.
+    pub url: String,
+    pub idempotency_token: String,
+    pub params: Params,
+}
+
+/// A leg and the order its status callbacks are delivered in (indices into `callbacks`; an
+/// index that appears twice is a duplicate delivery).
+#[derive(Debug, Clone, Serialize)]
+pub struct SimulatedLeg {
+    pub leg: Leg,
+    pub callbacks: Vec<Callback>,
+    pub delivery_order: Vec<usize>,
+    pub reordered: bool,
+}
+
+impl SimulatedLeg {
+    pub fn call_sid(&self) -> &str {
+        &self.leg.call_sid
+    }
+
+    pub fn final_status(&self) -> CallStatus {
+        self.leg.final_status()
+    }
+
+    pub fn duplicate_deliveries(&self) -> usize {
+        self.delivery_order.len() - self.callbacks.len()
+    }
+}
+
+/// A call: its script, how the voice webhook steered it, and its legs' callbacks.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimulatedCall {
+    pub script: Script,
+    pub conversation: Conversation,
+    /// The caller's leg first, then every dialled leg.
+    pub legs: Vec<SimulatedLeg>,
+}
+
+impl SimulatedCall {
+    pub fn call_sid(&self) -> &str {
+        &self.script.call_sid
+    }
+}
+
+/// The scripts of `options.calls` calls, deterministically from the seed.
+pub fn plan(options: &SimulateOptions) -> Vec<Script> {
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+    (0..options.calls)
+        .map(|_| script(&mut rng, options))
+        .collect()
+}
+
+fn script(rng: &mut ChaCha8Rng, options: &SimulateOptions) -> Script {
+    let call_sid = format!("CA{:032x}", rng.random::<u128>());
+    let caller = format!("+1628555{:04}", rng.random_range(0..10_000));
+    let (from, to) = if rng.random_bool(options.softphone_rate) {
+        let agent = format!("client:agent-{}", rng.random_range(1..20));
+        (agent, caller)
+    } else {
+        let to = match options.numbers.len() {
+            n if n > 0 && rng.random_bool(0.9) => options.numbers[rng.random_range(0..n)].clone(),
+            // A number nobody configured: the default route answers it.
+            _ => format!("+1415555{:04}", rng.random_range(9000..10_000)),
+        };
+        (caller, to)
+    };
+    let gathers = (0..3)
+        .map(|_| match rng.random_range(0..100) {
+            0..60 => rng.random_range(1..=4).to_string(),
+            60..75 => "9".to_owned(),
+            _ => String::new(),
+        })
+        .collect();
+    let dials = (0..2)
+        .map(|_| match rng.random_range(0..100) {
+            0..55 => CallStatus::Completed,
+            55..70 => CallStatus::Busy,
+            70..90 => CallStatus::NoAnswer,
+            _ => CallStatus::Failed,
+        })
+        .collect();
+    Script {
+        call_sid,
+        from,
+        to,
+        gathers,
+        dials,
+        talk_secs: rng.random_range(5..300),
+        sid_seed: rng.random(),
+    }
+}
+
+/// A leg's status callbacks: one per status whose event was asked for (the final status is
+/// always sent), numbered in the order Twilio sends them; then the faults.
+fn leg_callbacks(
+    rng: &mut ChaCha8Rng,
+    options: &SimulateOptions,
+    leg: Leg,
+    started: OffsetDateTime,
+) -> SimulatedLeg {
+    let Some(url) = leg.status_callback.clone() else {
+        return SimulatedLeg {
+            leg,
+            callbacks: Vec::new(),
+            delivery_order: Vec::new(),
+            reordered: false,
+        };
+    };
+    let wanted = |status: CallStatus| {
+        let event = match status {
+            CallStatus::Queued | CallStatus::Initiated => "initiated",
+            CallStatus::Ringing => "ringing",
+            CallStatus::InProgress => "answered",
+            _ => return true,
+        };
+        leg.events.iter().any(|e| e == event)
+    };
+    let callbacks: Vec<Callback> = leg
+        .statuses
+        .iter()
+        .copied()
+        .filter(|&s| wanted(s))
+        .enumerate()
+        .map(|(seq, status)| Callback {
+            status,
+            sequence_number: seq as u32,
+            url: url.clone(),
+            idempotency_token: format!("{:032x}-{seq}", rng.random::<u128>()),
+            params: status_params(
+                &options.account_sid,
+                &leg,
+                status,
+                seq as u32,
+                started + TimeDelta::seconds(seq as i64 * 4),
+            ),
+        })
+        .collect();
+    let mut delivery_order: Vec<usize> = (0..callbacks.len()).collect();
+    let reordered = callbacks.len() > 1 && rng.random_bool(options.reorder_rate);
+    if reordered {
+        // A shuffle that leaves everything in place is not a reordering.
+        while delivery_order.windows(2).all(|w| w[0] < w[1]) {
+            delivery_order.shuffle(rng);
+        }
+    }
+    for index in 0..callbacks.len() {
+        if rng.random_bool(options.duplicate_rate) {
+            let at = rng.random_range(0..=delivery_order.len());
+            delivery_order.insert(at, index);
+        }
+    }
+    SimulatedLeg {
+        leg,
+        callbacks,
+        delivery_order,
+        reordered,
+    }
+}
+
+/// The parameters Twilio posts to a status callback URL.
+fn status_params(
+    account_sid: &str,
+    leg: &Leg,
+    status: CallStatus,
+    seq: u32,
+    at: OffsetDateTime,
+) -> Params {
+    let timestamp = at.format(&Rfc2822).expect("RFC 2822 formats any UTC time");
+    let direction = if leg.parent_call_sid.is_some() {
+        "outbound-dial"
+    } else {
+        "inbound"
+    };
+    let mut params: Vec<(String, String)> = [
+        ("Called", leg.to.as_str()),
+        ("ToState", "CA"),
+        ("CallerCountry", "US"),
+        ("Direction", direction),
+        ("Timestamp", &timestamp),
+        ("CallbackSource", "call-progress-events"),
+        ("CallerState", "CA"),
+        ("ToZip", "94105"),
+        ("SequenceNumber", &seq.to_string()),
+        ("CallSid", &leg.call_sid),
+        ("To", &leg.to),
+        ("CallerZip", "94103"),
+        ("ToCountry", "US"),
+        ("CalledZip", "94105"),
+        ("ApiVersion", "2010-04-01"),
+        ("CalledCity", "SAN FRANCISCO"),
+        ("CallStatus", status.as_str()),
+        ("From", &leg.from),
+        ("AccountSid", account_sid),
+        ("CalledCountry", "US"),
+        ("CallerCity", "SAN FRANCISCO"),
+        ("ToCity", "SAN FRANCISCO"),
+        ("FromCountry", "US"),
+        ("Caller", &leg.from),
+        ("FromCity", "SAN FRANCISCO"),
+        ("CalledState", "CA"),
+        ("FromZip", "94103"),
+        ("FromState", "CA"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    if let Some(parent) = &leg.parent_call_sid {
+        params.push(("ParentCallSid".into(), parent.clone()));
+    }
+    if status.is_terminal() {
+        let sip = match status {
+            CallStatus::Completed => "200",
+            CallStatus::Busy => "486",
+            CallStatus::NoAnswer | CallStatus::Canceled => "487",
+            _ => "500",
+        };
+        params.push(("SipResponseCode".into(), sip.into()));
+    }
+    if status == CallStatus::Completed {
+        params.push(("CallDuration".into(), leg.talk_secs.to_string()));
+        params.push(("Duration".into(), leg.talk_secs.div_ceil(60).to_string()));
+    }
+    Params::new(params)
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimulationReport {
+    pub calls: Vec<SimulatedCall>,
+    /// Callbacks acknowledged 2xx (status, recording, transcription).
+    pub acknowledged: u64,
+    pub duplicate_deliveries: u64,
+    pub reordered_legs: u64,
+    /// Extra attempts after a 5xx, 429 or transport error.
+    pub retries: u64,
+    /// Callbacks never acknowledged (4xx, or attempts exhausted), with the reason.
+    pub undelivered: Vec<String>,
+    /// Callback URLs the TwiML asked for that no route serves (not sent).
+    pub unrouted: Vec<String>,
+    /// Voice webhook answers that were not valid TwiML with a 200.
+    pub voice_errors: Vec<String>,
+    pub ack_latency_us: Vec<u64>,
+    pub voice_latency_us: Vec<u64>,
+    pub elapsed: Duration,
+}
+
+impl SimulationReport {
+    /// The `p`th percentile of callback acknowledgement latency, in milliseconds.
+    pub fn latency_ms(&self, p: f64) -> f64 {
+        percentile(&self.ack_latency_us, p) as f64 / 1000.0
+    }
+
+    /// The `p`th percentile of voice webhook (TwiML) latency, in milliseconds.
+    pub fn voice_latency_ms(&self, p: f64) -> f64 {
+        percentile(&self.voice_latency_us, p) as f64 / 1000.0
+    }
+
+    pub fn legs(&self) -> impl Iterator<Item = &SimulatedLeg> {
+        self.calls.iter().flat_map(|c| c.legs.iter())
+    }
+
+    pub fn status_callbacks(&self) -> usize {
+        self.legs().map(|l| l.callbacks.len()).sum()
+    }
+}
+
+pub fn percentile(samples: &[u64], p: f64) -> u64 {
+    if samples.is_empty() {
+        return 0;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_unstable();
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// Signs and sends requests the way Twilio does, to wherever the routes say.
+#[derive(Clone)]
+pub struct Twilio {
+    client: reqwest::Client,
+    routes: Vec<(String, String)>,
+    auth_token: String,
+}
+
+impl Twilio {
+    pub fn new(options: &SimulateOptions) -> anyhow::Result<Self> {
+        Ok(Self {
+            // Twilio's own limit for a webhook answer.
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(15))
+                .build()?,
+            routes: options.routes.clone(),
+            auth_token: options.auth_token.clone(),
+        })
+    }
+
+    /// Where a public URL is delivered: the longest matching route, at a path boundary.
+    pub fn target(&self, public_url: &str) -> Option<String> {
+        if self.routes.is_empty() {
+            return Some(public_url.to_owned());
+        }
+        self.routes
+            .iter()
+            .filter(|(public, _)| {
+                public_url
+                    .strip_prefix(public.as_str())
+                    .is_some_and(|rest| {
+                        rest.is_empty() || rest.starts_with('/') || rest.starts_with('?')
+                    })
+            })
+            .max_by_key(|(public, _)| public.len())
+            .map(|(public, target)| format!("{target}{}", &public_url[public.len()..]))
+    }
+
+    /// One signed POST; the response and how long it took.
+    async fn post(
+        &self,
+        target: &str,
+        public_url: &str,
+        params: &Params,
+        idempotency_token: Option<&str>,
+    ) -> (reqwest::Result<reqwest::Response>, u64) {
+        let signature = compute_signature(&self.auth_token, public_url, params.iter());
+        let mut request = self
+            .client
+            .post(target)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-twilio-signature", signature)
+            .header("user-agent", "TwilioProxy/1.1")
+            .body(params.to_form());
+        if let Some(token) = idempotency_token {
+            request = request.header("i-twilio-idempotency-token", token);
+        }
+        let sent = Instant::now();
+        let response = request.send().await;
+        (response, sent.elapsed().as_micros() as u64)
+    }
+}
+
+impl VoiceServer for Twilio {
+    async fn ask(&self, url: &str, params: &Params) -> Result<(String, u64), String> {
+        let target = self
+            .target(url)
+            .ok_or_else(|| format!("no route for {url}"))?;
+        let (response, latency_us) = self.post(&target, url, params, None).await;
+        let response = response.map_err(|e| e.to_string())?;
+        let status = response.status();
+        let xml = response.text().await.map_err(|e| e.to_string())?;
+        if status != reqwest::StatusCode::OK {
+            return Err(format!("HTTP {status}: {}", xml.trim()));
+        }
+        Ok((xml, latency_us))
+    }
+}
+
+#[derive(Default)]
+struct Delivered {
+    latency_us: Vec<u64>,
+    retries: u64,
+    undelivered: Vec<String>,
+    unrouted: Vec<String>,
+}
+
+/// Plans the calls and plays them.
+pub async fn run(options: &SimulateOptions) -> anyhow::Result<SimulationReport> {
+    let twilio = Twilio::new(options)?;
+    let base = options.public_base_url.trim_end_matches('/');
+    let (voice_url, status_url) = (
+        format!("{base}/twilio/voice"),
+        format!("{base}/twilio/status"),
+    );
+    let start = OffsetDateTime::from_unix_timestamp(1_795_000_000).expect("valid epoch");
+    let started = Instant::now();
+    let results: Vec<(SimulatedCall, Delivered)> =
+        futures::stream::iter(plan(options).into_iter().enumerate())
+            .map(|(i, script)| {
+                let (twilio, voice_url, status_url) = (&twilio, &voice_url, &status_url);
+                async move {
+                    let mut conversation =
+                        call::play(twilio, &script, voice_url, status_url, &options.account_sid)
+                            .await;
+                    // The faults come from the call's own seed, so they do not depend on timing.
+                    let mut rng =
+                        ChaCha8Rng::seed_from_u64(options.seed ^ (script.sid_seed as u64));
+                    let at = start + TimeDelta::seconds(i as i64 * 3);
+                    let legs = std::mem::take(&mut conversation.legs)
+                        .into_iter()
+                        .map(|leg| leg_callbacks(&mut rng, options, leg, at))
+                        .collect();
+                    let call = SimulatedCall {
+                        script,
+                        conversation,
+                        legs,
+                    };
+                    let delivered = deliver_call(&twilio.clone(), options, &call).await;
+                    (call, delivered)
+                }
+            })
+            .buffer_unordered(options.concurrency.max(1))
+            .collect()
+            .await;
+    let mut report = SimulationReport {
+        calls: Vec::new(),
+        acknowledged: 0,
+        duplicate_deliveries: 0,
+        reordered_legs: 0,
+        retries: 0,
+        undelivered: Vec::new(),
+        unrouted: Vec::new(),
+        voice_errors: Vec::new(),
+        ack_latency_us: Vec::new(),
+        voice_latency_us: Vec::new(),
+        elapsed: started.elapsed(),
+    };
+    for (call, delivered) in results {
+        report.acknowledged += delivered.latency_us.len() as u64;
+        report.ack_latency_us.extend(delivered.latency_us);
+        report.retries += delivered.retries;
+        report.undelivered.extend(delivered.undelivered);
+        report.unrouted.extend(delivered.unrouted);
+        report
+            .voice_errors
+            .extend(call.conversation.errors.iter().cloned());
+        report
+            .voice_latency_us
+            .extend(&call.conversation.voice_latency_us);
+        report.calls.push(call);
+    }
+    // Completion order depends on timing; the report does not.
+    report
+        .calls
+        .sort_by(|a, b| a.script.call_sid.cmp(&b.script.call_sid));
+    report.duplicate_deliveries = report.legs().map(|l| l.duplicate_deliveries() as u64).sum();
+    report.reordered_legs = report.legs().filter(|l| l.reordered).count() as u64;
+    Ok(report)
+}
+
+/// Every callback of a call: each leg's status callbacks in their delivery order, then the
+/// recording and transcription callbacks.
+async fn deliver_call(
+    twilio: &Twilio,
+    options: &SimulateOptions,
+    call: &SimulatedCall,
+) -> Delivered {
+    let mut delivered = Delivered::default();
+    let status = call.legs.iter().flat_map(|leg| {
+        leg.delivery_order.iter().map(|&i| {
+            let c = &leg.callbacks[i];
+            let what = format!(
+                "{} {} (seq {})",
+                leg.call_sid(),
+                c.status,
+                c.sequence_number
+            );
+            (
+                c.url.as_str(),
+                &c.params,
+                Some(c.idempotency_token.as_str()),
+                what,
+            )
+        })
+    });
+    let requested = call.conversation.requested.iter().map(|r| {
+        let what = format!("{} {}", call.call_sid(), r.url);
+        (r.url.as_str(), &r.params, None, what)
+    });
+    for (url, params, token, what) in status.chain(requested).collect::<Vec<_>>() {
+        let Some(target) = twilio.target(url) else {
+            delivered.unrouted.push(url.to_owned());
+            continue;
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (response, latency_us) = twilio.post(&target, url, params, token).await;
+            let retryable = match &response {
+                Ok(r) if r.status().is_success() => {
+                    delivered.latency_us.push(latency_us);
+                    break;
+                }
+                Ok(r) => r.status().is_server_error() || r.status().as_u16() == 429,
+                Err(_) => true,
+            };
+            let why = match response {
+                Ok(r) => format!("HTTP {}", r.status()),
+                Err(e) => e.to_string(),
+            };
+            if !retryable || attempt >= options.max_attempts {
+                delivered.undelivered.push(format!("{what}: {why}"));
+                break;
+            }
+            delivered.retries += 1;
+            tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
+        }
+    }
+    delivered
+}
+
+/// How a stored leg differs from the ground truth (empty: it matches).
+pub fn mismatches(leg: &SimulatedLeg, record: Option<&CallRecord>) -> Vec<String> {
+    let sid = leg.call_sid();
+    let Some(record) = record else {
+        return vec![format!("{sid}: not stored")];
+    };
+    let mut problems = Vec::new();
+    if record.status.as_deref() != Some(leg.final_status().as_str()) {
+        problems.push(format!(
+            "{sid}: final status {:?}, expected {}",
+            record.status,
+            leg.final_status()
+        ));
+    }
+    // Every callback is in the timeline exactly once, applied or late.
+    let expected: HashSet<&str> = leg
+        .callbacks
+        .iter()
+        .map(|c| c.idempotency_token.as_str())
+        .collect();
+    let stored: Vec<&str> = record
+        .timeline
+        .iter()
+        .map(|e| e.idempotency_key.as_str())
+        .collect();
+    let unique: HashSet<&str> = stored.iter().copied().collect();
+    if unique.len() != stored.len() {
+        problems.push(format!("{sid}: an event was recorded twice"));
+    }
+    if unique != expected {
+        problems.push(format!(
+            "{sid}: timeline has {} of {} callbacks",
+            unique.intersection(&expected).count(),
+            expected.len()
+        ));
+    }
+    // What was applied only ever moved forward.
+    let applied: Vec<(u8, i64)> = record
+        .timeline
+        .iter()
+        .filter(|e| e.applied)
+        .map(|e| {
+            let rank = e
+                .status
+                .parse::<CallStatus>()
+                .map_or(u8::MAX, CallStatus::rank);
+            (rank, e.sequence_number.unwrap_or(-1))
+        })
+        .collect();
+    if applied.windows(2).any(|w| w[0] >= w[1]) {
+        problems.push(format!("{sid}: applied events went backwards: {applied:?}"));
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests;
