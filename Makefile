@@ -22,6 +22,7 @@ SEED ?= 42
 EVENT ?= events/webhook-status/ringing.json
 FUNCTION ?= webhook-status
 LAMBDA_PORT ?= 9000
+TO ?= +14155550100
 
 .PHONY: help
 help: ## List the verbs
@@ -46,7 +47,7 @@ build-local: ## Build every binary for this machine (what the local stack runs)
 
 .PHONY: build
 build: $(VENV)/stack/.installed ## Build the Lambda bootstraps for arm64 (target/lambda/<function>/bootstrap)
-	cargo lambda build --release --arm64 --bin webhook-status --bin status-worker
+	cargo lambda build --release --arm64 --bin webhook-status --bin webhook-voice --bin status-worker
 	@ls -l target/lambda/*/bootstrap
 
 # ---------------------------------------------------------------- run
@@ -62,6 +63,10 @@ up: $(VENV)/stack/.installed build-local ## Run the local stack until Ctrl-C
 invoke: $(VENV)/stack/.installed ## Send EVENT to FUNCTION on a running `make up`
 	cargo lambda invoke $(FUNCTION) --invoke-address 127.0.0.1 --invoke-port $(LAMBDA_PORT) --data-file $(EVENT)
 
+.PHONY: twiml
+twiml: ## Print the TwiML a call to TO gets, e.g. make twiml TO=+14155550101 (more: ARGS="--step menu --flow main-menu --digits 9")
+	cargo run --quiet -p voicectl -- flows twiml --to '$(TO)' $(ARGS)
+
 .PHONY: events
 events: ## Regenerate the signed sample events under events/
 	cargo run --quiet -p devstack -- events
@@ -72,10 +77,15 @@ test: venv build-local ## Unit and integration tests (local AWS emulator), then 
 	cargo test --workspace
 	$(MAKE) --no-print-directory lint
 
+.PHONY: bench
+bench: ## Benchmarks, printed: TwiML render and status-callback compute per request
+	cargo bench -p shared --bench ingress -- --warm-up-time 1 --measurement-time 3
+
 .PHONY: lint
-lint: $(VENV)/lint/.installed $(VENV)/sam/.installed ## rustfmt, clippy, cfn-lint, checkov, sam validate
+lint: $(VENV)/lint/.installed $(VENV)/sam/.installed ## rustfmt, clippy, call flows, cfn-lint, checkov, sam validate
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
+	cargo run --quiet -p voicectl -- flows check
 	$(LINT_BIN)/cfn-lint $(TEMPLATE)
 	$(LINT_BIN)/checkov --quiet --compact --skip-download --framework cloudformation -f $(TEMPLATE)
 	AWS_REGION=us-east-1 $(SAM_BIN)/sam validate --lint --template-file $(TEMPLATE)

@@ -37,6 +37,9 @@ pub struct PollerConfig {
     /// Overrides the queue's visibility timeout on receive, so that locally a failed
     /// message is retried within seconds rather than after the deployed 60 s.
     pub visibility_timeout_secs: i32,
+    /// Batches in flight at once, as Lambda's pollers run several (each needs a worker
+    /// instance to be served at once).
+    pub concurrency: usize,
 }
 
 pub struct Poller {
@@ -56,11 +59,14 @@ impl Poller {
         let (stop, mut stopped) = watch::channel(false);
         let task_stats = stats.clone();
         let task = tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = stopped.changed() => break,
-                    _ = poll_once(&sqs, &lambda, &config, &task_stats) => {}
+            let pollers = (0..config.concurrency.max(1)).map(|_| async {
+                loop {
+                    poll_once(&sqs, &lambda, &config, &task_stats).await;
                 }
+            });
+            tokio::select! {
+                _ = stopped.changed() => {}
+                _ = futures::future::join_all(pollers) => {}
             }
         });
         Self {

@@ -16,6 +16,8 @@ use crate::workspace::Workspace;
 pub const WEBHOOK_STATUS: &str = "webhook-status";
 pub const WEBHOOK_VOICE: &str = "webhook-voice";
 pub const STATUS_WORKER: &str = "status-worker";
+/// Status-worker instances, and batches the poller keeps in flight.
+const WORKER_INSTANCES: usize = 3;
 
 pub struct StackOptions {
     /// Names the run's log folder under `.local/logs/`.
@@ -86,7 +88,7 @@ impl LocalStack {
             FunctionSpec {
                 name: STATUS_WORKER,
                 env: with_emulator(&[(config::CALLS_TABLE, &resources.calls_table)]),
-                instances: 1,
+                instances: WORKER_INSTANCES,
             },
         ];
         let functions =
@@ -100,6 +102,7 @@ impl LocalStack {
                 function: STATUS_WORKER.into(),
                 batch_size: 10,
                 visibility_timeout_secs: options.retry_after_secs,
+                concurrency: WORKER_INSTANCES,
             },
         );
         Ok(Self {
