@@ -204,14 +204,20 @@ impl<'a> Builder<'a> {
             .ok_or_else(|| format!("unknown flow {name:?}"))
     }
 
-    fn say(&mut self, text: &str) {
+    /// A `<Say>` in the configured voice.
+    fn styled_say(&self, text: &str) -> Say {
         let style = &self.flows.voice;
-        self.twiml.verbs.push(Verb::Say(Say {
+        Say {
             text: text.to_owned(),
             voice: style.voice.clone(),
             language: style.language.clone(),
             loop_: None,
-        }));
+        }
+    }
+
+    fn say(&mut self, text: &str) {
+        let say = self.styled_say(text);
+        self.twiml.verbs.push(Verb::Say(say));
     }
 
     fn step(&mut self, step: &Step) -> StepResult {
@@ -378,12 +384,7 @@ impl<'a> Builder<'a> {
             speech_timeout: speech.then(|| "auto".to_owned()),
             hints: (speech && !words.is_empty()).then(|| words.join(", ")),
             language: speech.then(|| style.language.clone()).flatten(),
-            prompts: vec![Prompt::Say(Say {
-                text: m.prompt.clone(),
-                voice: style.voice.clone(),
-                language: style.language.clone(),
-                loop_: None,
-            })],
+            prompts: vec![Prompt::Say(self.styled_say(&m.prompt))],
             ..Gather::default()
         };
         self.twiml.verbs.push(Verb::Gather(gather));
