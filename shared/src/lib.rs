@@ -7,6 +7,7 @@ pub mod config;
 pub mod events;
 pub mod flows;
 pub mod lambda;
+pub mod media;
 pub mod queue;
 pub mod secrets;
 pub mod store;

@@ -1,0 +1,296 @@
+//! The stand-in's recording media, served the way Twilio's API serves it:
+//! `GET /2010-04-01/Accounts/{AccountSid}/Recordings/{RecordingSid}.wav` (or `.mp3`) with
+//! Basic auth, 404 until the recording is ready, 429 when asked to, and
+//! `DELETE .../Recordings/{RecordingSid}`. WAV bodies (8 kHz, 16-bit PCM, one or two
+//! channels) are generated on the fly and streamed, so any length costs no memory; the same
+//! generator gives the checksum a test expects.
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine as _;
+use bytes::Bytes;
+use futures::StreamExt as _;
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+
+const SAMPLE_RATE: u32 = 8_000;
+const CHUNK: usize = 64 * 1024;
+
+/// One recording the stand-in holds.
+#[derive(Debug, Clone)]
+pub struct Recording {
+    pub seconds: u32,
+    pub channels: u16,
+    /// Statuses answered to the first requests, in order (e.g. `[404, 404]`: not ready for
+    /// two tries; `[429]`; `[503]`), before the media is served.
+    pub faults: VecDeque<u16>,
+}
+
+impl Recording {
+    pub fn new(seconds: u32, channels: u16) -> Self {
+        Self {
+            seconds,
+            channels,
+            faults: VecDeque::new(),
+        }
+    }
+
+    pub fn with_faults(mut self, faults: &[u16]) -> Self {
+        self.faults = faults.iter().copied().collect();
+        self
+    }
+
+    /// The size of its WAV file.
+    pub fn wav_len(&self) -> u64 {
+        44 + self.data_len()
+    }
+
+    fn data_len(&self) -> u64 {
+        u64::from(self.seconds) * u64::from(SAMPLE_RATE) * u64::from(self.channels) * 2
+    }
+}
+
+#[derive(Default)]
+struct Held {
+    recording: Option<Recording>,
+    requests: u32,
+    deleted: bool,
+}
+
+struct MediaState {
+    account_sid: String,
+    auth_token: String,
+    recordings: Mutex<HashMap<String, Held>>,
+}
+
+/// The running media server; stopped when dropped.
+pub struct MediaServer {
+    pub addr: SocketAddr,
+    state: Arc<MediaState>,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl MediaServer {
+    /// Listens on a free loopback port.
+    pub async fn start(account_sid: &str, auth_token: &str) -> std::io::Result<Self> {
+        let state = Arc::new(MediaState {
+            account_sid: account_sid.to_owned(),
+            auth_token: auth_token.to_owned(),
+            recordings: Mutex::default(),
+        });
+        let app = Router::new()
+            .route(
+                "/2010-04-01/Accounts/{account}/Recordings/{file}",
+                get(fetch).delete(delete),
+            )
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (shutdown, stopped) = oneshot::channel();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Ok(Self {
+            addr,
+            state,
+            shutdown: Some(shutdown),
+        })
+    }
+
+    /// `host:port`, for the worker's allow-list.
+    pub fn host_port(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn add(&self, recording_sid: &str, recording: Recording) {
+        self.state.lock().insert(
+            recording_sid.to_owned(),
+            Held {
+                recording: Some(recording),
+                ..Held::default()
+            },
+        );
+    }
+
+    /// The `RecordingUrl` Twilio would send (no extension).
+    pub fn recording_url(&self, recording_sid: &str) -> String {
+        format!(
+            "http://{}/2010-04-01/Accounts/{}/Recordings/{recording_sid}",
+            self.addr, self.state.account_sid
+        )
+    }
+
+    /// Requests made for a recording so far (media and deletes).
+    pub fn requests(&self, recording_sid: &str) -> u32 {
+        self.state
+            .lock()
+            .get(recording_sid)
+            .map_or(0, |h| h.requests)
+    }
+
+    pub fn deleted(&self, recording_sid: &str) -> bool {
+        self.state
+            .lock()
+            .get(recording_sid)
+            .is_some_and(|h| h.deleted)
+    }
+}
+
+impl Drop for MediaServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+impl MediaState {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
+        self.recordings.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let expected = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", self.account_sid, self.auth_token));
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
+            .is_some_and(|given| given == expected)
+    }
+}
+
+fn status(code: StatusCode) -> Response {
+    let mut response = code.into_response();
+    if code == StatusCode::TOO_MANY_REQUESTS {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    if code == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Basic realm=\"Twilio API\""),
+        );
+    }
+    response
+}
+
+async fn fetch(
+    State(state): State<Arc<MediaState>>,
+    Path((account, file)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if account != state.account_sid || !state.authorized(&headers) {
+        return status(StatusCode::UNAUTHORIZED);
+    }
+    let (sid, content_type) = match file.rsplit_once('.') {
+        Some((sid, "wav")) => (sid, "audio/x-wav"),
+        Some((sid, "mp3")) => (sid, "audio/mpeg"),
+        _ => return status(StatusCode::NOT_FOUND),
+    };
+    let recording = {
+        let mut held = state.lock();
+        let Some(entry) = held.get_mut(sid) else {
+            return status(StatusCode::NOT_FOUND);
+        };
+        entry.requests += 1;
+        let Some(recording) = entry.recording.as_mut().filter(|_| !entry.deleted) else {
+            return status(StatusCode::NOT_FOUND);
+        };
+        if let Some(code) = recording.faults.pop_front() {
+            return status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
+        }
+        recording.clone()
+    };
+    let stream = futures::stream::iter(wav_chunks(&recording, sid)).map(Ok::<_, Infallible>);
+    Response::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CONTENT_LENGTH, recording.wav_len())
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| status(StatusCode::INTERNAL_SERVER_ERROR))
+}
+
+async fn delete(
+    State(state): State<Arc<MediaState>>,
+    Path((account, file)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if account != state.account_sid || !state.authorized(&headers) {
+        return status(StatusCode::UNAUTHORIZED);
+    }
+    let sid = file.strip_suffix(".json").unwrap_or(&file);
+    let mut held = state.lock();
+    match held.get_mut(sid) {
+        Some(entry) if !entry.deleted => {
+            entry.requests += 1;
+            entry.deleted = true;
+            status(StatusCode::NO_CONTENT)
+        }
+        _ => status(StatusCode::NOT_FOUND),
+    }
+}
+
+/// The WAV file of a recording, in chunks: a RIFF header, then deterministic noise seeded by
+/// the recording's SID, so that every fetch of one recording returns the same bytes.
+pub fn wav_chunks(recording: &Recording, sid: &str) -> impl Iterator<Item = Bytes> + use<> {
+    let data_len = recording.data_len();
+    let channels = recording.channels;
+    let mut header = Vec::with_capacity(44);
+    header.extend_from_slice(b"RIFF");
+    header.extend_from_slice(&((36 + data_len) as u32).to_le_bytes());
+    header.extend_from_slice(b"WAVEfmt ");
+    header.extend_from_slice(&16u32.to_le_bytes());
+    header.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    header.extend_from_slice(&channels.to_le_bytes());
+    header.extend_from_slice(&SAMPLE_RATE.to_le_bytes());
+    header.extend_from_slice(&(SAMPLE_RATE * u32::from(channels) * 2).to_le_bytes());
+    header.extend_from_slice(&(channels * 2).to_le_bytes());
+    header.extend_from_slice(&16u16.to_le_bytes());
+    header.extend_from_slice(b"data");
+    header.extend_from_slice(&(data_len as u32).to_le_bytes());
+    let mut state = Sha256::digest(sid.as_bytes())[..8]
+        .iter()
+        .fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+        | 1;
+    let mut left = data_len;
+    std::iter::once(Bytes::from(header)).chain(std::iter::from_fn(move || {
+        if left == 0 {
+            return None;
+        }
+        let n = left.min(CHUNK as u64) as usize;
+        left -= n as u64;
+        let mut chunk = vec![0u8; n];
+        for pair in chunk.chunks_mut(8) {
+            // xorshift64: cheap, deterministic, not silence.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let bytes = state.to_le_bytes();
+            pair.copy_from_slice(&bytes[..pair.len()]);
+        }
+        Some(Bytes::from(chunk))
+    }))
+}
+
+/// The SHA-256 (hex) of a recording's WAV file, as an archive should store it.
+pub fn wav_sha256(recording: &Recording, sid: &str) -> String {
+    let mut hash = Sha256::new();
+    for chunk in wav_chunks(recording, sid) {
+        hash.update(&chunk);
+    }
+    hex::encode(hash.finalize())
+}
