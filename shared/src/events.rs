@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::twilio::{Params, StatusCallback};
+use crate::twilio::{Params, RecordingCallback, StatusCallback, TranscriptionCallback};
 
 /// The envelope version this build writes and reads.
 pub const ENVELOPE_VERSION: u32 = 1;
@@ -23,6 +23,12 @@ pub enum EventKind {
     /// The voice webhook answered a new call.
     #[serde(rename = "call.started")]
     CallStarted,
+    /// A recording's status changed (`completed` means the media can be fetched).
+    #[serde(rename = "recording.status")]
+    RecordingStatus,
+    /// Twilio's own transcription of a `<Record transcribe>` finished.
+    #[serde(rename = "transcription.twilio")]
+    TranscriptionTwilio,
 }
 
 impl EventKind {
@@ -30,6 +36,8 @@ impl EventKind {
         match self {
             Self::CallStatus => "call.status",
             Self::CallStarted => "call.started",
+            Self::RecordingStatus => "recording.status",
+            Self::TranscriptionTwilio => "transcription.twilio",
         }
     }
 }
@@ -62,58 +70,100 @@ pub enum EnvelopeError {
 }
 
 impl Envelope {
-    /// Wraps an accepted status callback. The key is Twilio's idempotency token when the
-    /// request had one (it is the same on every retry of one callback), else one derived from
-    /// what makes a callback distinct: call, kind, status and sequence number (or timestamp).
-    pub fn call_status(
-        callback: &StatusCallback<'_>,
+    /// An envelope for `params`, received now. The key is Twilio's idempotency token when
+    /// the request had one (it is the same on every retry of one webhook), else `derived`.
+    fn new(
+        kind: EventKind,
+        (call_sid, account_sid): (&str, &str),
         params: &Params,
         idempotency_token: Option<&str>,
+        derived: impl FnOnce() -> String,
     ) -> Self {
-        let kind = EventKind::CallStatus;
         let idempotency_key = match idempotency_token.filter(|t| !t.is_empty()) {
             Some(token) => token.to_owned(),
-            None => {
-                let order = match (callback.sequence_number, callback.timestamp) {
-                    (Some(seq), _) => seq.to_string(),
-                    (None, Some(ts)) => ts.to_owned(),
-                    (None, None) => String::new(),
-                };
-                format!(
-                    "{}:{}:{}:{}",
-                    callback.call_sid,
-                    kind.as_str(),
-                    callback.status,
-                    order
-                )
-            }
+            None => derived(),
         };
         Self {
             v: ENVELOPE_VERSION,
             kind,
             received_at: now_rfc3339(),
             idempotency_key,
-            call_sid: callback.call_sid.to_owned(),
-            account_sid: callback.account_sid.to_owned(),
+            call_sid: call_sid.to_owned(),
+            account_sid: account_sid.to_owned(),
             params: params.clone(),
             flow: None,
         }
+    }
+
+    /// Wraps an accepted status callback. Without Twilio's token the key is what makes a
+    /// callback distinct: call, kind, status and sequence number (or timestamp).
+    pub fn call_status(
+        callback: &StatusCallback<'_>,
+        params: &Params,
+        idempotency_token: Option<&str>,
+    ) -> Self {
+        let kind = EventKind::CallStatus;
+        let sids = (callback.call_sid, callback.account_sid);
+        Self::new(kind, sids, params, idempotency_token, || {
+            let order = match (callback.sequence_number, callback.timestamp) {
+                (Some(seq), _) => seq.to_string(),
+                (None, Some(ts)) => ts.to_owned(),
+                (None, None) => String::new(),
+            };
+            format!(
+                "{}:{}:{}:{order}",
+                callback.call_sid,
+                kind.as_str(),
+                callback.status
+            )
+        })
+    }
+
+    /// Wraps an accepted recording-status callback: one event per recording and status.
+    pub fn recording_status(
+        callback: &RecordingCallback<'_>,
+        params: &Params,
+        idempotency_token: Option<&str>,
+    ) -> Self {
+        let kind = EventKind::RecordingStatus;
+        let sids = (callback.call_sid, callback.account_sid);
+        Self::new(kind, sids, params, idempotency_token, || {
+            format!(
+                "{}:{}:{}",
+                callback.recording_sid,
+                kind.as_str(),
+                callback.status.as_str()
+            )
+        })
+    }
+
+    /// Wraps an accepted transcription callback: one event per transcription and status.
+    pub fn transcription(
+        callback: &TranscriptionCallback<'_>,
+        params: &Params,
+        idempotency_token: Option<&str>,
+    ) -> Self {
+        let kind = EventKind::TranscriptionTwilio;
+        let sids = (callback.call_sid, callback.account_sid);
+        Self::new(kind, sids, params, idempotency_token, || {
+            format!(
+                "{}:{}:{}",
+                callback.transcription_sid,
+                kind.as_str(),
+                callback.status
+            )
+        })
     }
 
     /// Wraps the voice webhook's first request of a call. There is one such event per call,
     /// whatever Twilio retries, so the key is the call's.
     pub fn call_started(call_sid: &str, account_sid: &str, params: &Params, flow: &str) -> Self {
         let kind = EventKind::CallStarted;
-        Self {
-            v: ENVELOPE_VERSION,
-            kind,
-            received_at: now_rfc3339(),
-            idempotency_key: format!("{call_sid}:{}", kind.as_str()),
-            call_sid: call_sid.to_owned(),
-            account_sid: account_sid.to_owned(),
-            params: params.clone(),
-            flow: Some(flow.to_owned()),
-        }
+        let mut envelope = Self::new(kind, (call_sid, account_sid), params, None, || {
+            format!("{call_sid}:{}", kind.as_str())
+        });
+        envelope.flow = Some(flow.to_owned());
+        envelope
     }
 
     pub fn to_json(&self) -> String {

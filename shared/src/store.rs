@@ -80,6 +80,8 @@ impl CallEvent {
                     direction: param("Direction"),
                 }))
             }
+            // Recording events belong on the recording queue.
+            other => Err(EventError::WrongKind(other)),
         }
     }
 
@@ -100,7 +102,7 @@ impl CallEvent {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
-    #[error("envelope kind {0:?} is not a call status")]
+    #[error("envelope kind {0:?} is not a call event")]
     WrongKind(EventKind),
     #[error("envelope params are not a status callback: {0}")]
     Params(#[from] ParamError),

@@ -8,13 +8,13 @@ use std::time::Instant;
 
 use http::{HeaderMap, Method, StatusCode};
 
-use crate::events::{Envelope, IDEMPOTENCY_HEADER};
+use crate::events::{Envelope, EventKind, IDEMPOTENCY_HEADER};
 use crate::queue::EventQueue;
 use crate::secrets::{AuthTokens, SecretsError};
 use crate::telemetry::mask_phone;
 use crate::twilio::params::{DecodeError, ParamError};
 use crate::twilio::signature::{self, SIGNATURE_HEADER};
-use crate::twilio::{Params, StatusCallback};
+use crate::twilio::{Params, RecordingCallback, StatusCallback, TranscriptionCallback};
 
 /// Twilio's webhooks are a few KiB; anything past this is not Twilio.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -152,6 +152,12 @@ pub struct Verified {
     pub idempotency_token: Option<String>,
 }
 
+impl Verified {
+    fn token(&self) -> Option<&str> {
+        self.idempotency_token.as_deref()
+    }
+}
+
 enum BodyKind {
     Form,
     Json,
@@ -249,30 +255,71 @@ impl<Q: EventQueue, T: AuthTokens> Acknowledger<Q, T> {
 
     /// `POST /twilio/status`: a call-status callback.
     pub async fn call_status(&self, req: &WebhookRequest<'_>) -> Reply {
+        self.acknowledge(req, EventKind::CallStatus, |v| {
+            let callback = StatusCallback::parse(&v.params)?;
+            let status = callback.status.as_str();
+            let envelope = Envelope::call_status(&callback, &v.params, v.token());
+            Ok((envelope, status))
+        })
+        .await
+    }
+
+    /// `POST /twilio/recording`: a recording-status callback.
+    pub async fn recording_status(&self, req: &WebhookRequest<'_>) -> Reply {
+        self.acknowledge(req, EventKind::RecordingStatus, |v| {
+            let callback = RecordingCallback::parse(&v.params)?;
+            let status = callback.status.as_str();
+            let envelope = Envelope::recording_status(&callback, &v.params, v.token());
+            Ok((envelope, status))
+        })
+        .await
+    }
+
+    /// `POST /twilio/transcription`: Twilio's own transcription of a recording.
+    pub async fn transcription(&self, req: &WebhookRequest<'_>) -> Reply {
+        self.acknowledge(req, EventKind::TranscriptionTwilio, |v| {
+            let callback = TranscriptionCallback::parse(&v.params)?;
+            let envelope = Envelope::transcription(&callback, &v.params, v.token());
+            Ok((
+                envelope,
+                if callback.status == "completed" {
+                    "completed"
+                } else {
+                    "failed"
+                },
+            ))
+        })
+        .await
+    }
+
+    /// The contract every callback follows: verify, read the params into an envelope,
+    /// enqueue, answer 204; or the rejection.
+    async fn acknowledge(
+        &self,
+        req: &WebhookRequest<'_>,
+        kind: EventKind,
+        envelope: impl FnOnce(&Verified) -> Result<(Envelope, &'static str), Rejection>,
+    ) -> Reply {
         let started = Instant::now();
         let result = async {
             let verified = self.verify(req).await?;
-            let callback = StatusCallback::parse(&verified.params)?;
-            let envelope = Envelope::call_status(
-                &callback,
-                &verified.params,
-                verified.idempotency_token.as_deref(),
-            );
+            let (envelope, status) = envelope(&verified)?;
             self.enqueue(&envelope).await?;
-            Ok::<_, Rejection>((envelope, callback.status, callback.from.map(mask_phone)))
+            let from = verified.params.get("From").map(mask_phone);
+            Ok::<_, Rejection>((envelope, status, from))
         }
         .await;
         let latency_us = started.elapsed().as_micros() as u64;
         match result {
             Ok((envelope, status, from)) => {
                 tracing::info!(
-                    call_sid = %envelope.call_sid, kind = envelope.kind.as_str(), call_status = %status,
+                    call_sid = %envelope.call_sid, kind = kind.as_str(), status,
                     from = from.as_deref(), outcome = "accepted", latency_us, "webhook accepted"
                 );
                 Reply::accepted()
             }
             Err(rejection) => {
-                log_rejection(&rejection, "call.status", latency_us);
+                log_rejection(&rejection, kind.as_str(), latency_us);
                 Reply::rejected(&rejection)
             }
         }

@@ -4,4 +4,6 @@ pub mod params;
 pub mod signature;
 pub mod twiml;
 
-pub use params::{CallStatus, Params, StatusCallback};
+pub use params::{
+    CallStatus, Params, RecordingCallback, RecordingStatus, StatusCallback, TranscriptionCallback,
+};

@@ -264,6 +264,106 @@ impl<'a> StatusCallback<'a> {
     }
 }
 
+/// `RecordingStatus` of a recording-status callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecordingStatus {
+    InProgress,
+    Completed,
+    Absent,
+    Failed,
+}
+
+impl RecordingStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InProgress => "in-progress",
+            Self::Completed => "completed",
+            Self::Absent => "absent",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl FromStr for RecordingStatus {
+    type Err = ParamError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            Self::InProgress,
+            Self::Completed,
+            Self::Absent,
+            Self::Failed,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == s)
+        .ok_or_else(|| ParamError::Invalid {
+            name: "RecordingStatus",
+            what: "recording status",
+            value: s.chars().take(32).collect(),
+        })
+    }
+}
+
+/// The typed view of a recording-status callback.
+/// <https://www.twilio.com/docs/voice/api/recording#recordingstatuscallback>
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingCallback<'a> {
+    pub account_sid: &'a str,
+    pub call_sid: &'a str,
+    pub recording_sid: &'a str,
+    pub status: RecordingStatus,
+    /// Where the media is, without extension; required once completed.
+    pub url: Option<&'a str>,
+    pub duration_secs: Option<u32>,
+    pub channels: Option<u32>,
+    pub source: Option<&'a str>,
+}
+
+impl<'a> RecordingCallback<'a> {
+    pub fn parse(params: &'a Params) -> Result<Self, ParamError> {
+        let status: RecordingStatus = required(params, "RecordingStatus")?.parse()?;
+        let url = optional(params, "RecordingUrl");
+        if status == RecordingStatus::Completed && url.is_none() {
+            return Err(ParamError::Missing("RecordingUrl"));
+        }
+        Ok(Self {
+            account_sid: sid(params, "AccountSid", "AC")?,
+            call_sid: sid(params, "CallSid", "CA")?,
+            recording_sid: sid(params, "RecordingSid", "RE")?,
+            status,
+            url,
+            duration_secs: number(params, "RecordingDuration")?,
+            channels: number(params, "RecordingChannels")?,
+            source: optional(params, "RecordingSource"),
+        })
+    }
+}
+
+/// The typed view of a `<Record transcribe>` callback (Twilio's own transcription).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranscriptionCallback<'a> {
+    pub account_sid: &'a str,
+    pub call_sid: &'a str,
+    pub recording_sid: &'a str,
+    pub transcription_sid: &'a str,
+    /// `completed` or `failed`.
+    pub status: &'a str,
+    pub text: Option<&'a str>,
+}
+
+impl<'a> TranscriptionCallback<'a> {
+    pub fn parse(params: &'a Params) -> Result<Self, ParamError> {
+        Ok(Self {
+            account_sid: sid(params, "AccountSid", "AC")?,
+            call_sid: sid(params, "CallSid", "CA")?,
+            recording_sid: sid(params, "RecordingSid", "RE")?,
+            transcription_sid: sid(params, "TranscriptionSid", "TR")?,
+            status: required(params, "TranscriptionStatus")?,
+            text: optional(params, "TranscriptionText"),
+        })
+    }
+}
+
 fn optional<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
     params.get(name).filter(|v| !v.is_empty())
 }
