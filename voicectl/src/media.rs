@@ -162,7 +162,11 @@ impl MediaState {
         self.recordings.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn authorized(&self, headers: &HeaderMap) -> bool {
+    /// The request is for our account and carries its credentials.
+    fn authorized(&self, account: &str, headers: &HeaderMap) -> bool {
+        if account != self.account_sid {
+            return false;
+        }
         let expected = base64::engine::general_purpose::STANDARD
             .encode(format!("{}:{}", self.account_sid, self.auth_token));
         headers
@@ -194,7 +198,7 @@ async fn fetch(
     Path((account, file)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if account != state.account_sid || !state.authorized(&headers) {
+    if !state.authorized(&account, &headers) {
         return status(StatusCode::UNAUTHORIZED);
     }
     let (sid, content_type) = match file.rsplit_once('.') {
@@ -229,7 +233,7 @@ async fn delete(
     Path((account, file)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if account != state.account_sid || !state.authorized(&headers) {
+    if !state.authorized(&account, &headers) {
         return status(StatusCode::UNAUTHORIZED);
     }
     let sid = file.strip_suffix(".json").unwrap_or(&file);

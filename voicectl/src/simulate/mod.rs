@@ -336,7 +336,6 @@ pub fn percentile(samples: &[u64], p: f64) -> u64 {
 }
 
 /// Signs and sends requests the way Twilio does, to wherever the routes say.
-#[derive(Clone)]
 pub struct Twilio {
     client: reqwest::Client,
     routes: Vec<(String, String)>,
@@ -453,7 +452,7 @@ pub async fn run(options: &SimulateOptions) -> anyhow::Result<SimulationReport> 
                         conversation,
                         legs,
                     };
-                    let delivered = deliver_call(&twilio.clone(), options, &call).await;
+                    let delivered = deliver_call(twilio, options, &call).await;
                     (call, delivered)
                 }
             })
