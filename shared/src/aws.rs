@@ -20,6 +20,17 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
         .await
 }
 
+/// The S3 client: path-style addressing when an endpoint is configured (the local emulator,
+/// like every S3-compatible store on a bare host:port, cannot serve `bucket.host` names).
+pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let custom_endpoint = sdk.endpoint_url().is_some();
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(custom_endpoint)
+            .build(),
+    )
+}
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 

@@ -13,6 +13,32 @@ pub const TWILIO_SECRET_ID: &str = "VOICEHOOKS_TWILIO_SECRET_ID";
 /// How long the voice webhook waits for its `call.started` enqueue before answering anyway
 /// (milliseconds, default 1000).
 pub const ENQUEUE_DEADLINE_MS: &str = "VOICEHOOKS_ENQUEUE_DEADLINE_MS";
+pub const RECORDING_QUEUE_URL: &str = "VOICEHOOKS_RECORDING_QUEUE_URL";
+pub const TRANSCRIPT_QUEUE_URL: &str = "VOICEHOOKS_TRANSCRIPT_QUEUE_URL";
+/// Where a worker puts a message that no retry can fix (bad credentials, a refused URL),
+/// with the reason, instead of failing it hot until maxReceiveCount.
+pub const DEAD_LETTER_QUEUE_URL: &str = "VOICEHOOKS_DEAD_LETTER_QUEUE_URL";
+pub const RECORDINGS_BUCKET: &str = "VOICEHOOKS_RECORDINGS_BUCKET";
+/// The KMS key objects are encrypted with (SSE-KMS); the bucket's default when unset.
+pub const RECORDINGS_KMS_KEY_ID: &str = "VOICEHOOKS_RECORDINGS_KMS_KEY_ID";
+/// `wav` (default) or `mp3`.
+pub const MEDIA_FORMAT: &str = "VOICEHOOKS_MEDIA_FORMAT";
+/// `1` or `2`: asks Twilio for mono or dual-channel media (`RequestedChannels`); unset: as
+/// recorded.
+pub const MEDIA_CHANNELS: &str = "VOICEHOOKS_MEDIA_CHANNELS";
+/// `true`: delete Twilio's copy once ours is verified in S3 (default false).
+pub const DELETE_FROM_TWILIO: &str = "VOICEHOOKS_DELETE_FROM_TWILIO";
+/// `true` (default): start an Amazon Transcribe job for each archived recording.
+pub const TRANSCRIBE: &str = "VOICEHOOKS_TRANSCRIBE";
+pub const TRANSCRIBE_LANGUAGE: &str = "VOICEHOOKS_TRANSCRIBE_LANGUAGE";
+/// `true`: Transcribe redacts PII from the transcript (default false).
+pub const TRANSCRIBE_REDACT_PII: &str = "VOICEHOOKS_TRANSCRIBE_REDACT_PII";
+/// `host:port` of the local Twilio stand-in, allowed for media over plain HTTP. Never set on
+/// AWS: only Twilio's API hosts are allowed there.
+pub const LOCAL_MEDIA_HOST: &str = "VOICEHOOKS_LOCAL_MEDIA_HOST";
+/// Seconds a retried worker message waits at least; doubled per receive, jittered, capped at
+/// 15 minutes (default 15).
+pub const RETRY_BASE_SECS: &str = "VOICEHOOKS_RETRY_BASE_SECS";
 /// Seconds an auth token is cached before Secrets Manager is asked again (default 300).
 pub const SECRET_TTL_SECS: &str = "VOICEHOOKS_SECRET_TTL_SECS";
 
@@ -66,6 +92,113 @@ impl StatusWorkerConfig {
     }
 }
 
+/// The media file Twilio is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaFormat {
+    Wav,
+    Mp3,
+}
+
+impl MediaFormat {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Wav => "wav",
+            Self::Mp3 => "mp3",
+        }
+    }
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Wav => "audio/x-wav",
+            Self::Mp3 => "audio/mpeg",
+        }
+    }
+}
+
+/// What the recording worker needs.
+#[derive(Debug, Clone)]
+pub struct RecordingWorkerConfig {
+    pub calls_table: String,
+    pub bucket: String,
+    pub kms_key_id: Option<String>,
+    pub secret_id: String,
+    pub secret_ttl: Duration,
+    pub queue_url: String,
+    pub dead_letter_queue_url: String,
+    pub format: MediaFormat,
+    pub channels: Option<u32>,
+    pub delete_from_twilio: bool,
+    pub transcribe: bool,
+    pub language: String,
+    pub redact_pii: bool,
+    pub local_media_host: Option<String>,
+    pub retry_base: Duration,
+}
+
+impl RecordingWorkerConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let format = match optional(MEDIA_FORMAT).as_deref() {
+            None | Some("wav") => MediaFormat::Wav,
+            Some("mp3") => MediaFormat::Mp3,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: MEDIA_FORMAT,
+                    why: format!("{other:?} is neither wav nor mp3"),
+                });
+            }
+        };
+        let channels = match optional(MEDIA_CHANNELS).as_deref() {
+            None => None,
+            Some("1") => Some(1),
+            Some("2") => Some(2),
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: MEDIA_CHANNELS,
+                    why: format!("{other:?} is neither 1 nor 2"),
+                });
+            }
+        };
+        Ok(Self {
+            calls_table: required(CALLS_TABLE)?,
+            bucket: required(RECORDINGS_BUCKET)?,
+            kms_key_id: optional(RECORDINGS_KMS_KEY_ID),
+            secret_id: required(TWILIO_SECRET_ID)?,
+            secret_ttl: secret_ttl()?,
+            queue_url: required(RECORDING_QUEUE_URL)?,
+            dead_letter_queue_url: required(DEAD_LETTER_QUEUE_URL)?,
+            format,
+            channels,
+            delete_from_twilio: flag(DELETE_FROM_TWILIO, false)?,
+            transcribe: flag(TRANSCRIBE, true)?,
+            language: optional(TRANSCRIBE_LANGUAGE).unwrap_or_else(|| "en-US".into()),
+            redact_pii: flag(TRANSCRIBE_REDACT_PII, false)?,
+            local_media_host: optional(LOCAL_MEDIA_HOST),
+            retry_base: retry_base()?,
+        })
+    }
+}
+
+/// What the transcript worker needs.
+#[derive(Debug, Clone)]
+pub struct TranscriptWorkerConfig {
+    pub calls_table: String,
+    pub bucket: String,
+    pub queue_url: String,
+    pub dead_letter_queue_url: String,
+    pub retry_base: Duration,
+}
+
+impl TranscriptWorkerConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            calls_table: required(CALLS_TABLE)?,
+            bucket: required(RECORDINGS_BUCKET)?,
+            queue_url: required(TRANSCRIPT_QUEUE_URL)?,
+            dead_letter_queue_url: required(DEAD_LETTER_QUEUE_URL)?,
+            retry_base: retry_base()?,
+        })
+    }
+}
+
 /// The voice webhook's wait for its `call.started` enqueue.
 pub fn enqueue_deadline() -> Result<Duration, ConfigError> {
     duration_var(
@@ -77,10 +210,27 @@ pub fn enqueue_deadline() -> Result<Duration, ConfigError> {
 }
 
 fn required(name: &'static str) -> Result<String, ConfigError> {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .ok_or(ConfigError::Missing(name))
+    optional(name).ok_or(ConfigError::Missing(name))
+}
+
+fn optional(name: &'static str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn flag(name: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match optional(name).as_deref() {
+        None => Ok(default),
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(other) => Err(ConfigError::Invalid {
+            name,
+            why: format!("{other:?} is neither true nor false"),
+        }),
+    }
+}
+
+fn retry_base() -> Result<Duration, ConfigError> {
+    duration_var(RETRY_BASE_SECS, 15, Duration::from_secs, "seconds")
 }
 
 fn secret_ttl() -> Result<Duration, ConfigError> {

@@ -4,11 +4,16 @@
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_http::{Body, Request, RequestExt, Response};
 
-use crate::config::WebhookConfig;
+use crate::config::{RecordingWorkerConfig, TranscriptWorkerConfig, WebhookConfig};
+use crate::media::MediaHosts;
 use crate::queue::SqsQueue;
+use crate::recording::store::DynamoRecordingStore;
+use crate::recording::{ArchiveSettings, RecordingWorker, default_fetch_backoff, media_client};
 use crate::secrets::SecretsManagerTokens;
+use crate::transcribe::{Transcriber, TranscriptWorker};
 use crate::webhook::{Acknowledger, Reply, WebhookRequest};
 use crate::worker::QueuedMessage;
+use crate::worker::Settler;
 
 /// The webhook checks on AWS: the configured queue, tokens from Secrets Manager. Called once
 /// per cold start, so clients and the token cache live across invocations.
@@ -25,6 +30,67 @@ pub fn aws_acknowledger(
             config.secret_ttl,
         ),
     )
+}
+
+/// The recording worker on AWS, and how it settles messages. Called once per cold start.
+pub fn aws_recording_worker(
+    config: &RecordingWorkerConfig,
+    aws: &aws_config::SdkConfig,
+) -> (RecordingWorker<SecretsManagerTokens>, Settler) {
+    let hosts = match &config.local_media_host {
+        Some(host) => MediaHosts::with_local(host),
+        None => MediaHosts::twilio(),
+    };
+    let worker = RecordingWorker {
+        http: media_client(&hosts),
+        hosts,
+        tokens: SecretsManagerTokens::new(
+            aws_sdk_secretsmanager::Client::new(aws),
+            config.secret_id.clone(),
+            config.secret_ttl,
+        ),
+        s3: crate::aws::s3_client(aws),
+        store: DynamoRecordingStore::new(aws_sdk_dynamodb::Client::new(aws), &config.calls_table),
+        transcriber: config.transcribe.then(|| {
+            Transcriber::new(
+                aws_sdk_transcribe::Client::new(aws),
+                &config.language,
+                config.redact_pii,
+            )
+        }),
+        settings: ArchiveSettings::from(config),
+        fetch_backoff: default_fetch_backoff(),
+    };
+    let settler = Settler::new(
+        aws_sdk_sqs::Client::new(aws),
+        &config.queue_url,
+        &config.dead_letter_queue_url,
+        config.retry_base,
+        "recording-worker",
+    );
+    (worker, settler)
+}
+
+/// The transcript worker on AWS, and how it settles messages. Called once per cold start.
+pub fn aws_transcript_worker(
+    config: &TranscriptWorkerConfig,
+    aws: &aws_config::SdkConfig,
+) -> (TranscriptWorker, Settler) {
+    let worker = TranscriptWorker {
+        // Only reads jobs: the language and redaction settings do not apply.
+        transcriber: Transcriber::new(aws_sdk_transcribe::Client::new(aws), "en-US", false),
+        s3: crate::aws::s3_client(aws),
+        store: DynamoRecordingStore::new(aws_sdk_dynamodb::Client::new(aws), &config.calls_table),
+        bucket: config.bucket.clone(),
+    };
+    let settler = Settler::new(
+        aws_sdk_sqs::Client::new(aws),
+        &config.queue_url,
+        &config.dead_letter_queue_url,
+        config.retry_base,
+        "transcript-worker",
+    );
+    (worker, settler)
 }
 
 /// Views an API Gateway (HTTP API v2) or function-URL request as a [`WebhookRequest`].
@@ -65,6 +131,12 @@ pub fn queued_messages(event: &SqsEvent) -> Vec<QueuedMessage<'_>> {
         .map(|record| QueuedMessage {
             message_id: record.message_id.as_deref().unwrap_or_default(),
             body: record.body.as_deref().unwrap_or_default(),
+            receipt_handle: record.receipt_handle.as_deref().unwrap_or_default(),
+            receive_count: record
+                .attributes
+                .get("ApproximateReceiveCount")
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(1),
         })
         .collect()
 }

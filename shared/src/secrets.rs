@@ -1,6 +1,8 @@
 //! Twilio credentials from Secrets Manager, cached across invocations.
 //!
-//! The secret is JSON: `{"account_sid": "AC…", "auth_token": "…"}`. A rotation keeps the old
+//! The secret is JSON: `{"account_sid": "AC…", "auth_token": "…"}`, optionally with
+//! `"api_key_sid": "SK…", "api_key_secret": "…"`, which media downloads then use instead of
+//! the auth token (Twilio's recommended way to call its REST API). A rotation keeps the old
 //! token as `AWSPREVIOUS`, so webhooks signed just before the rotation still validate. The
 //! happy path costs one Secrets Manager read per cold start and per TTL; `AWSPREVIOUS` is
 //! read only when a signature fails with the current token.
@@ -18,6 +20,33 @@ use tokio::sync::Mutex;
 pub struct TwilioCredentials {
     pub account_sid: String,
     pub auth_token: String,
+    #[serde(default)]
+    pub api_key_sid: Option<String>,
+    #[serde(default)]
+    pub api_key_secret: Option<String>,
+}
+
+impl TwilioCredentials {
+    pub fn new(account_sid: impl Into<String>, auth_token: impl Into<String>) -> Self {
+        Self {
+            account_sid: account_sid.into(),
+            auth_token: auth_token.into(),
+            api_key_sid: None,
+            api_key_secret: None,
+        }
+    }
+
+    /// Basic auth for Twilio's REST API: the API key when there is one, else the account.
+    pub fn basic_auth(&self) -> crate::media::BasicAuth {
+        let (username, password) = match (&self.api_key_sid, &self.api_key_secret) {
+            (Some(sid), Some(secret)) => (sid, secret),
+            _ => (&self.account_sid, &self.auth_token),
+        };
+        crate::media::BasicAuth {
+            username: username.clone(),
+            password: password.clone(),
+        }
+    }
 }
 
 impl fmt::Debug for TwilioCredentials {
@@ -25,7 +54,8 @@ impl fmt::Debug for TwilioCredentials {
         f.debug_struct("TwilioCredentials")
             .field("account_sid", &self.account_sid)
             .field("auth_token", &"<redacted>")
-            .finish()
+            .field("api_key_sid", &self.api_key_sid)
+            .finish_non_exhaustive()
     }
 }
 

@@ -225,11 +225,11 @@ pub struct DynamoCallStore {
     table: String,
 }
 
-fn s(value: impl Into<String>) -> AttributeValue {
+pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
-fn n(value: impl ToString) -> AttributeValue {
+pub(crate) fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
@@ -258,7 +258,7 @@ fn holds_key(item: &HashMap<String, AttributeValue>, key: &str) -> bool {
     matches!(item.get("keys"), Some(AttributeValue::Ss(keys)) if keys.iter().any(|k| k == key))
 }
 
-fn store_error<E>(e: aws_sdk_dynamodb::error::SdkError<E>) -> StoreError
+pub(crate) fn store_error<E>(e: aws_sdk_dynamodb::error::SdkError<E>) -> StoreError
 where
     E: std::error::Error + Send + Sync + 'static,
 {

@@ -1,7 +1,7 @@
 //! Applying a batch of queued events, reporting each failure on its own so one poison
 //! message never blocks or re-runs its neighbours (SQS partial batch responses).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 
@@ -9,10 +9,143 @@ use crate::events::Envelope;
 use crate::store::{CallEvent, CallStore};
 
 /// One queue message: its id (the batch item identifier) and body.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct QueuedMessage<'a> {
     pub message_id: &'a str,
     pub body: &'a str,
+    pub receipt_handle: &'a str,
+    /// Deliveries so far, this one included (SQS's `ApproximateReceiveCount`).
+    pub receive_count: u32,
+}
+
+/// What a worker decided about one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// Handled (or nothing to do): delete it.
+    Done,
+    /// Try again later: after `after`, or the backoff for its receive count.
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+    /// No retry can fix it (bad credentials, a refused URL, not an event): straight to the
+    /// DLQ with the reason, for ops, instead of failing hot until maxReceiveCount.
+    DeadLetter { reason: String },
+}
+
+impl Disposition {
+    pub fn retry(reason: impl ToString) -> Self {
+        Self::Retry {
+            reason: reason.to_string(),
+            after: None,
+        }
+    }
+    pub fn dead_letter(reason: impl ToString) -> Self {
+        Self::DeadLetter {
+            reason: reason.to_string(),
+        }
+    }
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Done => "done",
+            Self::Retry { .. } => "retry",
+            Self::DeadLetter { .. } => "dead-letter",
+        }
+    }
+}
+
+/// How long a retried message stays hidden: exponential in its receive count, with full
+/// jitter so that a burst of failures does not come back at once; capped at 15 minutes.
+pub fn retry_delay(base: Duration, receive_count: u32) -> Duration {
+    let exponential = base.saturating_mul(1 << receive_count.saturating_sub(1).min(10));
+    let capped = exponential.min(Duration::from_secs(900));
+    // At least the base, so a retry is never hot.
+    base + capped.saturating_sub(base).mul_f64(fastrand::f64())
+}
+
+/// Carries out dispositions on SQS: a retry sets the message's visibility timeout (Lambda
+/// returns it to the queue when the batch response lists it), a dead letter is sent to the
+/// DLQ with its reason before the original is deleted (a crash between the two leaves a
+/// copy in both, never none).
+#[derive(Clone)]
+pub struct Settler {
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    dead_letter_queue_url: String,
+    retry_base: Duration,
+    worker: &'static str,
+}
+
+impl Settler {
+    pub fn new(
+        sqs: aws_sdk_sqs::Client,
+        queue_url: impl Into<String>,
+        dead_letter_queue_url: impl Into<String>,
+        retry_base: Duration,
+        worker: &'static str,
+    ) -> Self {
+        Self {
+            sqs,
+            queue_url: queue_url.into(),
+            dead_letter_queue_url: dead_letter_queue_url.into(),
+            retry_base,
+            worker,
+        }
+    }
+
+    /// Returns whether the message must be reported failed (left on the queue).
+    pub async fn settle(&self, message: &QueuedMessage<'_>, disposition: &Disposition) -> bool {
+        match disposition {
+            Disposition::Done => false,
+            Disposition::Retry { after, .. } => {
+                let delay =
+                    after.unwrap_or_else(|| retry_delay(self.retry_base, message.receive_count));
+                let changed = self
+                    .sqs
+                    .change_message_visibility()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(message.receipt_handle)
+                    .visibility_timeout(delay.as_secs().clamp(1, 43_200) as i32)
+                    .send()
+                    .await;
+                if let Err(e) = changed {
+                    tracing::warn!(message_id = message.message_id, error = %aws_sdk_sqs::error::DisplayErrorContext(e), "could not delay the retry; the queue's visibility timeout applies");
+                }
+                true
+            }
+            Disposition::DeadLetter { reason } => {
+                let attribute = |value: &str| {
+                    aws_sdk_sqs::types::MessageAttributeValue::builder()
+                        .data_type("String")
+                        .string_value(value)
+                        .build()
+                        .expect("data_type is set")
+                };
+                let mut send = self
+                    .sqs
+                    .send_message()
+                    .queue_url(&self.dead_letter_queue_url)
+                    .message_body(message.body)
+                    .message_attributes(
+                        "failure_reason",
+                        attribute(&reason.chars().take(1000).collect::<String>()),
+                    )
+                    .message_attributes("failed_by", attribute(self.worker));
+                if let Ok(envelope) = Envelope::from_json(message.body) {
+                    send = send
+                        .message_attributes("kind", attribute(envelope.kind.as_str()))
+                        .message_attributes("call_sid", attribute(&envelope.call_sid));
+                }
+                match send.send().await {
+                    Ok(_) => false,
+                    Err(e) => {
+                        tracing::error!(message_id = message.message_id, error = %aws_sdk_sqs::error::DisplayErrorContext(e), "could not dead-letter the message; it stays on the queue");
+                        true
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Applies every event of a batch (call status, call started) and returns the ids of the

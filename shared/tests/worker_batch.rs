@@ -76,6 +76,7 @@ fn queued<'a>(bodies: &'a [(&'static str, String)]) -> Vec<QueuedMessage<'a>> {
         .map(|(id, body)| QueuedMessage {
             message_id: id,
             body,
+            ..QueuedMessage::default()
         })
         .collect()
 }

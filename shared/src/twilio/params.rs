@@ -317,6 +317,8 @@ pub struct RecordingCallback<'a> {
     pub duration_secs: Option<u32>,
     pub channels: Option<u32>,
     pub source: Option<&'a str>,
+    /// `RecordingStartTime`, RFC 2822.
+    pub started_at: Option<&'a str>,
 }
 
 impl<'a> RecordingCallback<'a> {
@@ -335,6 +337,7 @@ impl<'a> RecordingCallback<'a> {
             duration_secs: number(params, "RecordingDuration")?,
             channels: number(params, "RecordingChannels")?,
             source: optional(params, "RecordingSource"),
+            started_at: optional(params, "RecordingStartTime"),
         })
     }
 }

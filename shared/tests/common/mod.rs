@@ -44,10 +44,7 @@ impl MemoryQueue {
 }
 
 pub fn credentials(token: &str) -> Arc<TwilioCredentials> {
-    Arc::new(TwilioCredentials {
-        account_sid: ACCOUNT_SID.into(),
-        auth_token: token.into(),
-    })
+    Arc::new(TwilioCredentials::new(ACCOUNT_SID, token))
 }
 
 pub fn tokens(previous: Option<&str>) -> StaticTokens {

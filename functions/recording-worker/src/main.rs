@@ -1,0 +1,22 @@
+//! Archives finished recordings to S3 and starts their transcription. See `shared::recording`
+//! for how each failure is handled and why nothing is stored twice.
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use shared::config::RecordingWorkerConfig;
+use shared::lambda::{aws_recording_worker, batch_response, queued_messages};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let config = RecordingWorkerConfig::from_env()?;
+    let aws = shared::aws::sdk_config().await;
+    let (worker, settler) = &aws_recording_worker(&config, &aws);
+    run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        let failed = worker
+            .handle_batch(settler, &queued_messages(&event.payload))
+            .await;
+        Ok::<SqsBatchResponse, Error>(batch_response(failed))
+    }))
+    .await
+}

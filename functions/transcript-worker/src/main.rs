@@ -1,0 +1,22 @@
+//! Stores finished transcripts on the recording's item: Amazon Transcribe's (EventBridge
+//! "Transcribe Job State Change" via SQS) and Twilio's own. See `shared::transcribe`.
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use shared::config::TranscriptWorkerConfig;
+use shared::lambda::{aws_transcript_worker, batch_response, queued_messages};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let config = TranscriptWorkerConfig::from_env()?;
+    let aws = shared::aws::sdk_config().await;
+    let (worker, settler) = &aws_transcript_worker(&config, &aws);
+    run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        let failed = worker
+            .handle_batch(settler, &queued_messages(&event.payload))
+            .await;
+        Ok::<SqsBatchResponse, Error>(batch_response(failed))
+    }))
+    .await
+}

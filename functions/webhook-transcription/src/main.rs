@@ -1,0 +1,20 @@
+//! `POST /twilio/transcription`: Twilio's own transcriptions (`<Record transcribe>`), queued
+//! for the transcript worker. See `shared::webhook` for the contract.
+
+use lambda_http::{Error, Request, run, service_fn};
+use shared::config::{self, WebhookConfig};
+use shared::lambda::{aws_acknowledger, http_response, webhook_request};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let config = WebhookConfig::from_env(config::TRANSCRIPT_QUEUE_URL)?;
+    let aws = shared::aws::sdk_config().await;
+    let acknowledger = &aws_acknowledger(&config, &aws);
+    run(service_fn(move |req: Request| async move {
+        Ok::<_, Error>(http_response(
+            acknowledger.transcription(&webhook_request(&req)).await,
+        ))
+    }))
+    .await
+}

@@ -1,0 +1,485 @@
+//! The recording worker: for each `recording.status` event, a byte-exact private copy in S3,
+//! the recording's item beside its call, optionally Twilio's copy deleted, and a Transcribe
+//! job started; once, whatever Twilio or SQS redeliver.
+//!
+//! A redelivery finds the item archived and skips the download; the S3 key is a function of
+//! the recording, so a crash between upload and item write only overwrites the same object;
+//! the job is named after the recording, so Transcribe refuses a second one.
+//!
+//! How a media failure is handled (see [`FetchError`]): 404 right after the callback, 429 and
+//! 5xx are retried in the invocation with exponential backoff and jitter (honouring
+//! `Retry-After`), then the message is retried later with a longer, jittered delay, up to the
+//! queue's maxReceiveCount; 401/403 and a URL off the allow-list go straight to the DLQ with
+//! the reason: no retry fixes them, and a hot loop would only hammer Twilio.
+
+pub mod keys;
+pub mod store;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use futures::future::join_all;
+
+use crate::config::{MediaFormat, RecordingWorkerConfig};
+use crate::events::{Envelope, EventKind};
+use crate::media::{ArchiveTarget, Archived, BasicAuth, FetchError, MediaHosts, archive, fetch};
+use crate::secrets::AuthTokens;
+use crate::transcribe::{JobStart, Transcriber, TranscriptionRequest};
+use crate::twilio::{RecordingCallback, RecordingStatus};
+use crate::worker::{Disposition, QueuedMessage, Settler};
+use keys::RecordingKey;
+use store::{DynamoRecordingStore, RecordingRecord, RecordingRef};
+
+/// Longest `Retry-After` waited out inside an invocation; a longer one delays the message.
+const MAX_INLINE_WAIT: Duration = Duration::from_secs(5);
+
+/// How this deployment archives.
+#[derive(Debug, Clone)]
+pub struct ArchiveSettings {
+    pub bucket: String,
+    pub kms_key_id: Option<String>,
+    pub format: MediaFormat,
+    /// `RequestedChannels` for the media URL.
+    pub channels: Option<u32>,
+    pub delete_from_twilio: bool,
+}
+
+impl From<&RecordingWorkerConfig> for ArchiveSettings {
+    fn from(config: &RecordingWorkerConfig) -> Self {
+        Self {
+            bucket: config.bucket.clone(),
+            kms_key_id: config.kms_key_id.clone(),
+            format: config.format,
+            channels: config.channels,
+            delete_from_twilio: config.delete_from_twilio,
+        }
+    }
+}
+
+/// Everything the worker uses, built once per cold start.
+pub struct RecordingWorker<T> {
+    pub http: reqwest::Client,
+    pub hosts: MediaHosts,
+    pub tokens: T,
+    pub s3: aws_sdk_s3::Client,
+    pub store: DynamoRecordingStore,
+    /// `None` when transcription is off.
+    pub transcriber: Option<Transcriber>,
+    pub settings: ArchiveSettings,
+    /// In-invocation retries of a media download.
+    pub fetch_backoff: ExponentialBuilder,
+}
+
+/// The default in-invocation backoff: 0.5, 1, 2 s (jittered), then the message is retried
+/// later.
+pub fn default_fetch_backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(4))
+        .with_max_times(3)
+        .with_jitter()
+}
+
+/// The HTTP client for Twilio media: connections reused across invocations, and a redirect
+/// followed only to a host the allow-list accepts (reqwest drops the Authorization header
+/// when a redirect changes host).
+pub fn media_client(hosts: &MediaHosts) -> reqwest::Client {
+    let hosts = hosts.clone();
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .read_timeout(Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= 3 {
+                attempt.error("too many redirects")
+            } else if hosts.check(attempt.url().as_str()).is_ok() {
+                attempt.follow()
+            } else {
+                attempt.stop()
+            }
+        }))
+        .build()
+        .expect("a client with static settings builds")
+}
+
+/// A parsed `recording.status` event.
+struct RecordingEvent {
+    envelope: Envelope,
+}
+
+impl RecordingEvent {
+    fn decode(body: &str) -> Result<Self, String> {
+        let envelope = Envelope::from_json(body).map_err(|e| e.to_string())?;
+        if envelope.kind != EventKind::RecordingStatus {
+            return Err(format!(
+                "envelope kind {} does not belong on the recording queue",
+                envelope.kind.as_str()
+            ));
+        }
+        RecordingCallback::parse(&envelope.params).map_err(|e| e.to_string())?;
+        Ok(Self { envelope })
+    }
+
+    fn callback(&self) -> RecordingCallback<'_> {
+        RecordingCallback::parse(&self.envelope.params).expect("checked in decode")
+    }
+}
+
+fn recording_ref<'a>(callback: &RecordingCallback<'a>) -> RecordingRef<'a> {
+    RecordingRef {
+        account_sid: callback.account_sid,
+        call_sid: callback.call_sid,
+        recording_sid: callback.recording_sid,
+        duration_secs: callback.duration_secs,
+        channels: callback.channels,
+        source: callback.source,
+    }
+}
+
+impl<T: AuthTokens> RecordingWorker<T> {
+    /// Handles a batch concurrently; returns the ids to report failed.
+    pub async fn handle_batch(
+        &self,
+        settler: &Settler,
+        messages: &[QueuedMessage<'_>],
+    ) -> Vec<String> {
+        let settled = join_all(messages.iter().map(|message| async move {
+            let disposition = self.handle(message.body).await;
+            let failed = settler.settle(message, &disposition).await;
+            (message.message_id, failed)
+        }))
+        .await;
+        settled
+            .into_iter()
+            .filter(|(_, failed)| *failed)
+            .map(|(id, _)| id.to_owned())
+            .collect()
+    }
+
+    /// Decides one message. Logs what it decided.
+    pub async fn handle(&self, body: &str) -> Disposition {
+        let event = match RecordingEvent::decode(body) {
+            Ok(event) => event,
+            Err(reason) => {
+                tracing::error!(outcome = "dead-letter", reason, "not a recording event");
+                return Disposition::dead_letter(reason);
+            }
+        };
+        let callback = event.callback();
+        let disposition = match callback.status {
+            RecordingStatus::Completed => self.archive_and_transcribe(&event, &callback).await,
+            status => match self
+                .store
+                .record_status(&recording_ref(&callback), status)
+                .await
+            {
+                Ok(_) => Disposition::Done,
+                Err(e) => Disposition::retry(e),
+            },
+        };
+        let reason = match &disposition {
+            Disposition::Done => None,
+            Disposition::Retry { reason, .. } | Disposition::DeadLetter { reason } => {
+                Some(reason.as_str())
+            }
+        };
+        let (call_sid, recording_sid) = (callback.call_sid, callback.recording_sid);
+        let status = callback.status.as_str();
+        match disposition {
+            Disposition::Done => tracing::info!(
+                call_sid,
+                recording_sid,
+                status,
+                outcome = "done",
+                "recording event processed"
+            ),
+            Disposition::Retry { .. } => tracing::warn!(
+                call_sid,
+                recording_sid,
+                status,
+                outcome = "retry",
+                reason,
+                "recording event will be retried"
+            ),
+            Disposition::DeadLetter { .. } => tracing::error!(
+                call_sid,
+                recording_sid,
+                status,
+                outcome = "dead-letter",
+                reason,
+                "recording event sent to the DLQ"
+            ),
+        }
+        disposition
+    }
+
+    async fn archive_and_transcribe(
+        &self,
+        event: &RecordingEvent,
+        callback: &RecordingCallback<'_>,
+    ) -> Disposition {
+        let recording = recording_ref(callback);
+        let key = RecordingKey::new(
+            callback.account_sid,
+            callback.call_sid,
+            callback.recording_sid,
+            callback.started_at,
+            &event.envelope.received_at,
+        );
+        let stored = match self
+            .store
+            .get(callback.call_sid, callback.recording_sid)
+            .await
+        {
+            Ok(stored) => stored.unwrap_or_default(),
+            Err(e) => return Disposition::retry(e),
+        };
+        let media_key = key.audio(self.settings.format.extension());
+        let mut auth = None;
+        if !stored.is_archived() {
+            let credentials = match self.tokens.current().await {
+                Ok(credentials) => credentials,
+                Err(e) => return Disposition::retry(e),
+            };
+            let basic = credentials.basic_auth();
+            let media_url = self.media_url(callback.url.unwrap_or_default());
+            let response = match self.fetch_media(&media_url, &basic).await {
+                Ok(response) => response,
+                Err(disposition) => return disposition,
+            };
+            let archived = match self.archive(response, &media_key, callback).await {
+                Ok(archived) => archived,
+                Err(disposition) => return disposition,
+            };
+            tracing::info!(
+                call_sid = callback.call_sid,
+                recording_sid = callback.recording_sid,
+                bytes = archived.bytes,
+                parts = archived.parts,
+                s3_key = archived.key,
+                outcome = "archived",
+                "recording archived"
+            );
+            if let Err(e) = self.store.record_archived(&recording, &archived).await {
+                return Disposition::retry(e);
+            }
+            auth = Some(basic);
+        }
+        if self.settings.delete_from_twilio && !stored.deleted_from_twilio {
+            let auth = match auth {
+                Some(auth) => auth,
+                None => match self.tokens.current().await {
+                    Ok(credentials) => credentials.basic_auth(),
+                    Err(e) => return Disposition::retry(e),
+                },
+            };
+            if let Err(disposition) = self
+                .delete_from_twilio(&recording, &stored, &media_key, callback, &auth)
+                .await
+            {
+                return disposition;
+            }
+        }
+        if let Some(transcriber) = &self.transcriber
+            && stored.transcription_job.is_none()
+        {
+            let request = TranscriptionRequest {
+                job_name: callback.recording_sid,
+                bucket: &self.settings.bucket,
+                media_key: &media_key,
+                output_key: &key.transcript(),
+                format: self.settings.format,
+                channels: self.settings.channels.or(callback.channels),
+            };
+            match transcriber.start(&request).await {
+                Ok(start) => {
+                    tracing::info!(
+                        call_sid = callback.call_sid,
+                        recording_sid = callback.recording_sid,
+                        outcome = match start {
+                            JobStart::Started => "transcription-started",
+                            JobStart::AlreadyExists => "transcription-exists",
+                        },
+                        "transcription job"
+                    );
+                }
+                Err(e) => return Disposition::retry(e),
+            }
+            if let Err(e) = self
+                .store
+                .record_transcription_started(&recording, callback.recording_sid)
+                .await
+            {
+                return Disposition::retry(e);
+            }
+        }
+        Disposition::Done
+    }
+
+    /// `RecordingUrl` + extension (+ `RequestedChannels`).
+    fn media_url(&self, recording_url: &str) -> String {
+        let mut url = format!("{recording_url}.{}", self.settings.format.extension());
+        if let Some(channels) = self.settings.channels {
+            url.push_str(&format!("?RequestedChannels={channels}"));
+        }
+        url
+    }
+
+    async fn fetch_media(
+        &self,
+        url: &str,
+        auth: &BasicAuth,
+    ) -> Result<reqwest::Response, Disposition> {
+        let mut wait_longer = None;
+        let result = (|| fetch(&self.http, &self.hosts, url, auth))
+            .retry(self.fetch_backoff)
+            .when(|e| {
+                matches!(
+                    e,
+                    FetchError::NotReady | FetchError::RateLimited(_) | FetchError::Transient(_)
+                )
+            })
+            .adjust(|e, delay| match (e, delay) {
+                (FetchError::RateLimited(Some(after)), Some(_)) if *after > MAX_INLINE_WAIT => {
+                    wait_longer = Some(*after);
+                    None
+                }
+                (FetchError::RateLimited(Some(after)), Some(delay)) => {
+                    Some((*after).max(delay).mul_f64(1.0 + fastrand::f64() * 0.2))
+                }
+                (_, delay) => delay,
+            })
+            .notify(
+                |e, delay| tracing::info!(reason = %e, ?delay, "media not fetched yet; retrying"),
+            )
+            .await;
+        let refreshed = match result {
+            Ok(response) => return Ok(response),
+            // The token may have been rotated since it was cached: one more try with a fresh
+            // read, then it is the operator's to fix.
+            Err(FetchError::Credentials(status)) => match self.tokens.refresh_current().await {
+                Ok(Some(fresh)) => fetch(&self.http, &self.hosts, url, &fresh.basic_auth()).await,
+                _ => Err(FetchError::Credentials(status)),
+            },
+            Err(e) => Err(e),
+        };
+        match refreshed {
+            Ok(response) => Ok(response),
+            Err(e @ (FetchError::Credentials(_) | FetchError::Refused(_))) => {
+                Err(Disposition::dead_letter(e))
+            }
+            Err(FetchError::RateLimited(after)) => Err(Disposition::Retry {
+                reason: FetchError::RateLimited(after).to_string(),
+                after: wait_longer
+                    .or(after)
+                    .map(|a| a.mul_f64(1.0 + fastrand::f64() * 0.2)),
+            }),
+            Err(e) => Err(Disposition::retry(e)),
+        }
+    }
+
+    async fn archive(
+        &self,
+        response: reqwest::Response,
+        key: &str,
+        callback: &RecordingCallback<'_>,
+    ) -> Result<Archived, Disposition> {
+        let mut metadata = HashMap::from([
+            ("call-sid".to_owned(), callback.call_sid.to_owned()),
+            (
+                "recording-sid".to_owned(),
+                callback.recording_sid.to_owned(),
+            ),
+            ("account-sid".to_owned(), callback.account_sid.to_owned()),
+        ]);
+        let optional = [
+            ("duration", callback.duration_secs.map(|d| d.to_string())),
+            ("channels", callback.channels.map(|c| c.to_string())),
+            ("source", callback.source.map(str::to_owned)),
+        ];
+        metadata.extend(
+            optional
+                .into_iter()
+                .filter_map(|(k, v)| Some((k.to_owned(), v?))),
+        );
+        let target = ArchiveTarget {
+            bucket: self.settings.bucket.clone(),
+            key: key.to_owned(),
+            content_type: self.settings.format.content_type().to_owned(),
+            kms_key_id: self.settings.kms_key_id.clone(),
+            metadata,
+        };
+        archive(&self.s3, &target, response.bytes_stream())
+            .await
+            .map_err(Disposition::retry)
+    }
+
+    /// Deletes Twilio's copy once ours is verified: the object is there with the size
+    /// archived and a SHA-256 checksum S3 checked part by part.
+    async fn delete_from_twilio(
+        &self,
+        recording: &RecordingRef<'_>,
+        stored: &RecordingRecord,
+        key: &str,
+        callback: &RecordingCallback<'_>,
+        auth: &BasicAuth,
+    ) -> Result<(), Disposition> {
+        let expected = match stored.bytes {
+            Some(bytes) if stored.is_archived() => Some(bytes),
+            _ => self
+                .store
+                .get(callback.call_sid, callback.recording_sid)
+                .await
+                .map_err(Disposition::retry)?
+                .and_then(|r| r.bytes),
+        };
+        let head = self
+            .s3
+            .head_object()
+            .bucket(&self.settings.bucket)
+            .key(key)
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+            .send()
+            .await
+            .map_err(|e| Disposition::retry(aws_sdk_s3::error::DisplayErrorContext(e)))?;
+        let verified = expected.is_some()
+            && head.content_length.map(|l| l as u64) == expected
+            && head.checksum_sha256.is_some();
+        if !verified {
+            return Err(Disposition::retry(format!(
+                "the S3 copy of {} is not verified (size {:?}, expected {expected:?}); Twilio's copy is kept",
+                callback.recording_sid, head.content_length
+            )));
+        }
+        let url = self
+            .hosts
+            .check(callback.url.unwrap_or_default())
+            .map_err(Disposition::dead_letter)?;
+        let response = self
+            .http
+            .delete(url)
+            .basic_auth(&auth.username, Some(&auth.password))
+            .send()
+            .await
+            .map_err(|e| Disposition::retry(format!("deleting Twilio's copy: {e}")))?;
+        // 404: already gone (a redelivery after the delete).
+        match response.status().as_u16() {
+            200..=299 | 404 => {}
+            401 | 403 => {
+                return Err(Disposition::dead_letter(format!(
+                    "Twilio refused the delete (HTTP {}): the credentials lack the right",
+                    response.status()
+                )));
+            }
+            other => {
+                return Err(Disposition::retry(format!(
+                    "deleting Twilio's copy answered HTTP {other}"
+                )));
+            }
+        }
+        self.store
+            .record_deleted_from_twilio(recording)
+            .await
+            .map_err(Disposition::retry)
+    }
+}

@@ -1,0 +1,434 @@
+//! Recordings in DynamoDB, beside their call: `pk = CALL#<CallSid>`,
+//! `sk = RECORDING#<RecordingSid>`, so one query returns a call with its recordings.
+//!
+//! Every write is idempotent (a redelivery sets the same values) and none moves a recording
+//! backwards: once archived, a late `in-progress` or `absent` changes nothing.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde::Serialize;
+
+use crate::events::now_rfc3339;
+use crate::media::Archived;
+use crate::store::{PARTITION_KEY, SORT_KEY, StoreError, n, s, store_error};
+use crate::twilio::RecordingStatus;
+
+/// What is known of a recording when its callback arrives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingRef<'a> {
+    pub account_sid: &'a str,
+    pub call_sid: &'a str,
+    pub recording_sid: &'a str,
+    pub duration_secs: Option<u32>,
+    pub channels: Option<u32>,
+    pub source: Option<&'a str>,
+}
+
+/// A Transcribe job's result, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum TranscriptOutcome {
+    Completed {
+        text: String,
+        /// Per channel, by role (`caller`, `agent`) for dual-channel audio.
+        channels: Vec<(String, String)>,
+    },
+    Failed {
+        reason: String,
+    },
+}
+
+/// A recording as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RecordingRecord {
+    pub call_sid: String,
+    pub recording_sid: String,
+    /// `in-progress`, `absent`, `failed` (Twilio's word) or `archived` (ours).
+    pub state: Option<String>,
+    pub duration_secs: Option<u64>,
+    pub channels: Option<u64>,
+    pub s3_bucket: Option<String>,
+    pub s3_key: Option<String>,
+    pub bytes: Option<u64>,
+    pub sha256: Option<String>,
+    pub deleted_from_twilio: bool,
+    pub transcription_job: Option<String>,
+    /// Transcribe's word: `IN_PROGRESS`, `COMPLETED`, `FAILED`.
+    pub transcription_status: Option<String>,
+    pub transcript_text: Option<String>,
+    pub transcript_channels: Vec<(String, String)>,
+    pub transcription_failure: Option<String>,
+    /// Twilio's own `<Record transcribe>` result.
+    pub twilio_transcription_status: Option<String>,
+    pub twilio_transcription_text: Option<String>,
+}
+
+impl RecordingRecord {
+    pub fn is_archived(&self) -> bool {
+        self.state.as_deref() == Some("archived") && self.s3_key.is_some()
+    }
+}
+
+pub const ARCHIVED: &str = "archived";
+const SK_PREFIX: &str = "RECORDING#";
+
+fn key(call_sid: &str, recording_sid: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (PARTITION_KEY.to_owned(), s(format!("CALL#{call_sid}"))),
+        (
+            SORT_KEY.to_owned(),
+            s(format!("{SK_PREFIX}{recording_sid}")),
+        ),
+    ])
+}
+
+/// Recording items on DynamoDB (the calls table).
+#[derive(Clone)]
+pub struct DynamoRecordingStore {
+    client: Client,
+    table: String,
+}
+
+/// One `SET a = :a, …` update, built from named values.
+struct Update {
+    sets: Vec<String>,
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+impl Update {
+    fn new() -> Self {
+        Self {
+            sets: Vec::new(),
+            names: HashMap::new(),
+            values: HashMap::new(),
+        }
+    }
+
+    /// `attribute = value`.
+    fn set(mut self, attribute: &str, value: AttributeValue) -> Self {
+        let i = self.sets.len();
+        self.sets.push(format!("#a{i} = :v{i}"));
+        self.names.insert(format!("#a{i}"), attribute.to_owned());
+        self.values.insert(format!(":v{i}"), value);
+        self
+    }
+
+    /// `attribute = if_not_exists(attribute, value)`: the first write wins.
+    fn set_once(mut self, attribute: &str, value: AttributeValue) -> Self {
+        let i = self.sets.len();
+        self.sets
+            .push(format!("#a{i} = if_not_exists(#a{i}, :v{i})"));
+        self.names.insert(format!("#a{i}"), attribute.to_owned());
+        self.values.insert(format!(":v{i}"), value);
+        self
+    }
+
+    fn set_some(self, attribute: &str, value: Option<AttributeValue>) -> Self {
+        match value {
+            Some(value) => self.set(attribute, value),
+            None => self,
+        }
+    }
+
+    /// The identity every write carries, so an item is whole whichever write came first.
+    fn identity(self, recording: &RecordingRef<'_>) -> Self {
+        self.set("call_sid", s(recording.call_sid))
+            .set("recording_sid", s(recording.recording_sid))
+            .set("account_sid", s(recording.account_sid))
+            .set("updated_at", s(now_rfc3339()))
+            .set_some("duration_secs", recording.duration_secs.map(n))
+            .set_some("channels", recording.channels.map(n))
+            .set_some("source", recording.source.map(s))
+    }
+}
+
+impl DynamoRecordingStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Runs `update` on the item; `Ok(false)` when `condition` did not hold.
+    async fn write(
+        &self,
+        call_sid: &str,
+        recording_sid: &str,
+        update: Update,
+        condition: Option<&str>,
+        condition_values: &[(&str, AttributeValue)],
+    ) -> Result<bool, StoreError> {
+        let mut values = update.values;
+        values.extend(
+            condition_values
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone())),
+        );
+        let mut names = update.names;
+        if condition.is_some() {
+            names.insert("#state".into(), "state".into());
+        }
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(call_sid, recording_sid)))
+            .update_expression(format!("SET {}", update.sets.join(", ")))
+            .set_condition_expression(condition.map(str::to_owned))
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    /// Records Twilio's status of a recording that is not (yet) ours: `in-progress` only on a
+    /// new item, `absent` / `failed` unless it was archived. `Ok(false)`: nothing changed.
+    pub async fn record_status(
+        &self,
+        recording: &RecordingRef<'_>,
+        status: RecordingStatus,
+    ) -> Result<bool, StoreError> {
+        let update = Update::new()
+            .identity(recording)
+            .set("state", s(status.as_str()));
+        let condition = match status {
+            RecordingStatus::InProgress => "attribute_not_exists(#state)",
+            _ => "attribute_not_exists(#state) OR #state = :in_progress",
+        };
+        self.write(
+            recording.call_sid,
+            recording.recording_sid,
+            update,
+            Some(condition),
+            &[(":in_progress", s(RecordingStatus::InProgress.as_str()))],
+        )
+        .await
+    }
+
+    /// Our copy is in S3.
+    pub async fn record_archived(
+        &self,
+        recording: &RecordingRef<'_>,
+        archived: &Archived,
+    ) -> Result<(), StoreError> {
+        let update = Update::new()
+            .identity(recording)
+            .set("state", s(ARCHIVED))
+            .set("s3_bucket", s(&archived.bucket))
+            .set("s3_key", s(&archived.key))
+            .set("bytes", n(archived.bytes))
+            .set("sha256", s(&archived.sha256))
+            .set("parts", n(archived.parts))
+            .set_once("archived_at", s(now_rfc3339()));
+        self.write(
+            recording.call_sid,
+            recording.recording_sid,
+            update,
+            None,
+            &[],
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn record_deleted_from_twilio(
+        &self,
+        recording: &RecordingRef<'_>,
+    ) -> Result<(), StoreError> {
+        let update = Update::new()
+            .identity(recording)
+            .set("deleted_from_twilio", AttributeValue::Bool(true));
+        self.write(
+            recording.call_sid,
+            recording.recording_sid,
+            update,
+            None,
+            &[],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// A Transcribe job exists for the recording. Its status is set only if no result
+    /// arrived first (the state-change event can beat this write).
+    pub async fn record_transcription_started(
+        &self,
+        recording: &RecordingRef<'_>,
+        job: &str,
+    ) -> Result<(), StoreError> {
+        let update = Update::new()
+            .identity(recording)
+            .set("transcription_job", s(job))
+            .set_once("transcription_status", s("IN_PROGRESS"));
+        self.write(
+            recording.call_sid,
+            recording.recording_sid,
+            update,
+            None,
+            &[],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// A Transcribe job finished.
+    pub async fn record_transcript(
+        &self,
+        call_sid: &str,
+        recording_sid: &str,
+        job: &str,
+        outcome: &TranscriptOutcome,
+    ) -> Result<(), StoreError> {
+        let update = Update::new()
+            .set("call_sid", s(call_sid))
+            .set("recording_sid", s(recording_sid))
+            .set("transcription_job", s(job))
+            .set("transcribed_at", s(now_rfc3339()));
+        let update = match outcome {
+            TranscriptOutcome::Completed { text, channels } => update
+                .set("transcription_status", s("COMPLETED"))
+                .set("transcript_text", s(text))
+                .set(
+                    "transcript_channels",
+                    AttributeValue::M(
+                        channels
+                            .iter()
+                            .map(|(label, text)| (label.clone(), s(text)))
+                            .collect(),
+                    ),
+                ),
+            TranscriptOutcome::Failed { reason } => update
+                .set("transcription_status", s("FAILED"))
+                .set("transcription_failure", s(reason)),
+        };
+        self.write(call_sid, recording_sid, update, None, &[])
+            .await
+            .map(drop)
+    }
+
+    /// Twilio's own transcription (`<Record transcribe>`) of the recording.
+    pub async fn record_twilio_transcription(
+        &self,
+        recording: &RecordingRef<'_>,
+        transcription_sid: &str,
+        status: &str,
+        text: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let update = Update::new()
+            .identity(recording)
+            .set("twilio_transcription_sid", s(transcription_sid))
+            .set("twilio_transcription_status", s(status))
+            .set_some("twilio_transcription_text", text.map(s));
+        self.write(
+            recording.call_sid,
+            recording.recording_sid,
+            update,
+            None,
+            &[],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// One recording (a strongly consistent read: the worker decides on it).
+    pub async fn get(
+        &self,
+        call_sid: &str,
+        recording_sid: &str,
+    ) -> Result<Option<RecordingRecord>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(call_sid, recording_sid)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(output.item.as_ref().map(record))
+    }
+
+    /// Every recording of a call.
+    pub async fn for_call(&self, call_sid: &str) -> Result<Vec<RecordingRecord>, StoreError> {
+        let mut records = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                .expression_attribute_names("#pk", PARTITION_KEY)
+                .expression_attribute_names("#sk", SORT_KEY)
+                .expression_attribute_values(":pk", s(format!("CALL#{call_sid}")))
+                .expression_attribute_values(":prefix", s(SK_PREFIX))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(store_error)?;
+            records.extend(output.items().iter().map(record));
+            start = output.last_evaluated_key;
+            if start.is_none() {
+                return Ok(records);
+            }
+        }
+    }
+}
+
+fn record(item: &HashMap<String, AttributeValue>) -> RecordingRecord {
+    let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+    let number = |name: &str| {
+        item.get(name)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+    };
+    let mut channels: Vec<(String, String)> = item
+        .get("transcript_channels")
+        .and_then(|v| v.as_m().ok())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_s().ok()?.clone())))
+                .collect()
+        })
+        .unwrap_or_default();
+    channels.sort();
+    RecordingRecord {
+        call_sid: text("call_sid").unwrap_or_default(),
+        recording_sid: text("recording_sid").unwrap_or_default(),
+        state: text("state"),
+        duration_secs: number("duration_secs"),
+        channels: number("channels"),
+        s3_bucket: text("s3_bucket"),
+        s3_key: text("s3_key"),
+        bytes: number("bytes"),
+        sha256: text("sha256"),
+        deleted_from_twilio: matches!(
+            item.get("deleted_from_twilio"),
+            Some(AttributeValue::Bool(true))
+        ),
+        transcription_job: text("transcription_job"),
+        transcription_status: text("transcription_status"),
+        transcript_text: text("transcript_text"),
+        transcript_channels: channels,
+        transcription_failure: text("transcription_failure"),
+        twilio_transcription_status: text("twilio_transcription_status"),
+        twilio_transcription_text: text("twilio_transcription_text"),
+    }
+}
