@@ -17,6 +17,9 @@ export SAM_CLI_TELEMETRY := 0
 # cargo-lambda (its zig linker included) comes from the stack virtualenv.
 export PATH := $(CURDIR)/$(STACK_BIN):$(PATH)
 
+# Every Lambda function (one binary each under functions/).
+FUNCTIONS := webhook-status webhook-voice webhook-recording webhook-transcription status-worker recording-worker transcript-worker
+
 CALLS ?= 300
 SEED ?= 42
 EVENT ?= events/webhook-status/ringing.json
@@ -47,7 +50,7 @@ build-local: ## Build every binary for this machine (what the local stack runs)
 
 .PHONY: build
 build: $(VENV)/stack/.installed ## Build the Lambda bootstraps for arm64 (target/lambda/<function>/bootstrap)
-	cargo lambda build --release --arm64 --bin webhook-status --bin webhook-voice --bin status-worker
+	cargo lambda build --release --arm64 $(addprefix --bin ,$(FUNCTIONS))
 	@ls -l target/lambda/*/bootstrap
 
 # ---------------------------------------------------------------- run

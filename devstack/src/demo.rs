@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use shared::config::local;
 use shared::flows::Flows;
+use shared::recording::store::DynamoRecordingStore;
 use shared::store::{CallRecord, DynamoCallStore};
 use shared::twilio::CallStatus;
 use voicectl::simulate::{self, SimulateOptions, SimulatedLeg, SimulationReport};
@@ -23,6 +24,7 @@ pub struct DemoOptions {
 /// What the demo found.
 pub struct DemoOutcome {
     pub report: SimulationReport,
+    pub recordings: RecordingsCheck,
     /// Per call, in `report.calls` order: each leg's stored record, in `legs` order.
     pub records: Vec<Vec<Option<CallRecord>>>,
     /// Per call: the flow the routes send it to (what `call.started` should have stored).
@@ -45,6 +47,135 @@ impl DemoOutcome {
     }
 }
 
+/// What the recordings the calls made came to.
+#[derive(Debug, Default)]
+pub struct RecordingsCheck {
+    /// Recording callbacks the calls made (each a recording Twilio holds).
+    pub expected: usize,
+    pub archived: usize,
+    pub bytes: u64,
+    /// Archives whose size and SHA-256 equal the source media's, with the object in S3
+    /// under SSE-KMS.
+    pub verified: usize,
+    pub not_ready_at_first: usize,
+    pub deleted_from_twilio: usize,
+    pub transcripts: usize,
+    pub dual_channel_transcripts: usize,
+    pub twilio_transcriptions: usize,
+    pub twilio_transcriptions_expected: usize,
+    pub mismatches: Vec<String>,
+}
+
+/// Checks every recording the calls made against the stand-in's media: archived once,
+/// byte-exact, encrypted, Twilio's copy deleted, transcribed; and every Twilio transcription
+/// stored.
+async fn check_recordings(
+    stack: &LocalStack,
+    report: &SimulationReport,
+) -> anyhow::Result<RecordingsCheck> {
+    let store = DynamoRecordingStore::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk),
+        &stack.resources.calls_table,
+    );
+    let s3 = shared::aws::s3_client(&stack.sdk);
+    let mut check = RecordingsCheck::default();
+    for call in &report.calls {
+        for requested in &call.conversation.requested {
+            let (Some(sid), Some(call_sid)) = (
+                requested.params.get("RecordingSid"),
+                requested.params.get("CallSid"),
+            ) else {
+                continue;
+            };
+            let stored = store.get(call_sid, sid).await?.unwrap_or_default();
+            let mut problem = |what: String| check.mismatches.push(format!("{sid}: {what}"));
+            if requested.url.ends_with("/twilio/transcription") {
+                check.twilio_transcriptions_expected += 1;
+                let text = requested.params.get("TranscriptionText");
+                if stored.twilio_transcription_text.as_deref() == text {
+                    check.twilio_transcriptions += 1;
+                } else {
+                    problem(format!(
+                        "Twilio transcription {:?}, expected {text:?}",
+                        stored.twilio_transcription_text
+                    ));
+                }
+                continue;
+            }
+            check.expected += 1;
+            let Some((bytes, sha256)) = stack.media.expected(sid) else {
+                problem("the stand-in holds no media".into());
+                continue;
+            };
+            if stack.media.requests(sid) > 2 {
+                check.not_ready_at_first += 1;
+            }
+            if !stored.is_archived() {
+                problem(format!("not archived (state {:?})", stored.state));
+                continue;
+            }
+            check.archived += 1;
+            check.bytes += stored.bytes.unwrap_or_default();
+            let key = stored.s3_key.clone().unwrap_or_default();
+            let head = s3
+                .head_object()
+                .bucket(&stack.resources.recordings_bucket)
+                .key(&key)
+                .send()
+                .await;
+            let object = head.as_ref().ok().map(|h| {
+                (
+                    h.content_length.unwrap_or_default() as u64,
+                    h.server_side_encryption
+                        .as_ref()
+                        .map(|e| e.as_str().to_owned()),
+                )
+            });
+            if stored.bytes == Some(bytes)
+                && stored.sha256.as_deref() == Some(sha256.as_str())
+                && object == Some((bytes, Some("aws:kms".to_owned())))
+            {
+                check.verified += 1;
+            } else {
+                problem(format!(
+                    "archive {:?} bytes sha256 {:?}, S3 object {object:?}; source {bytes} bytes sha256 {sha256}",
+                    stored.bytes, stored.sha256
+                ));
+            }
+            if stored.deleted_from_twilio && stack.media.deleted(sid) {
+                check.deleted_from_twilio += 1;
+            } else {
+                problem("Twilio's copy not deleted".into());
+            }
+            match stored.transcription_status.as_deref() {
+                Some("COMPLETED")
+                    if stored
+                        .transcript_text
+                        .as_deref()
+                        .is_some_and(|t| t.contains(sid)) =>
+                {
+                    check.transcripts += 1;
+                    let roles: Vec<&str> = stored
+                        .transcript_channels
+                        .iter()
+                        .map(|(r, _)| r.as_str())
+                        .collect();
+                    if roles == ["agent", "caller"] {
+                        check.dual_channel_transcripts += 1;
+                    } else if stored.channels == Some(2) {
+                        problem(format!("dual-channel transcript split as {roles:?}"));
+                    }
+                }
+                other => problem(format!(
+                    "transcription {other:?}, text {:?}",
+                    stored.transcript_text
+                )),
+            }
+        }
+    }
+    Ok(check)
+}
+
 /// Plays the calls through a running stack and checks every leg against the ground truth.
 pub async fn play(stack: &LocalStack, options: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     let flows = Flows::built_in().map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -61,8 +192,10 @@ pub async fn play(stack: &LocalStack, options: &DemoOptions) -> anyhow::Result<D
         softphone_rate: 0.1,
         account_sid: local::ACCOUNT_SID.into(),
         auth_token: local::AUTH_TOKEN.into(),
+        media_not_ready_rate: 0.2,
+        max_media_secs: 20,
     };
-    let report = simulate::run(&simulate_options).await?;
+    let report = simulate::run_with_media(&simulate_options, Some(&stack.media)).await?;
     let drain_started = Instant::now();
     stack.wait_until_drained(Duration::from_secs(180)).await?;
     let drain_time = drain_started.elapsed();
@@ -118,8 +251,10 @@ pub async fn play(stack: &LocalStack, options: &DemoOptions) -> anyhow::Result<D
             problems
         })
         .collect();
+    let recordings = check_recordings(stack, &report).await?;
     let verified = per_call.iter().map(Vec::is_empty).collect();
     let mut mismatches: Vec<String> = per_call.into_iter().flatten().collect();
+    mismatches.extend(recordings.mismatches.iter().cloned());
     mismatches.extend(
         report
             .undelivered
@@ -134,6 +269,7 @@ pub async fn play(stack: &LocalStack, options: &DemoOptions) -> anyhow::Result<D
     );
     Ok(DemoOutcome {
         report,
+        recordings,
         records,
         expected_flows,
         verified,
@@ -145,7 +281,8 @@ pub async fn play(stack: &LocalStack, options: &DemoOptions) -> anyhow::Result<D
 pub async fn run(options: DemoOptions) -> anyhow::Result<bool> {
     println!(
         "voicehooks demo: {} calls. Twilio stand-in → webhook-voice (TwiML) → follows the flow → \
-         status callbacks of every leg → webhook-status → SQS → status-worker → DynamoDB (local)",
+         status callbacks of every leg → webhook-status → SQS → status-worker → DynamoDB; \
+         recordings → webhook-recording → recording-worker → S3 + Transcribe → transcript-worker (local)",
         options.calls
     );
     let started = Instant::now();
@@ -281,6 +418,26 @@ fn print_outcome(outcome: &DemoOutcome) {
         "  late events recorded     {} (in the timeline, not applied)",
         outcome.late_events()
     );
+    let r = &outcome.recordings;
+    println!(
+        "  recordings archived      {}/{} ({:.1} MB), {} byte-exact (size + SHA-256 vs the source, SSE-KMS), {} not ready at first",
+        r.archived,
+        r.expected,
+        r.bytes as f64 / 1e6,
+        r.verified,
+        r.not_ready_at_first
+    );
+    println!(
+        "  Twilio copies deleted    {} (after the S3 copy was verified)",
+        r.deleted_from_twilio
+    );
+    println!(
+        "  transcripts              {} Amazon Transcribe ({} split caller/agent), {}/{} Twilio <Record transcribe>",
+        r.transcripts,
+        r.dual_channel_transcripts,
+        r.twilio_transcriptions,
+        r.twilio_transcriptions_expected
+    );
     if !report.unrouted.is_empty() {
         let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
         for url in &report.unrouted {
@@ -289,10 +446,7 @@ fn print_outcome(outcome: &DemoOutcome) {
                 .or_default() += 1;
         }
         let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
-        println!(
-            "  asked for, no route yet  {} (recordings come next)",
-            kinds.join(", ")
-        );
+        println!("  asked for, no route      {}", kinds.join(", "));
     }
     println!(
         "  queue drained            {:.1} s after the last acknowledgement",

@@ -1,9 +1,11 @@
 //! The local stack the demo and the integration tests run on: no Docker, no AWS account.
 //!
 //! - [`emulator`]: moto's server on a free loopback port, the AWS APIs the SDK talks to;
-//! - [`resources`]: the queues, table and secret that `infra/template.yaml` declares;
+//! - [`resources`]: the queues, table, bucket and secret that `infra/template.yaml` declares;
 //! - [`functions`]: the real function binaries under `cargo lambda watch`;
 //! - [`poller`]: the SQS event source mapping Lambda would run;
+//! - [`transcribe_completer`]: the one emulated step, what AWS does when a Transcribe job
+//!   finishes (output document, EventBridge event);
 //! - [`stack`]: all of it as one value that stops everything when dropped.
 
 pub mod demo;
@@ -14,6 +16,7 @@ pub mod process;
 pub mod resources;
 pub mod sample_events;
 pub mod stack;
+pub mod transcribe_completer;
 pub mod workspace;
 
 pub use stack::{LocalStack, StackOptions};

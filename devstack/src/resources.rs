@@ -6,6 +6,10 @@ use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
+use aws_sdk_s3::types::{
+    PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
+    ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+};
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::json;
 use shared::config::local;
@@ -13,9 +17,13 @@ use shared::store::{PARTITION_KEY, SORT_KEY};
 
 use crate::emulator::{ACCOUNT_ID, REGION};
 
-/// As the template: `VisibilityTimeout` is six times the worker's 10 s timeout.
+/// As the template: each queue's `VisibilityTimeout` is six times its worker's timeout.
 pub const STATUS_QUEUE_VISIBILITY_TIMEOUT_SECS: u32 = 60;
 pub const STATUS_WORKER_TIMEOUT_SECS: u32 = 10;
+pub const RECORDING_QUEUE_VISIBILITY_TIMEOUT_SECS: u32 = 720;
+pub const RECORDING_WORKER_TIMEOUT_SECS: u32 = 120;
+pub const TRANSCRIPT_QUEUE_VISIBILITY_TIMEOUT_SECS: u32 = 180;
+pub const TRANSCRIPT_WORKER_TIMEOUT_SECS: u32 = 30;
 /// As the template's `MaxReceiveCount` default.
 pub const MAX_RECEIVE_COUNT: u32 = 5;
 pub const STATUS_QUEUE_RETENTION_SECS: u32 = 345_600;
@@ -39,15 +47,40 @@ impl StackNames {
     pub fn status_dlq(&self) -> String {
         format!("{}-status-dlq", self.stack)
     }
+    pub fn recording_queue(&self) -> String {
+        format!("{}-recording", self.stack)
+    }
+    pub fn recording_dlq(&self) -> String {
+        format!("{}-recording-dlq", self.stack)
+    }
+    pub fn transcript_queue(&self) -> String {
+        format!("{}-transcript", self.stack)
+    }
+    pub fn transcript_dlq(&self) -> String {
+        format!("{}-transcript-dlq", self.stack)
+    }
     pub fn calls_table(&self) -> String {
         format!("{}-calls", self.stack)
     }
     pub fn twilio_secret(&self) -> String {
         format!("{}/twilio", self.stack)
     }
+    /// Bucket names are global: the account id makes the stack's own.
+    pub fn recordings_bucket(&self) -> String {
+        format!("{}-recordings-{ACCOUNT_ID}", self.stack)
+    }
     pub fn queue_arn(&self, name: &str) -> String {
         format!("arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{name}")
     }
+}
+
+/// A work queue and its dead-letter queue.
+#[derive(Debug, Clone)]
+pub struct QueuePair {
+    pub name: String,
+    pub url: String,
+    pub arn: String,
+    pub dlq_url: String,
 }
 
 /// What the bootstrap created.
@@ -56,39 +89,123 @@ pub struct Resources {
     pub names: StackNames,
     pub status_queue_url: String,
     pub status_dlq_url: String,
+    pub recording: QueuePair,
+    pub transcript: QueuePair,
     pub calls_table: String,
     pub twilio_secret_id: String,
+    pub recordings_bucket: String,
+    /// Locally a name only: moto records the key id on objects without checking it; on AWS
+    /// the template's key encrypts the bucket.
+    pub recordings_kms_key: String,
 }
 
-/// Creates the queues, the table and the secret (holding the local token).
-pub async fn bootstrap(sdk: &SdkConfig, names: StackNames) -> anyhow::Result<Resources> {
-    let sqs = aws_sdk_sqs::Client::new(sdk);
-    let status_queue = names.status_queue();
+async fn queue_pair(
+    sqs: &aws_sdk_sqs::Client,
+    names: &StackNames,
+    (name, dlq): (String, String),
+    visibility_timeout_secs: u32,
+) -> anyhow::Result<QueuePair> {
     let dlq_url = sqs
         .create_queue()
-        .queue_name(names.status_dlq())
-        .attributes(QueueAttributeName::MessageRetentionPeriod, DLQ_RETENTION_SECS.to_string())
+        .queue_name(&dlq)
+        .attributes(
+            QueueAttributeName::MessageRetentionPeriod,
+            DLQ_RETENTION_SECS.to_string(),
+        )
         .attributes(
             QueueAttributeName::RedriveAllowPolicy,
-            json!({"redrivePermission": "byQueue", "sourceQueueArnList": [names.queue_arn(&status_queue)]}).to_string(),
+            json!({"redrivePermission": "byQueue", "sourceQueueArnList": [names.queue_arn(&name)]})
+                .to_string(),
         )
         .send()
         .await?
         .queue_url
         .ok_or_else(|| anyhow::anyhow!("no DLQ url"))?;
-    let status_queue_url = sqs
+    let url = sqs
         .create_queue()
-        .queue_name(&status_queue)
-        .attributes(QueueAttributeName::VisibilityTimeout, STATUS_QUEUE_VISIBILITY_TIMEOUT_SECS.to_string())
+        .queue_name(&name)
+        .attributes(QueueAttributeName::VisibilityTimeout, visibility_timeout_secs.to_string())
         .attributes(QueueAttributeName::MessageRetentionPeriod, STATUS_QUEUE_RETENTION_SECS.to_string())
         .attributes(
             QueueAttributeName::RedrivePolicy,
-            json!({"deadLetterTargetArn": names.queue_arn(&names.status_dlq()), "maxReceiveCount": MAX_RECEIVE_COUNT}).to_string(),
+            json!({"deadLetterTargetArn": names.queue_arn(&dlq), "maxReceiveCount": MAX_RECEIVE_COUNT}).to_string(),
         )
         .send()
         .await?
         .queue_url
         .ok_or_else(|| anyhow::anyhow!("no queue url"))?;
+    Ok(QueuePair {
+        arn: names.queue_arn(&name),
+        name,
+        url,
+        dlq_url,
+    })
+}
+
+/// Creates the queues, the table and the secret (holding the local token).
+pub async fn bootstrap(sdk: &SdkConfig, names: StackNames) -> anyhow::Result<Resources> {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let status = queue_pair(
+        &sqs,
+        &names,
+        (names.status_queue(), names.status_dlq()),
+        STATUS_QUEUE_VISIBILITY_TIMEOUT_SECS,
+    )
+    .await?;
+    let recording = queue_pair(
+        &sqs,
+        &names,
+        (names.recording_queue(), names.recording_dlq()),
+        RECORDING_QUEUE_VISIBILITY_TIMEOUT_SECS,
+    )
+    .await?;
+    let transcript = queue_pair(
+        &sqs,
+        &names,
+        (names.transcript_queue(), names.transcript_dlq()),
+        TRANSCRIPT_QUEUE_VISIBILITY_TIMEOUT_SECS,
+    )
+    .await?;
+
+    // The bucket as the template has it: private, encrypted by default.
+    let s3 = shared::aws::s3_client(sdk);
+    let bucket = names.recordings_bucket();
+    let kms_key = format!(
+        "arn:aws:kms:{REGION}:{ACCOUNT_ID}:alias/{}-recordings",
+        names.stack
+    );
+    s3.create_bucket().bucket(&bucket).send().await?;
+    s3.put_public_access_block()
+        .bucket(&bucket)
+        .public_access_block_configuration(
+            PublicAccessBlockConfiguration::builder()
+                .block_public_acls(true)
+                .block_public_policy(true)
+                .ignore_public_acls(true)
+                .restrict_public_buckets(true)
+                .build(),
+        )
+        .send()
+        .await?;
+    s3.put_bucket_encryption()
+        .bucket(&bucket)
+        .server_side_encryption_configuration(
+            ServerSideEncryptionConfiguration::builder()
+                .rules(
+                    ServerSideEncryptionRule::builder()
+                        .apply_server_side_encryption_by_default(
+                            ServerSideEncryptionByDefault::builder()
+                                .sse_algorithm(ServerSideEncryption::AwsKms)
+                                .kms_master_key_id(&kms_key)
+                                .build()?,
+                        )
+                        .bucket_key_enabled(true)
+                        .build(),
+                )
+                .build()?,
+        )
+        .send()
+        .await?;
 
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
     let key = |name: &str, kind: KeyType| {
@@ -125,8 +242,12 @@ pub async fn bootstrap(sdk: &SdkConfig, names: StackNames) -> anyhow::Result<Res
         .await?;
 
     Ok(Resources {
-        status_queue_url,
-        status_dlq_url: dlq_url,
+        status_queue_url: status.url,
+        status_dlq_url: status.dlq_url,
+        recording,
+        transcript,
+        recordings_bucket: bucket,
+        recordings_kms_key: kms_key,
         calls_table: names.calls_table(),
         twilio_secret_id: names.twilio_secret(),
         names,

@@ -6,18 +6,29 @@ use std::time::{Duration, Instant};
 use aws_config::SdkConfig;
 use aws_sdk_sqs::types::QueueAttributeName;
 use shared::config::{self, local};
+use voicectl::media::MediaServer;
 
 use crate::emulator::Emulator;
 use crate::functions::{FunctionHost, FunctionSpec};
 use crate::poller::{Poller, PollerConfig};
 use crate::resources::{self, Resources, StackNames};
+use crate::transcribe_completer::TranscribeCompleter;
 use crate::workspace::Workspace;
 
 pub const WEBHOOK_STATUS: &str = "webhook-status";
 pub const WEBHOOK_VOICE: &str = "webhook-voice";
 pub const STATUS_WORKER: &str = "status-worker";
+pub const WEBHOOK_RECORDING: &str = "webhook-recording";
+pub const WEBHOOK_TRANSCRIPTION: &str = "webhook-transcription";
+pub const RECORDING_WORKER: &str = "recording-worker";
+pub const TRANSCRIPT_WORKER: &str = "transcript-worker";
 /// Status-worker instances, and batches the poller keeps in flight.
 const WORKER_INSTANCES: usize = 3;
+/// Recording-worker instances (each batch streams media, so fewer and smaller batches).
+const RECORDING_WORKER_INSTANCES: usize = 2;
+
+/// Retries come back within seconds locally (15 s minimum on AWS).
+const LOCAL_RETRY_BASE_SECS: &str = "1";
 
 pub struct StackOptions {
     /// Names the run's log folder under `.local/logs/`.
@@ -28,6 +39,8 @@ pub struct StackOptions {
     pub webhook_instances: usize,
     /// The port of the Lambda APIs (function URLs, Invoke, Runtime); a free one when `None`.
     pub lambda_port: Option<u16>,
+    /// `VOICEHOOKS_DELETE_FROM_TWILIO` for the recording worker.
+    pub delete_from_twilio: bool,
 }
 
 impl Default for StackOptions {
@@ -37,6 +50,7 @@ impl Default for StackOptions {
             retry_after_secs: 2,
             webhook_instances: 4,
             lambda_port: None,
+            delete_from_twilio: true,
         }
     }
 }
@@ -47,7 +61,12 @@ pub struct LocalStack {
     pub sdk: SdkConfig,
     pub resources: Resources,
     pub status_poller: Poller,
-    // Dropped in declaration order: poller, then functions, then the emulator.
+    pub recording_poller: Poller,
+    pub transcript_poller: Poller,
+    pub completer: TranscribeCompleter,
+    /// The stand-in's recording media (Twilio's REST API for `Recordings/{sid}.wav`).
+    pub media: MediaServer,
+    // Dropped in declaration order: pollers, then functions, then the emulator.
     pub functions: FunctionHost,
     pub emulator: Emulator,
 }
@@ -69,10 +88,39 @@ impl LocalStack {
             );
             env
         };
+        let media = MediaServer::start(local::ACCOUNT_SID, local::AUTH_TOKEN).await?;
         let webhook_env = with_emulator(&[
             (config::PUBLIC_BASE_URL, local::PUBLIC_BASE_URL),
             (config::STATUS_QUEUE_URL, &resources.status_queue_url),
+            (config::RECORDING_QUEUE_URL, &resources.recording.url),
+            (config::TRANSCRIPT_QUEUE_URL, &resources.transcript.url),
             (config::TWILIO_SECRET_ID, &resources.twilio_secret_id),
+        ]);
+        let media_host = media.host_port();
+        let recording_worker_env = with_emulator(&[
+            (config::CALLS_TABLE, &resources.calls_table),
+            (config::RECORDINGS_BUCKET, &resources.recordings_bucket),
+            (config::RECORDINGS_KMS_KEY_ID, &resources.recordings_kms_key),
+            (config::TWILIO_SECRET_ID, &resources.twilio_secret_id),
+            (config::RECORDING_QUEUE_URL, &resources.recording.url),
+            (config::DEAD_LETTER_QUEUE_URL, &resources.recording.dlq_url),
+            (config::LOCAL_MEDIA_HOST, &media_host),
+            (
+                config::DELETE_FROM_TWILIO,
+                if options.delete_from_twilio {
+                    "true"
+                } else {
+                    "false"
+                },
+            ),
+            (config::RETRY_BASE_SECS, LOCAL_RETRY_BASE_SECS),
+        ]);
+        let transcript_worker_env = with_emulator(&[
+            (config::CALLS_TABLE, &resources.calls_table),
+            (config::RECORDINGS_BUCKET, &resources.recordings_bucket),
+            (config::TRANSCRIPT_QUEUE_URL, &resources.transcript.url),
+            (config::DEAD_LETTER_QUEUE_URL, &resources.transcript.dlq_url),
+            (config::RETRY_BASE_SECS, LOCAL_RETRY_BASE_SECS),
         ]);
         let specs = vec![
             FunctionSpec {
@@ -82,8 +130,28 @@ impl LocalStack {
             },
             FunctionSpec {
                 name: WEBHOOK_VOICE,
-                env: webhook_env,
+                env: webhook_env.clone(),
                 instances: options.webhook_instances,
+            },
+            FunctionSpec {
+                name: WEBHOOK_RECORDING,
+                env: webhook_env.clone(),
+                instances: 2,
+            },
+            FunctionSpec {
+                name: WEBHOOK_TRANSCRIPTION,
+                env: webhook_env,
+                instances: 1,
+            },
+            FunctionSpec {
+                name: RECORDING_WORKER,
+                env: recording_worker_env,
+                instances: RECORDING_WORKER_INSTANCES,
+            },
+            FunctionSpec {
+                name: TRANSCRIPT_WORKER,
+                env: transcript_worker_env,
+                instances: 1,
             },
             FunctionSpec {
                 name: STATUS_WORKER,
@@ -105,12 +173,48 @@ impl LocalStack {
                 concurrency: WORKER_INSTANCES,
             },
         );
+        let recording_poller = Poller::start(
+            &sdk,
+            &functions.endpoint(),
+            PollerConfig {
+                queue_url: resources.recording.url.clone(),
+                queue_arn: resources.recording.arn.clone(),
+                function: RECORDING_WORKER.into(),
+                batch_size: 5,
+                // Longer than a download with its in-invocation retries takes, so a message
+                // is never handed to a second worker while the first still has it; a retry
+                // sets its own delay.
+                visibility_timeout_secs: 60,
+                concurrency: RECORDING_WORKER_INSTANCES,
+            },
+        );
+        let transcript_poller = Poller::start(
+            &sdk,
+            &functions.endpoint(),
+            PollerConfig {
+                queue_url: resources.transcript.url.clone(),
+                queue_arn: resources.transcript.arn.clone(),
+                function: TRANSCRIPT_WORKER.into(),
+                batch_size: 10,
+                visibility_timeout_secs: options.retry_after_secs.max(10),
+                concurrency: 1,
+            },
+        );
+        let completer = TranscribeCompleter::start(
+            &sdk,
+            &resources.recordings_bucket,
+            &resources.transcript.url,
+        );
         Ok(Self {
             workspace,
             log_dir,
             sdk,
             resources,
             status_poller,
+            recording_poller,
+            transcript_poller,
+            completer,
+            media,
             functions,
             emulator,
         })
@@ -122,6 +226,8 @@ impl LocalStack {
         [
             ("/twilio/status", WEBHOOK_STATUS),
             ("/twilio/voice", WEBHOOK_VOICE),
+            ("/twilio/recording", WEBHOOK_RECORDING),
+            ("/twilio/transcription", WEBHOOK_TRANSCRIPTION),
         ]
         .into_iter()
         .map(|(path, function)| {
@@ -166,17 +272,26 @@ impl LocalStack {
             + count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
     }
 
-    /// Waits until the status queue is empty and the poller idle, several checks in a row.
+    /// Waits until every work queue is empty and the pollers idle, several checks in a row
+    /// (a recording's transcript event comes after its job, so quiet must last a while).
     pub async fn wait_until_drained(&self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         let mut quiet_checks = 0;
-        while quiet_checks < 3 {
+        while quiet_checks < 8 {
             anyhow::ensure!(
                 Instant::now() < deadline,
-                "the status queue did not drain within {timeout:?}"
+                "the queues did not drain within {timeout:?}"
             );
-            let quiet = self.queue_depth(&self.resources.status_queue_url).await? == 0
-                && self.status_poller.is_idle();
+            let mut quiet = self.status_poller.is_idle()
+                && self.recording_poller.is_idle()
+                && self.transcript_poller.is_idle();
+            for queue in [
+                &self.resources.status_queue_url,
+                &self.resources.recording.url,
+                &self.resources.transcript.url,
+            ] {
+                quiet = quiet && self.queue_depth(queue).await? == 0;
+            }
             quiet_checks = if quiet { quiet_checks + 1 } else { 0 };
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
@@ -186,6 +301,9 @@ impl LocalStack {
     /// Stops the poller, the functions and the emulator (dropping does the same).
     pub async fn stop(mut self) {
         self.status_poller.stop().await;
+        self.recording_poller.stop().await;
+        self.transcript_poller.stop().await;
+        self.completer.stop().await;
         self.functions.stop();
         self.emulator.stop();
     }

@@ -214,6 +214,8 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         softphone_rate: args.softphone,
         account_sid: args.account_sid,
         auth_token: args.auth_token,
+        media_not_ready_rate: 0.2,
+        max_media_secs: 20,
     };
     let report = simulate::run(&options).await?;
     if args.json {

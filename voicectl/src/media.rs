@@ -33,6 +33,9 @@ pub struct Recording {
     /// Statuses answered to the first requests, in order (e.g. `[404, 404]`: not ready for
     /// two tries; `[429]`; `[503]`), before the media is served.
     pub faults: VecDeque<u16>,
+    /// Serve bytes that are not audio (a RIFF header with its tag spoiled), which
+    /// Transcribe refuses: how the tests make a job fail.
+    pub not_audio: bool,
 }
 
 impl Recording {
@@ -41,7 +44,13 @@ impl Recording {
             seconds,
             channels,
             faults: VecDeque::new(),
+            not_audio: false,
         }
+    }
+
+    pub fn not_audio(mut self) -> Self {
+        self.not_audio = true;
+        self
     }
 
     pub fn with_faults(mut self, faults: &[u16]) -> Self {
@@ -139,6 +148,12 @@ impl MediaServer {
             .lock()
             .get(recording_sid)
             .map_or(0, |h| h.requests)
+    }
+
+    /// The size and SHA-256 (hex) of the media held for a recording: what its archive must be.
+    pub fn expected(&self, recording_sid: &str) -> Option<(u64, String)> {
+        let recording = self.state.lock().get(recording_sid)?.recording.clone()?;
+        Some((recording.wav_len(), wav_sha256(&recording, recording_sid)))
     }
 
     pub fn deleted(&self, recording_sid: &str) -> bool {
@@ -254,7 +269,11 @@ pub fn wav_chunks(recording: &Recording, sid: &str) -> impl Iterator<Item = Byte
     let data_len = recording.data_len();
     let channels = recording.channels;
     let mut header = Vec::with_capacity(44);
-    header.extend_from_slice(b"RIFF");
+    header.extend_from_slice(if recording.not_audio {
+        b"JUNK"
+    } else {
+        b"RIFF"
+    });
     header.extend_from_slice(&((36 + data_len) as u32).to_le_bytes());
     header.extend_from_slice(b"WAVEfmt ");
     header.extend_from_slice(&16u32.to_le_bytes());

@@ -259,6 +259,12 @@ pub async fn play<S: VoiceServer>(
                             .iter()
                             .map(|(k, v)| (k.to_owned(), v.to_owned()))
                             .collect();
+                        let recording_sid =
+                            recording.params.get("RecordingSid").unwrap_or_default();
+                        params.push((
+                            "TranscriptionSid".into(),
+                            format!("TR{}", &recording_sid[2..]),
+                        ));
                         params.push(("TranscriptionStatus".into(), "completed".into()));
                         params.push((
                             "TranscriptionText".into(),
@@ -363,7 +369,11 @@ fn recording(script: &Script, url: &str, n: u128, account_sid: &str, source: &st
         ("RecordingUrl", media),
         ("RecordingStatus", "completed".to_owned()),
         ("RecordingDuration", script.talk_secs.to_string()),
-        ("RecordingChannels", "2".to_owned()),
+        // <Record> is mono; Dial and Conference recordings here are dual (caller, agent).
+        (
+            "RecordingChannels",
+            if source == "RecordVerb" { "1" } else { "2" }.to_owned(),
+        ),
         ("RecordingSource", source.to_owned()),
     ]
     .into_iter()

@@ -26,6 +26,8 @@ use time::{Duration as TimeDelta, OffsetDateTime};
 
 pub use call::{Conversation, Leg, Requested, Script, VoiceServer};
 
+use crate::media::{MediaServer, Recording as StagedRecording};
+
 #[derive(Debug, Clone)]
 pub struct SimulateOptions {
     pub calls: usize,
@@ -51,6 +53,12 @@ pub struct SimulateOptions {
     pub softphone_rate: f64,
     pub account_sid: String,
     pub auth_token: String,
+    /// Share of recordings whose media answers 404 at first (Twilio's "not ready yet" right
+    /// after the callback); only with a media server.
+    pub media_not_ready_rate: f64,
+    /// The stand-in serves at most this much audio per recording, so a demo of hundreds of
+    /// calls stays small in the emulator; the callback still reports the real duration.
+    pub max_media_secs: u32,
 }
 
 /// One callback of a leg.
@@ -421,8 +429,62 @@ struct Delivered {
     unrouted: Vec<String>,
 }
 
-/// Plans the calls and plays them.
+/// Plans the calls and plays them, with recording URLs on Twilio's API (not served).
 pub async fn run(options: &SimulateOptions) -> anyhow::Result<SimulationReport> {
+    run_with_media(options, None).await
+}
+
+/// Puts each recording the calls made on `media` (some not ready at first) and points its
+/// callbacks' `RecordingUrl` there, as Twilio's API would serve it.
+fn stage_media(
+    media: &MediaServer,
+    conversation: &mut Conversation,
+    rng: &mut ChaCha8Rng,
+    options: &SimulateOptions,
+) {
+    for requested in &mut conversation.requested {
+        let Some(sid) = requested.params.get("RecordingSid").map(str::to_owned) else {
+            continue;
+        };
+        let param = |name: &str| requested.params.get(name).unwrap_or_default();
+        let recording = StagedRecording::new(
+            param("RecordingDuration")
+                .parse()
+                .unwrap_or(1)
+                .clamp(1, options.max_media_secs.max(1)),
+            param("RecordingChannels").parse().unwrap_or(1),
+        );
+        // A transcription callback names the recording again: it is already staged.
+        if requested.params.get("TranscriptionSid").is_none() {
+            let faults: &[u16] = if rng.random_bool(options.media_not_ready_rate) {
+                &[404]
+            } else {
+                &[]
+            };
+            media.add(&sid, recording.with_faults(faults));
+        }
+        requested.params = Params::new(
+            requested
+                .params
+                .iter()
+                .map(|(k, v)| {
+                    let v = if k == "RecordingUrl" {
+                        media.recording_url(&sid)
+                    } else {
+                        v.to_owned()
+                    };
+                    (k.to_owned(), v)
+                })
+                .collect(),
+        );
+    }
+}
+
+/// Plans the calls and plays them; recordings are served by `media` when given.
+pub async fn run_with_media(
+    options: &SimulateOptions,
+    media: Option<&MediaServer>,
+) -> anyhow::Result<SimulationReport> {
     let twilio = Twilio::new(options)?;
     let base = options.public_base_url.trim_end_matches('/');
     let (voice_url, status_url) = (
@@ -442,6 +504,9 @@ pub async fn run(options: &SimulateOptions) -> anyhow::Result<SimulationReport> 
                     // The faults come from the call's own seed, so they do not depend on timing.
                     let mut rng =
                         ChaCha8Rng::seed_from_u64(options.seed ^ (script.sid_seed as u64));
+                    if let Some(media) = media {
+                        stage_media(media, &mut conversation, &mut rng, options);
+                    }
                     let at = start + TimeDelta::seconds(i as i64 * 3);
                     let legs = std::mem::take(&mut conversation.legs)
                         .into_iter()
