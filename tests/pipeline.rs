@@ -19,7 +19,7 @@ async fn stack(label: &str, retry_after_secs: i32) -> LocalStack {
         label: label.into(),
         retry_after_secs,
         webhook_instances: 2,
-        lambda_port: None,
+        ..Default::default()
     })
     .await
     .expect("the local stack starts (run `make test`, which builds the functions first)")

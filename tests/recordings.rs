@@ -1,0 +1,799 @@
+//! The recording and transcript workers with the real SDK clients against the emulator and
+//! the stand-in's media: archive, redelivery, media not ready, credentials, rate limits, a
+//! refused URL, S3 failing mid-upload, a Transcribe conflict and a failed job; then the
+//! whole path through the real function binaries.
+
+#![allow(clippy::unwrap_used)] // test code: an unwrap is an assertion
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use backon::ExponentialBuilder;
+use devstack::transcribe_completer::{NOT_AUDIO, TranscribeCompleter};
+use devstack::{LocalStack, StackOptions};
+use shared::config::{MediaFormat, local};
+use shared::events::Envelope;
+use shared::media::MediaHosts;
+use shared::recording::keys::RecordingKey;
+use shared::recording::store::{DynamoRecordingStore, RecordingRecord};
+use shared::recording::{ArchiveSettings, RecordingWorker, media_client};
+use shared::secrets::{StaticTokens, TwilioCredentials};
+use shared::transcribe::{JobStart, Transcriber, TranscriptWorker, TranscriptionRequest};
+use shared::twilio::{Params, RecordingCallback, TranscriptionCallback};
+use shared::worker::{Disposition, QueuedMessage, Settler};
+use voicectl::media::{MediaServer, Recording};
+use voicehooks_tests::{Aws, aws, post_form};
+
+const CALL: &str = "CA0000000000000000000000000000c001";
+const RECEIVED_AT: &str = "2026-11-23T10:00:00Z";
+
+fn recording_sid(n: u32) -> String {
+    format!("RE{n:032x}")
+}
+
+struct Rig {
+    aws: Aws,
+    media: MediaServer,
+    worker: RecordingWorker<StaticTokens>,
+    transcripts: TranscriptWorker,
+    store: DynamoRecordingStore,
+    s3: aws_sdk_s3::Client,
+    transcribe: aws_sdk_transcribe::Client,
+}
+
+fn tokens(token: &str) -> StaticTokens {
+    StaticTokens {
+        current: Arc::new(TwilioCredentials::new(local::ACCOUNT_SID, token)),
+        previous: None,
+    }
+}
+
+async fn rig(label: &str, token: &str) -> Rig {
+    rig_with_s3(label, token, |b| b).await
+}
+
+/// The workers on the emulator; `s3` may add interceptors to the recording worker's client.
+async fn rig_with_s3(
+    label: &str,
+    token: &str,
+    s3: impl FnOnce(aws_sdk_s3::config::Builder) -> aws_sdk_s3::config::Builder,
+) -> Rig {
+    let aws = aws(label).await;
+    let media = MediaServer::start(local::ACCOUNT_SID, local::AUTH_TOKEN)
+        .await
+        .unwrap();
+    let hosts = MediaHosts::with_local(media.host_port());
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws.sdk);
+    let store = DynamoRecordingStore::new(dynamodb, &aws.resources.calls_table);
+    let transcribe = aws_sdk_transcribe::Client::new(&aws.sdk);
+    let worker_s3 = aws_sdk_s3::Client::from_conf(
+        s3(aws_sdk_s3::config::Builder::from(&aws.sdk).force_path_style(true)).build(),
+    );
+    let worker = RecordingWorker {
+        http: media_client(&hosts),
+        hosts,
+        tokens: tokens(token),
+        s3: worker_s3,
+        store: store.clone(),
+        transcriber: Some(Transcriber::new(transcribe.clone(), "en-US", false)),
+        settings: ArchiveSettings {
+            bucket: aws.resources.recordings_bucket.clone(),
+            kms_key_id: Some(aws.resources.recordings_kms_key.clone()),
+            format: MediaFormat::Wav,
+            channels: None,
+            delete_from_twilio: true,
+        },
+        // Quick in tests; the shape (exponential, bounded, jittered) is the deployed one.
+        fetch_backoff: ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(20))
+            .with_max_times(3)
+            .with_jitter(),
+    };
+    let s3 = shared::aws::s3_client(&aws.sdk);
+    let transcripts = TranscriptWorker {
+        transcriber: Transcriber::new(transcribe.clone(), "en-US", false),
+        s3: s3.clone(),
+        store: store.clone(),
+        bucket: aws.resources.recordings_bucket.clone(),
+    };
+    Rig {
+        aws,
+        media,
+        worker,
+        transcripts,
+        store,
+        s3,
+        transcribe,
+    }
+}
+
+impl Rig {
+    /// A `recording.status` envelope for `sid`, its media on the stand-in.
+    fn completed(&self, sid: &str, channels: u16) -> String {
+        self.completed_at(sid, channels, &self.media.recording_url(sid))
+    }
+
+    fn completed_at(&self, sid: &str, channels: u16, url: &str) -> String {
+        let params = Params::new(
+            [
+                ("AccountSid", local::ACCOUNT_SID),
+                ("CallSid", CALL),
+                ("RecordingSid", sid),
+                ("RecordingUrl", url),
+                ("RecordingStatus", "completed"),
+                ("RecordingDuration", "12"),
+                ("RecordingChannels", if channels == 2 { "2" } else { "1" }),
+                ("RecordingSource", "DialVerb"),
+                ("RecordingStartTime", "Mon, 23 Nov 2026 09:59:40 +0000"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        );
+        let mut envelope =
+            Envelope::recording_status(&RecordingCallback::parse(&params).unwrap(), &params, None);
+        envelope.received_at = RECEIVED_AT.into();
+        envelope.to_json()
+    }
+
+    fn key(&self, sid: &str) -> RecordingKey {
+        RecordingKey::new(
+            local::ACCOUNT_SID,
+            CALL,
+            sid,
+            Some("Mon, 23 Nov 2026 09:59:40 +0000"),
+            RECEIVED_AT,
+        )
+    }
+
+    async fn stored(&self, sid: &str) -> RecordingRecord {
+        self.store.get(CALL, sid).await.unwrap().unwrap_or_default()
+    }
+
+    async fn objects(&self) -> Vec<String> {
+        self.s3
+            .list_objects_v2()
+            .bucket(&self.aws.resources.recordings_bucket)
+            .send()
+            .await
+            .unwrap()
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect()
+    }
+
+    async fn jobs(&self) -> Vec<String> {
+        self.transcribe
+            .list_transcription_jobs()
+            .send()
+            .await
+            .unwrap()
+            .transcription_job_summaries()
+            .iter()
+            .filter_map(|j| j.transcription_job_name().map(str::to_owned))
+            .collect()
+    }
+
+    async fn open_uploads(&self) -> usize {
+        self.s3
+            .list_multipart_uploads()
+            .bucket(&self.aws.resources.recordings_bucket)
+            .send()
+            .await
+            .unwrap()
+            .uploads()
+            .len()
+    }
+
+    fn settler(&self) -> Settler {
+        Settler::new(
+            aws_sdk_sqs::Client::new(&self.aws.sdk),
+            &self.aws.resources.recording.url,
+            &self.aws.resources.recording.dlq_url,
+            Duration::from_secs(30),
+            "recording-worker",
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_finished_recording_is_archived_byte_exact_deleted_from_twilio_and_transcribed() {
+    let rig = rig("rec-archive", local::AUTH_TOKEN).await;
+    let sid = recording_sid(1);
+    rig.media.add(&sid, Recording::new(12, 2));
+    let (bytes, sha256) = rig.media.expected(&sid).unwrap();
+
+    assert_eq!(
+        rig.worker.handle(&rig.completed(&sid, 2)).await,
+        Disposition::Done
+    );
+
+    let key = rig.key(&sid).audio("wav");
+    let object = rig
+        .s3
+        .head_object()
+        .bucket(&rig.aws.resources.recordings_bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(object.content_length, Some(bytes as i64));
+    assert_eq!(object.content_type.as_deref(), Some("audio/x-wav"));
+    assert_eq!(
+        object.server_side_encryption.as_ref().map(|e| e.as_str()),
+        Some("aws:kms")
+    );
+    assert_eq!(
+        object.ssekms_key_id.as_deref(),
+        Some(rig.aws.resources.recordings_kms_key.as_str())
+    );
+    let metadata = object.metadata.unwrap();
+    assert_eq!(metadata["call-sid"], CALL);
+    assert_eq!(metadata["recording-sid"], sid);
+    assert_eq!(metadata["duration"], "12");
+    assert_eq!(metadata["channels"], "2");
+    assert_eq!(metadata["source"], "DialVerb");
+    // Byte-exact: the whole object hashes to the source's SHA-256.
+    let body = rig
+        .s3
+        .get_object()
+        .bucket(&rig.aws.resources.recordings_bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    assert_eq!(
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body)),
+        sha256
+    );
+
+    let stored = rig.stored(&sid).await;
+    assert!(stored.is_archived());
+    assert_eq!(stored.bytes, Some(bytes));
+    assert_eq!(stored.sha256.as_deref(), Some(sha256.as_str()));
+    assert_eq!(stored.s3_key.as_deref(), Some(key.as_str()));
+    assert!(stored.deleted_from_twilio && rig.media.deleted(&sid));
+    assert_eq!(stored.transcription_job.as_deref(), Some(sid.as_str()));
+    assert_eq!(stored.transcription_status.as_deref(), Some("IN_PROGRESS"));
+
+    let job = rig
+        .transcribe
+        .get_transcription_job()
+        .transcription_job_name(&sid)
+        .send()
+        .await
+        .unwrap()
+        .transcription_job
+        .unwrap();
+    assert_eq!(
+        job.media.unwrap().media_file_uri.unwrap(),
+        format!("s3://{}/{key}", rig.aws.resources.recordings_bucket)
+    );
+    assert_eq!(
+        job.settings.unwrap().channel_identification,
+        Some(true),
+        "dual-channel audio is transcribed per channel"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redelivered_event_makes_no_second_download_object_or_job() {
+    let rig = rig("rec-redelivery", local::AUTH_TOKEN).await;
+    let sid = recording_sid(2);
+    rig.media.add(&sid, Recording::new(3, 1));
+    let event = rig.completed(&sid, 1);
+    for _ in 0..3 {
+        assert_eq!(rig.worker.handle(&event).await, Disposition::Done);
+    }
+    // Twilio retrying the webhook makes a new envelope for the same recording.
+    let mut retried = Envelope::from_json(&event).unwrap();
+    retried.received_at = "2026-11-23T10:00:09Z".into();
+    assert_eq!(
+        rig.worker.handle(&retried.to_json()).await,
+        Disposition::Done
+    );
+
+    assert_eq!(rig.objects().await, [rig.key(&sid).audio("wav")]);
+    assert_eq!(rig.jobs().await, [sid.clone()]);
+    assert_eq!(
+        rig.media.requests(&sid),
+        2,
+        "one download and one delete, whatever the redeliveries"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn media_not_ready_is_retried_then_archived() {
+    let rig = rig("rec-not-ready", local::AUTH_TOKEN).await;
+    // Ready after two 404s: inside one invocation's backoff.
+    let soon = recording_sid(3);
+    rig.media
+        .add(&soon, Recording::new(2, 1).with_faults(&[404, 404]));
+    assert_eq!(
+        rig.worker.handle(&rig.completed(&soon, 1)).await,
+        Disposition::Done
+    );
+    assert!(rig.stored(&soon).await.is_archived());
+
+    // Not ready for longer than the invocation waits: retried later, not failed.
+    let later = recording_sid(4);
+    rig.media
+        .add(&later, Recording::new(2, 1).with_faults(&[404; 6]));
+    let event = rig.completed(&later, 1);
+    let first = rig.worker.handle(&event).await;
+    assert!(
+        matches!(&first, Disposition::Retry { reason, after: None } if reason.contains("not ready")),
+        "{first:?}"
+    );
+    assert!(!rig.stored(&later).await.is_archived());
+    assert_eq!(rig.open_uploads().await, 0);
+    assert_eq!(rig.worker.handle(&event).await, Disposition::Done);
+    assert!(rig.stored(&later).await.is_archived());
+    assert_eq!(
+        rig.media.requests(&later),
+        6 + 1 + 1,
+        "6 × 404, the media, the delete"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limits_are_waited_out_with_retry_after() {
+    let rig = rig("rec-429", local::AUTH_TOKEN).await;
+    let sid = recording_sid(5);
+    rig.media
+        .add(&sid, Recording::new(2, 1).with_faults(&[429]));
+    let started = Instant::now();
+    assert_eq!(
+        rig.worker.handle(&rig.completed(&sid, 1)).await,
+        Disposition::Done
+    );
+    // The stand-in says Retry-After: 1, which wins over the 20 ms backoff.
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert!(rig.stored(&sid).await.is_archived());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_credentials_go_to_the_dlq_once_with_the_reason() {
+    let rig = rig("rec-401", "a-wrong-token-0000000000000000000").await;
+    let sid = recording_sid(6);
+    rig.media.add(&sid, Recording::new(2, 1));
+    let body = rig.completed(&sid, 1);
+    let disposition = rig.worker.handle(&body).await;
+    assert!(
+        matches!(&disposition, Disposition::DeadLetter { reason } if reason.contains("401")),
+        "{disposition:?}"
+    );
+    assert_eq!(rig.media.requests(&sid), 1, "no retry loop against Twilio");
+    assert!(rig.objects().await.is_empty());
+
+    // Settled: the message is in the DLQ with why, and reported done on the source queue.
+    let message = QueuedMessage {
+        message_id: "m-1",
+        body: &body,
+        receipt_handle: "unused",
+        receive_count: 1,
+    };
+    assert!(!rig.settler().settle(&message, &disposition).await);
+    let dead = aws_sdk_sqs::Client::new(&rig.aws.sdk)
+        .receive_message()
+        .queue_url(&rig.aws.resources.recording.dlq_url)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body(), Some(body.as_str()));
+    let attributes = dead[0].message_attributes().unwrap();
+    assert!(
+        attributes["failure_reason"]
+            .string_value()
+            .unwrap()
+            .contains("credentials")
+    );
+    assert_eq!(
+        attributes["failed_by"].string_value(),
+        Some("recording-worker")
+    );
+    assert_eq!(attributes["call_sid"].string_value(), Some(CALL));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recording_url_off_the_allow_list_is_refused_without_a_request() {
+    let rig = rig("rec-ssrf", local::AUTH_TOKEN).await;
+    let sid = recording_sid(7);
+    rig.media.add(&sid, Recording::new(2, 1));
+    for url in [
+        "http://169.254.169.254/latest/meta-data/iam/security-credentials/role".to_owned(),
+        format!(
+            "https://evil.example/2010-04-01/Accounts/{}/Recordings/{sid}",
+            local::ACCOUNT_SID
+        ),
+        // The stand-in's own media, but on another port than the one configured.
+        rig.media.recording_url(&sid).replace(
+            &rig.media.host_port(),
+            &format!("127.0.0.1:{}", rig.media.addr.port() + 1),
+        ),
+    ] {
+        let disposition = rig.worker.handle(&rig.completed_at(&sid, 1, &url)).await;
+        assert!(
+            matches!(&disposition, Disposition::DeadLetter { reason } if reason.contains("refused")),
+            "{url}: {disposition:?}"
+        );
+    }
+    assert_eq!(rig.media.requests(&sid), 0);
+    assert!(rig.objects().await.is_empty());
+}
+
+/// Fails the `n`th UploadPart, as S3 throttling or a network fault would.
+#[derive(Debug)]
+struct FailUploadPart {
+    n: u32,
+    seen: AtomicU32,
+}
+
+impl Intercept for FailUploadPart {
+    fn name(&self) -> &'static str {
+        "FailUploadPart"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let is_part = cfg
+            .load::<Metadata>()
+            .is_some_and(|m| m.name() == "UploadPart");
+        if is_part && self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.n {
+            return Err("injected: S3 unavailable".into());
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_failing_mid_upload_leaves_nothing_visible_and_the_message_is_retried() {
+    let rig = rig_with_s3("rec-s3-fault", local::AUTH_TOKEN, |b| {
+        b.interceptor(FailUploadPart {
+            n: 2,
+            seen: AtomicU32::new(0),
+        })
+        // No SDK retry, so the injected failure reaches the worker.
+        .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+    })
+    .await;
+    let sid = recording_sid(8);
+    // 300 s of dual-channel audio: 9.6 MB, two parts.
+    rig.media.add(&sid, Recording::new(300, 2));
+    let event = rig.completed(&sid, 2);
+    let first = rig.worker.handle(&event).await;
+    assert!(
+        matches!(&first, Disposition::Retry { reason, .. } if reason.contains("UploadPart")),
+        "{first:?}"
+    );
+    assert!(rig.objects().await.is_empty(), "no partial object visible");
+    assert_eq!(rig.open_uploads().await, 0, "the upload was aborted");
+    assert!(!rig.stored(&sid).await.is_archived());
+    assert!(!rig.media.deleted(&sid), "Twilio's copy is kept");
+    assert!(rig.jobs().await.is_empty());
+
+    // The retry (the fault was one-off) archives it whole.
+    assert_eq!(rig.worker.handle(&event).await, Disposition::Done);
+    let stored = rig.stored(&sid).await;
+    assert_eq!(
+        (stored.bytes, stored.sha256),
+        rig.media
+            .expected(&sid)
+            .map(|(b, s)| (Some(b), Some(s)))
+            .unwrap()
+    );
+    assert_eq!(rig.objects().await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_that_already_exists_is_a_harmless_conflict() {
+    let rig = rig("rec-conflict", local::AUTH_TOKEN).await;
+    let sid = recording_sid(9);
+    rig.media.add(&sid, Recording::new(2, 1));
+    // A crash after the start, before the item said so: the job exists, the item does not know.
+    let key = rig.key(&sid);
+    let transcriber = Transcriber::new(rig.transcribe.clone(), "en-US", false);
+    let request = TranscriptionRequest {
+        job_name: &sid,
+        bucket: &rig.aws.resources.recordings_bucket,
+        media_key: &key.audio("wav"),
+        output_key: &key.transcript(),
+        format: MediaFormat::Wav,
+        channels: Some(1),
+    };
+    assert_eq!(
+        transcriber.start(&request).await.unwrap(),
+        JobStart::Started
+    );
+    assert_eq!(
+        transcriber.start(&request).await.unwrap(),
+        JobStart::AlreadyExists
+    );
+
+    assert_eq!(
+        rig.worker.handle(&rig.completed(&sid, 1)).await,
+        Disposition::Done
+    );
+    assert_eq!(rig.jobs().await, [sid.clone()]);
+    assert_eq!(
+        rig.stored(&sid).await.transcription_job.as_deref(),
+        Some(sid.as_str())
+    );
+}
+
+/// Runs the emulated end of Transcribe and hands its events to the transcript worker.
+async fn finish_jobs(rig: &Rig, expected: usize) {
+    let completer = TranscribeCompleter::start(
+        &rig.aws.sdk,
+        &rig.aws.resources.recordings_bucket,
+        &rig.aws.resources.transcript.url,
+    );
+    let sqs = aws_sdk_sqs::Client::new(&rig.aws.sdk);
+    let mut handled = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while handled < expected {
+        assert!(Instant::now() < deadline, "no state-change events");
+        let messages = sqs
+            .receive_message()
+            .queue_url(&rig.aws.resources.transcript.url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap()
+            .messages
+            .unwrap_or_default();
+        for message in messages {
+            assert_eq!(
+                rig.transcripts.handle(message.body().unwrap()).await,
+                Disposition::Done
+            );
+            handled += 1;
+        }
+    }
+    drop(completer);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn finished_jobs_store_the_transcript_per_channel_and_failed_ones_their_reason() {
+    let rig = rig("rec-transcripts", local::AUTH_TOKEN).await;
+    let (dual, mono, broken) = (recording_sid(10), recording_sid(11), recording_sid(12));
+    rig.media.add(&dual, Recording::new(2, 2));
+    rig.media.add(&mono, Recording::new(2, 1));
+    rig.media.add(&broken, Recording::new(2, 1).not_audio());
+    for (sid, channels) in [(&dual, 2), (&mono, 1), (&broken, 1)] {
+        assert_eq!(
+            rig.worker.handle(&rig.completed(sid, channels)).await,
+            Disposition::Done
+        );
+    }
+    finish_jobs(&rig, 3).await;
+
+    let dual = rig.stored(&dual).await;
+    assert_eq!(dual.transcription_status.as_deref(), Some("COMPLETED"));
+    assert!(dual.transcript_text.unwrap().contains("caller"));
+    let roles: Vec<&str> = dual
+        .transcript_channels
+        .iter()
+        .map(|(r, _)| r.as_str())
+        .collect();
+    assert_eq!(roles, ["agent", "caller"]);
+    assert!(
+        dual.transcript_channels[0]
+            .1
+            .starts_with("This is the agent")
+    );
+
+    let mono = rig.stored(&mono).await;
+    assert_eq!(mono.transcription_status.as_deref(), Some("COMPLETED"));
+    assert!(mono.transcript_channels.is_empty());
+
+    let broken = rig.stored(&broken).await;
+    assert!(
+        broken.is_archived(),
+        "the audio is kept whatever Transcribe says"
+    );
+    assert_eq!(broken.transcription_status.as_deref(), Some("FAILED"));
+    assert_eq!(broken.transcription_failure.as_deref(), Some(NOT_AUDIO));
+
+    // A redelivered event stores the same again; a job of someone else's is dead-lettered.
+    let event = format!(
+        r#"{{"source":"aws.transcribe","detail-type":"Transcribe Job State Change","detail":{{"TranscriptionJobName":"{}","TranscriptionJobStatus":"COMPLETED"}}}}"#,
+        mono.recording_sid
+    );
+    assert_eq!(rig.transcripts.handle(&event).await, Disposition::Done);
+    assert_eq!(
+        rig.stored(&mono.recording_sid).await.transcript_text,
+        mono.transcript_text
+    );
+    assert!(matches!(
+        rig.transcripts
+            .handle(&event.replace(&mono.recording_sid, "someone-elses-job"))
+            .await,
+        Disposition::Retry { .. } | Disposition::DeadLetter { .. }
+    ));
+    assert!(matches!(
+        rig.transcripts.handle("not json").await,
+        Disposition::DeadLetter { .. }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn twilios_own_transcription_lands_on_the_recording() {
+    let rig = rig("rec-twilio-transcription", local::AUTH_TOKEN).await;
+    let sid = recording_sid(13);
+    let params = Params::new(
+        [
+            ("AccountSid", local::ACCOUNT_SID),
+            ("CallSid", CALL),
+            ("RecordingSid", sid.as_str()),
+            ("TranscriptionSid", "TR0000000000000000000000000000000d"),
+            ("TranscriptionStatus", "completed"),
+            ("TranscriptionText", "Please call me back."),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+    );
+    let envelope = Envelope::transcription(
+        &TranscriptionCallback::parse(&params).unwrap(),
+        &params,
+        None,
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            rig.transcripts.handle(&envelope.to_json()).await,
+            Disposition::Done
+        );
+    }
+    let stored = rig.stored(&sid).await;
+    assert_eq!(
+        stored.twilio_transcription_status.as_deref(),
+        Some("completed")
+    );
+    assert_eq!(
+        stored.twilio_transcription_text.as_deref(),
+        Some("Please call me back.")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_is_delayed_by_its_visibility_timeout() {
+    let rig = rig("rec-retry-delay", local::AUTH_TOKEN).await;
+    let sqs = aws_sdk_sqs::Client::new(&rig.aws.sdk);
+    let queue = &rig.aws.resources.recording.url;
+    sqs.send_message()
+        .queue_url(queue)
+        .message_body("{}")
+        .send()
+        .await
+        .unwrap();
+    let received = sqs
+        .receive_message()
+        .queue_url(queue)
+        .visibility_timeout(1)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap();
+    let message = QueuedMessage {
+        message_id: received[0].message_id().unwrap(),
+        body: "{}",
+        receipt_handle: received[0].receipt_handle().unwrap(),
+        receive_count: 1,
+    };
+    assert!(
+        rig.settler()
+            .settle(&message, &Disposition::retry("media not ready"))
+            .await
+    );
+    // Without the delay it would be back after its 1 s receive timeout.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let again = sqs
+        .receive_message()
+        .queue_url(queue)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    assert!(
+        again.is_empty(),
+        "the retry waits its backoff (≥ 30 s base here)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recording_callback_goes_through_the_real_functions_to_s3_and_a_transcript() {
+    let stack = LocalStack::start(StackOptions {
+        label: "rec-pipeline".into(),
+        webhook_instances: 1,
+        ..Default::default()
+    })
+    .await
+    .expect("the local stack starts (run `make test`, which builds the functions first)");
+    let sid = recording_sid(14);
+    stack.media.add(&sid, Recording::new(5, 2));
+    let params = Params::new(
+        [
+            ("AccountSid", local::ACCOUNT_SID),
+            ("CallSid", CALL),
+            ("RecordingSid", sid.as_str()),
+            ("RecordingUrl", stack.media.recording_url(&sid).as_str()),
+            ("RecordingStatus", "completed"),
+            ("RecordingDuration", "5"),
+            ("RecordingChannels", "2"),
+            ("RecordingSource", "DialVerb"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+    );
+    let (public, target) = stack
+        .routes()
+        .into_iter()
+        .find(|(p, _)| p.ends_with("/twilio/recording"))
+        .unwrap();
+    // A forged callback is refused and queues nothing; the signed one, delivered again after
+    // it was handled (Twilio's retry), is archived once.
+    assert_eq!(
+        post_form(&target, &public, &params, Some("not-the-token"))
+            .await
+            .status(),
+        403
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            post_form(&target, &public, &params, Some(local::AUTH_TOKEN))
+                .await
+                .status(),
+            204
+        );
+        stack
+            .wait_until_drained(Duration::from_secs(60))
+            .await
+            .unwrap();
+    }
+    let store = DynamoRecordingStore::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk),
+        &stack.resources.calls_table,
+    );
+    let stored = store.get(CALL, &sid).await.unwrap().unwrap();
+    let (bytes, sha256) = stack.media.expected(&sid).unwrap();
+    assert_eq!(stored.bytes, Some(bytes));
+    assert_eq!(stored.sha256.as_deref(), Some(sha256.as_str()));
+    assert!(stored.deleted_from_twilio);
+    assert_eq!(stored.transcription_status.as_deref(), Some("COMPLETED"));
+    assert_eq!(stored.transcript_channels.len(), 2);
+    assert_eq!(stack.media.requests(&sid), 2, "one download, one delete");
+    assert_eq!(
+        stack
+            .queue_depth(&stack.resources.recording.dlq_url)
+            .await
+            .unwrap(),
+        0
+    );
+    stack.stop().await;
+}
