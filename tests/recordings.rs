@@ -307,7 +307,7 @@ async fn a_redelivered_event_makes_no_second_download_object_or_job() {
     );
 
     assert_eq!(rig.objects().await, [rig.key(&sid).audio("wav")]);
-    assert_eq!(rig.jobs().await, [sid.clone()]);
+    assert_eq!(rig.jobs().await, [sid.as_str()]);
     assert_eq!(
         rig.media.requests(&sid),
         2,
@@ -535,7 +535,7 @@ async fn a_job_that_already_exists_is_a_harmless_conflict() {
         rig.worker.handle(&rig.completed(&sid, 1)).await,
         Disposition::Done
     );
-    assert_eq!(rig.jobs().await, [sid.clone()]);
+    assert_eq!(rig.jobs().await, [sid.as_str()]);
     assert_eq!(
         rig.stored(&sid).await.transcription_job.as_deref(),
         Some(sid.as_str())
