@@ -42,7 +42,7 @@ fn functions(template: &Value) -> Vec<String> {
         .filter(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::Function"))
         .map(|(name, _)| name.as_str().unwrap().to_owned())
         .collect();
-    assert!(functions.len() >= 3, "{functions:?}");
+    assert_eq!(functions.len(), 7, "{functions:?}");
     functions
 }
 
@@ -72,6 +72,77 @@ fn resource_names_match_the_local_bootstrap() {
     assert_eq!(
         sub(&resource(&t, "TwilioSecret")["Name"]),
         names.twilio_secret()
+    );
+    for (logical, name) in [
+        ("RecordingQueue", names.recording_queue()),
+        ("RecordingDeadLetterQueue", names.recording_dlq()),
+        ("TranscriptQueue", names.transcript_queue()),
+        ("TranscriptDeadLetterQueue", names.transcript_dlq()),
+    ] {
+        assert_eq!(sub(&resource(&t, logical)["QueueName"]), name);
+    }
+    // `${AWS::AccountId}` is the local account's.
+    assert_eq!(
+        sub(&resource(&t, "RecordingsBucket")["BucketName"])
+            .replace("${AWS::AccountId}", devstack::emulator::ACCOUNT_ID),
+        names.recordings_bucket()
+    );
+}
+
+#[test]
+fn the_bucket_is_private_encrypted_tls_only_and_expires_audio_only() {
+    let t = template();
+    let bucket = resource(&t, "RecordingsBucket");
+    let block = &bucket["PublicAccessBlockConfiguration"];
+    for setting in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(block[setting].as_bool(), Some(true), "{setting}");
+    }
+    let sse = &bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0];
+    assert_eq!(
+        sse["ServerSideEncryptionByDefault"]["SSEAlgorithm"].as_str(),
+        Some("aws:kms")
+    );
+    let rules = bucket["LifecycleConfiguration"]["Rules"]
+        .as_sequence()
+        .unwrap();
+    let expiring: Vec<&str> = rules
+        .iter()
+        .filter(|r| r.get("ExpirationInDays").is_some())
+        .map(|r| r["Prefix"].as_str().unwrap())
+        .collect();
+    assert_eq!(expiring, [shared::recording::keys::AUDIO_PREFIX]);
+    let policy = &resource(&t, "RecordingsBucketPolicy")["PolicyDocument"]["Statement"][0];
+    assert_eq!(policy["Effect"].as_str(), Some("Deny"));
+    assert_eq!(
+        policy["Condition"]["Bool"]["aws:SecureTransport"].as_str(),
+        Some("false")
+    );
+    // The worker writes audio and Transcribe (as the worker) writes transcripts under the
+    // prefixes the keys use; the transcript worker only reads transcripts.
+    let statements = |function: &str| resource(&t, function)["Policies"][0]["Statement"].clone();
+    let resources_of = |function: &str, sid: &str| -> String {
+        let statements = statements(function);
+        let statement = statements
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|s| s["Sid"].as_str() == Some(sid))
+            .unwrap()
+            .clone();
+        sub(&statement["Resource"])
+    };
+    assert!(resources_of("RecordingWorkerFunction", "ArchiveAudio").ends_with("/recordings/*"));
+    assert!(
+        resources_of("RecordingWorkerFunction", "TranscribeWritesTranscripts")
+            .ends_with("/transcripts/*")
+    );
+    assert!(
+        resources_of("TranscriptWorkerFunction", "ReadTranscripts").ends_with("/transcripts/*")
     );
 }
 
@@ -108,6 +179,31 @@ fn table_keys_match_the_store() {
 #[test]
 fn queue_settings_match_and_visibility_is_six_worker_timeouts() {
     let t = template();
+    for (queue, worker, visibility, timeout) in [
+        (
+            "RecordingQueue",
+            "RecordingWorkerFunction",
+            resources::RECORDING_QUEUE_VISIBILITY_TIMEOUT_SECS,
+            resources::RECORDING_WORKER_TIMEOUT_SECS,
+        ),
+        (
+            "TranscriptQueue",
+            "TranscriptWorkerFunction",
+            resources::TRANSCRIPT_QUEUE_VISIBILITY_TIMEOUT_SECS,
+            resources::TRANSCRIPT_WORKER_TIMEOUT_SECS,
+        ),
+    ] {
+        let worker_timeout = number(&resource(&t, worker)["Timeout"]);
+        assert_eq!(worker_timeout, u64::from(timeout), "{worker}");
+        assert_eq!(
+            number(&resource(&t, queue)["VisibilityTimeout"]),
+            6 * worker_timeout
+        );
+        assert_eq!(
+            number(&resource(&t, queue)["VisibilityTimeout"]),
+            u64::from(visibility)
+        );
+    }
     let queue = resource(&t, "StatusQueue");
     let worker_timeout = number(&resource(&t, "StatusWorkerFunction")["Timeout"]);
     assert_eq!(
@@ -167,6 +263,49 @@ fn functions_get_the_environment_they_read() {
     webhook.sort_unstable();
     assert_eq!(env_names("WebhookVoiceFunction"), webhook);
     assert_eq!(env_names("StatusWorkerFunction"), [config::CALLS_TABLE]);
+    fn sorted(mut names: Vec<&'static str>) -> Vec<&'static str> {
+        names.sort_unstable();
+        names
+    }
+    assert_eq!(
+        env_names("WebhookRecordingFunction"),
+        sorted(vec![
+            config::PUBLIC_BASE_URL,
+            config::RECORDING_QUEUE_URL,
+            config::TWILIO_SECRET_ID
+        ])
+    );
+    assert_eq!(
+        env_names("WebhookTranscriptionFunction"),
+        sorted(vec![
+            config::PUBLIC_BASE_URL,
+            config::TRANSCRIPT_QUEUE_URL,
+            config::TWILIO_SECRET_ID
+        ])
+    );
+    assert_eq!(
+        env_names("RecordingWorkerFunction"),
+        sorted(vec![
+            config::CALLS_TABLE,
+            config::RECORDINGS_BUCKET,
+            config::RECORDINGS_KMS_KEY_ID,
+            config::TWILIO_SECRET_ID,
+            config::RECORDING_QUEUE_URL,
+            config::DEAD_LETTER_QUEUE_URL,
+            config::MEDIA_FORMAT,
+            config::DELETE_FROM_TWILIO,
+            config::TRANSCRIBE_REDACT_PII,
+        ])
+    );
+    assert_eq!(
+        env_names("TranscriptWorkerFunction"),
+        sorted(vec![
+            config::CALLS_TABLE,
+            config::RECORDINGS_BUCKET,
+            config::TRANSCRIPT_QUEUE_URL,
+            config::DEAD_LETTER_QUEUE_URL,
+        ])
+    );
 }
 
 #[test]
@@ -241,8 +380,16 @@ fn every_webhook_route_is_one_the_local_stack_serves_and_the_function_answers() 
         routes,
         [
             (
+                "ANY /twilio/recording".to_owned(),
+                "integrations/${WebhookRecordingIntegration}".to_owned()
+            ),
+            (
                 "ANY /twilio/status".to_owned(),
                 "integrations/${WebhookStatusIntegration}".to_owned()
+            ),
+            (
+                "ANY /twilio/transcription".to_owned(),
+                "integrations/${WebhookTranscriptionIntegration}".to_owned()
             ),
             (
                 "ANY /twilio/voice".to_owned(),
