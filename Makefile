@@ -81,8 +81,9 @@ test: venv build-local ## Unit and integration tests (local AWS emulator), then 
 	$(MAKE) --no-print-directory lint
 
 .PHONY: bench
-bench: ## Benchmarks, printed: TwiML render and status-callback compute per request
+bench: $(VENV)/stack/.installed ## Benchmarks, printed: TwiML render and status-callback compute per request; archiving a 200 MB recording (MB/s, peak memory)
 	cargo bench -p shared --bench ingress -- --warm-up-time 1 --measurement-time 3
+	cargo bench -p devstack --bench archive
 
 .PHONY: lint
 lint: $(VENV)/lint/.installed $(VENV)/sam/.installed ## rustfmt, clippy, call flows, cfn-lint, checkov, sam validate
