@@ -8,6 +8,7 @@ use devstack::sample_events;
 use devstack::workspace::Workspace;
 use devstack::{LocalStack, StackOptions};
 use serde_json::Value;
+use shared::recording::store::DynamoRecordingStore;
 use shared::store::DynamoCallStore;
 
 #[test]
@@ -140,6 +141,86 @@ async fn every_sample_event_gets_the_answer_its_name_promises() {
             "poison-future-version",
             "poison-not-json"
         ]
+    );
+
+    // Recordings: the webhooks acknowledge, the workers decide without a batch item failure
+    // except the state change of a job that never ran (retried).
+    for (function, path, expected) in [
+        ("webhook-recording", "webhook-recording/completed.json", 204),
+        (
+            "webhook-recording",
+            "webhook-recording/in-progress.json",
+            204,
+        ),
+        (
+            "webhook-recording",
+            "webhook-recording/rejected-bad-signature.json",
+            403,
+        ),
+        (
+            "webhook-transcription",
+            "webhook-transcription/completed.json",
+            204,
+        ),
+    ] {
+        let response = invoke(&lambda, function, path).await;
+        assert_eq!(response["statusCode"], expected, "{path}: {response}");
+    }
+    let response = invoke(
+        &lambda,
+        "recording-worker",
+        "recording-worker/sqs-batch.json",
+    )
+    .await;
+    assert_eq!(
+        response["batchItemFailures"],
+        serde_json::json!([]),
+        "{response}"
+    );
+    let dead = aws_sdk_sqs::Client::new(&stack.sdk)
+        .receive_message()
+        .queue_url(&stack.resources.recording.dlq_url)
+        .max_number_of_messages(10)
+        .message_attribute_names("failure_reason")
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    assert!(
+        dead.iter().any(|m| m
+            .message_attributes()
+            .and_then(|a| a["failure_reason"].string_value())
+            .is_some_and(|r| r.contains("refused"))),
+        "the refused URL is dead-lettered with its reason: {dead:?}"
+    );
+    let response = invoke(
+        &lambda,
+        "transcript-worker",
+        "transcript-worker/sqs-batch.json",
+    )
+    .await;
+    assert_eq!(
+        response["batchItemFailures"],
+        serde_json::json!([{"itemIdentifier": "transcribe-state-change"}]),
+        "{response}"
+    );
+    let recordings = DynamoRecordingStore::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk),
+        &stack.resources.calls_table,
+    );
+    let recording = recordings
+        .get(
+            "CAe1a2b3c4d5e6f708192a3b4c5d6e7f80",
+            "RE5a3b1c0d9e8f7a6b5c4d3e2f1a0b9c8d",
+        )
+        .await
+        .unwrap()
+        .expect("the sample recording");
+    assert_eq!(recording.state.as_deref(), Some("absent"));
+    assert_eq!(
+        recording.twilio_transcription_text.as_deref(),
+        Some("Hi, this is Sam, please call me back.")
     );
 
     let store = DynamoCallStore::new(

@@ -290,6 +290,41 @@ async fn a_finished_recording_is_archived_byte_exact_deleted_from_twilio_and_tra
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn twilios_statuses_are_recorded_and_never_undo_an_archive() {
+    let rig = rig("rec-states", local::AUTH_TOKEN).await;
+    let sid = recording_sid(15);
+    rig.media.add(&sid, Recording::new(2, 1));
+    let status = |status: &str| {
+        rig.completed(&sid, 1).replace(
+            "\"RecordingStatus\",\"completed\"",
+            &format!("\"RecordingStatus\",\"{status}\""),
+        )
+    };
+    assert_eq!(
+        rig.worker.handle(&status("in-progress")).await,
+        Disposition::Done
+    );
+    assert_eq!(rig.stored(&sid).await.state.as_deref(), Some("in-progress"));
+    assert_eq!(rig.media.requests(&sid), 0, "in-progress is recorded only");
+    assert_eq!(
+        rig.worker.handle(&rig.completed(&sid, 1)).await,
+        Disposition::Done
+    );
+    // Late or odd statuses after the archive change nothing.
+    for late in ["in-progress", "absent", "failed"] {
+        assert_eq!(rig.worker.handle(&status(late)).await, Disposition::Done);
+        assert!(rig.stored(&sid).await.is_archived(), "{late}");
+    }
+    let absent = recording_sid(16);
+    let event = rig.completed(&absent, 1).replace(
+        "\"RecordingStatus\",\"completed\"",
+        "\"RecordingStatus\",\"absent\"",
+    );
+    assert_eq!(rig.worker.handle(&event).await, Disposition::Done);
+    assert_eq!(rig.stored(&absent).await.state.as_deref(), Some("absent"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_redelivered_event_makes_no_second_download_object_or_job() {
     let rig = rig("rec-redelivery", local::AUTH_TOKEN).await;
     let sid = recording_sid(2);

@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 use shared::config::local;
 use shared::events::Envelope;
 use shared::twilio::signature::compute_signature;
-use shared::twilio::{CallStatus, Params, StatusCallback};
+use shared::twilio::{
+    CallStatus, Params, RecordingCallback, StatusCallback, TranscriptionCallback,
+};
 
 /// A sample event: its path under `events/` and its JSON.
 pub struct SampleEvent {
@@ -116,6 +118,10 @@ fn envelope(status: CallStatus, seq: u32) -> Envelope {
 }
 
 fn sqs_record(id: &str, body: String) -> Value {
+    sqs_record_from(id, body, "status")
+}
+
+fn sqs_record_from(id: &str, body: String, queue: &str) -> Value {
     json!({
         "messageId": id,
         "receiptHandle": format!("receipt-{id}"),
@@ -124,7 +130,7 @@ fn sqs_record(id: &str, body: String) -> Value {
         "messageAttributes": {},
         "md5OfBody": "",
         "eventSource": "aws:sqs",
-        "eventSourceARN": format!("arn:aws:sqs:us-east-1:123456789012:{}-status", local::STACK_NAME),
+        "eventSourceARN": format!("arn:aws:sqs:us-east-1:123456789012:{}-{queue}", local::STACK_NAME),
         "awsRegion": "us-east-1"
     })
 }
@@ -247,6 +253,174 @@ fn voice_samples() -> Vec<(&'static str, &'static str, &'static str, Params)> {
     ]
 }
 
+const RECORDING_SID: &str = "RE5a3b1c0d9e8f7a6b5c4d3e2f1a0b9c8d";
+
+/// A recording-status callback of the sample call's recording.
+fn recording_params(status: &str, url: &str) -> Params {
+    let mut params = vec![
+        ("AccountSid", local::ACCOUNT_SID.to_owned()),
+        ("CallSid", CALL_SID.to_owned()),
+        ("RecordingSid", RECORDING_SID.to_owned()),
+        ("RecordingStatus", status.to_owned()),
+        ("RecordingStartTime", TIMESTAMP.to_owned()),
+        ("RecordingSource", "DialVerb".to_owned()),
+        ("RecordingTrack", "both".to_owned()),
+        ("ErrorCode", "0".to_owned()),
+    ];
+    if status != "in-progress" {
+        params.extend([
+            ("RecordingUrl", url.to_owned()),
+            ("RecordingDuration", "42".to_owned()),
+            ("RecordingChannels", "2".to_owned()),
+        ]);
+    }
+    params.into_iter().collect()
+}
+
+fn twilio_recording_url() -> String {
+    format!(
+        "https://api.twilio.com/2010-04-01/Accounts/{}/Recordings/{RECORDING_SID}",
+        local::ACCOUNT_SID
+    )
+}
+
+fn transcription_params() -> Params {
+    [
+        ("AccountSid", local::ACCOUNT_SID.to_owned()),
+        ("CallSid", CALL_SID.to_owned()),
+        ("RecordingSid", RECORDING_SID.to_owned()),
+        ("RecordingUrl", twilio_recording_url()),
+        ("TranscriptionSid", "TR5a3b1c0d9e8f7a6b5c4d3e2f1a0b9c8d".to_owned()),
+        ("TranscriptionStatus", "completed".to_owned()),
+        ("TranscriptionText", "Hi, this is Sam, please call me back.".to_owned()),
+        ("TranscriptionType", "fast".to_owned()),
+        ("TranscriptionUrl", "https://api.twilio.com/2010-04-01/Accounts/x/Transcriptions/TR5a3b1c0d9e8f7a6b5c4d3e2f1a0b9c8d".to_owned()),
+    ]
+    .into_iter()
+    .collect()
+}
+
+fn signed_request(route: &str, params: &Params, name: &str) -> Value {
+    let url = format!("{}{route}", local::PUBLIC_BASE_URL);
+    let signature = compute_signature(local::AUTH_TOKEN, &url, params.iter());
+    http_api_request(
+        "POST",
+        route,
+        "",
+        params,
+        Some(&signature),
+        &format!("sample-{name}"),
+    )
+}
+
+fn recording_envelope(status: &str, url: &str) -> String {
+    let params = recording_params(status, url);
+    let callback =
+        RecordingCallback::parse(&params).expect("sample params are a recording callback");
+    let mut envelope = Envelope::recording_status(&callback, &params, None);
+    envelope.received_at = "2026-11-22T10:00:43.000Z".into();
+    envelope.to_json()
+}
+
+/// The recording and transcript samples.
+fn recording_samples() -> Vec<SampleEvent> {
+    let url = twilio_recording_url();
+    let mut events = vec![
+        SampleEvent {
+            path: "webhook-recording/completed.json".into(),
+            json: signed_request(
+                "/twilio/recording",
+                &recording_params("completed", &url),
+                "recording-completed",
+            ),
+        },
+        SampleEvent {
+            path: "webhook-recording/in-progress.json".into(),
+            json: signed_request(
+                "/twilio/recording",
+                &recording_params("in-progress", &url),
+                "recording-in-progress",
+            ),
+        },
+        SampleEvent {
+            path: "webhook-transcription/completed.json".into(),
+            json: signed_request(
+                "/twilio/transcription",
+                &transcription_params(),
+                "transcription-completed",
+            ),
+        },
+    ];
+    let mut forged = signed_request(
+        "/twilio/recording",
+        &recording_params("completed", &url),
+        "recording-forged",
+    );
+    forged["headers"]["x-twilio-signature"] = json!("bm90IHRoZSByaWdodCBzaWduYXR1cmU=");
+    events.push(SampleEvent {
+        path: "webhook-recording/rejected-bad-signature.json".into(),
+        json: forged,
+    });
+    // Recorded only (in-progress, absent), and a RecordingUrl off the allow-list: refused,
+    // sent to the DLQ with its reason, reported done. None is a batch item failure.
+    let records = vec![
+        sqs_record_from(
+            "rec-in-progress",
+            recording_envelope("in-progress", &url),
+            "recording",
+        ),
+        sqs_record_from(
+            "rec-absent",
+            recording_envelope("absent", &url),
+            "recording",
+        ),
+        sqs_record_from(
+            "rec-refused-url",
+            recording_envelope("completed", "http://169.254.169.254/latest/meta-data/iam"),
+            "recording",
+        ),
+    ];
+    events.push(SampleEvent {
+        path: "recording-worker/sqs-batch.json".into(),
+        json: json!({ "Records": records }),
+    });
+    // Twilio's own transcription, and Transcribe's state change as the EventBridge rule
+    // delivers it (for a job the local stack never ran: retried, a batch item failure).
+    let params = transcription_params();
+    let callback =
+        TranscriptionCallback::parse(&params).expect("sample params are a transcription");
+    let mut transcription = Envelope::transcription(&callback, &params, None);
+    transcription.received_at = "2026-11-22T10:01:30.000Z".into();
+    let state_change = json!({
+        "version": "0",
+        "id": "5b4c1d2e-0000-4000-8000-000000000001",
+        "detail-type": shared::transcribe::STATE_CHANGE_DETAIL_TYPE,
+        "source": "aws.transcribe",
+        "account": "123456789012",
+        "time": "2026-11-22T10:02:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {"TranscriptionJobName": RECORDING_SID, "TranscriptionJobStatus": "COMPLETED"}
+    });
+    let records = vec![
+        sqs_record_from(
+            "twilio-transcription",
+            transcription.to_json(),
+            "transcript",
+        ),
+        sqs_record_from(
+            "transcribe-state-change",
+            state_change.to_string(),
+            "transcript",
+        ),
+    ];
+    events.push(SampleEvent {
+        path: "transcript-worker/sqs-batch.json".into(),
+        json: json!({ "Records": records }),
+    });
+    events
+}
+
 /// Every sample event.
 pub fn all() -> Vec<SampleEvent> {
     let mut events: Vec<SampleEvent> = CallStatus::ALL
@@ -325,6 +499,7 @@ pub fn all() -> Vec<SampleEvent> {
         path: "status-worker/sqs-batch-with-poison.json".into(),
         json: json!({ "Records": mixed }),
     });
+    events.extend(recording_samples());
     events
 }
 

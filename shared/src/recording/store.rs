@@ -207,16 +207,20 @@ impl DynamoRecordingStore {
         let update = Update::new()
             .identity(recording)
             .set("state", s(status.as_str()));
-        let condition = match status {
-            RecordingStatus::InProgress => "attribute_not_exists(#state)",
-            _ => "attribute_not_exists(#state) OR #state = :in_progress",
+        let in_progress = [(":in_progress", s(RecordingStatus::InProgress.as_str()))];
+        let (condition, values): (_, &[_]) = match status {
+            RecordingStatus::InProgress => ("attribute_not_exists(#state)", &[]),
+            _ => (
+                "attribute_not_exists(#state) OR #state = :in_progress",
+                &in_progress,
+            ),
         };
         self.write(
             recording.call_sid,
             recording.recording_sid,
             update,
             Some(condition),
-            &[(":in_progress", s(RecordingStatus::InProgress.as_str()))],
+            values,
         )
         .await
     }
