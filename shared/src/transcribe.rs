@@ -16,14 +16,12 @@ use aws_sdk_transcribe::types::{
 };
 use serde::Deserialize;
 
-use futures::future::join_all;
-
 use crate::config::MediaFormat;
 use crate::events::{Envelope, EventKind};
 use crate::recording::keys::RecordingKey;
 use crate::recording::store::{DynamoRecordingStore, RecordingRef, TranscriptOutcome};
 use crate::twilio::TranscriptionCallback;
-use crate::worker::{Disposition, QueuedMessage, Settler};
+use crate::worker::Disposition;
 
 #[derive(Debug, thiserror::Error)]
 #[error("Amazon Transcribe {operation} failed: {reason}")]
@@ -276,46 +274,26 @@ pub struct TranscriptWorker {
 }
 
 impl TranscriptWorker {
-    pub async fn handle_batch(
-        &self,
-        settler: &Settler,
-        messages: &[QueuedMessage<'_>],
-    ) -> Vec<String> {
-        let settled = join_all(messages.iter().map(|message| async move {
-            let disposition = self.handle(message.body).await;
-            match &disposition {
-                Disposition::Done => {}
-                Disposition::Retry { reason, .. } => {
-                    tracing::warn!(
-                        message_id = message.message_id,
-                        outcome = "retry",
-                        reason,
-                        "transcript not stored yet"
-                    )
-                }
-                Disposition::DeadLetter { reason } => {
-                    tracing::error!(
-                        message_id = message.message_id,
-                        outcome = "dead-letter",
-                        reason,
-                        "transcript message sent to the DLQ"
-                    )
-                }
+    /// Decides one message. Logs what it decided when it is not done.
+    pub async fn handle(&self, body: &str) -> Disposition {
+        let disposition = self.decide(body).await;
+        match &disposition {
+            Disposition::Done => {}
+            Disposition::Retry { reason, .. } => {
+                tracing::warn!(outcome = "retry", reason, "transcript not stored yet")
             }
-            (
-                message.message_id,
-                settler.settle(message, &disposition).await,
-            )
-        }))
-        .await;
-        settled
-            .into_iter()
-            .filter(|(_, failed)| *failed)
-            .map(|(id, _)| id.to_owned())
-            .collect()
+            Disposition::DeadLetter { reason } => {
+                tracing::error!(
+                    outcome = "dead-letter",
+                    reason,
+                    "transcript message sent to the DLQ"
+                )
+            }
+        }
+        disposition
     }
 
-    pub async fn handle(&self, body: &str) -> Disposition {
+    async fn decide(&self, body: &str) -> Disposition {
         if let Some(change) = JobStateChange::from_event(body) {
             return self.job_changed(&change).await;
         }

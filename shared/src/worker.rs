@@ -54,6 +54,35 @@ impl Disposition {
     }
 }
 
+/// Decides every message of a batch at once with `decide`, carries the decisions out, and
+/// returns the ids to report failed (SQS partial batch response).
+pub async fn settle_batch<'a, F, Fut>(
+    settler: &Settler,
+    messages: &'a [QueuedMessage<'a>],
+    decide: F,
+) -> Vec<String>
+where
+    F: Fn(&'a str) -> Fut,
+    Fut: Future<Output = Disposition>,
+{
+    let settled = join_all(messages.iter().map(|message| {
+        let decided = decide(message.body);
+        async move {
+            let disposition = decided.await;
+            (
+                message.message_id,
+                settler.settle(message, &disposition).await,
+            )
+        }
+    }))
+    .await;
+    settled
+        .into_iter()
+        .filter(|(_, failed)| *failed)
+        .map(|(id, _)| id.to_owned())
+        .collect()
+}
+
 /// How long a retried message stays hidden: exponential in its receive count, with full
 /// jitter so that a burst of failures does not come back at once; capped at 15 minutes.
 pub fn retry_delay(base: Duration, receive_count: u32) -> Duration {

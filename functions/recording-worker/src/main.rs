@@ -5,6 +5,7 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use shared::config::RecordingWorkerConfig;
 use shared::lambda::{aws_recording_worker, batch_response, queued_messages};
+use shared::worker::settle_batch;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -13,9 +14,8 @@ async fn main() -> Result<(), Error> {
     let aws = shared::aws::sdk_config().await;
     let (worker, settler) = &aws_recording_worker(&config, &aws);
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        let failed = worker
-            .handle_batch(settler, &queued_messages(&event.payload))
-            .await;
+        let messages = queued_messages(&event.payload);
+        let failed = settle_batch(settler, &messages, |body| worker.handle(body)).await;
         Ok::<SqsBatchResponse, Error>(batch_response(failed))
     }))
     .await

@@ -19,7 +19,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use futures::future::join_all;
 
 use crate::config::{MediaFormat, RecordingWorkerConfig};
 use crate::events::{Envelope, EventKind};
@@ -27,7 +26,7 @@ use crate::media::{ArchiveTarget, Archived, BasicAuth, FetchError, MediaHosts, a
 use crate::secrets::AuthTokens;
 use crate::transcribe::{JobStart, Transcriber, TranscriptionRequest};
 use crate::twilio::{RecordingCallback, RecordingStatus};
-use crate::worker::{Disposition, QueuedMessage, Settler};
+use crate::worker::Disposition;
 use keys::RecordingKey;
 use store::{DynamoRecordingStore, RecordingRecord, RecordingRef};
 
@@ -137,25 +136,6 @@ fn recording_ref<'a>(callback: &RecordingCallback<'a>) -> RecordingRef<'a> {
 }
 
 impl<T: AuthTokens> RecordingWorker<T> {
-    /// Handles a batch concurrently; returns the ids to report failed.
-    pub async fn handle_batch(
-        &self,
-        settler: &Settler,
-        messages: &[QueuedMessage<'_>],
-    ) -> Vec<String> {
-        let settled = join_all(messages.iter().map(|message| async move {
-            let disposition = self.handle(message.body).await;
-            let failed = settler.settle(message, &disposition).await;
-            (message.message_id, failed)
-        }))
-        .await;
-        settled
-            .into_iter()
-            .filter(|(_, failed)| *failed)
-            .map(|(id, _)| id.to_owned())
-            .collect()
-    }
-
     /// Decides one message. Logs what it decided.
     pub async fn handle(&self, body: &str) -> Disposition {
         let event = match RecordingEvent::decode(body) {

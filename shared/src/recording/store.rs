@@ -197,6 +197,19 @@ impl DynamoRecordingStore {
         }
     }
 
+    /// An unconditional update of the recording's item.
+    async fn update(&self, recording: &RecordingRef<'_>, update: Update) -> Result<(), StoreError> {
+        self.write(
+            recording.call_sid,
+            recording.recording_sid,
+            update,
+            None,
+            &[],
+        )
+        .await
+        .map(drop)
+    }
+
     /// Records Twilio's status of a recording that is not (yet) ours: `in-progress` only on a
     /// new item, `absent` / `failed` unless it was archived. `Ok(false)`: nothing changed.
     pub async fn record_status(
@@ -240,15 +253,7 @@ impl DynamoRecordingStore {
             .set("sha256", s(&archived.sha256))
             .set("parts", n(archived.parts))
             .set_once("archived_at", s(now_rfc3339()));
-        self.write(
-            recording.call_sid,
-            recording.recording_sid,
-            update,
-            None,
-            &[],
-        )
-        .await
-        .map(drop)
+        self.update(recording, update).await
     }
 
     pub async fn record_deleted_from_twilio(
@@ -258,15 +263,7 @@ impl DynamoRecordingStore {
         let update = Update::new()
             .identity(recording)
             .set("deleted_from_twilio", AttributeValue::Bool(true));
-        self.write(
-            recording.call_sid,
-            recording.recording_sid,
-            update,
-            None,
-            &[],
-        )
-        .await
-        .map(drop)
+        self.update(recording, update).await
     }
 
     /// A Transcribe job exists for the recording. Its status is set only if no result
@@ -280,15 +277,7 @@ impl DynamoRecordingStore {
             .identity(recording)
             .set("transcription_job", s(job))
             .set_once("transcription_status", s("IN_PROGRESS"));
-        self.write(
-            recording.call_sid,
-            recording.recording_sid,
-            update,
-            None,
-            &[],
-        )
-        .await
-        .map(drop)
+        self.update(recording, update).await
     }
 
     /// A Transcribe job finished.
@@ -339,15 +328,7 @@ impl DynamoRecordingStore {
             .set("twilio_transcription_sid", s(transcription_sid))
             .set("twilio_transcription_status", s(status))
             .set_some("twilio_transcription_text", text.map(s));
-        self.write(
-            recording.call_sid,
-            recording.recording_sid,
-            update,
-            None,
-            &[],
-        )
-        .await
-        .map(drop)
+        self.update(recording, update).await
     }
 
     /// One recording (a strongly consistent read: the worker decides on it).
