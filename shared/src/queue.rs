@@ -31,7 +31,7 @@ impl SqsQueue {
     }
 }
 
-fn string_attribute(value: &str) -> MessageAttributeValue {
+pub(crate) fn string_attribute(value: &str) -> MessageAttributeValue {
     MessageAttributeValue::builder()
         .data_type("String")
         .string_value(value)

@@ -143,13 +143,7 @@ impl Settler {
                 true
             }
             Disposition::DeadLetter { reason } => {
-                let attribute = |value: &str| {
-                    aws_sdk_sqs::types::MessageAttributeValue::builder()
-                        .data_type("String")
-                        .string_value(value)
-                        .build()
-                        .expect("data_type is set")
-                };
+                let attribute = crate::queue::string_attribute;
                 let mut send = self
                     .sqs
                     .send_message()

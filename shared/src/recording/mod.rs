@@ -28,7 +28,7 @@ use crate::transcribe::{JobStart, Transcriber, TranscriptionRequest};
 use crate::twilio::{RecordingCallback, RecordingStatus};
 use crate::worker::Disposition;
 use keys::RecordingKey;
-use store::{DynamoRecordingStore, RecordingRecord, RecordingRef};
+use store::{DynamoRecordingStore, RecordingRef};
 
 /// Longest `Retry-After` waited out inside an invocation; a longer one delays the message.
 const MAX_INLINE_WAIT: Duration = Duration::from_secs(5);
@@ -101,27 +101,16 @@ pub fn media_client(hosts: &MediaHosts) -> reqwest::Client {
         .expect("a client with static settings builds")
 }
 
-/// A parsed `recording.status` event.
-struct RecordingEvent {
-    envelope: Envelope,
-}
-
-impl RecordingEvent {
-    fn decode(body: &str) -> Result<Self, String> {
-        let envelope = Envelope::from_json(body).map_err(|e| e.to_string())?;
-        if envelope.kind != EventKind::RecordingStatus {
-            return Err(format!(
-                "envelope kind {} does not belong on the recording queue",
-                envelope.kind.as_str()
-            ));
-        }
-        RecordingCallback::parse(&envelope.params).map_err(|e| e.to_string())?;
-        Ok(Self { envelope })
+/// The envelope of a `recording.status` event.
+fn decode(body: &str) -> Result<Envelope, String> {
+    let envelope = Envelope::from_json(body).map_err(|e| e.to_string())?;
+    if envelope.kind != EventKind::RecordingStatus {
+        return Err(format!(
+            "envelope kind {} does not belong on the recording queue",
+            envelope.kind.as_str()
+        ));
     }
-
-    fn callback(&self) -> RecordingCallback<'_> {
-        RecordingCallback::parse(&self.envelope.params).expect("checked in decode")
-    }
+    Ok(envelope)
 }
 
 fn recording_ref<'a>(callback: &RecordingCallback<'a>) -> RecordingRef<'a> {
@@ -138,16 +127,26 @@ fn recording_ref<'a>(callback: &RecordingCallback<'a>) -> RecordingRef<'a> {
 impl<T: AuthTokens> RecordingWorker<T> {
     /// Decides one message. Logs what it decided.
     pub async fn handle(&self, body: &str) -> Disposition {
-        let event = match RecordingEvent::decode(body) {
-            Ok(event) => event,
+        let envelope = match decode(body) {
+            Ok(envelope) => envelope,
             Err(reason) => {
                 tracing::error!(outcome = "dead-letter", reason, "not a recording event");
                 return Disposition::dead_letter(reason);
             }
         };
-        let callback = event.callback();
+        let callback = match RecordingCallback::parse(&envelope.params) {
+            Ok(callback) => callback,
+            Err(e) => {
+                let reason = e.to_string();
+                tracing::error!(outcome = "dead-letter", reason, "not a recording event");
+                return Disposition::dead_letter(reason);
+            }
+        };
         let disposition = match callback.status {
-            RecordingStatus::Completed => self.archive_and_transcribe(&event, &callback).await,
+            RecordingStatus::Completed => {
+                self.archive_and_transcribe(&envelope.received_at, &callback)
+                    .await
+            }
             status => match self
                 .store
                 .record_status(&recording_ref(&callback), status)
@@ -195,7 +194,7 @@ impl<T: AuthTokens> RecordingWorker<T> {
 
     async fn archive_and_transcribe(
         &self,
-        event: &RecordingEvent,
+        received_at: &str,
         callback: &RecordingCallback<'_>,
     ) -> Disposition {
         let recording = recording_ref(callback);
@@ -204,7 +203,7 @@ impl<T: AuthTokens> RecordingWorker<T> {
             callback.call_sid,
             callback.recording_sid,
             callback.started_at,
-            &event.envelope.received_at,
+            received_at,
         );
         let stored = match self
             .store
@@ -216,6 +215,8 @@ impl<T: AuthTokens> RecordingWorker<T> {
         };
         let media_key = key.audio(self.settings.format.extension());
         let mut auth = None;
+        // What the S3 copy must measure before Twilio's may go.
+        let mut archived_bytes = stored.is_archived().then_some(stored.bytes).flatten();
         if !stored.is_archived() {
             let credentials = match self.tokens.current().await {
                 Ok(credentials) => credentials,
@@ -244,6 +245,7 @@ impl<T: AuthTokens> RecordingWorker<T> {
                 return Disposition::retry(e);
             }
             auth = Some(basic);
+            archived_bytes = Some(archived.bytes);
         }
         if self.settings.delete_from_twilio && !stored.deleted_from_twilio {
             let auth = match auth {
@@ -254,7 +256,7 @@ impl<T: AuthTokens> RecordingWorker<T> {
                 },
             };
             if let Err(disposition) = self
-                .delete_from_twilio(&recording, &stored, &media_key, callback, &auth)
+                .delete_from_twilio(&recording, archived_bytes, &media_key, callback, &auth)
                 .await
             {
                 return disposition;
@@ -399,20 +401,11 @@ impl<T: AuthTokens> RecordingWorker<T> {
     async fn delete_from_twilio(
         &self,
         recording: &RecordingRef<'_>,
-        stored: &RecordingRecord,
+        expected: Option<u64>,
         key: &str,
         callback: &RecordingCallback<'_>,
         auth: &BasicAuth,
     ) -> Result<(), Disposition> {
-        let expected = match stored.bytes {
-            Some(bytes) if stored.is_archived() => Some(bytes),
-            _ => self
-                .store
-                .get(callback.call_sid, callback.recording_sid)
-                .await
-                .map_err(Disposition::retry)?
-                .and_then(|r| r.bytes),
-        };
         let head = self
             .s3
             .head_object()
