@@ -85,7 +85,7 @@ fn resource_names_match_the_local_bootstrap() {
     assert_eq!(
         sub(&resource(&t, "RecordingsBucket")["BucketName"])
             .replace("${AWS::AccountId}", devstack::emulator::ACCOUNT_ID),
-        names.recordings_bucket()
+        names.recordings_bucket(devstack::emulator::ACCOUNT_ID)
     );
 }
 

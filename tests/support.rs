@@ -7,9 +7,10 @@ use devstack::emulator::Emulator;
 use devstack::resources::{self, Resources, StackNames};
 use devstack::workspace::Workspace;
 use shared::config::local;
+use shared::events::Envelope;
 use shared::store::StatusEvent;
 use shared::twilio::signature::compute_signature;
-use shared::twilio::{CallStatus, Params};
+use shared::twilio::{CallStatus, Params, StatusCallback};
 
 /// The emulator alone, with the stack's resources created.
 pub struct Aws {
@@ -58,20 +59,10 @@ pub fn status_params(call_sid: &str, status: CallStatus, seq: Option<u32>) -> Pa
 
 pub fn status_event(call_sid: &str, status: CallStatus, seq: Option<u32>) -> StatusEvent {
     let key = format!("{call_sid}-{status}-{}", seq.map_or(-1, i64::from));
-    StatusEvent {
-        call_sid: call_sid.to_owned(),
-        account_sid: local::ACCOUNT_SID.to_owned(),
-        status,
-        sequence_number: seq,
-        timestamp: None,
-        received_at: shared::events::now_rfc3339(),
-        idempotency_key: key,
-        from: Some("+14155550100".into()),
-        to: Some("+16285550123".into()),
-        direction: Some("outbound-api".into()),
-        duration_secs: None,
-        parent_call_sid: None,
-    }
+    let params = status_params(call_sid, status, seq);
+    let callback = StatusCallback::parse(&params).expect("a status callback");
+    let envelope = Envelope::call_status(&callback, &params, Some(&key));
+    StatusEvent::from_envelope(&envelope).expect("a status event")
 }
 
 /// Posts a form to `target`, signed (when `token` is given) for `public_url`.

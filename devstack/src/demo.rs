@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use shared::config::local;
 use shared::flows::Flows;
 use shared::recording::store::DynamoRecordingStore;
 use shared::store::{CallRecord, DynamoCallStore};
@@ -185,15 +184,8 @@ pub async fn play(stack: &LocalStack, options: &DemoOptions) -> anyhow::Result<D
         concurrency: options.concurrency,
         duplicate_rate: options.duplicate_rate,
         reorder_rate: options.reorder_rate,
-        max_attempts: 5,
-        public_base_url: local::PUBLIC_BASE_URL.into(),
         routes: stack.routes(),
-        numbers: flows.numbers().map(|(n, _)| n.to_owned()).collect(),
-        softphone_rate: 0.1,
-        account_sid: local::ACCOUNT_SID.into(),
-        auth_token: local::AUTH_TOKEN.into(),
-        media_not_ready_rate: 0.2,
-        max_media_secs: 20,
+        ..SimulateOptions::default()
     };
     let report = simulate::run_with_media(&simulate_options, Some(&stack.media)).await?;
     let drain_started = Instant::now();

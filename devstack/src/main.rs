@@ -34,7 +34,9 @@ enum Command {
         #[arg(long, default_value_t = 0.3)]
         reorder: f64,
     },
-    /// Start the local stack and keep it up until Ctrl-C, printing its endpoints.
+    /// Start the local stack and keep it up until Ctrl-C, printing its endpoints. It
+    /// writes .local/stack.env (the emulator's endpoint, the stack's name and routes) for
+    /// voicectl; `make dlq` and `make replay` load it.
     ///
     /// Example: devstack up, then in another shell:
     /// cargo lambda invoke webhook-status --invoke-address 127.0.0.1 --data-file events/webhook-status/ringing.json
@@ -42,6 +44,10 @@ enum Command {
         /// Port of the Lambda APIs (cargo-lambda's default, so `cargo lambda invoke` finds it).
         #[arg(long, default_value_t = 9000)]
         lambda_port: u16,
+        /// The loopback port the recording worker fetches stand-in media from: where
+        /// `voicectl simulate --serve-media` serves it.
+        #[arg(long, default_value_t = 9100)]
+        media_port: u16,
     },
     /// Rewrite the sample events under events/ (signed for the local token and public URL).
     Events,
@@ -71,13 +77,19 @@ async fn main() -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::Up { lambda_port } => {
+        Command::Up {
+            lambda_port,
+            media_port,
+        } => {
             let stack = LocalStack::start(StackOptions {
                 label: "up".into(),
                 lambda_port: Some(lambda_port),
+                media_host: Some(format!("127.0.0.1:{media_port}")),
                 ..Default::default()
             })
             .await?;
+            let env_file = stack.workspace.root.join(".local/stack.env");
+            std::fs::write(&env_file, stack.voicectl_env())?;
             println!("local stack up; Ctrl-C stops it");
             println!("  AWS emulator         {}", stack.emulator.endpoint);
             println!("  Lambda APIs          {}", stack.functions.endpoint());
@@ -93,7 +105,9 @@ async fn main() -> anyhow::Result<ExitCode> {
             println!("  status DLQ           {}", stack.resources.status_dlq_url);
             println!("  calls table          {}", stack.resources.calls_table);
             println!("  logs                 {}", stack.log_dir.display());
+            println!("  voicectl environment {}", env_file.display());
             tokio::signal::ctrl_c().await?;
+            let _ = std::fs::remove_file(&env_file);
             stack.stop().await;
             Ok(ExitCode::SUCCESS)
         }

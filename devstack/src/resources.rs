@@ -29,49 +29,11 @@ pub const MAX_RECEIVE_COUNT: u32 = 5;
 pub const STATUS_QUEUE_RETENTION_SECS: u32 = 345_600;
 pub const DLQ_RETENTION_SECS: u32 = 1_209_600;
 
-/// Resource names derived from a stack name, as the template's `!Sub` expressions do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StackNames {
-    pub stack: String,
-}
+pub use shared::stack::StackNames;
 
-impl StackNames {
-    pub fn new(stack: &str) -> Self {
-        Self {
-            stack: stack.to_owned(),
-        }
-    }
-    pub fn status_queue(&self) -> String {
-        format!("{}-status", self.stack)
-    }
-    pub fn status_dlq(&self) -> String {
-        format!("{}-status-dlq", self.stack)
-    }
-    pub fn recording_queue(&self) -> String {
-        format!("{}-recording", self.stack)
-    }
-    pub fn recording_dlq(&self) -> String {
-        format!("{}-recording-dlq", self.stack)
-    }
-    pub fn transcript_queue(&self) -> String {
-        format!("{}-transcript", self.stack)
-    }
-    pub fn transcript_dlq(&self) -> String {
-        format!("{}-transcript-dlq", self.stack)
-    }
-    pub fn calls_table(&self) -> String {
-        format!("{}-calls", self.stack)
-    }
-    pub fn twilio_secret(&self) -> String {
-        format!("{}/twilio", self.stack)
-    }
-    /// Bucket names are global: the account id makes the stack's own.
-    pub fn recordings_bucket(&self) -> String {
-        format!("{}-recordings-{ACCOUNT_ID}", self.stack)
-    }
-    pub fn queue_arn(&self, name: &str) -> String {
-        format!("arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{name}")
-    }
+/// A queue's ARN in the emulator's account and region.
+pub fn queue_arn(name: &str) -> String {
+    format!("arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{name}")
 }
 
 /// A work queue and its dead-letter queue.
@@ -101,7 +63,6 @@ pub struct Resources {
 
 async fn queue_pair(
     sqs: &aws_sdk_sqs::Client,
-    names: &StackNames,
     (name, dlq): (String, String),
     visibility_timeout_secs: u32,
 ) -> anyhow::Result<QueuePair> {
@@ -114,7 +75,7 @@ async fn queue_pair(
         )
         .attributes(
             QueueAttributeName::RedriveAllowPolicy,
-            json!({"redrivePermission": "byQueue", "sourceQueueArnList": [names.queue_arn(&name)]})
+            json!({"redrivePermission": "byQueue", "sourceQueueArnList": [queue_arn(&name)]})
                 .to_string(),
         )
         .send()
@@ -124,18 +85,25 @@ async fn queue_pair(
     let url = sqs
         .create_queue()
         .queue_name(&name)
-        .attributes(QueueAttributeName::VisibilityTimeout, visibility_timeout_secs.to_string())
-        .attributes(QueueAttributeName::MessageRetentionPeriod, STATUS_QUEUE_RETENTION_SECS.to_string())
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            visibility_timeout_secs.to_string(),
+        )
+        .attributes(
+            QueueAttributeName::MessageRetentionPeriod,
+            STATUS_QUEUE_RETENTION_SECS.to_string(),
+        )
         .attributes(
             QueueAttributeName::RedrivePolicy,
-            json!({"deadLetterTargetArn": names.queue_arn(&dlq), "maxReceiveCount": MAX_RECEIVE_COUNT}).to_string(),
+            json!({"deadLetterTargetArn": queue_arn(&dlq), "maxReceiveCount": MAX_RECEIVE_COUNT})
+                .to_string(),
         )
         .send()
         .await?
         .queue_url
         .ok_or_else(|| anyhow::anyhow!("no queue url"))?;
     Ok(QueuePair {
-        arn: names.queue_arn(&name),
+        arn: queue_arn(&name),
         name,
         url,
         dlq_url,
@@ -147,21 +115,18 @@ pub async fn bootstrap(sdk: &SdkConfig, names: StackNames) -> anyhow::Result<Res
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let status = queue_pair(
         &sqs,
-        &names,
         (names.status_queue(), names.status_dlq()),
         STATUS_QUEUE_VISIBILITY_TIMEOUT_SECS,
     )
     .await?;
     let recording = queue_pair(
         &sqs,
-        &names,
         (names.recording_queue(), names.recording_dlq()),
         RECORDING_QUEUE_VISIBILITY_TIMEOUT_SECS,
     )
     .await?;
     let transcript = queue_pair(
         &sqs,
-        &names,
         (names.transcript_queue(), names.transcript_dlq()),
         TRANSCRIPT_QUEUE_VISIBILITY_TIMEOUT_SECS,
     )
@@ -169,7 +134,7 @@ pub async fn bootstrap(sdk: &SdkConfig, names: StackNames) -> anyhow::Result<Res
 
     // The bucket as the template has it: private, encrypted by default.
     let s3 = shared::aws::s3_client(sdk);
-    let bucket = names.recordings_bucket();
+    let bucket = names.recordings_bucket(ACCOUNT_ID);
     let kms_key = format!(
         "arn:aws:kms:{REGION}:{ACCOUNT_ID}:alias/{}-recordings",
         names.stack
@@ -207,29 +172,7 @@ pub async fn bootstrap(sdk: &SdkConfig, names: StackNames) -> anyhow::Result<Res
         .send()
         .await?;
 
-    let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
-    let key = |name: &str, kind: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-    };
-    let attribute = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-    };
-    dynamodb
-        .create_table()
-        .table_name(names.calls_table())
-        .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(key(PARTITION_KEY, KeyType::Hash)?)
-        .key_schema(key(SORT_KEY, KeyType::Range)?)
-        .attribute_definitions(attribute(PARTITION_KEY)?)
-        .attribute_definitions(attribute(SORT_KEY)?)
-        .send()
-        .await?;
+    create_calls_table(sdk, &names.calls_table()).await?;
 
     let secrets = aws_sdk_secretsmanager::Client::new(sdk);
     secrets
@@ -252,4 +195,32 @@ pub async fn bootstrap(sdk: &SdkConfig, names: StackNames) -> anyhow::Result<Res
         twilio_secret_id: names.twilio_secret(),
         names,
     })
+}
+
+/// The calls table, keyed as the template declares.
+pub async fn create_calls_table(sdk: &SdkConfig, table: &str) -> anyhow::Result<()> {
+    let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+    };
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+    };
+    dynamodb
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key(PARTITION_KEY, KeyType::Hash)?)
+        .key_schema(key(SORT_KEY, KeyType::Range)?)
+        .attribute_definitions(attribute(PARTITION_KEY)?)
+        .attribute_definitions(attribute(SORT_KEY)?)
+        .send()
+        .await?;
+    Ok(())
 }

@@ -41,6 +41,10 @@ pub struct StackOptions {
     pub lambda_port: Option<u16>,
     /// `VOICEHOOKS_DELETE_FROM_TWILIO` for the recording worker.
     pub delete_from_twilio: bool,
+    /// The `host:port` the recording worker may fetch stand-in media from; `None`: the
+    /// stack's own media server. `devstack up` names a fixed one for `voicectl simulate
+    /// --serve-media`, which runs in another process.
+    pub media_host: Option<String>,
 }
 
 impl Default for StackOptions {
@@ -51,6 +55,7 @@ impl Default for StackOptions {
             webhook_instances: 4,
             lambda_port: None,
             delete_from_twilio: true,
+            media_host: None,
         }
     }
 }
@@ -96,7 +101,10 @@ impl LocalStack {
             (config::TRANSCRIPT_QUEUE_URL, &resources.transcript.url),
             (config::TWILIO_SECRET_ID, &resources.twilio_secret_id),
         ]);
-        let media_host = media.host_port();
+        let media_host = options
+            .media_host
+            .clone()
+            .unwrap_or_else(|| media.host_port());
         let recording_worker_env = with_emulator(&[
             (config::CALLS_TABLE, &resources.calls_table),
             (config::RECORDINGS_BUCKET, &resources.recordings_bucket),
@@ -166,7 +174,7 @@ impl LocalStack {
             &functions.endpoint(),
             PollerConfig {
                 queue_url: resources.status_queue_url.clone(),
-                queue_arn: resources.names.queue_arn(&resources.names.status_queue()),
+                queue_arn: resources::queue_arn(&resources.names.status_queue()),
                 function: STATUS_WORKER.into(),
                 batch_size: 10,
                 visibility_timeout_secs: options.retry_after_secs,
@@ -222,6 +230,27 @@ impl LocalStack {
 
     /// The routes API Gateway would have: (public URL prefix, function URL prefix). The local
     /// "Twilio" signs for the first and delivers to the second.
+    /// What voicectl needs to work on this stack, as `KEY=value` lines for a shell's
+    /// `set -a; . file`: the emulator's endpoint and credentials, the stack's name, its
+    /// public base URL and routes.
+    pub fn voicectl_env(&self) -> String {
+        let routes: Vec<String> = self
+            .routes()
+            .into_iter()
+            .map(|(public, target)| format!("{public}={target}"))
+            .collect();
+        let mut env = self.emulator.env();
+        env.extend([
+            ("VOICEHOOKS_STACK".to_owned(), local::STACK_NAME.to_owned()),
+            (
+                "VOICEHOOKS_PUBLIC_BASE_URL".to_owned(),
+                local::PUBLIC_BASE_URL.to_owned(),
+            ),
+            ("VOICEHOOKS_ROUTES".to_owned(), routes.join(",")),
+        ]);
+        env.iter().map(|(k, v)| format!("{k}='{v}'\n")).collect()
+    }
+
     pub fn routes(&self) -> Vec<(String, String)> {
         [
             ("/twilio/status", WEBHOOK_STATUS),

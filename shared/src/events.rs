@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::twilio::params::ParamError;
 use crate::twilio::{Params, RecordingCallback, StatusCallback, TranscriptionCallback};
 
 /// The envelope version this build writes and reads.
@@ -39,6 +40,28 @@ impl EventKind {
             Self::RecordingStatus => "recording.status",
             Self::TranscriptionTwilio => "transcription.twilio",
         }
+    }
+
+    /// The path of the webhook that receives this kind (the template's routes).
+    pub fn webhook_path(self) -> &'static str {
+        match self {
+            Self::CallStatus => "/twilio/status",
+            Self::CallStarted => "/twilio/voice",
+            Self::RecordingStatus => "/twilio/recording",
+            Self::TranscriptionTwilio => "/twilio/transcription",
+        }
+    }
+
+    /// The callback kind a webhook path receives (`call.started` is the voice webhook's
+    /// own, made with the flow it chose, so no path maps to it).
+    pub fn of_callback_path(path: &str) -> Option<Self> {
+        [
+            Self::CallStatus,
+            Self::RecordingStatus,
+            Self::TranscriptionTwilio,
+        ]
+        .into_iter()
+        .find(|kind| path.trim_end_matches('/').ends_with(kind.webhook_path()))
     }
 }
 
@@ -152,6 +175,30 @@ impl Envelope {
                 kind.as_str(),
                 callback.status
             )
+        })
+    }
+
+    /// The envelope the webhook for `kind` queues for a callback's `params`.
+    pub fn from_callback(
+        kind: EventKind,
+        params: &Params,
+        idempotency_token: Option<&str>,
+    ) -> Result<Self, ParamError> {
+        Ok(match kind {
+            EventKind::CallStatus => {
+                Self::call_status(&StatusCallback::parse(params)?, params, idempotency_token)
+            }
+            EventKind::RecordingStatus => Self::recording_status(
+                &RecordingCallback::parse(params)?,
+                params,
+                idempotency_token,
+            ),
+            EventKind::TranscriptionTwilio => Self::transcription(
+                &TranscriptionCallback::parse(params)?,
+                params,
+                idempotency_token,
+            ),
+            EventKind::CallStarted => return Err(ParamError::Missing("the voice webhook's flow")),
         })
     }
 

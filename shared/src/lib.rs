@@ -11,6 +11,7 @@ pub mod media;
 pub mod queue;
 pub mod recording;
 pub mod secrets;
+pub mod stack;
 pub mod store;
 pub mod telemetry;
 pub mod transcribe;

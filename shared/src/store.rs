@@ -27,6 +27,9 @@ use crate::twilio::{CallStatus, StatusCallback};
 pub const PARTITION_KEY: &str = "pk";
 pub const SORT_KEY: &str = "sk";
 const STATE_SK: &str = "STATE";
+/// A call's state as it was before a replay began, kept until the replay finishes so that
+/// a replay cut short resumes from it instead of from a half-rebuilt state.
+const REPLAY_BACKUP_SK: &str = "STATE#REPLAY-BACKUP";
 
 /// A call-status event, as the worker applies it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +46,9 @@ pub struct StatusEvent {
     pub direction: Option<String>,
     pub duration_secs: Option<u32>,
     pub parent_call_sid: Option<String>,
+    /// The envelope as it arrived, kept in the timeline so that a replay re-applies exactly
+    /// what arrived ([`DynamoCallStore::replay_call`]).
+    pub envelope: String,
 }
 
 /// A call the voice webhook answered: which flow took it, and who called whom.
@@ -55,6 +61,8 @@ pub struct CallStarted {
     pub from: Option<String>,
     pub to: Option<String>,
     pub direction: Option<String>,
+    /// The envelope as it arrived (kept for replays).
+    pub envelope: String,
 }
 
 /// What the status worker applies.
@@ -78,6 +86,7 @@ impl CallEvent {
                     from: param("From"),
                     to: param("To"),
                     direction: param("Direction"),
+                    envelope: envelope.to_json(),
                 }))
             }
             // Recording events belong on the recording queue.
@@ -130,6 +139,7 @@ impl StatusEvent {
             direction: owned(cb.direction),
             duration_secs: cb.duration_secs,
             parent_call_sid: owned(cb.parent_call_sid),
+            envelope: envelope.to_json(),
         })
     }
 
@@ -234,9 +244,13 @@ pub(crate) fn n(value: impl ToString) -> AttributeValue {
 }
 
 fn call_key(call_sid: &str) -> HashMap<String, AttributeValue> {
+    item_key(call_sid, STATE_SK)
+}
+
+fn item_key(call_sid: &str, sort_key: &str) -> HashMap<String, AttributeValue> {
     HashMap::from([
         (PARTITION_KEY.to_owned(), s(format!("CALL#{call_sid}"))),
-        (SORT_KEY.to_owned(), s(STATE_SK)),
+        (SORT_KEY.to_owned(), s(sort_key)),
     ])
 }
 
@@ -247,6 +261,7 @@ fn timeline_entry(event: &StatusEvent, applied: bool) -> AttributeValue {
         ("received_at".to_owned(), s(&event.received_at)),
         ("key".to_owned(), s(&event.idempotency_key)),
         ("applied".to_owned(), AttributeValue::Bool(applied)),
+        ("envelope".to_owned(), s(&event.envelope)),
     ]);
     if let Some(ts) = &event.timestamp {
         entry.insert("at".to_owned(), s(ts));
@@ -427,6 +442,170 @@ impl DynamoCallStore {
             .map_err(store_error)?;
         Ok(output.item().map(|item| call_record(call_sid, item)))
     }
+
+    async fn get_raw(
+        &self,
+        call_sid: &str,
+        sort_key: &str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(item_key(call_sid, sort_key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(output.item)
+    }
+
+    /// Rebuilds a call's state from its stored events, as a first-time run would leave it:
+    /// after a worker fix, this re-applies every event the call received (each once, in the
+    /// order they first arrived) with the store's own code. `None`: no such call.
+    ///
+    /// Safe to cut short: the old state is kept aside first and a second run resumes from it.
+    /// Meant for calls that have ended: a live event arriving mid-replay is applied, and
+    /// the replayed older events are then recorded as late.
+    pub async fn replay_call(&self, call_sid: &str) -> Result<Option<Replayed>, StoreError> {
+        let backup = self.get_raw(call_sid, REPLAY_BACKUP_SK).await?;
+        let resuming = backup.is_some();
+        let Some(source) = (match backup {
+            Some(backup) => Some(backup),
+            None => self.get_raw(call_sid, STATE_SK).await?,
+        }) else {
+            return Ok(None);
+        };
+        let events = stored_events(&source)?;
+        if !resuming {
+            let mut backup = source.clone();
+            backup.insert(SORT_KEY.to_owned(), s(REPLAY_BACKUP_SK));
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(backup))
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", PARTITION_KEY)
+                .send()
+                .await
+                .map_err(store_error)?;
+        }
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(call_key(call_sid)))
+            .send()
+            .await
+            .map_err(store_error)?;
+        let mut replayed = Replayed {
+            events: events.len(),
+            resumed: resuming,
+            ..Replayed::default()
+        };
+        for event in &events {
+            match self.apply(event).await? {
+                Outcome::Applied => replayed.applied += 1,
+                Outcome::Late => replayed.late += 1,
+                Outcome::Duplicate => replayed.duplicates += 1,
+            }
+        }
+        // Deliveries absorbed the first time are history the replay keeps.
+        if let Some(AttributeValue::N(dups)) = source.get("duplicates") {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(call_key(call_sid)))
+                .update_expression("ADD #dups :n")
+                .expression_attribute_names("#dups", "duplicates")
+                .expression_attribute_values(":n", AttributeValue::N(dups.clone()))
+                .send()
+                .await
+                .map_err(store_error)?;
+        }
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(item_key(call_sid, REPLAY_BACKUP_SK)))
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(Some(replayed))
+    }
+
+    /// The calls with an event received in `[from, to]` (RFC 3339, UTC): the ones whose
+    /// last applied event or whose start falls in the window. A filtered scan: fine for an
+    /// operator's occasional replay, not for a hot path.
+    pub async fn calls_between(&self, from: &str, to: &str) -> Result<Vec<String>, StoreError> {
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression(
+                "#sk = :state AND (#updated BETWEEN :from AND :to OR #started BETWEEN :from AND :to)",
+            )
+            .projection_expression("#sid")
+            .expression_attribute_names("#sk", SORT_KEY)
+            .expression_attribute_names("#updated", "updated_at")
+            .expression_attribute_names("#started", "started_at")
+            .expression_attribute_names("#sid", "call_sid")
+            .expression_attribute_values(":state", s(STATE_SK))
+            .expression_attribute_values(":from", s(from))
+            .expression_attribute_values(":to", s(to))
+            .into_paginator()
+            .items()
+            .send();
+        let mut calls = Vec::new();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(store_error)?;
+            if let Some(AttributeValue::S(sid)) = item.get("call_sid") {
+                calls.push(sid.clone());
+            }
+        }
+        calls.sort();
+        Ok(calls)
+    }
+}
+
+/// What [`DynamoCallStore::replay_call`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Replayed {
+    /// Events re-applied (the call's start counts as one).
+    pub events: usize,
+    pub applied: usize,
+    pub late: usize,
+    pub duplicates: usize,
+    /// A replay cut short before was finished from the state it had set aside.
+    pub resumed: bool,
+}
+
+/// A stored call's events in the order they first arrived: its start, then its timeline.
+fn stored_events(item: &HashMap<String, AttributeValue>) -> Result<Vec<CallEvent>, StoreError> {
+    let decode = |json: &str| {
+        Envelope::from_json(json)
+            .map_err(|e| StoreError(e.to_string()))
+            .and_then(|envelope| {
+                CallEvent::from_envelope(&envelope).map_err(|e| StoreError(e.to_string()))
+            })
+    };
+    let mut events = Vec::new();
+    if let Some(AttributeValue::S(json)) = item.get("started_envelope") {
+        events.push(decode(json)?);
+    }
+    if let Some(AttributeValue::L(entries)) = item.get("timeline") {
+        for entry in entries.iter().filter_map(|e| e.as_m().ok()) {
+            match entry.get("envelope") {
+                Some(AttributeValue::S(json)) => events.push(decode(json)?),
+                _ => {
+                    return Err(StoreError(
+                        "a timeline entry has no stored envelope (written before envelopes were \
+                         kept); this call cannot be replayed exactly"
+                            .into(),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(events)
 }
 
 impl CallStore for DynamoCallStore {
@@ -437,12 +616,15 @@ impl CallStore for DynamoCallStore {
             "#started = if_not_exists(#started, :started)",
             "#acct = if_not_exists(#acct, :acct)",
             "#sid = if_not_exists(#sid, :sid)",
+            "#envelope = if_not_exists(#envelope, :envelope)",
         ];
         let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(call_key(&event.call_sid)))
+            .expression_attribute_names("#envelope", "started_envelope")
+            .expression_attribute_values(":envelope", s(&event.envelope))
             .expression_attribute_names("#flow", "flow")
             .expression_attribute_names("#started", "started_at")
             .expression_attribute_names("#acct", "account_sid")

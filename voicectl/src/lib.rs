@@ -1,5 +1,18 @@
-//! voicectl: the operator's tool. `simulate` is the Twilio stand-in; `media` serves its
-//! recordings the way Twilio's API does.
+//! voicectl: the operator's tool. Each command is a module here over the `shared` library;
+//! `main.rs` only parses arguments and prints.
+//!
+//! - [`dlq`]: dead-letter queues: stats, peek, redrive.
+//! - [`replay`]: send event files again; re-apply a call's stored events.
+//! - [`timeline`]: one call's story (`voicectl call`).
+//! - [`signing`]: `sign` and `verify`.
+//! - [`smoke`]: one synthetic call through a stack.
+//! - [`simulate`]: the Twilio stand-in; [`media`] serves its recordings.
 
+pub mod dlq;
 pub mod media;
+pub mod replay;
+pub mod signing;
 pub mod simulate;
+pub mod smoke;
+pub mod stack;
+pub mod timeline;

@@ -1,54 +1,321 @@
-//! `voicectl`: see `voicectl --help`.
+//! `voicectl`: see `voicectl --help`. Argument parsing and printing only; each command is
+//! a module of the library.
 
+use std::io::{BufRead, BufReader, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
 use shared::config::local;
 use shared::flows::{self, Flows, Step, Urls};
+use shared::stack::Pipeline;
 use shared::twilio::Params;
-use voicectl::simulate::{self, SimulateOptions};
+use voicectl::dlq::{self, Filter, RedriveOptions};
+use voicectl::media::MediaServer;
+use voicectl::signing::{self, Request};
+use voicectl::simulate::{self, SimulateOptions, Twilio};
+use voicectl::smoke::{self, SmokeOptions};
+use voicectl::stack::{DEFAULT_STACK, Stack};
+use voicectl::{replay, timeline};
 
 #[derive(Parser)]
 #[command(
     name = "voicectl",
     version,
-    about = "Operate voicehooks: preview call flows, simulate Twilio."
+    about = "Operate voicehooks: dead-letter queues, replays, call timelines, signatures, \
+             simulated and smoke-test calls.",
+    long_about = "Operate voicehooks: dead-letter queues, replays, call timelines, signatures, \
+                  simulated and smoke-test calls.\n\n\
+                  It finds a stack's queues, table and secret by the stack's name, with the \
+                  usual AWS credentials and region. For the local stack (`make up`), load \
+                  `.local/stack.env` first (the Makefile's `make dlq` and `make replay` do)."
 )]
 struct Cli {
+    /// The stack's name (`sam deploy --stack-name`); `voicehooks-local` for `make up`.
+    #[arg(long, global = true, env = "VOICEHOOKS_STACK", default_value = DEFAULT_STACK)]
+    stack: String,
+    /// Print JSON for scripts instead of text.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Play calls the way Twilio does: ask the voice webhook, follow its TwiML, then send
-    /// every status callback (with duplicates, reordering and retries); print latencies.
+    /// Dead-letter queues: stats, peek, redrive.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Send events again: files to a webhook or a queue, or a call's stored events.
+    #[command(subcommand)]
+    Replay(ReplayCommand),
+    /// A call's timeline: every status (applied, duplicate, late), its recordings and
+    /// transcripts.
     ///
-    /// Example (the local stack from `make up`, functions on port 9000):
-    ///   voicectl simulate --calls 50 \
-    ///     --route https://hooks.voicehooks.test/twilio/voice=http://127.0.0.1:9000/lambda-url/webhook-voice/twilio/voice \
-    ///     --route https://hooks.voicehooks.test/twilio/status=http://127.0.0.1:9000/lambda-url/webhook-status/twilio/status
+    /// Example: voicectl call CAe1a2b3c4d5e6f708192a3b4c5d6e7f80
+    #[command(verbatim_doc_comment)]
+    Call { call_sid: String },
+    /// Compute the X-Twilio-Signature of a request.
+    ///
+    /// Examples:
+    ///   voicectl sign --url https://hooks.example.com/twilio/status -p CallSid=CA123 -p CallStatus=ringing
+    ///   voicectl sign --url https://hooks.example.com/events --body-file event.json
+    #[command(verbatim_doc_comment)]
+    Sign(SignArgs),
+    /// Check a captured request's signature and, when it fails, say why: the URL forms
+    /// tried, which token, the JSON body's hash, and a nearby URL that does match.
+    ///
+    /// Examples:
+    ///   voicectl verify --url https://hooks.example.com/twilio/status \
+    ///       --signature 'v+j/0+Hb0+uit+vZx1CRRuJJiyE=' --form 'CallSid=CA123&CallStatus=ringing'
+    ///   voicectl verify --batch cases.jsonl   # one {"url","params","body","auth_token","signature"} per line
+    #[command(verbatim_doc_comment)]
+    Verify(VerifyArgs),
+    /// Play calls the way Twilio does: ask the voice webhook, follow its TwiML, then send
+    /// every callback (with duplicates, reordering, delays and retries); print latencies
+    /// and each call's outcome.
+    ///
+    /// Example (the local stack from `make up`, whose .local/stack.env gives the routes):
+    ///   set -a; . .local/stack.env; set +a
+    ///   voicectl simulate --calls 50 --rate 10 --delays 0.1 --serve-media
+    #[command(verbatim_doc_comment)]
     Simulate(SimulateArgs),
+    /// One synthetic call through a stack, then a check that it landed in the table.
+    ///
+    /// Example: voicectl smoke --base-url https://abc123.execute-api.eu-west-1.amazonaws.com
+    #[command(verbatim_doc_comment)]
+    Smoke(SmokeArgs),
     /// Check the call flows, or print the TwiML a call would get, before deploying.
     #[command(subcommand)]
     Flows(FlowsCommand),
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum QueueArg {
+    Status,
+    Recording,
+    Transcript,
+}
+
+impl From<QueueArg> for Pipeline {
+    fn from(q: QueueArg) -> Self {
+        match q {
+            QueueArg::Status => Pipeline::Status,
+            QueueArg::Recording => Pipeline::Recording,
+            QueueArg::Transcript => Pipeline::Transcript,
+        }
+    }
+}
+
+fn pipelines(queue: Option<QueueArg>) -> Vec<Pipeline> {
+    queue.map_or_else(|| Pipeline::ALL.to_vec(), |q| vec![q.into()])
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Depth and age of every DLQ.
+    ///
+    /// Example: voicectl dlq stats
+    #[command(verbatim_doc_comment)]
+    Stats {
+        /// Messages read per DLQ to find the oldest.
+        #[arg(long, default_value_t = 100)]
+        examine: usize,
+    },
+    /// Decode dead letters: kind, CallSid, receive count, age, why the worker gave up.
+    ///
+    /// Examples:
+    ///   voicectl dlq peek --queue status --limit 5
+    ///   voicectl dlq peek --save dlq-2026-11-23/   # one envelope file each, for `replay files`
+    #[command(verbatim_doc_comment)]
+    Peek {
+        #[arg(long, value_enum)]
+        queue: Option<QueueArg>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Write each message body to DIR/<queue>-<message id>.json.
+        #[arg(long)]
+        save: Option<PathBuf>,
+    },
+    /// Move dead letters back to their queue: all, or by kind, CallSid or age. Each is sent
+    /// to the queue before it is deleted from the DLQ, so an interruption can leave a copy
+    /// in both (the workers absorb it), never lose one.
+    ///
+    /// Examples:
+    ///   voicectl dlq redrive --dry-run
+    ///   voicectl dlq redrive --queue recording --kind recording.status --older-than 1h
+    ///   voicectl dlq redrive --call CAe1a2b3c4d5e6f708192a3b4c5d6e7f80 --rate 5
+    #[command(verbatim_doc_comment)]
+    Redrive {
+        #[arg(long, value_enum)]
+        queue: Option<QueueArg>,
+        /// Only this kind (call.status, call.started, recording.status,
+        /// transcription.twilio, transcribe.job); repeatable.
+        #[arg(long = "kind")]
+        kinds: Vec<String>,
+        /// Only this call's events; repeatable.
+        #[arg(long = "call")]
+        calls: Vec<String>,
+        /// Only messages first sent at least this long ago (e.g. 30m, 2h).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        older_than: Option<Duration>,
+        /// Only messages first sent at most this long ago.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        newer_than: Option<Duration>,
+        /// Count what would move; move nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Messages per second at most, to spare the workers a flood.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// How long a message being looked at stays hidden; after a crash, it is back
+        /// in the DLQ after this.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+        hold: Duration,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReplayCommand {
+    /// Send event files again: sample events (events/), envelopes saved by `dlq peek
+    /// --save`, SQS batch samples. To a webhook, signed with the stack's token (`--url`),
+    /// or onto their queue (`--queue`). Twilio's idempotency token rides along, so an
+    /// event already applied stays applied once.
+    ///
+    /// Examples:
+    ///   voicectl replay files dlq-2026-11-23/ --queue
+    ///   voicectl replay files events/webhook-status/ --url https://abc123.execute-api.eu-west-1.amazonaws.com
+    #[command(verbatim_doc_comment)]
+    Files {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Put each event on its queue, as its webhook would have (instead of --url).
+        #[arg(long)]
+        queue: bool,
+        /// The public base URL Twilio is given; each event goes to its webhook under it.
+        #[arg(long, env = "VOICEHOOKS_PUBLIC_BASE_URL")]
+        url: Option<String>,
+        /// PUBLIC_PREFIX=TARGET_PREFIX: deliver a public URL somewhere else (the local
+        /// stack's function URLs; `make up` prints them).
+        #[arg(long = "route", value_parser = parse_route, env = "VOICEHOOKS_ROUTES", value_delimiter = ',')]
+        routes: Vec<(String, String)>,
+        /// Sign with this token instead of the stack secret's current one.
+        #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
+        auth_token: Option<String>,
+    },
+    /// Re-apply the stored events of calls after a fix: the call's state is rebuilt from
+    /// every event it received, in arrival order, as a first-time run would leave it.
+    /// Safe to interrupt and run again. Recordings are untouched.
+    ///
+    /// Examples:
+    ///   voicectl replay calls CAe1a2b3c4d5e6f708192a3b4c5d6e7f80
+    ///   voicectl replay calls --since 2026-11-23T02:00:00Z --until 2026-11-23T03:30:00Z --dry-run
+    #[command(verbatim_doc_comment)]
+    Calls {
+        call_sids: Vec<String>,
+        /// With --until: every call with an event received in the window (RFC 3339, UTC).
+        #[arg(long, requires = "until")]
+        since: Option<String>,
+        #[arg(long, requires = "since")]
+        until: Option<String>,
+        /// List the calls; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Args)]
+struct RequestArgs {
+    /// The URL Twilio requested (scheme, host, path and query as Twilio was given them).
+    #[arg(long)]
+    url: String,
+    /// A form parameter NAME=VALUE (repeatable, in order).
+    #[arg(short = 'p', long = "param", value_parser = parse_pair)]
+    params: Vec<(String, String)>,
+    /// The raw form body, as captured (`A=1&B=2`).
+    #[arg(long, conflicts_with = "body_file")]
+    form: Option<String>,
+    /// A JSON body, as captured (the URL carries its bodySHA256).
+    #[arg(long)]
+    body_file: Option<PathBuf>,
+}
+
+impl RequestArgs {
+    fn request(&self) -> anyhow::Result<Request> {
+        let mut params = self.params.clone();
+        if let Some(form) = &self.form {
+            params.extend(
+                Params::from_form(form.as_bytes())
+                    .map_err(|e| anyhow::anyhow!("--form: {e}"))?
+                    .iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned())),
+            );
+        }
+        let body = match &self.body_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        Ok(Request {
+            url: self.url.clone(),
+            params,
+            body,
+        })
+    }
+}
+
+#[derive(Args)]
+struct SignArgs {
+    #[command(flatten)]
+    request: RequestArgs,
+    /// Sign with this token instead of the stack secret's current one.
+    #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    auth_token: Option<String>,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// Read JSON lines (from FILE, or stdin with `-`) and print one verdict line each.
+    #[arg(long, num_args = 0..=1, default_missing_value = "-", conflicts_with_all = ["url", "signature"])]
+    batch: Option<PathBuf>,
+    #[arg(long, required_unless_present = "batch")]
+    url: Option<String>,
+    /// The X-Twilio-Signature header as received.
+    #[arg(long, required_unless_present = "batch")]
+    signature: Option<String>,
+    #[arg(short = 'p', long = "param", value_parser = parse_pair)]
+    params: Vec<(String, String)>,
+    #[arg(long, conflicts_with = "body_file")]
+    form: Option<String>,
+    #[arg(long)]
+    body_file: Option<PathBuf>,
+    /// Check this token instead of the stack secret's current and previous ones.
+    #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    auth_token: Option<String>,
+}
+
 #[derive(Args)]
 struct SimulateArgs {
     /// The public base URL Twilio was given; signatures cover it.
-    #[arg(long, default_value = local::PUBLIC_BASE_URL)]
+    #[arg(long, env = "VOICEHOOKS_PUBLIC_BASE_URL", default_value = local::PUBLIC_BASE_URL)]
     base_url: String,
     /// PUBLIC_PREFIX=TARGET_PREFIX: deliver requests for a public URL to another place (as
     /// API Gateway routes them). Without any, requests go to the public URLs themselves.
-    #[arg(long = "route", value_parser = parse_route)]
+    #[arg(long = "route", value_parser = parse_route, env = "VOICEHOOKS_ROUTES", value_delimiter = ',')]
     routes: Vec<(String, String)>,
     /// A number callers dial (repeatable); default: every number in the flows file.
     #[arg(long = "number")]
     numbers: Vec<String>,
     #[arg(long, default_value_t = 20)]
     calls: usize,
+    /// Calls started per second at most (default: as fast as --concurrency allows).
+    #[arg(long)]
+    rate: Option<f64>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     #[arg(long, default_value_t = 8)]
@@ -59,19 +326,54 @@ struct SimulateArgs {
     /// Share of legs whose callbacks arrive out of order.
     #[arg(long, default_value_t = 0.2)]
     reorder: f64,
+    /// Share of callbacks held back before delivery, by up to --max-delay.
+    #[arg(long, default_value_t = 0.0)]
+    delays: f64,
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
+    max_delay: Duration,
     /// Share of calls placed from a browser softphone.
     #[arg(long, default_value_t = 0.1)]
     softphone: f64,
+    /// Deliveries of one callback before giving up (retried after a 5xx or a timeout).
     #[arg(long, default_value_t = 5)]
     max_attempts: u32,
+    /// How long to wait for a webhook's answer before retrying (Twilio's is 15 s).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "15s")]
+    timeout: Duration,
+    /// Serve the calls' recordings (as Twilio's API does) on 127.0.0.1:--media-port and
+    /// point the recording callbacks there; keep serving until every one was fetched.
+    #[arg(long)]
+    serve_media: bool,
+    /// The port `make up`'s recording worker fetches stand-in media from.
+    #[arg(long, default_value_t = 9100)]
+    media_port: u16,
+    /// Share of recordings whose media answers 404 at first.
+    #[arg(long, default_value_t = 0.2)]
+    media_not_ready: f64,
+    /// With --serve-media: how long to keep serving after the calls, at most.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "120s")]
+    linger: Duration,
     #[arg(long, env = "TWILIO_ACCOUNT_SID", default_value = local::ACCOUNT_SID)]
     account_sid: String,
     /// The auth token to sign with (read from the environment so it stays out of `ps`).
     #[arg(long, env = "TWILIO_AUTH_TOKEN", default_value = local::AUTH_TOKEN, hide_default_value = true, hide_env_values = true)]
     auth_token: String,
-    /// Print the report as JSON.
-    #[arg(long)]
-    json: bool,
+}
+
+#[derive(Args)]
+struct SmokeArgs {
+    /// The public base URL Twilio is given (the stack's `WebhookBaseUrl` output).
+    #[arg(long, env = "VOICEHOOKS_PUBLIC_BASE_URL")]
+    base_url: String,
+    /// PUBLIC_PREFIX=TARGET_PREFIX, as for `simulate` (the local stack).
+    #[arg(long = "route", value_parser = parse_route, env = "VOICEHOOKS_ROUTES", value_delimiter = ',')]
+    routes: Vec<(String, String)>,
+    /// The number the call dials.
+    #[arg(long, default_value = "+14155550100")]
+    to: String,
+    /// How long to wait for the call to land in the table.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    timeout: Duration,
 }
 
 fn parse_route(s: &str) -> Result<(String, String), String> {
@@ -80,11 +382,459 @@ fn parse_route(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| "expected PUBLIC_PREFIX=TARGET_PREFIX".into())
 }
 
+fn parse_pair(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| "expected NAME=VALUE".into())
+}
+
+/// A progress bar on stderr, drawn only for a person (a terminal, no --json).
+fn progress(len: u64, json: bool) -> ProgressBar {
+    if json || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    ProgressBar::new(len).with_style(
+        ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    )
+}
+
+fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn exit(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn age(secs: u64) -> String {
+    humantime::format_duration(Duration::from_secs(secs)).to_string()
+}
+
+async fn dlq_command(stack: &Stack, command: DlqCommand, json: bool) -> anyhow::Result<ExitCode> {
+    match command {
+        DlqCommand::Stats { examine } => {
+            let mut all = Vec::new();
+            for pipeline in Pipeline::ALL {
+                let queues = stack.queues(pipeline).await?;
+                all.push(dlq::stats(stack, &queues, examine).await?);
+            }
+            if json {
+                print_json(&all)?;
+            } else {
+                for s in &all {
+                    println!(
+                        "{:<28} {:>6} waiting {:>4} in flight   oldest {}",
+                        s.dlq,
+                        s.messages,
+                        s.in_flight,
+                        s.oldest_age_secs.map_or("-".to_owned(), age)
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Peek { queue, limit, save } => {
+            let mut letters = Vec::new();
+            for pipeline in pipelines(queue) {
+                let queues = stack.queues(pipeline).await?;
+                letters.extend(dlq::peek(stack, &queues, limit).await?);
+            }
+            if let Some(dir) = &save {
+                std::fs::create_dir_all(dir)?;
+                for l in &letters {
+                    let file = dir.join(format!("{}-{}.json", l.pipeline, l.message_id));
+                    std::fs::write(file, &l.body)?;
+                }
+            }
+            if json {
+                print_json(&letters)?;
+            } else {
+                for l in &letters {
+                    println!(
+                        "{:<10} {}  {:<20} call {}  {}received {}x  age {}\n           why: {}",
+                        l.pipeline.as_str(),
+                        l.message_id,
+                        l.kind,
+                        l.call_sid.as_deref().unwrap_or("-"),
+                        l.subject
+                            .as_deref()
+                            .map_or(String::new(), |s| format!("{s}  ")),
+                        l.receive_count,
+                        age(l.age_secs),
+                        l.failure_reason.as_deref().unwrap_or(
+                            "not recorded (SQS moved it after maxReceiveCount; see the worker's log)"
+                        ),
+                    );
+                }
+                if let Some(dir) = &save {
+                    println!("saved {} message(s) to {}", letters.len(), dir.display());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Redrive {
+            queue,
+            kinds,
+            calls,
+            older_than,
+            newer_than,
+            dry_run,
+            rate,
+            hold,
+        } => {
+            let options = RedriveOptions {
+                filter: Filter {
+                    kinds,
+                    calls,
+                    older_than,
+                    newer_than,
+                },
+                dry_run,
+                rate,
+                hold,
+            };
+            let bar = progress(0, json);
+            let mut reports = Vec::new();
+            for pipeline in pipelines(queue) {
+                let queues = stack.queues(pipeline).await?;
+                reports.push(dlq::redrive(stack, &queues, &options, &bar).await?);
+            }
+            bar.finish_and_clear();
+            if json {
+                print_json(&reports)?;
+            } else {
+                for r in &reports {
+                    println!(
+                        "{:<10} {} {}, {} left (not matching), {} failed, {} copied (in both queues)",
+                        r.pipeline.map_or("", Pipeline::as_str),
+                        if r.dry_run { "would move" } else { "moved" },
+                        r.moved,
+                        r.skipped,
+                        r.failed,
+                        r.copied
+                    );
+                }
+            }
+            Ok(exit(reports.iter().all(|r| r.failed == 0)))
+        }
+    }
+}
+
+async fn replay_command(
+    stack: &Stack,
+    command: ReplayCommand,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        ReplayCommand::Files {
+            paths,
+            queue,
+            url,
+            routes,
+            auth_token,
+        } => {
+            let items = replay::load(&paths)?;
+            let bar = progress(items.len() as u64, json);
+            let sent = match (queue, url) {
+                (true, _) => replay::to_queues(stack, &items, &bar).await?,
+                (false, Some(url)) => {
+                    let token = stack.signing_token(auth_token).await?;
+                    let twilio = Twilio::with_routes(routes, &token, Duration::from_secs(15))?;
+                    replay::to_webhooks(&twilio, &url, &items, &bar).await
+                }
+                (false, None) => anyhow::bail!("give --queue, or --url with the public base URL"),
+            };
+            bar.finish_and_clear();
+            if json {
+                print_json(&sent)?;
+            } else {
+                for s in &sent {
+                    println!(
+                        "{:<8} {}  {}{}",
+                        s.outcome,
+                        s.file.display(),
+                        s.to.as_deref()
+                            .map_or(String::new(), |to| format!("→ {to}  ")),
+                        s.detail
+                    );
+                }
+                let count = |o: &str| sent.iter().filter(|s| s.outcome == o).count();
+                println!(
+                    "{} sent, {} refused, {} skipped",
+                    count("sent"),
+                    count("refused"),
+                    count("skipped")
+                );
+            }
+            Ok(exit(sent.iter().all(|s| s.outcome != "refused")))
+        }
+        ReplayCommand::Calls {
+            mut call_sids,
+            since,
+            until,
+            dry_run,
+        } => {
+            if let (Some(since), Some(until)) = (&since, &until) {
+                call_sids.extend(stack.calls().calls_between(since, until).await?);
+            }
+            call_sids.sort();
+            call_sids.dedup();
+            anyhow::ensure!(
+                !call_sids.is_empty(),
+                "no calls: name some, or give --since and --until"
+            );
+            if dry_run {
+                if json {
+                    print_json(&call_sids)?;
+                } else {
+                    println!("would replay {} call(s):", call_sids.len());
+                    call_sids.iter().for_each(|sid| println!("  {sid}"));
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let bar = progress(call_sids.len() as u64, json);
+            let results = replay::calls(stack, &call_sids, &bar).await;
+            bar.finish_and_clear();
+            if json {
+                print_json(&results)?;
+            } else {
+                for r in &results {
+                    match (&r.replayed, &r.error) {
+                        (Some(done), _) => println!(
+                            "{}  {} events re-applied: {} applied, {} late{}",
+                            r.call_sid,
+                            done.events,
+                            done.applied,
+                            done.late,
+                            if done.resumed {
+                                " (finished an interrupted replay)"
+                            } else {
+                                ""
+                            }
+                        ),
+                        (None, error) => println!(
+                            "{}  not replayed: {}",
+                            r.call_sid,
+                            error.as_deref().unwrap_or("unknown")
+                        ),
+                    }
+                }
+            }
+            Ok(exit(results.iter().all(|r| r.error.is_none())))
+        }
+    }
+}
+
+/// `verify --batch`: each line carries its own token, so no stack is needed.
+fn verify_batch(batch: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let input: Box<dyn BufRead> = if batch.as_os_str() == "-" {
+        Box::new(BufReader::new(std::io::stdin()))
+    } else {
+        Box::new(BufReader::new(std::fs::File::open(batch).map_err(|e| {
+            anyhow::anyhow!("cannot read {}: {e}", batch.display())
+        })?))
+    };
+    signing::verify_batch(input, std::io::stdout().lock())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn verify(
+    args: VerifyArgs,
+    json: bool,
+    stack: impl Future<Output = Stack>,
+) -> anyhow::Result<ExitCode> {
+    let request = RequestArgs {
+        url: args.url.unwrap_or_default(),
+        params: args.params,
+        form: args.form,
+        body_file: args.body_file,
+    }
+    .request()?;
+    let tokens = match args.auth_token {
+        Some(token) => vec![("given".to_owned(), token)],
+        None => stack
+            .await
+            .credentials()
+            .await?
+            .into_iter()
+            .map(|(stage, c)| (stage.to_owned(), c.auth_token.clone()))
+            .collect(),
+    };
+    let results = signing::verify(&tokens, &request, &args.signature.unwrap_or_default());
+    let valid = results.iter().any(|r| r.diagnosis.valid);
+    if json {
+        print_json(&results)?;
+    } else {
+        print!("{}", signing::explain(&results));
+    }
+    Ok(exit(valid))
+}
+
+async fn simulate(args: SimulateArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let defaults = SimulateOptions::default();
+    let options = SimulateOptions {
+        calls: args.calls,
+        seed: args.seed,
+        concurrency: args.concurrency,
+        duplicate_rate: args.duplicates,
+        reorder_rate: args.reorder,
+        max_attempts: args.max_attempts,
+        public_base_url: args.base_url,
+        routes: args.routes,
+        numbers: if args.numbers.is_empty() {
+            defaults.numbers
+        } else {
+            args.numbers
+        },
+        softphone_rate: args.softphone,
+        account_sid: args.account_sid,
+        auth_token: args.auth_token,
+        media_not_ready_rate: args.media_not_ready,
+        webhook_timeout: args.timeout,
+        rate: args.rate,
+        delay_rate: args.delays,
+        max_delay: args.max_delay,
+        ..defaults
+    };
+    let media = if args.serve_media {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.media_port));
+        Some(
+            MediaServer::start_on(addr, &options.account_sid, &options.auth_token)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot serve media on {addr}: {e}"))?,
+        )
+    } else {
+        None
+    };
+    let report = simulate::run_with_media(&options, media.as_ref()).await?;
+    if let Some(media) = &media {
+        // The workers fetch after the acks; stay until they have.
+        let until = std::time::Instant::now() + args.linger;
+        while media.pending() > 0 && std::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        if media.pending() > 0 && !json {
+            println!(
+                "{} recording(s) not fetched within {:?}",
+                media.pending(),
+                args.linger
+            );
+        }
+    }
+    if json {
+        print_json(&report)?;
+    } else {
+        println!(
+            "{:<36} {:<16} {:<12} {:>5} {:>4} {:>9} {:>10}",
+            "call", "to", "status", "steps", "legs", "callbacks", "recordings"
+        );
+        for call in &report.calls {
+            let recordings = call
+                .conversation
+                .requested
+                .iter()
+                .filter(|r| r.params.get("RecordingSid").is_some())
+                .filter(|r| r.params.get("TranscriptionSid").is_none())
+                .count();
+            println!(
+                "{:<36} {:<16} {:<12} {:>5} {:>4} {:>9} {:>10}",
+                call.call_sid(),
+                call.script.to,
+                call.legs
+                    .first()
+                    .map_or("-".to_owned(), |l| l.final_status().to_string()),
+                call.conversation.voice_requests.len(),
+                call.legs.len(),
+                call.legs
+                    .iter()
+                    .map(|l| l.delivery_order.len())
+                    .sum::<usize>()
+                    + call.conversation.requested.len(),
+                recordings,
+            );
+        }
+        println!(
+            "{} calls, {} voice requests, {} legs; {} callbacks acknowledged ({} duplicate deliveries, {} legs reordered, {} delayed, {} retries) in {:.1} s",
+            report.calls.len(),
+            report.voice_latency_us.len(),
+            report.legs().count(),
+            report.acknowledged,
+            report.duplicate_deliveries,
+            report.reordered_legs,
+            report.delayed,
+            report.retries,
+            report.elapsed.as_secs_f64()
+        );
+        println!(
+            "voice (TwiML) latency: p50 {:.1} ms, p99 {:.1} ms; callback ack latency: p50 {:.1} ms, p99 {:.1} ms",
+            report.voice_latency_ms(50.0),
+            report.voice_latency_ms(99.0),
+            report.latency_ms(50.0),
+            report.latency_ms(99.0)
+        );
+        for line in report.voice_errors.iter().chain(&report.undelivered) {
+            println!("error: {line}");
+        }
+    }
+    let failed = report.undelivered.len() + report.voice_errors.len();
+    if failed > 0 {
+        eprintln!("{failed} requests failed");
+    }
+    Ok(exit(failed == 0))
+}
+
+async fn smoke_command(stack: &Stack, args: SmokeArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let credentials = stack.credentials().await?;
+    let current = &credentials[0].1;
+    let twilio = Twilio::with_routes(args.routes, &current.auth_token, Duration::from_secs(15))?;
+    let report = smoke::run(
+        stack,
+        &twilio,
+        &SmokeOptions {
+            base_url: args.base_url,
+            account_sid: current.account_sid.clone(),
+            to: args.to,
+            timeout: args.timeout,
+        },
+    )
+    .await;
+    if json {
+        print_json(&report)?;
+    } else if report.ok() {
+        println!(
+            "smoke call {}: TwiML in {:.0} ms, 4 callbacks acknowledged (p50 {:.0} ms), in the table after {:.0} ms: flow {}, status {}, {} events",
+            report.call_sid,
+            report.twiml_ms.unwrap_or_default(),
+            {
+                let mut acks = report.ack_ms.clone();
+                acks.sort_by(f64::total_cmp);
+                acks.get(acks.len() / 2).copied().unwrap_or_default()
+            },
+            report.landed_after_ms.unwrap_or_default(),
+            report.flow.as_deref().unwrap_or("-"),
+            report.final_status.as_deref().unwrap_or("-"),
+            report.events_stored
+        );
+    } else {
+        println!("smoke call {} FAILED:", report.call_sid);
+        report.problems.iter().for_each(|p| println!("  {p}"));
+    }
+    Ok(exit(report.ok()))
+}
+
 #[derive(Subcommand)]
 enum FlowsCommand {
     /// Check a flows file; every problem is printed with its line.
     ///
     /// Example: voicectl flows check --file config/flows.toml
+    #[command(verbatim_doc_comment)]
     Check {
         #[arg(long, default_value = flows::BUILT_IN_PATH)]
         file: PathBuf,
@@ -96,6 +846,7 @@ enum FlowsCommand {
     ///   voicectl flows twiml --from client:alice --to +16285550199   # a softphone call
     ///   voicectl flows twiml --step menu --flow main-menu --digits 9 --invalid 2
     ///   voicectl flows twiml --step dial --flow sales --dial-status busy
+    #[command(verbatim_doc_comment)]
     Twiml(TwimlArgs),
 }
 
@@ -194,67 +945,45 @@ fn twiml(args: TwimlArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
-    let numbers = if args.numbers.is_empty() {
-        let flows = Flows::built_in().map_err(|e| anyhow::anyhow!("{e}"))?;
-        flows.numbers().map(|(n, _)| n.to_owned()).collect()
-    } else {
-        args.numbers
-    };
-    let options = SimulateOptions {
-        calls: args.calls,
-        seed: args.seed,
-        concurrency: args.concurrency,
-        duplicate_rate: args.duplicates,
-        reorder_rate: args.reorder,
-        max_attempts: args.max_attempts,
-        public_base_url: args.base_url,
-        routes: args.routes,
-        numbers,
-        softphone_rate: args.softphone,
-        account_sid: args.account_sid,
-        auth_token: args.auth_token,
-        media_not_ready_rate: 0.2,
-        max_media_secs: 20,
-    };
-    let report = simulate::run(&options).await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        println!(
-            "{} calls, {} voice requests, {} legs; {} callbacks acknowledged ({} duplicate deliveries, {} legs reordered, {} retries) in {:.1} s",
-            report.calls.len(),
-            report.voice_latency_us.len(),
-            report.legs().count(),
-            report.acknowledged,
-            report.duplicate_deliveries,
-            report.reordered_legs,
-            report.retries,
-            report.elapsed.as_secs_f64()
-        );
-        println!(
-            "voice (TwiML) latency: p50 {:.1} ms, p99 {:.1} ms; callback ack latency: p50 {:.1} ms, p99 {:.1} ms",
-            report.voice_latency_ms(50.0),
-            report.voice_latency_ms(99.0),
-            report.latency_ms(50.0),
-            report.latency_ms(99.0)
-        );
-        for line in report.voice_errors.iter().chain(&report.undelivered) {
-            println!("error: {line}");
-        }
-    }
-    let failed = report.undelivered.len() + report.voice_errors.len();
-    if failed > 0 {
-        eprintln!("{failed} requests failed");
-        return Ok(ExitCode::FAILURE);
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
-    match Cli::parse().command {
-        Command::Simulate(args) => simulate(args).await,
+    let cli = Cli::parse();
+    let json = cli.json;
+    let stack = || Stack::connect(&cli.stack);
+    match cli.command {
+        Command::Dlq(command) => dlq_command(&stack().await, command, json).await,
+        Command::Replay(command) => replay_command(&stack().await, command, json).await,
+        Command::Call { call_sid } => {
+            let view = timeline::load(&stack().await, &call_sid).await?;
+            if json {
+                print_json(&view)?;
+            } else {
+                print!("{}", timeline::render(&view));
+            }
+            Ok(exit(view.call.is_some() || !view.recordings.is_empty()))
+        }
+        Command::Sign(args) => {
+            let token = match args.auth_token {
+                Some(token) => token,
+                None => stack().await.signing_token(None).await?,
+            };
+            let signed = signing::sign(&token, &args.request.request()?);
+            if json {
+                print_json(&signed)?;
+            } else {
+                if signed.url != args.request.url {
+                    println!("url: {}", signed.url);
+                }
+                println!("{}", signed.signature);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify(VerifyArgs {
+            batch: Some(batch), ..
+        }) => verify_batch(&batch),
+        Command::Verify(args) => verify(args, json, stack()).await,
+        Command::Simulate(args) => simulate(args, json).await,
+        Command::Smoke(args) => smoke_command(&stack().await, args, json).await,
         Command::Flows(FlowsCommand::Check { file }) => Ok(match load(&file)? {
             Ok(flows) => {
                 println!("{}: {} flows, valid", file.display(), flows.names().count());

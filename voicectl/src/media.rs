@@ -72,6 +72,8 @@ impl Recording {
 struct Held {
     recording: Option<Recording>,
     requests: u32,
+    /// Times the media was served whole (a 200).
+    served: u32,
     deleted: bool,
 }
 
@@ -91,6 +93,20 @@ pub struct MediaServer {
 impl MediaServer {
     /// Listens on a free loopback port.
     pub async fn start(account_sid: &str, auth_token: &str) -> std::io::Result<Self> {
+        Self::start_on(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            account_sid,
+            auth_token,
+        )
+        .await
+    }
+
+    /// Listens on `addr` (a fixed port that a running stack's worker allows).
+    pub async fn start_on(
+        addr: SocketAddr,
+        account_sid: &str,
+        auth_token: &str,
+    ) -> std::io::Result<Self> {
         let state = Arc::new(MediaState {
             account_sid: account_sid.to_owned(),
             auth_token: auth_token.to_owned(),
@@ -102,7 +118,7 @@ impl MediaServer {
                 get(fetch).delete(delete),
             )
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (shutdown, stopped) = oneshot::channel();
         tokio::spawn(async move {
@@ -154,6 +170,15 @@ impl MediaServer {
     pub fn expected(&self, recording_sid: &str) -> Option<(u64, String)> {
         let recording = self.state.lock().get(recording_sid)?.recording.clone()?;
         Some((recording.wav_len(), wav_sha256(&recording, recording_sid)))
+    }
+
+    /// Recordings held that were neither served whole nor deleted yet.
+    pub fn pending(&self) -> usize {
+        self.state
+            .lock()
+            .values()
+            .filter(|h| h.recording.is_some() && h.served == 0 && !h.deleted)
+            .count()
     }
 
     pub fn deleted(&self, recording_sid: &str) -> bool {
@@ -234,7 +259,9 @@ async fn fetch(
         if let Some(code) = recording.faults.pop_front() {
             return status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
         }
-        recording.clone()
+        let recording = recording.clone();
+        entry.served += 1;
+        recording
     };
     let stream = futures::stream::iter(wav_chunks(&recording, sid)).map(Ok::<_, Infallible>);
     Response::builder()

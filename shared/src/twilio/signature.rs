@@ -106,6 +106,131 @@ fn sign(token: &str, url: &str, sorted: &[(&str, &str)]) -> [u8; 20] {
     mac.finalize().into_bytes().into()
 }
 
+/// Why a signature does or does not match: what `voicectl verify` explains. Not a request
+/// path (it is not constant time and tries more than the validators do): the verdict comes
+/// from [`validate_form`] / [`validate_json`], the rest is there to find the mistake.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Diagnosis {
+    pub valid: bool,
+    /// The URL forms the validator tries, with the signature each would need.
+    pub tried: Vec<Attempt>,
+    /// JSON bodies: the `bodySHA256` in the URL against the body's own hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_hash: Option<BodyHash>,
+    /// When invalid: nearby URLs that the signature does match (the usual proxy and custom
+    /// domain mistakes: the other scheme, a trailing slash, a dropped query string).
+    pub matches_instead: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Attempt {
+    pub url: String,
+    pub expected_signature: String,
+    pub matched: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BodyHash {
+    /// The URL's `bodySHA256`, if it has one.
+    pub in_url: Option<String>,
+    pub of_body: String,
+    pub matched: bool,
+}
+
+/// Diagnoses a request: form `params`, or a JSON `body` (then `params` are ignored, as
+/// Twilio signs the URL alone).
+pub fn diagnose(
+    auth_token: &str,
+    url: &str,
+    params: &[(&str, &str)],
+    body: Option<&[u8]>,
+    signature: &str,
+) -> Diagnosis {
+    let mut sorted: Vec<(&str, &str)> = match body {
+        Some(_) => Vec::new(),
+        None => params.to_vec(),
+    };
+    sort_params(&mut sorted);
+    let valid = match body {
+        Some(body) => validate_json(auth_token, url, body, signature).unwrap_or(false),
+        None => validate_form(auth_token, url, sorted.iter().copied(), signature),
+    };
+    let attempts = |url: &str| {
+        let variants = PortVariants::of(url);
+        let mut forms = vec![variants.without_port];
+        if variants.with_port != forms[0] {
+            forms.push(variants.with_port);
+        }
+        forms
+            .into_iter()
+            .map(|url| {
+                let expected_signature = BASE64.encode(sign(auth_token, &url, &sorted));
+                let matched = expected_signature == signature;
+                Attempt {
+                    url,
+                    expected_signature,
+                    matched,
+                }
+            })
+            .collect::<Vec<_>>()
+    };
+    let body_hash = body.map(|body| {
+        let in_url = body_sha256_param(url);
+        let of_body = hex::encode(Sha256::digest(body));
+        BodyHash {
+            matched: in_url.as_deref() == Some(of_body.as_str()),
+            in_url,
+            of_body,
+        }
+    });
+    let matches_instead = if valid {
+        Vec::new()
+    } else {
+        nearby_urls(url)
+            .into_iter()
+            .filter(|candidate| attempts(candidate).iter().any(|a| a.matched))
+            .collect()
+    };
+    Diagnosis {
+        valid,
+        tried: attempts(url),
+        body_hash,
+        matches_instead,
+    }
+}
+
+/// URLs one common mistake away from `url`.
+fn nearby_urls(url: &str) -> Vec<String> {
+    let flipped = if let Some(rest) = url.strip_prefix("https://") {
+        format!("http://{rest}")
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        format!("https://{rest}")
+    } else {
+        return Vec::new();
+    };
+    let (path, query) = match url.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (url, None),
+    };
+    let slash = match path.strip_suffix('/') {
+        Some(trimmed) => trimmed.to_owned(),
+        None => format!("{path}/"),
+    };
+    let with_query = |p: &str| query.map_or_else(|| p.to_owned(), |q| format!("{p}?{q}"));
+    let mut urls = vec![flipped.clone(), with_query(&slash)];
+    if query.is_some() {
+        urls.push(path.to_owned());
+    }
+    // The other scheme with the slash toggled too.
+    if let Some(rest) = with_query(&slash).split_once("://").map(|(_, rest)| rest) {
+        let scheme = flipped.split_once("://").map_or("https", |(s, _)| s);
+        urls.push(format!("{scheme}://{rest}"));
+    }
+    urls.retain(|u| u != url);
+    urls.dedup();
+    urls
+}
+
 /// Constant-time equality; a length mismatch is not secret and returns early, as in the
 /// official libraries.
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
@@ -211,6 +336,49 @@ mod tests {
         assert_eq!(v.with_port, "http://[::1]:80/x");
         let v = PortVariants::of("https://h.example?raw=✓");
         assert_eq!(v.with_port, "https://h.example:443?raw=✓");
+    }
+
+    #[test]
+    fn diagnosis_names_the_url_that_would_have_matched() {
+        let public = "https://hooks.example.com/twilio/status";
+        // Signed for the URL Twilio was given; checked behind a proxy that says http.
+        let signature = compute_signature("12345", public, DOC_PARAMS);
+        let behind_proxy = "http://hooks.example.com/twilio/status";
+        let d = diagnose("12345", behind_proxy, &DOC_PARAMS, None, &signature);
+        assert!(!d.valid);
+        assert_eq!(d.tried.len(), 2);
+        assert!(d.tried.iter().all(|a| !a.matched));
+        assert_eq!(d.matches_instead, vec![public.to_owned()]);
+        let d = diagnose("12345", public, &DOC_PARAMS, None, &signature);
+        assert!(d.valid && d.tried[0].matched && d.matches_instead.is_empty());
+        // A trailing slash the proxy added.
+        let d = diagnose(
+            "12345",
+            &format!("{public}/"),
+            &DOC_PARAMS,
+            None,
+            &signature,
+        );
+        assert_eq!(d.matches_instead, vec![public.to_owned()]);
+    }
+
+    #[test]
+    fn diagnosis_of_a_json_body_reports_the_hash() {
+        let body = br#"{"a":1}"#;
+        let hash = hex::encode(Sha256::digest(body));
+        let url = format!("https://h.example/e?bodySHA256={hash}");
+        let signature = compute_signature("t", &url, []);
+        let d = diagnose("t", &url, &[], Some(body), &signature);
+        assert!(d.valid);
+        assert!(d.body_hash.as_ref().is_some_and(|h| h.matched));
+        let d = diagnose("t", &url, &[], Some(b"{}"), &signature);
+        assert!(!d.valid);
+        let hash = d.body_hash.expect("a body hash");
+        assert!(!hash.matched && hash.in_url.is_some());
+        assert!(
+            d.tried.iter().any(|a| a.matched),
+            "the URL part still matches"
+        );
     }
 
     #[test]

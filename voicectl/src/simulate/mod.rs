@@ -18,6 +18,8 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
+use shared::config::local;
+use shared::flows::Flows;
 use shared::store::CallRecord;
 use shared::twilio::signature::compute_signature;
 use shared::twilio::{CallStatus, Params};
@@ -59,6 +61,42 @@ pub struct SimulateOptions {
     /// The stand-in serves at most this much audio per recording, so a demo of hundreds of
     /// calls stays small in the emulator; the callback still reports the real duration.
     pub max_media_secs: u32,
+    /// How long the stand-in waits for a webhook's answer before it retries (Twilio: 15 s).
+    pub webhook_timeout: Duration,
+    /// Calls started per second at most; `None`: as fast as `concurrency` allows.
+    pub rate: Option<f64>,
+    /// Share of status callbacks held back before delivery (Twilio's queues lag), by up to
+    /// `max_delay`.
+    pub delay_rate: f64,
+    pub max_delay: Duration,
+}
+
+impl Default for SimulateOptions {
+    /// The local stack's stand-in: its URL, account and token, the built-in numbers.
+    fn default() -> Self {
+        Self {
+            calls: 20,
+            seed: 1,
+            concurrency: 8,
+            duplicate_rate: 0.1,
+            reorder_rate: 0.2,
+            max_attempts: 5,
+            public_base_url: local::PUBLIC_BASE_URL.into(),
+            routes: Vec::new(),
+            numbers: Flows::built_in()
+                .map(|flows| flows.numbers().map(|(n, _)| n.to_owned()).collect())
+                .unwrap_or_default(),
+            softphone_rate: 0.1,
+            account_sid: local::ACCOUNT_SID.into(),
+            auth_token: local::AUTH_TOKEN.into(),
+            media_not_ready_rate: 0.2,
+            max_media_secs: 20,
+            webhook_timeout: Duration::from_secs(15),
+            rate: None,
+            delay_rate: 0.0,
+            max_delay: Duration::from_secs(2),
+        }
+    }
 }
 
 /// One callback of a leg.
@@ -79,6 +117,8 @@ pub struct SimulatedLeg {
     pub leg: Leg,
     pub callbacks: Vec<Callback>,
     pub delivery_order: Vec<usize>,
+    /// Milliseconds each delivery (as `delivery_order`) is held back first.
+    pub delays_ms: Vec<u64>,
     pub reordered: bool,
 }
 
@@ -172,6 +212,7 @@ fn leg_callbacks(
             leg,
             callbacks: Vec::new(),
             delivery_order: Vec::new(),
+            delays_ms: Vec::new(),
             reordered: false,
         };
     };
@@ -218,10 +259,23 @@ fn leg_callbacks(
             delivery_order.insert(at, index);
         }
     }
+    // Drawn only when asked for, so that a seed plays the same calls as before delays were.
+    let max_delay_ms = options.max_delay.as_millis() as u64;
+    let delays_ms = delivery_order
+        .iter()
+        .map(|_| {
+            if options.delay_rate > 0.0 && rng.random_bool(options.delay_rate.min(1.0)) {
+                rng.random_range(1..=max_delay_ms.max(1))
+            } else {
+                0
+            }
+        })
+        .collect();
     SimulatedLeg {
         leg,
         callbacks,
         delivery_order,
+        delays_ms,
         reordered,
     }
 }
@@ -300,8 +354,10 @@ pub struct SimulationReport {
     pub acknowledged: u64,
     pub duplicate_deliveries: u64,
     pub reordered_legs: u64,
-    /// Extra attempts after a 5xx, 429 or transport error.
+    /// Extra attempts after a 5xx, 429 or transport error (a timeout included).
     pub retries: u64,
+    /// Callback deliveries held back before sending.
+    pub delayed: u64,
     /// Callbacks never acknowledged (4xx, or attempts exhausted), with the reason.
     pub undelivered: Vec<String>,
     /// Callback URLs the TwiML asked for that no route serves (not sent).
@@ -352,13 +408,24 @@ pub struct Twilio {
 
 impl Twilio {
     pub fn new(options: &SimulateOptions) -> anyhow::Result<Self> {
+        Self::with_routes(
+            options.routes.clone(),
+            &options.auth_token,
+            options.webhook_timeout,
+        )
+    }
+
+    /// Sends to `routes` (none: to the public URLs themselves), signing with `auth_token`,
+    /// giving up on an answer after `timeout` (Twilio's is 15 s).
+    pub fn with_routes(
+        routes: Vec<(String, String)>,
+        auth_token: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
-            // Twilio's own limit for a webhook answer.
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(15))
-                .build()?,
-            routes: options.routes.clone(),
-            auth_token: options.auth_token.clone(),
+            client: reqwest::Client::builder().timeout(timeout).build()?,
+            routes,
+            auth_token: auth_token.to_owned(),
         })
     }
 
@@ -381,7 +448,7 @@ impl Twilio {
     }
 
     /// One signed POST; the response and how long it took.
-    async fn post(
+    pub async fn post(
         &self,
         target: &str,
         public_url: &str,
@@ -425,6 +492,7 @@ impl VoiceServer for Twilio {
 struct Delivered {
     latency_us: Vec<u64>,
     retries: u64,
+    delayed: u64,
     undelivered: Vec<String>,
     unrouted: Vec<String>,
 }
@@ -498,6 +566,10 @@ pub async fn run_with_media(
             .map(|(i, script)| {
                 let (twilio, voice_url, status_url) = (&twilio, &voice_url, &status_url);
                 async move {
+                    if let Some(rate) = options.rate.filter(|r| *r > 0.0) {
+                        let due = started + Duration::from_secs_f64(i as f64 / rate);
+                        tokio::time::sleep_until(due.into()).await;
+                    }
                     let mut conversation =
                         call::play(twilio, &script, voice_url, status_url, &options.account_sid)
                             .await;
@@ -530,6 +602,7 @@ pub async fn run_with_media(
         duplicate_deliveries: 0,
         reordered_legs: 0,
         retries: 0,
+        delayed: 0,
         undelivered: Vec::new(),
         unrouted: Vec::new(),
         voice_errors: Vec::new(),
@@ -541,6 +614,7 @@ pub async fn run_with_media(
         report.acknowledged += delivered.latency_us.len() as u64;
         report.ack_latency_us.extend(delivered.latency_us);
         report.retries += delivered.retries;
+        report.delayed += delivered.delayed;
         report.undelivered.extend(delivered.undelivered);
         report.unrouted.extend(delivered.unrouted);
         report
@@ -569,27 +643,35 @@ async fn deliver_call(
 ) -> Delivered {
     let mut delivered = Delivered::default();
     let status = call.legs.iter().flat_map(|leg| {
-        leg.delivery_order.iter().map(|&i| {
-            let c = &leg.callbacks[i];
-            let what = format!(
-                "{} {} (seq {})",
-                leg.call_sid(),
-                c.status,
-                c.sequence_number
-            );
-            (
-                c.url.as_str(),
-                &c.params,
-                Some(c.idempotency_token.as_str()),
-                what,
-            )
-        })
+        leg.delivery_order
+            .iter()
+            .zip(&leg.delays_ms)
+            .map(|(&i, &delay_ms)| {
+                let c = &leg.callbacks[i];
+                let what = format!(
+                    "{} {} (seq {})",
+                    leg.call_sid(),
+                    c.status,
+                    c.sequence_number
+                );
+                (
+                    c.url.as_str(),
+                    &c.params,
+                    Some(c.idempotency_token.as_str()),
+                    what,
+                    delay_ms,
+                )
+            })
     });
     let requested = call.conversation.requested.iter().map(|r| {
         let what = format!("{} {}", call.call_sid(), r.url);
-        (r.url.as_str(), &r.params, None, what)
+        (r.url.as_str(), &r.params, None, what, 0)
     });
-    for (url, params, token, what) in status.chain(requested).collect::<Vec<_>>() {
+    for (url, params, token, what, delay_ms) in status.chain(requested).collect::<Vec<_>>() {
+        if delay_ms > 0 {
+            delivered.delayed += 1;
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        }
         let Some(target) = twilio.target(url) else {
             delivered.unrouted.push(url.to_owned());
             continue;

@@ -21,8 +21,7 @@ fn options(seed: u64) -> SimulateOptions {
         softphone_rate: 0.1,
         account_sid: "AC1".into(),
         auth_token: "t".into(),
-        media_not_ready_rate: 0.2,
-        max_media_secs: 20,
+        ..SimulateOptions::default()
     }
 }
 

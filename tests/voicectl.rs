@@ -1,0 +1,942 @@
+//! `voicectl`, the real binary, against the emulator and the local stack: DLQ stats, peek
+//! and selective redrive (one interrupted by SIGKILL), replays of files and of a call's
+//! stored events, the call timeline, sign and verify (every conformance vector), simulate
+//! and smoke, and the README's incident end to end.
+
+#![allow(clippy::unwrap_used)] // test code: an unwrap is an assertion
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_sqs::types::MessageAttributeValue;
+use devstack::process::free_port;
+use devstack::workspace::Workspace;
+use devstack::{LocalStack, StackOptions};
+use serde_json::Value;
+use shared::config::local;
+use shared::events::Envelope;
+use shared::store::{CallStore, DynamoCallStore};
+use shared::twilio::signature::compute_signature;
+use shared::twilio::{CallStatus, Params, StatusCallback};
+use shared::worker::{QueuedMessage, apply_status_batch};
+use voicehooks_tests::{aws, call_sid, status_event, status_params};
+
+/// Runs `voicectl` with `env` (the emulator's) and returns its output.
+async fn voicectl(env: &[(String, String)], args: &[&str]) -> Output {
+    let mut command = voicectl_command(env, args);
+    tokio::task::spawn_blocking(move || command.output().expect("voicectl runs"))
+        .await
+        .unwrap()
+}
+
+fn voicectl_command(env: &[(String, String)], args: &[&str]) -> Command {
+    let binary = Workspace::locate().function_binary("voicectl");
+    assert!(
+        binary.exists(),
+        "{} missing: run `make test`",
+        binary.display()
+    );
+    let mut command = Command::new(binary);
+    command
+        .args(args)
+        .env("VOICEHOOKS_STACK", local::STACK_NAME)
+        .env_remove("VOICEHOOKS_ROUTES")
+        .env_remove("VOICEHOOKS_PUBLIC_BASE_URL")
+        .env_remove("TWILIO_AUTH_TOKEN")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null());
+    command
+}
+
+fn json_of(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "voicectl failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+fn text_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn envelope(sid: &str, status: CallStatus, seq: u32) -> Envelope {
+    let params = status_params(sid, status, Some(seq));
+    let callback = StatusCallback::parse(&params).unwrap();
+    Envelope::call_status(&callback, &params, Some(&format!("{sid}-{seq}")))
+}
+
+fn attribute(value: &str) -> MessageAttributeValue {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .unwrap()
+}
+
+/// Puts a message on a queue as the webhooks (and the workers' dead-lettering) do.
+async fn put(sqs: &aws_sdk_sqs::Client, url: &str, body: &str, attributes: &[(&str, &str)]) {
+    let mut send = sqs.send_message().queue_url(url).message_body(body);
+    for (name, value) in attributes {
+        send = send.message_attributes(*name, attribute(value));
+    }
+    send.send().await.unwrap();
+}
+
+/// Every body in a queue (each message once), leaving them all visible again.
+async fn bodies(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
+    let mut seen = HashMap::new();
+    let mut handles = Vec::new();
+    loop {
+        let output = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .visibility_timeout(30)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        let messages = output.messages.unwrap_or_default();
+        if messages.is_empty() {
+            break;
+        }
+        for m in messages {
+            handles.push(m.receipt_handle.unwrap());
+            seen.insert(m.message_id.unwrap(), m.body.unwrap());
+        }
+    }
+    for handle in handles {
+        sqs.change_message_visibility()
+            .queue_url(url)
+            .receipt_handle(handle)
+            .visibility_timeout(0)
+            .send()
+            .await
+            .unwrap();
+    }
+    let mut bodies: Vec<String> = seen.into_values().collect();
+    bodies.sort();
+    bodies
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dlq_stats_peek_and_selective_redrive() {
+    let aws = aws("voicectl-dlq").await;
+    let env = aws.emulator.env();
+    let sqs = aws_sdk_sqs::Client::new(&aws.sdk);
+    let r = &aws.resources;
+    let (a, b) = (call_sid(0xa), call_sid(0xb));
+    for seq in 0..3 {
+        let e = envelope(&a, CallStatus::Ringing, seq);
+        put(
+            &sqs,
+            &r.status_dlq_url,
+            &e.to_json(),
+            &[("kind", "call.status"), ("call_sid", &a)],
+        )
+        .await;
+    }
+    for seq in 0..2 {
+        let e = envelope(&b, CallStatus::Ringing, seq);
+        put(
+            &sqs,
+            &r.status_dlq_url,
+            &e.to_json(),
+            &[("kind", "call.status"), ("call_sid", &b)],
+        )
+        .await;
+    }
+    let recording = Envelope::from_json(
+        &std::fs::read_to_string(
+            Workspace::locate()
+                .events()
+                .join("recording-worker/sqs-batch.json"),
+        )
+        .map(|t| {
+            serde_json::from_str::<Value>(&t).unwrap()["Records"][0]["body"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .unwrap(),
+    )
+    .unwrap();
+    put(
+        &sqs,
+        &r.recording.dlq_url,
+        &recording.to_json(),
+        &[
+            ("kind", "recording.status"),
+            ("call_sid", &recording.call_sid),
+            (
+                "failure_reason",
+                "Twilio answered 401 to the media request: check the credentials",
+            ),
+            ("failed_by", "recording-worker"),
+        ],
+    )
+    .await;
+    let state_change = serde_json::from_str::<Value>(
+        &std::fs::read_to_string(
+            Workspace::locate()
+                .events()
+                .join("transcript-worker/sqs-batch.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap()["Records"][1]["body"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    put(&sqs, &r.transcript.dlq_url, &state_change, &[]).await;
+
+    // stats: depth and age of every DLQ.
+    let stats = json_of(&voicectl(&env, &["--json", "dlq", "stats"]).await);
+    let depth: BTreeMap<&str, u64> = stats
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["pipeline"].as_str().unwrap(),
+                s["messages"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        depth,
+        BTreeMap::from([("recording", 1), ("status", 5), ("transcript", 1)])
+    );
+    assert!(
+        stats
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["oldest_age_secs"].is_u64())
+    );
+    let human = text_of(&voicectl(&env, &["dlq", "stats"]).await);
+    assert!(
+        human.contains("voicehooks-local-status-dlq") && human.contains("oldest"),
+        "{human}"
+    );
+
+    // peek decodes, names the reason when the worker gave one, and leaves them in place.
+    let peeked = json_of(&voicectl(&env, &["--json", "dlq", "peek", "--queue", "recording"]).await);
+    let letter = &peeked[0];
+    assert_eq!(letter["kind"], "recording.status");
+    assert_eq!(letter["call_sid"], recording.call_sid.as_str());
+    assert_eq!(
+        letter["subject"],
+        recording.params.get("RecordingSid").unwrap()
+    );
+    assert!(letter["failure_reason"].as_str().unwrap().contains("401"));
+    assert!(letter["receive_count"].as_u64().unwrap() >= 1);
+    let saved = tempdir("voicectl-peek");
+    let all = json_of(
+        &voicectl(
+            &env,
+            &["--json", "dlq", "peek", "--save", saved.to_str().unwrap()],
+        )
+        .await,
+    );
+    assert_eq!(all.as_array().unwrap().len(), 7);
+    assert!(
+        all.as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["kind"] == "transcribe.job")
+    );
+    assert_eq!(std::fs::read_dir(&saved).unwrap().count(), 7);
+    assert_eq!(
+        bodies(&sqs, &r.status_dlq_url).await.len(),
+        5,
+        "peek moved nothing"
+    );
+
+    // A dry run moves nothing; an age filter that matches nothing moves nothing.
+    let dry = json_of(&voicectl(&env, &["--json", "dlq", "redrive", "--dry-run"]).await);
+    assert_eq!(
+        dry.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["moved"].as_u64().unwrap())
+            .sum::<u64>(),
+        7
+    );
+    let old = json_of(&voicectl(&env, &["--json", "dlq", "redrive", "--older-than", "1h"]).await);
+    assert!(old.as_array().unwrap().iter().all(|r| r["moved"] == 0));
+    assert_eq!(bodies(&sqs, &r.status_dlq_url).await.len(), 5);
+
+    // By CallSid: only B's two move, to the status queue, bodies intact.
+    let moved = json_of(
+        &voicectl(
+            &env,
+            &[
+                "--json", "dlq", "redrive", "--queue", "status", "--call", &b,
+            ],
+        )
+        .await,
+    );
+    assert_eq!(
+        (moved[0]["moved"].as_u64(), moved[0]["skipped"].as_u64()),
+        (Some(2), Some(3))
+    );
+    let on_queue = bodies(&sqs, &r.status_queue_url).await;
+    assert_eq!(on_queue.len(), 2);
+    assert!(
+        on_queue
+            .iter()
+            .all(|body| Envelope::from_json(body).unwrap().call_sid == b)
+    );
+    assert_eq!(bodies(&sqs, &r.status_dlq_url).await.len(), 3);
+
+    // By kind: the Transcribe state change goes back to the transcript queue.
+    let moved = json_of(
+        &voicectl(
+            &env,
+            &["--json", "dlq", "redrive", "--kind", "transcribe.job"],
+        )
+        .await,
+    );
+    assert_eq!(
+        moved
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["moved"].as_u64().unwrap())
+            .sum::<u64>(),
+        1
+    );
+    assert_eq!(bodies(&sqs, &r.transcript.url).await, vec![state_change]);
+
+    // Everything else; the DLQ's own attributes stay behind, the webhook's come along.
+    let human = text_of(&voicectl(&env, &["dlq", "redrive"]).await);
+    assert!(
+        human.contains("moved 3") && human.contains("moved 1"),
+        "{human}"
+    );
+    for url in [
+        &r.status_dlq_url,
+        &r.recording.dlq_url,
+        &r.transcript.dlq_url,
+    ] {
+        assert!(bodies(&sqs, url).await.is_empty());
+    }
+    let back = sqs
+        .receive_message()
+        .queue_url(&r.recording.url)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .unwrap();
+    let attributes = back.messages()[0].message_attributes().unwrap();
+    assert!(attributes.contains_key("kind") && attributes.contains_key("call_sid"));
+    assert!(!attributes.contains_key("failure_reason"));
+}
+
+async fn depth(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
+    let output = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .unwrap();
+    output
+        .attributes()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn tempdir(label: &str) -> PathBuf {
+    let dir = Workspace::locate().log_dir(label).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redrive_killed_midway_loses_nothing_and_the_workers_absorb_the_copies() {
+    let aws = aws("voicectl-kill").await;
+    let env = aws.emulator.env();
+    let sqs = aws_sdk_sqs::Client::new(&aws.sdk);
+    let r = &aws.resources;
+    let mut expected = Vec::new();
+    for call in 0..12 {
+        for (seq, status) in [
+            CallStatus::Initiated,
+            CallStatus::Ringing,
+            CallStatus::InProgress,
+            CallStatus::Completed,
+            CallStatus::Completed,
+        ]
+        .into_iter()
+        .enumerate()
+        .take(4)
+        {
+            let e = envelope(&call_sid(0x100 + call), status, seq as u32);
+            put(&sqs, &r.status_dlq_url, &e.to_json(), &[]).await;
+            expected.push(e.to_json());
+        }
+    }
+    expected.sort();
+    assert_eq!(expected.len(), 48);
+
+    // 5 messages a second (about 10 s for all): killed after the first few.
+    let mut child = voicectl_command(
+        &env,
+        &[
+            "dlq", "redrive", "--queue", "status", "--rate", "5", "--hold", "3s",
+        ],
+    )
+    .stdout(Stdio::null())
+    .spawn()
+    .unwrap();
+    let started = Instant::now();
+    while depth(&sqs, &r.status_queue_url).await < 5 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the redrive made no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // What the killed process held comes back after --hold.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let on_queue = bodies(&sqs, &r.status_queue_url).await;
+    let in_dlq = bodies(&sqs, &r.status_dlq_url).await;
+    assert!(
+        !in_dlq.is_empty() && on_queue.len() < 48,
+        "it was stopped midway"
+    );
+    let mut union: Vec<String> = on_queue.iter().chain(&in_dlq).cloned().collect();
+    union.sort();
+    union.dedup();
+    assert_eq!(
+        union, expected,
+        "every message is in one queue or the other"
+    );
+    println!(
+        "killed midway: {} on the queue, {} still in the DLQ, {} in both",
+        on_queue.len(),
+        in_dlq.len(),
+        on_queue.len() + in_dlq.len() - 48
+    );
+
+    // Run again: the DLQ empties, every message is on the queue at least once.
+    let report = json_of(&voicectl(&env, &["--json", "dlq", "redrive", "--queue", "status"]).await);
+    assert_eq!(report[0]["failed"], 0);
+    assert!(bodies(&sqs, &r.status_dlq_url).await.is_empty());
+    let mut all = bodies(&sqs, &r.status_queue_url).await;
+    let total = all.len();
+    all.dedup();
+    assert_eq!(all, expected);
+
+    // The status worker's own batch code absorbs any copy: each event once per call.
+    let store = DynamoCallStore::new(aws_sdk_dynamodb::Client::new(&aws.sdk), &r.calls_table);
+    let every: Vec<String> = bodies(&sqs, &r.status_queue_url).await;
+    assert_eq!(every.len(), total);
+    let messages: Vec<QueuedMessage<'_>> = every
+        .iter()
+        .enumerate()
+        .map(|(i, body)| QueuedMessage {
+            message_id: Box::leak(i.to_string().into_boxed_str()),
+            body,
+            ..Default::default()
+        })
+        .collect();
+    assert!(apply_status_batch(&store, &messages).await.is_empty());
+    for call in 0..12 {
+        let record = store
+            .get_call(&call_sid(0x100 + call))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.status.as_deref(), Some("completed"));
+        assert_eq!(record.timeline.len(), 4, "each event once");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replaying_a_calls_stored_events_rebuilds_the_state_a_first_run_left() {
+    let aws = aws("voicectl-replay").await;
+    let env = aws.emulator.env();
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws.sdk);
+    let table = &aws.resources.calls_table;
+    let store = DynamoCallStore::new(dynamodb.clone(), table);
+    let sid = call_sid(0xca11);
+    // A first run: started, then statuses out of order with a duplicate and a late one.
+    let started = Envelope::call_started(
+        &sid,
+        local::ACCOUNT_SID,
+        &status_params(&sid, CallStatus::Ringing, None),
+        "sales",
+    );
+    store
+        .apply(&shared::store::CallEvent::from_envelope(&started).unwrap())
+        .await
+        .unwrap();
+    for (status, seq) in [
+        (CallStatus::Ringing, 1),
+        (CallStatus::Initiated, 0),
+        (CallStatus::InProgress, 2),
+        (CallStatus::InProgress, 2),
+        (CallStatus::Completed, 3),
+    ] {
+        store
+            .apply_status(&status_event(&sid, status, Some(seq)))
+            .await
+            .unwrap();
+    }
+    let first_run = store.get_call(&sid).await.unwrap().unwrap();
+    assert_eq!((first_run.late_events(), first_run.duplicates), (1, 1));
+
+    // A buggy worker scribbled on the state.
+    let key = HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(format!("CALL#{sid}"))),
+        ("sk".to_owned(), AttributeValue::S("STATE".into())),
+    ]);
+    dynamodb
+        .update_item()
+        .table_name(table)
+        .set_key(Some(key.clone()))
+        .update_expression("SET #s = :s, flow = :f REMOVE seq")
+        .expression_attribute_names("#s", "status")
+        .expression_attribute_values(":s", AttributeValue::S("ringing".into()))
+        .expression_attribute_values(":f", AttributeValue::S("wrong".into()))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(store.get_call(&sid).await.unwrap().unwrap(), first_run);
+
+    let replayed = json_of(&voicectl(&env, &["--json", "replay", "calls", &sid]).await);
+    assert_eq!(
+        replayed[0]["replayed"]["events"], 5,
+        "the start and four distinct statuses"
+    );
+    assert_eq!(replayed[0]["replayed"]["late"], 1);
+    assert_eq!(
+        store.get_call(&sid).await.unwrap().unwrap(),
+        first_run,
+        "exactly as the first run left it"
+    );
+
+    // Cut short after the state was set aside and one event re-applied: a second run
+    // finishes from the set-aside state, not from the half-built one.
+    let item = dynamodb
+        .get_item()
+        .table_name(table)
+        .set_key(Some(key.clone()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let mut backup = item.clone();
+    backup.insert("sk".into(), AttributeValue::S("STATE#REPLAY-BACKUP".into()));
+    dynamodb
+        .put_item()
+        .table_name(table)
+        .set_item(Some(backup))
+        .send()
+        .await
+        .unwrap();
+    dynamodb
+        .delete_item()
+        .table_name(table)
+        .set_key(Some(key))
+        .send()
+        .await
+        .unwrap();
+    store
+        .apply_status(&status_event(&sid, CallStatus::Ringing, Some(1)))
+        .await
+        .unwrap();
+    let text = text_of(&voicectl(&env, &["replay", "calls", &sid]).await);
+    assert!(text.contains("finished an interrupted replay"), "{text}");
+    assert_eq!(store.get_call(&sid).await.unwrap().unwrap(), first_run);
+    assert_eq!(
+        voicehooks_tests::item_count(&aws.sdk, table).await,
+        1,
+        "no backup left behind"
+    );
+
+    // A window finds the call; a dry run changes nothing.
+    let listed = json_of(
+        &voicectl(
+            &env,
+            &[
+                "--json",
+                "replay",
+                "calls",
+                "--since",
+                "2000-01-01T00:00:00Z",
+                "--until",
+                "2999-01-01T00:00:00Z",
+                "--dry-run",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(listed, serde_json::json!([sid]));
+    let missing = voicectl(&env, &["replay", "calls", &call_sid(0xdead)]).await;
+    assert!(!missing.status.success() && text_of(&missing).contains("no such call"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replaying_files_onto_queues() {
+    let aws = aws("voicectl-files").await;
+    let env = aws.emulator.env();
+    let sqs = aws_sdk_sqs::Client::new(&aws.sdk);
+    let events = Workspace::locate().events();
+    let sent = json_of(
+        &voicectl(
+            &env,
+            &[
+                "--json",
+                "replay",
+                "files",
+                "--queue",
+                events.join("webhook-status").to_str().unwrap(),
+                events.join("transcript-worker").to_str().unwrap(),
+            ],
+        )
+        .await,
+    );
+    let sent = sent.as_array().unwrap();
+    let outcome = |o: &str| sent.iter().filter(|s| s["outcome"] == o).count();
+    // Eleven requests, one of them a GET (not Twilio's); a batch of a Twilio transcription
+    // and a Transcribe state change.
+    assert_eq!((outcome("sent"), outcome("skipped")), (12, 1), "{sent:#?}");
+    let on_status = bodies(&sqs, &aws.resources.status_queue_url).await;
+    assert_eq!(on_status.len(), 10);
+    let ringing = on_status
+        .iter()
+        .map(|b| Envelope::from_json(b).unwrap())
+        .find(|e| e.idempotency_key == "sample-ringing")
+        .expect("Twilio's idempotency token is kept");
+    assert_eq!(ringing.params.get("CallStatus"), Some("ringing"));
+    assert_eq!(bodies(&sqs, &aws.resources.transcript.url).await.len(), 2);
+
+    // Envelopes saved by `dlq peek --save` go back as they were.
+    let dir = tempdir("voicectl-saved");
+    std::fs::write(dir.join("status-1.json"), &on_status[0]).unwrap();
+    std::fs::write(dir.join("junk.json"), "{\"not\": \"an envelope\"}").unwrap();
+    let sent = json_of(
+        &voicectl(
+            &env,
+            &[
+                "--json",
+                "replay",
+                "files",
+                "--queue",
+                dir.to_str().unwrap(),
+            ],
+        )
+        .await,
+    );
+    assert_eq!(sent[1]["outcome"], "sent");
+    assert_eq!(sent[0]["outcome"], "skipped");
+    assert_eq!(
+        bodies(&sqs, &aws.resources.status_queue_url).await.len(),
+        11
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_batch_agrees_with_every_conformance_vector() {
+    let vectors: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Workspace::locate()
+                .root
+                .join("shared/tests/conformance/signature_vectors.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let cases = vectors["cases"].as_array().unwrap();
+    let lines: String = cases
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "url": c["url"], "params": c["params"], "body": c["body"],
+                "auth_token": c["auth_token"], "signature": c["signature_header"],
+            })
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    let mut child = voicectl_command(&[], &["verify", "--batch"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), lines.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let verdicts: Vec<Value> = text_of(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(verdicts.len(), cases.len(), "one line per case, in order");
+    let disagreements: Vec<&str> = cases
+        .iter()
+        .zip(&verdicts)
+        .filter(|(case, verdict)| case["expected_valid"] != verdict["valid"])
+        .map(|(case, _)| case["id"].as_str().unwrap())
+        .collect();
+    assert!(disagreements.is_empty(), "{disagreements:?}");
+    println!("verify --batch: {} cases agree", verdicts.len());
+
+    // sign computes Twilio's documented example; verify explains a proxy's http:// URL.
+    let doc = &cases[0];
+    let mut args = vec![
+        "sign".to_owned(),
+        "--url".into(),
+        doc["url"].as_str().unwrap().into(),
+    ];
+    for pair in doc["params"].as_array().unwrap() {
+        args.extend([
+            "-p".into(),
+            format!(
+                "{}={}",
+                pair[0].as_str().unwrap(),
+                pair[1].as_str().unwrap()
+            ),
+        ]);
+    }
+    let token = [(
+        "TWILIO_AUTH_TOKEN".to_owned(),
+        doc["auth_token"].as_str().unwrap().to_owned(),
+    )];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let signed = voicectl(&token, &args).await;
+    assert_eq!(
+        text_of(&signed).trim(),
+        doc["signature_header"].as_str().unwrap()
+    );
+    let public = "https://hooks.example.com/twilio/status";
+    let params = Params::new(vec![("CallSid".into(), "CA1".into())]);
+    let signature = compute_signature("12345", public, params.iter());
+    let token = [("TWILIO_AUTH_TOKEN".to_owned(), "12345".to_owned())];
+    let explained = voicectl(
+        &token,
+        &[
+            "verify",
+            "--url",
+            "http://hooks.example.com/twilio/status",
+            "--signature",
+            &signature,
+            "--form",
+            "CallSid=CA1",
+        ],
+    )
+    .await;
+    assert!(!explained.status.success());
+    let text = text_of(&explained);
+    assert!(
+        text.starts_with("INVALID") && text.contains(&format!("matches {public}")),
+        "{text}"
+    );
+    assert!(!text.contains("12345"), "the token is never shown");
+}
+
+/// The README's incident, on the local stack: a worker fault sends a call's events to the
+/// DLQ; the fault is fixed; `dlq redrive` moves them back; `voicectl call` shows the call
+/// whole. Then `smoke`, and `simulate` serving its recordings.
+#[tokio::test(flavor = "multi_thread")]
+async fn incident_redrive_timeline_smoke_and_simulate_on_the_local_stack() {
+    let media_port = free_port().unwrap();
+    let stack = LocalStack::start(StackOptions {
+        label: "voicectl-incident".into(),
+        retry_after_secs: 1,
+        webhook_instances: 2,
+        media_host: Some(format!("127.0.0.1:{media_port}")),
+        ..Default::default()
+    })
+    .await
+    .expect("the local stack starts (run `make test`, which builds the functions first)");
+    let env: Vec<(String, String)> = stack
+        .voicectl_env()
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
+        .collect();
+    let sdk = &stack.sdk;
+    let table = &stack.resources.calls_table;
+
+    // The fault: the worker cannot write (the table is gone). The webhooks still accept.
+    let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+    dynamodb
+        .delete_table()
+        .table_name(table)
+        .send()
+        .await
+        .unwrap();
+    let events = Workspace::locate().events().join("webhook-status");
+    let files: Vec<String> = ["initiated", "ringing", "in-progress", "completed"]
+        .iter()
+        .map(|f| {
+            events
+                .join(format!("{f}.json"))
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    let mut args = vec!["--json", "replay", "files"];
+    args.extend(files.iter().map(String::as_str));
+    let sent = json_of(&voicectl(&env, &args).await);
+    assert!(
+        sent.as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["outcome"] == "sent"),
+        "{sent:#?}"
+    );
+    let started = Instant::now();
+    loop {
+        let stats = json_of(&voicectl(&env, &["--json", "dlq", "stats"]).await);
+        if stats[0]["messages"] == 4 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "never dead-lettered: {stats}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let peeked = json_of(&voicectl(&env, &["--json", "dlq", "peek", "--queue", "status"]).await);
+    assert!(
+        peeked
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["receive_count"].as_u64().unwrap() >= 5)
+    );
+
+    // The fix, the redrive, the timeline.
+    devstack::resources::create_calls_table(sdk, table)
+        .await
+        .unwrap();
+    let moved = json_of(&voicectl(&env, &["--json", "dlq", "redrive", "--queue", "status"]).await);
+    assert_eq!(moved[0]["moved"], 4);
+    stack
+        .wait_until_drained(Duration::from_secs(60))
+        .await
+        .unwrap();
+    let sid = "CAe1a2b3c4d5e6f708192a3b4c5d6e7f80";
+    let view = json_of(&voicectl(&env, &["--json", "call", sid]).await);
+    assert_eq!(view["call"]["status"], "completed");
+    let timeline: Vec<&str> = view["call"]["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(timeline.len(), 4, "{timeline:?}");
+    let table_text = text_of(&voicectl(&env, &["call", sid]).await);
+    assert!(
+        table_text.contains("status completed") && table_text.contains("in-progress"),
+        "{table_text}"
+    );
+
+    // Replaying the same files to the webhook again changes nothing: same tokens.
+    let again = json_of(&voicectl(&env, &args).await);
+    assert!(
+        again
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["outcome"] == "sent")
+    );
+    stack
+        .wait_until_drained(Duration::from_secs(60))
+        .await
+        .unwrap();
+    let view = json_of(&voicectl(&env, &["--json", "call", sid]).await);
+    assert_eq!(view["call"]["timeline"].as_array().unwrap().len(), 4);
+    assert!(view["call"]["duplicates"].as_u64().unwrap() >= 4);
+
+    // smoke: one synthetic call lands whole.
+    let smoke = json_of(&voicectl(&env, &["--json", "smoke"]).await);
+    assert_eq!(smoke["final_status"], "completed");
+    assert_eq!(smoke["events_stored"], 4);
+    assert!(smoke["flow"].is_string() && smoke["problems"].as_array().unwrap().is_empty());
+
+    // simulate: calls with delays, recordings served until fetched.
+    let report = json_of(
+        &voicectl(
+            &env,
+            &[
+                "--json",
+                "simulate",
+                "--calls",
+                "8",
+                "--seed",
+                "5",
+                "--rate",
+                "20",
+                "--delays",
+                "0.3",
+                "--max-delay",
+                "200ms",
+                "--serve-media",
+                "--media-port",
+                &media_port.to_string(),
+                "--linger",
+                "60s",
+            ],
+        )
+        .await,
+    );
+    assert!(
+        report["undelivered"].as_array().unwrap().is_empty(),
+        "{}",
+        report["undelivered"]
+    );
+    assert!(report["delayed"].as_u64().unwrap() > 0);
+    stack
+        .wait_until_drained(Duration::from_secs(120))
+        .await
+        .unwrap();
+    let recorded: Vec<String> = report["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| {
+            c["conversation"]["requested"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["params"].to_string().contains("RecordingSid"))
+        })
+        .map(|c| c["script"]["call_sid"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!recorded.is_empty(), "some simulated calls recorded");
+    for sid in &recorded {
+        let view = json_of(&voicectl(&env, &["--json", "call", sid]).await);
+        let recordings = view["recordings"].as_array().unwrap();
+        assert!(!recordings.is_empty(), "{sid}: {view}");
+        assert!(
+            recordings
+                .iter()
+                .all(|r| r["state"] == "archived" && r["sha256"].is_string()),
+            "{view}"
+        );
+    }
+}

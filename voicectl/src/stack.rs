@@ -1,0 +1,100 @@
+//! A stack as `voicectl` sees it: found by name (the template's naming), reached with the
+//! usual AWS credentials. `AWS_ENDPOINT_URL` points it at the local stack instead; `make up`
+//! writes that into `.local/stack.env`, which the Makefile's verbs load.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shared::recording::store::DynamoRecordingStore;
+use shared::secrets::{AuthTokens, SecretsManagerTokens, TwilioCredentials};
+use shared::stack::{Pipeline, StackNames};
+use shared::store::DynamoCallStore;
+
+/// The name `sam deploy` is given in the README.
+pub const DEFAULT_STACK: &str = "voicehooks";
+
+pub struct Stack {
+    pub names: StackNames,
+    pub sqs: aws_sdk_sqs::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
+}
+
+/// One of the stack's work queues with its dead-letter queue.
+#[derive(Debug, Clone)]
+pub struct Queues {
+    pub pipeline: Pipeline,
+    pub queue_url: String,
+    pub dlq_url: String,
+    pub dlq_name: String,
+}
+
+impl Stack {
+    pub async fn connect(stack: &str) -> Self {
+        let sdk = shared::aws::sdk_config().await;
+        Self {
+            names: StackNames::new(stack),
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+            dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
+            secrets: aws_sdk_secretsmanager::Client::new(&sdk),
+        }
+    }
+
+    pub async fn queue_url(&self, name: &str) -> anyhow::Result<String> {
+        let output = self
+            .sqs
+            .get_queue_url()
+            .queue_name(name)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "queue {name} not found ({}): is the stack name right (--stack / \
+                     VOICEHOOKS_STACK), and are the credentials and region the stack's?",
+                    aws_sdk_sqs::error::DisplayErrorContext(e)
+                )
+            })?;
+        output
+            .queue_url
+            .ok_or_else(|| anyhow::anyhow!("SQS returned no URL for {name}"))
+    }
+
+    pub async fn queues(&self, pipeline: Pipeline) -> anyhow::Result<Queues> {
+        let dlq_name = self.names.dead_letter_queue(pipeline);
+        Ok(Queues {
+            pipeline,
+            queue_url: self.queue_url(&self.names.queue(pipeline)).await?,
+            dlq_url: self.queue_url(&dlq_name).await?,
+            dlq_name,
+        })
+    }
+
+    pub fn calls(&self) -> DynamoCallStore {
+        DynamoCallStore::new(self.dynamodb.clone(), self.names.calls_table())
+    }
+
+    pub fn recordings(&self) -> DynamoRecordingStore {
+        DynamoRecordingStore::new(self.dynamodb.clone(), self.names.calls_table())
+    }
+
+    /// The Twilio credentials in the stack's secret, read as the functions read them and
+    /// labelled by stage: AWSCURRENT, then AWSPREVIOUS when a rotation left one.
+    pub async fn credentials(&self) -> anyhow::Result<Vec<(&'static str, Arc<TwilioCredentials>)>> {
+        let tokens = SecretsManagerTokens::new(
+            self.secrets.clone(),
+            self.names.twilio_secret(),
+            Duration::from_secs(300),
+        );
+        let mut found = vec![("AWSCURRENT", tokens.current().await?)];
+        found.extend(tokens.previous().await?.map(|p| ("AWSPREVIOUS", p)));
+        Ok(found)
+    }
+
+    /// The token to sign with: `explicit` (from `TWILIO_AUTH_TOKEN`) or the secret's current.
+    pub async fn signing_token(&self, explicit: Option<String>) -> anyhow::Result<String> {
+        match explicit {
+            Some(token) => Ok(token),
+            None => Ok(self.credentials().await?[0].1.auth_token.clone()),
+        }
+    }
+}
