@@ -26,6 +26,10 @@ EVENT ?= events/webhook-status/ringing.json
 FUNCTION ?= webhook-status
 LAMBDA_PORT ?= 9000
 TO ?= +14155550100
+# voicectl works on `make up`'s stack when .local/stack.env exists (it says where the emulator
+# is); otherwise on the stack named by VOICEHOOKS_STACK with your AWS credentials.
+VOICECTL := target/debug/voicectl
+STACK_ENV := if [ -f .local/stack.env ]; then set -a; . ./.local/stack.env; set +a; fi
 
 .PHONY: help
 help: ## List the verbs
@@ -69,6 +73,22 @@ invoke: $(VENV)/stack/.installed ## Send EVENT to FUNCTION on a running `make up
 .PHONY: twiml
 twiml: ## Print the TwiML a call to TO gets, e.g. make twiml TO=+14155550101 (more: ARGS="--step menu --flow main-menu --digits 9")
 	cargo run --quiet -p voicectl -- flows twiml --to '$(TO)' $(ARGS)
+
+.PHONY: voicectl
+voicectl:
+	cargo build --quiet -p voicectl
+
+.PHONY: dlq
+dlq: voicectl ## DLQ depth and age; ARGS="peek", ARGS="redrive --dry-run", ARGS="redrive --call CA…" (`voicectl dlq --help`)
+	@$(STACK_ENV); $(VOICECTL) dlq $(or $(ARGS),stats)
+
+.PHONY: replay
+replay: voicectl ## Send events again: ARGS="files dlq-saved/ --queue", ARGS="calls CA…" (`voicectl replay --help`)
+	@$(STACK_ENV); $(VOICECTL) replay $(or $(ARGS),--help)
+
+.PHONY: smoke
+smoke: voicectl ## One synthetic call through a stack, checked in its table: make smoke URL=<WebhookBaseUrl> (make up's stack: no URL)
+	@$(STACK_ENV); $(VOICECTL) smoke $(if $(URL),--base-url '$(URL)')
 
 .PHONY: events
 events: ## Regenerate the signed sample events under events/

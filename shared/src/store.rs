@@ -1,7 +1,9 @@
 //! Call state in DynamoDB: applied once per event, never backwards.
 //!
 //! One item per call (`pk = CALL#<CallSid>`, `sk = STATE`) holds the current state, the
-//! timeline of every status received (applied or not) and the set of idempotency keys seen.
+//! timeline of every status received (applied or not, each with the envelope it came in, so
+//! that [`DynamoCallStore::replay_call`] can rebuild the call) and the set of idempotency
+//! keys seen.
 //!
 //! How an event is told apart, with one conditional write on the in-order path:
 //! - **in order**: the write's condition holds (key unseen, and the event is newer than the

@@ -126,6 +126,7 @@ enum DlqCommand {
         examine: usize,
     },
     /// Decode dead letters: kind, CallSid, receive count, age, why the worker gave up.
+    /// They stay in the DLQ (each peek counts as one more receive).
     ///
     /// Examples:
     ///   voicectl dlq peek --queue status --limit 5
@@ -430,7 +431,7 @@ async fn dlq_command(stack: &Stack, command: DlqCommand, json: bool) -> anyhow::
             } else {
                 for s in &all {
                     println!(
-                        "{:<28} {:>6} waiting {:>4} in flight   oldest {}",
+                        "{:<34} {:>6} waiting {:>4} in flight   oldest {}",
                         s.dlq,
                         s.messages,
                         s.in_flight,

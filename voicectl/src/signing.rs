@@ -129,7 +129,8 @@ pub fn explain(results: &[TokenDiagnosis]) -> String {
         for url in &d.matches_instead {
             out.push_str(&format!(
                 "  the signature matches {url}: Twilio was given that URL. Behind a proxy or \
-                 custom domain, set VOICEHOOKS_PUBLIC_BASE_URL to what Twilio calls\n"
+                 custom domain, deploy with PublicBaseUrl (VOICEHOOKS_PUBLIC_BASE_URL) set to \
+                 the prefix Twilio calls\n"
             ));
         }
         if d.matches_instead.is_empty() && d.tried.iter().all(|a| !a.matched) {
