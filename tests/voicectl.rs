@@ -12,16 +12,26 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::MessageAttributeValue;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
 use devstack::process::free_port;
 use devstack::workspace::Workspace;
 use devstack::{LocalStack, StackOptions};
+use indicatif::ProgressBar;
 use serde_json::Value;
 use shared::config::local;
 use shared::events::Envelope;
+use shared::stack::{Pipeline, StackNames};
 use shared::store::{CallStore, DynamoCallStore};
 use shared::twilio::signature::compute_signature;
 use shared::twilio::{CallStatus, Params, StatusCallback};
 use shared::worker::{QueuedMessage, apply_status_batch};
+use voicectl::dlq::{self, Filter, RedriveOptions};
+use voicectl::stack::Stack;
 use voicehooks_tests::{aws, call_sid, status_event, status_params};
 
 /// Runs `voicectl` with `env` (the emulator's) and returns its output.
@@ -470,6 +480,100 @@ async fn a_redrive_killed_midway_loses_nothing_and_the_workers_absorb_the_copies
         assert_eq!(record.status.as_deref(), Some("completed"));
         assert_eq!(record.timeline.len(), 4, "each event once");
     }
+}
+
+/// Fails every request of one SQS operation: a crash between a redrive's send and its delete.
+#[derive(Debug)]
+struct FailOperation(&'static str);
+
+impl Intercept for FailOperation {
+    fn name(&self) -> &'static str {
+        "FailOperation"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        match cfg.load::<Metadata>() {
+            Some(m) if m.name() == self.0 => Err(format!("injected: {} failed", self.0).into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redrive_whose_deletes_fail_leaves_copies_that_the_worker_absorbs() {
+    let aws = aws("voicectl-copies").await;
+    let r = &aws.resources;
+    let sqs = aws_sdk_sqs::Client::new(&aws.sdk);
+    for seq in 0..4 {
+        for call in 0..3 {
+            let e = envelope(&call_sid(0x200 + call), CallStatus::Ringing, seq);
+            put(&sqs, &r.status_dlq_url, &e.to_json(), &[]).await;
+        }
+    }
+    let stack = |sqs: aws_sdk_sqs::Client| Stack {
+        names: StackNames::new(local::STACK_NAME),
+        sqs,
+        dynamodb: aws_sdk_dynamodb::Client::new(&aws.sdk),
+        secrets: aws_sdk_secretsmanager::Client::new(&aws.sdk),
+    };
+    let failing = stack(aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&aws.sdk)
+            .interceptor(FailOperation("DeleteMessageBatch"))
+            .build(),
+    ));
+    let queues = failing.queues(Pipeline::Status).await.unwrap();
+    let options = RedriveOptions {
+        filter: Filter::default(),
+        dry_run: false,
+        rate: None,
+        hold: Duration::from_secs(30),
+    };
+    let report = dlq::redrive(&failing, &queues, &options, &ProgressBar::hidden())
+        .await
+        .unwrap();
+    assert_eq!((report.moved, report.copied, report.failed), (0, 12, 0));
+    assert_eq!(bodies(&sqs, &r.status_queue_url).await.len(), 12, "sent");
+    assert_eq!(
+        bodies(&sqs, &r.status_dlq_url).await.len(),
+        12,
+        "and still in the DLQ"
+    );
+
+    let healthy = stack(sqs.clone());
+    let report = dlq::redrive(&healthy, &queues, &options, &ProgressBar::hidden())
+        .await
+        .unwrap();
+    assert_eq!((report.moved, report.copied), (12, 0));
+    assert!(bodies(&sqs, &r.status_dlq_url).await.is_empty());
+    let every = bodies(&sqs, &r.status_queue_url).await;
+    assert_eq!(every.len(), 24, "each message twice");
+    let store = DynamoCallStore::new(aws_sdk_dynamodb::Client::new(&aws.sdk), &r.calls_table);
+    let messages: Vec<QueuedMessage<'_>> = every
+        .iter()
+        .enumerate()
+        .map(|(i, body)| QueuedMessage {
+            message_id: Box::leak(i.to_string().into_boxed_str()),
+            body,
+            ..Default::default()
+        })
+        .collect();
+    assert!(apply_status_batch(&store, &messages).await.is_empty());
+    let mut absorbed = 0;
+    for call in 0..3 {
+        let record = store
+            .get_call(&call_sid(0x200 + call))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.timeline.len(), 4, "each event once");
+        absorbed += record.duplicates;
+    }
+    assert_eq!(absorbed, 12, "every copy absorbed");
 }
 
 #[tokio::test(flavor = "multi_thread")]
