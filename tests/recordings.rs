@@ -6,15 +6,8 @@
 #![allow(clippy::unwrap_used)] // test code: an unwrap is an assertion
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
-use aws_smithy_runtime_api::client::orchestrator::Metadata;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::ConfigBag;
 use backon::ExponentialBuilder;
 use devstack::transcribe_completer::{NOT_AUDIO, TranscribeCompleter};
 use devstack::{LocalStack, StackOptions};
@@ -29,7 +22,7 @@ use shared::transcribe::{JobStart, Transcriber, TranscriptWorker, TranscriptionR
 use shared::twilio::{Params, RecordingCallback, TranscriptionCallback};
 use shared::worker::{Disposition, QueuedMessage, Settler};
 use voicectl::media::{MediaServer, Recording};
-use voicehooks_tests::{Aws, aws, post_form};
+use voicehooks_tests::{Aws, FailOperation, aws, post_form};
 
 const CALL: &str = "CA0000000000000000000000000000c001";
 const RECEIVED_AT: &str = "2026-11-23T10:00:00Z";
@@ -474,43 +467,12 @@ async fn a_recording_url_off_the_allow_list_is_refused_without_a_request() {
     assert!(rig.objects().await.is_empty());
 }
 
-/// Fails the `n`th UploadPart, as S3 throttling or a network fault would.
-#[derive(Debug)]
-struct FailUploadPart {
-    n: u32,
-    seen: AtomicU32,
-}
-
-impl Intercept for FailUploadPart {
-    fn name(&self) -> &'static str {
-        "FailUploadPart"
-    }
-
-    fn read_before_transmit(
-        &self,
-        _context: &BeforeTransmitInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let is_part = cfg
-            .load::<Metadata>()
-            .is_some_and(|m| m.name() == "UploadPart");
-        if is_part && self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.n {
-            return Err("injected: S3 unavailable".into());
-        }
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn s3_failing_mid_upload_leaves_nothing_visible_and_the_message_is_retried() {
     let rig = rig_with_s3("rec-s3-fault", local::AUTH_TOKEN, |b| {
-        b.interceptor(FailUploadPart {
-            n: 2,
-            seen: AtomicU32::new(0),
-        })
-        // No SDK retry, so the injected failure reaches the worker.
-        .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+        b.interceptor(FailOperation::nth("UploadPart", 2))
+            // No SDK retry, so the injected failure reaches the worker.
+            .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
     })
     .await;
     let sid = recording_sid(8);

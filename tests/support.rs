@@ -2,7 +2,15 @@
 //! the whole local stack) on free loopback ports and stops it when its value drops, even
 //! when the test fails. Run through `make test`, which builds the function binaries first.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use aws_config::SdkConfig;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
 use devstack::emulator::Emulator;
 use devstack::resources::{self, Resources, StackNames};
 use devstack::workspace::Workspace;
@@ -94,4 +102,56 @@ pub async fn item_count(sdk: &SdkConfig, table: &str) -> usize {
         .await
         .expect("scan");
     output.items().len()
+}
+
+/// An SDK interceptor that fails requests of one operation before they are sent, as a
+/// throttled service, a network fault or a crash at that point would.
+#[derive(Debug)]
+pub struct FailOperation {
+    operation: &'static str,
+    /// Only the `n`th request of the operation (1-based); `None`: every one.
+    nth: Option<u32>,
+    seen: AtomicU32,
+}
+
+impl FailOperation {
+    pub fn always(operation: &'static str) -> Self {
+        Self {
+            operation,
+            nth: None,
+            seen: AtomicU32::new(0),
+        }
+    }
+
+    pub fn nth(operation: &'static str, n: u32) -> Self {
+        Self {
+            nth: Some(n),
+            ..Self::always(operation)
+        }
+    }
+}
+
+impl Intercept for FailOperation {
+    fn name(&self) -> &'static str {
+        "FailOperation"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if cfg
+            .load::<Metadata>()
+            .is_none_or(|m| m.name() != self.operation)
+        {
+            return Ok(());
+        }
+        let count = self.seen.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.nth.is_none_or(|n| n == count) {
+            return Err(format!("injected: {} failed", self.operation).into());
+        }
+        Ok(())
+    }
 }

@@ -12,12 +12,6 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::MessageAttributeValue;
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
-use aws_smithy_runtime_api::client::orchestrator::Metadata;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::ConfigBag;
 use devstack::process::free_port;
 use devstack::workspace::Workspace;
 use devstack::{LocalStack, StackOptions};
@@ -32,7 +26,7 @@ use shared::twilio::{CallStatus, Params, StatusCallback};
 use shared::worker::{QueuedMessage, apply_status_batch};
 use voicectl::dlq::{self, Filter, RedriveOptions};
 use voicectl::stack::Stack;
-use voicehooks_tests::{aws, call_sid, status_event, status_params};
+use voicehooks_tests::{FailOperation, aws, call_sid, status_event, status_params};
 
 /// Runs `voicectl` with `env` (the emulator's) and returns its output.
 async fn voicectl(env: &[(String, String)], args: &[&str]) -> Output {
@@ -355,6 +349,21 @@ async fn dlq_stats_peek_and_selective_redrive() {
     assert!(!attributes.contains_key("failure_reason"));
 }
 
+/// What the status worker does with a batch of these bodies; none may fail.
+async fn apply_all(store: &DynamoCallStore, bodies: &[String]) {
+    let ids: Vec<String> = (0..bodies.len()).map(|i| i.to_string()).collect();
+    let messages: Vec<QueuedMessage<'_>> = bodies
+        .iter()
+        .zip(&ids)
+        .map(|(body, id)| QueuedMessage {
+            message_id: id,
+            body,
+            ..Default::default()
+        })
+        .collect();
+    assert!(apply_status_batch(store, &messages).await.is_empty());
+}
+
 async fn depth(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
     let output = sqs
         .get_queue_attributes()
@@ -461,16 +470,7 @@ async fn a_redrive_killed_midway_loses_nothing_and_the_workers_absorb_the_copies
     let store = DynamoCallStore::new(aws_sdk_dynamodb::Client::new(&aws.sdk), &r.calls_table);
     let every: Vec<String> = bodies(&sqs, &r.status_queue_url).await;
     assert_eq!(every.len(), total);
-    let messages: Vec<QueuedMessage<'_>> = every
-        .iter()
-        .enumerate()
-        .map(|(i, body)| QueuedMessage {
-            message_id: Box::leak(i.to_string().into_boxed_str()),
-            body,
-            ..Default::default()
-        })
-        .collect();
-    assert!(apply_status_batch(&store, &messages).await.is_empty());
+    apply_all(&store, &every).await;
     for call in 0..12 {
         let record = store
             .get_call(&call_sid(0x100 + call))
@@ -479,28 +479,6 @@ async fn a_redrive_killed_midway_loses_nothing_and_the_workers_absorb_the_copies
             .unwrap();
         assert_eq!(record.status.as_deref(), Some("completed"));
         assert_eq!(record.timeline.len(), 4, "each event once");
-    }
-}
-
-/// Fails every request of one SQS operation: a crash between a redrive's send and its delete.
-#[derive(Debug)]
-struct FailOperation(&'static str);
-
-impl Intercept for FailOperation {
-    fn name(&self) -> &'static str {
-        "FailOperation"
-    }
-
-    fn read_before_transmit(
-        &self,
-        _context: &BeforeTransmitInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        match cfg.load::<Metadata>() {
-            Some(m) if m.name() == self.0 => Err(format!("injected: {} failed", self.0).into()),
-            _ => Ok(()),
-        }
     }
 }
 
@@ -523,7 +501,7 @@ async fn a_redrive_whose_deletes_fail_leaves_copies_that_the_worker_absorbs() {
     };
     let failing = stack(aws_sdk_sqs::Client::from_conf(
         aws_sdk_sqs::config::Builder::from(&aws.sdk)
-            .interceptor(FailOperation("DeleteMessageBatch"))
+            .interceptor(FailOperation::always("DeleteMessageBatch"))
             .build(),
     ));
     let queues = failing.queues(Pipeline::Status).await.unwrap();
@@ -553,16 +531,7 @@ async fn a_redrive_whose_deletes_fail_leaves_copies_that_the_worker_absorbs() {
     let every = bodies(&sqs, &r.status_queue_url).await;
     assert_eq!(every.len(), 24, "each message twice");
     let store = DynamoCallStore::new(aws_sdk_dynamodb::Client::new(&aws.sdk), &r.calls_table);
-    let messages: Vec<QueuedMessage<'_>> = every
-        .iter()
-        .enumerate()
-        .map(|(i, body)| QueuedMessage {
-            message_id: Box::leak(i.to_string().into_boxed_str()),
-            body,
-            ..Default::default()
-        })
-        .collect();
-    assert!(apply_status_batch(&store, &messages).await.is_empty());
+    apply_all(&store, &every).await;
     let mut absorbed = 0;
     for call in 0..3 {
         let record = store

@@ -445,6 +445,17 @@ impl DynamoCallStore {
         Ok(output.item().map(|item| call_record(call_sid, item)))
     }
 
+    async fn delete(&self, call_sid: &str, sort_key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(item_key(call_sid, sort_key)))
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
     async fn get_raw(
         &self,
         call_sid: &str,
@@ -492,13 +503,7 @@ impl DynamoCallStore {
                 .await
                 .map_err(store_error)?;
         }
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(call_key(call_sid)))
-            .send()
-            .await
-            .map_err(store_error)?;
+        self.delete(call_sid, STATE_SK).await?;
         let mut replayed = Replayed {
             events: events.len(),
             resumed: resuming,
@@ -524,13 +529,7 @@ impl DynamoCallStore {
                 .await
                 .map_err(store_error)?;
         }
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(item_key(call_sid, REPLAY_BACKUP_SK)))
-            .send()
-            .await
-            .map_err(store_error)?;
+        self.delete(call_sid, REPLAY_BACKUP_SK).await?;
         Ok(Some(replayed))
     }
 

@@ -232,7 +232,7 @@ enum ReplayCommand {
 struct RequestArgs {
     /// The URL Twilio requested (scheme, host, path and query as Twilio was given them).
     #[arg(long)]
-    url: String,
+    url: Option<String>,
     /// A form parameter NAME=VALUE (repeatable, in order).
     #[arg(short = 'p', long = "param", value_parser = parse_pair)]
     params: Vec<(String, String)>,
@@ -263,7 +263,10 @@ impl RequestArgs {
             None => None,
         };
         Ok(Request {
-            url: self.url.clone(),
+            url: self
+                .url
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("--url is required"))?,
             params,
             body,
         })
@@ -284,17 +287,11 @@ struct VerifyArgs {
     /// Read JSON lines (from FILE, or stdin with `-`) and print one verdict line each.
     #[arg(long, num_args = 0..=1, default_missing_value = "-", conflicts_with_all = ["url", "signature"])]
     batch: Option<PathBuf>,
-    #[arg(long, required_unless_present = "batch")]
-    url: Option<String>,
+    #[command(flatten)]
+    request: RequestArgs,
     /// The X-Twilio-Signature header as received.
     #[arg(long, required_unless_present = "batch")]
     signature: Option<String>,
-    #[arg(short = 'p', long = "param", value_parser = parse_pair)]
-    params: Vec<(String, String)>,
-    #[arg(long, conflicts_with = "body_file")]
-    form: Option<String>,
-    #[arg(long)]
-    body_file: Option<PathBuf>,
     /// Check this token instead of the stack secret's current and previous ones.
     #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
     auth_token: Option<String>,
@@ -651,13 +648,7 @@ async fn verify(
     json: bool,
     stack: impl Future<Output = Stack>,
 ) -> anyhow::Result<ExitCode> {
-    let request = RequestArgs {
-        url: args.url.unwrap_or_default(),
-        params: args.params,
-        form: args.form,
-        body_file: args.body_file,
-    }
-    .request()?;
+    let request = args.request.request()?;
     let tokens = match args.auth_token {
         Some(token) => vec![("given".to_owned(), token)],
         None => stack
@@ -972,7 +963,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             if json {
                 print_json(&signed)?;
             } else {
-                if signed.url != args.request.url {
+                if Some(&signed.url) != args.request.url.as_ref() {
                     println!("url: {}", signed.url);
                 }
                 println!("{}", signed.signature);
