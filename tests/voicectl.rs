@@ -382,10 +382,9 @@ async fn depth(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
         .unwrap()
 }
 
+/// A fresh folder (`log_dir` creates it).
 fn tempdir(label: &str) -> PathBuf {
-    let dir = Workspace::locate().log_dir(label).unwrap();
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Workspace::locate().log_dir(label).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]

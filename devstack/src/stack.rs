@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use aws_config::SdkConfig;
 use aws_sdk_sqs::types::QueueAttributeName;
 use shared::config::{self, local};
+use shared::events::EventKind;
 use voicectl::media::MediaServer;
 
 use crate::emulator::Emulator;
@@ -253,13 +254,14 @@ impl LocalStack {
 
     pub fn routes(&self) -> Vec<(String, String)> {
         [
-            ("/twilio/status", WEBHOOK_STATUS),
-            ("/twilio/voice", WEBHOOK_VOICE),
-            ("/twilio/recording", WEBHOOK_RECORDING),
-            ("/twilio/transcription", WEBHOOK_TRANSCRIPTION),
+            (EventKind::CallStatus, WEBHOOK_STATUS),
+            (EventKind::CallStarted, WEBHOOK_VOICE),
+            (EventKind::RecordingStatus, WEBHOOK_RECORDING),
+            (EventKind::TranscriptionTwilio, WEBHOOK_TRANSCRIPTION),
         ]
         .into_iter()
-        .map(|(path, function)| {
+        .map(|(kind, function)| {
+            let path = kind.webhook_path();
             (
                 format!("{}{path}", local::PUBLIC_BASE_URL),
                 format!("{}{path}", self.functions.function_url(function)),

@@ -433,16 +433,8 @@ impl DynamoCallStore {
 
     /// Reads a call's state and timeline.
     pub async fn get_call(&self, call_sid: &str) -> Result<Option<CallRecord>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(call_key(call_sid)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(store_error)?;
-        Ok(output.item().map(|item| call_record(call_sid, item)))
+        let item = self.get_raw(call_sid, STATE_SK).await?;
+        Ok(item.map(|item| call_record(call_sid, &item)))
     }
 
     async fn delete(&self, call_sid: &str, sort_key: &str) -> Result<(), StoreError> {

@@ -783,8 +783,7 @@ async fn simulate(args: SimulateArgs, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 async fn smoke_command(stack: &Stack, args: SmokeArgs, json: bool) -> anyhow::Result<ExitCode> {
-    let credentials = stack.credentials().await?;
-    let current = &credentials[0].1;
+    let current = stack.current_credentials().await?;
     let twilio = Twilio::with_routes(args.routes, &current.auth_token, Duration::from_secs(15))?;
     let report = smoke::run(
         stack,
@@ -804,11 +803,7 @@ async fn smoke_command(stack: &Stack, args: SmokeArgs, json: bool) -> anyhow::Re
             "smoke call {}: TwiML in {:.0} ms, 4 callbacks acknowledged (p50 {:.0} ms), in the table after {:.0} ms: flow {}, status {}, {} events",
             report.call_sid,
             report.twiml_ms.unwrap_or_default(),
-            {
-                let mut acks = report.ack_ms.clone();
-                acks.sort_by(f64::total_cmp);
-                acks.get(acks.len() / 2).copied().unwrap_or_default()
-            },
+            simulate::percentile(&report.ack_us, 50.0) as f64 / 1e3,
             report.landed_after_ms.unwrap_or_default(),
             report.flow.as_deref().unwrap_or("-"),
             report.final_status.as_deref().unwrap_or("-"),

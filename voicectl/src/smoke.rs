@@ -25,7 +25,8 @@ pub struct SmokeOptions {
 pub struct SmokeReport {
     pub call_sid: String,
     pub twiml_ms: Option<f64>,
-    pub ack_ms: Vec<f64>,
+    /// Each status callback's acknowledgement, in microseconds.
+    pub ack_us: Vec<u64>,
     /// From the last callback's answer until the table showed the whole call.
     pub landed_after_ms: Option<f64>,
     pub flow: Option<String>,
@@ -54,7 +55,7 @@ pub async fn run(stack: &Stack, twilio: &Twilio, options: &SmokeOptions) -> Smok
     let mut report = SmokeReport {
         call_sid: call_sid.clone(),
         twiml_ms: None,
-        ack_ms: Vec::new(),
+        ack_us: Vec::new(),
         landed_after_ms: None,
         flow: None,
         final_status: None,
@@ -115,7 +116,7 @@ pub async fn run(stack: &Stack, twilio: &Twilio, options: &SmokeOptions) -> Smok
             )
             .await;
         match answer {
-            Ok(r) if r.status().is_success() => report.ack_ms.push(latency_us as f64 / 1e3),
+            Ok(r) if r.status().is_success() => report.ack_us.push(latency_us),
             Ok(r) => report
                 .problems
                 .push(format!("{status} callback answered HTTP {}", r.status())),

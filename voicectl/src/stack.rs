@@ -80,21 +80,30 @@ impl Stack {
     /// The Twilio credentials in the stack's secret, read as the functions read them and
     /// labelled by stage: AWSCURRENT, then AWSPREVIOUS when a rotation left one.
     pub async fn credentials(&self) -> anyhow::Result<Vec<(&'static str, Arc<TwilioCredentials>)>> {
-        let tokens = SecretsManagerTokens::new(
-            self.secrets.clone(),
-            self.names.twilio_secret(),
-            Duration::from_secs(300),
-        );
+        let tokens = self.tokens();
         let mut found = vec![("AWSCURRENT", tokens.current().await?)];
         found.extend(tokens.previous().await?.map(|p| ("AWSPREVIOUS", p)));
         Ok(found)
+    }
+
+    /// The secret's current credentials (AWSCURRENT only: what signing needs).
+    pub async fn current_credentials(&self) -> anyhow::Result<Arc<TwilioCredentials>> {
+        Ok(self.tokens().current().await?)
     }
 
     /// The token to sign with: `explicit` (from `TWILIO_AUTH_TOKEN`) or the secret's current.
     pub async fn signing_token(&self, explicit: Option<String>) -> anyhow::Result<String> {
         match explicit {
             Some(token) => Ok(token),
-            None => Ok(self.credentials().await?[0].1.auth_token.clone()),
+            None => Ok(self.current_credentials().await?.auth_token.clone()),
         }
+    }
+
+    fn tokens(&self) -> SecretsManagerTokens {
+        SecretsManagerTokens::new(
+            self.secrets.clone(),
+            self.names.twilio_secret(),
+            Duration::from_secs(300),
+        )
     }
 }
