@@ -8,11 +8,15 @@ does and which the call store's idempotency relies on. This wrapper takes a lock
 (table, key) around each single-item write, as DynamoDB serialises them; writes to other items
 and every other request stay concurrent, so throughput is moto's own.
 
+It also answers `GET /__devstack/id` with $DEVSTACK_EMULATOR_ID, so that the harness knows the
+server on its port is the one it started (another test may have taken the port first).
+
 Run with the arguments of `moto_server` (-H HOST -p PORT).
 """
 
 import io
 import json
+import os
 import threading
 from collections import defaultdict
 
@@ -45,6 +49,9 @@ def _item_lock(environ):
 
 
 def _serialised(self, environ, start_response):
+    if environ.get("PATH_INFO") == "/__devstack/id":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [os.environ.get("DEVSTACK_EMULATOR_ID", "").encode()]
     lock = _item_lock(environ)
     if lock is None:
         return _dispatch(self, environ, start_response)

@@ -6,7 +6,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::Context;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 
@@ -23,7 +22,26 @@ pub struct Emulator {
 }
 
 impl Emulator {
+    /// Starts moto on a free port, ready when the server there says it is the one started
+    /// (`GET /__devstack/id`, see devstack/moto_server.py). A free port can be taken by a
+    /// parallel test between the probe and moto's bind, and another test's probe listener
+    /// can answer a connect for a moment: a start that never answers as ours is retried on a
+    /// fresh port, and nothing is ever reset on a server that is not ours.
     pub async fn start(workspace: &Workspace, log_dir: &Path) -> anyhow::Result<Self> {
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(workspace, log_dir).await {
+                Ok(emulator) => return Ok(emulator),
+                Err(e) if attempt < 3 => {
+                    eprintln!("moto did not start (attempt {attempt}): {e:#}; retrying");
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn start_once(workspace: &Workspace, log_dir: &Path) -> anyhow::Result<Self> {
         // moto's server through a wrapper that serialises writes to one DynamoDB item, as the
         // real service does (see devstack/moto_server.py).
         let python = workspace.stack_tools().join("python");
@@ -34,21 +52,43 @@ impl Emulator {
         );
         let launcher = workspace.root.join("devstack/moto_server.py");
         let port = free_port()?;
+        let id = format!("{}-{port}-{}", std::process::id(), log_dir.display());
         let mut command = Command::new(&python);
         command
             .arg(&launcher)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("DEVSTACK_EMULATOR_ID", &id);
         let mut process = ManagedProcess::spawn("moto_server", command, &log_dir.join("moto.log"))?;
         wait_for_port(port, &mut process, Duration::from_secs(30)).await?;
-        let emulator = Self {
+        let mut emulator = Self {
             endpoint: format!("http://127.0.0.1:{port}"),
             process,
         };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !emulator.answers_as(&id).await {
+            anyhow::ensure!(
+                emulator.process.is_running() && std::time::Instant::now() < deadline,
+                "the server on port {port} is not the moto started here; see its log"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         emulator
             .reset()
             .await
-            .context("moto did not answer its reset API")?;
+            .map_err(|e| e.context("moto did not answer its reset API"))?;
         Ok(emulator)
+    }
+
+    async fn answers_as(&self, id: &str) -> bool {
+        let answer = reqwest::Client::new()
+            .get(format!("{}/__devstack/id", self.endpoint))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await;
+        match answer {
+            Ok(response) => response.text().await.is_ok_and(|text| text == id),
+            Err(_) => false,
+        }
     }
 
     /// SDK config for clients of the emulator.

@@ -49,10 +49,13 @@ impl Workspace {
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
+        // Parallel tests start in the same millisecond: a sequence number keeps them apart.
+        static SEQUENCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = self
             .root
             .join(".local/logs")
-            .join(format!("{label}-{stamp}-{}", std::process::id()));
+            .join(format!("{label}-{stamp}-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         Ok(dir)
     }
