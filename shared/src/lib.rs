@@ -8,6 +8,7 @@ pub mod events;
 pub mod flows;
 pub mod lambda;
 pub mod media;
+pub mod metrics;
 pub mod queue;
 pub mod recording;
 pub mod secrets;

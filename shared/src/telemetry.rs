@@ -2,9 +2,11 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the JSON log subscriber. The level comes from `RUST_LOG`, else Lambda's
+/// Installs the JSON log subscriber and names the function its metrics come from (pass
+/// `env!("CARGO_PKG_NAME")`). The level comes from `RUST_LOG`, else Lambda's
 /// `AWS_LAMBDA_LOG_LEVEL`, else `info`.
-pub fn init() {
+pub fn init(function: &'static str) {
+    crate::metrics::init(function);
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| {
             EnvFilter::try_new(

@@ -7,6 +7,7 @@
 //! `GetTranscriptionJob` gives where its media and transcript are, and the media's key
 //! says which call it belongs to.
 
+use crate::metrics::{self, name};
 use aws_sdk_transcribe::Client;
 use aws_sdk_transcribe::error::DisplayErrorContext;
 use aws_sdk_transcribe::operation::start_transcription_job::StartTranscriptionJobError;
@@ -425,6 +426,14 @@ impl TranscriptWorker {
                     status = change.status,
                     outcome = "stored",
                     "transcript stored"
+                );
+                metrics::count(
+                    if change.status == "FAILED" {
+                        name::TRANSCRIPTIONS_FAILED
+                    } else {
+                        name::TRANSCRIPTIONS_COMPLETED
+                    },
+                    1,
                 );
                 Disposition::Done
             }

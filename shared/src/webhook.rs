@@ -9,6 +9,7 @@ use std::time::Instant;
 use http::{HeaderMap, Method, StatusCode};
 
 use crate::events::{Envelope, EventKind, IDEMPOTENCY_HEADER};
+use crate::metrics::{self, name};
 use crate::queue::EventQueue;
 use crate::secrets::{AuthTokens, SecretsError};
 use crate::telemetry::mask_phone;
@@ -310,19 +311,23 @@ impl<Q: EventQueue, T: AuthTokens> Acknowledger<Q, T> {
         }
         .await;
         let latency_us = started.elapsed().as_micros() as u64;
-        match result {
+        let reply = match result {
             Ok((envelope, status, from)) => {
                 tracing::info!(
                     call_sid = %envelope.call_sid, kind = kind.as_str(), status,
                     from = from.as_deref(), outcome = "accepted", latency_us, "webhook accepted"
                 );
+                metrics::count(name::ACCEPTED, 1);
                 Reply::accepted()
             }
             Err(rejection) => {
                 log_rejection(&rejection, kind.as_str(), latency_us);
                 Reply::rejected(&rejection)
             }
-        }
+        };
+        metrics::millis(name::ACK_LATENCY, latency_us);
+        metrics::flush();
+        reply
     }
 
     pub(crate) async fn enqueue(&self, envelope: &Envelope) -> Result<(), Rejection> {
@@ -333,8 +338,19 @@ impl<Q: EventQueue, T: AuthTokens> Acknowledger<Q, T> {
     }
 }
 
+/// Logs a rejection and counts it in the invocation's metrics.
 pub(crate) fn log_rejection(rejection: &Rejection, kind: &str, latency_us: u64) {
     let outcome = rejection.outcome();
+    metrics::count(
+        match rejection {
+            Rejection::MissingSignature | Rejection::BadSignature => name::SIGNATURE_FAILURES,
+            Rejection::QueueUnavailable(_) | Rejection::TokensUnavailable(_) => {
+                name::ENQUEUE_FAILURES
+            }
+            _ => name::BAD_REQUESTS,
+        },
+        1,
+    );
     match rejection {
         // Loud: these lose nothing only because Twilio retries.
         Rejection::QueueUnavailable(detail) => {

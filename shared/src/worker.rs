@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 
 use crate::events::Envelope;
-use crate::store::{CallEvent, CallStore};
+use crate::metrics::{self, name};
+use crate::store::{CallEvent, CallStore, Outcome};
 
 /// One queue message: its id (the batch item identifier) and body.
 #[derive(Debug, Clone, Copy, Default)]
@@ -76,6 +77,7 @@ where
         }
     }))
     .await;
+    metrics::flush();
     settled
         .into_iter()
         .filter(|(_, failed)| *failed)
@@ -124,6 +126,14 @@ impl Settler {
 
     /// Returns whether the message must be reported failed (left on the queue).
     pub async fn settle(&self, message: &QueuedMessage<'_>, disposition: &Disposition) -> bool {
+        metrics::count(
+            match disposition {
+                Disposition::Done => return false,
+                Disposition::Retry { .. } => name::EVENTS_RETRIED,
+                Disposition::DeadLetter { .. } => name::DEAD_LETTERED,
+            },
+            1,
+        );
         match disposition {
             Disposition::Done => false,
             Disposition::Retry { after, .. } => {
@@ -191,6 +201,7 @@ pub async fn apply_status_batch<S: CallStore>(
                 None => calls.push((event.call_sid().to_owned(), vec![(message, event)])),
             },
             Err(reason) => {
+                metrics::count(name::POISON_MESSAGES, 1);
                 tracing::error!(
                     outcome = "poison",
                     message_id = message.message_id,
@@ -209,6 +220,14 @@ pub async fn apply_status_batch<S: CallStore>(
             let latency_us = started.elapsed().as_micros() as u64;
             match result {
                 Ok(outcome) => {
+                    metrics::count(
+                        match outcome {
+                            Outcome::Applied => name::EVENTS_APPLIED,
+                            Outcome::Duplicate => name::EVENTS_DUPLICATE,
+                            Outcome::Late => name::EVENTS_LATE,
+                        },
+                        1,
+                    );
                     let call_status = match event {
                         CallEvent::Status(e) => Some(e.status.as_str()),
                         CallEvent::Started(_) => None,
@@ -224,6 +243,7 @@ pub async fn apply_status_batch<S: CallStore>(
                     )
                 }
                 Err(e) => {
+                    metrics::count(name::EVENTS_RETRIED, 1);
                     tracing::warn!(
                         call_sid = event.call_sid(),
                         kind = event.kind().as_str(),
@@ -241,6 +261,7 @@ pub async fn apply_status_batch<S: CallStore>(
     }))
     .await;
     failed.extend(per_call.into_iter().flatten());
+    metrics::flush();
     failed
 }
 

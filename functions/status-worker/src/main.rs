@@ -10,7 +10,7 @@ use shared::worker::apply_status_batch;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
+    shared::telemetry::init(env!("CARGO_PKG_NAME"));
     let config = StatusWorkerConfig::from_env()?;
     let aws = shared::aws::sdk_config().await;
     let store = DynamoCallStore::new(aws_sdk_dynamodb::Client::new(&aws), config.calls_table);

@@ -9,7 +9,7 @@ use shared::worker::settle_batch;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
+    shared::telemetry::init(env!("CARGO_PKG_NAME"));
     let config = TranscriptWorkerConfig::from_env()?;
     let aws = shared::aws::sdk_config().await;
     let (worker, settler) = &aws_transcript_worker(&config, &aws);

@@ -6,7 +6,7 @@ use shared::lambda::{aws_acknowledger, http_response, webhook_request};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
+    shared::telemetry::init(env!("CARGO_PKG_NAME"));
     let config = WebhookConfig::from_env(config::STATUS_QUEUE_URL)?;
     let aws = shared::aws::sdk_config().await;
     let acknowledger = &aws_acknowledger(&config, &aws);

@@ -9,7 +9,7 @@ use shared::voice::VoiceWebhook;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
+    shared::telemetry::init(env!("CARGO_PKG_NAME"));
     let config = WebhookConfig::from_env(config::STATUS_QUEUE_URL)?;
     let aws = shared::aws::sdk_config().await;
     let voice = &VoiceWebhook::new(

@@ -15,6 +15,7 @@
 pub mod keys;
 pub mod store;
 
+use crate::metrics::{self, name};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -241,6 +242,8 @@ impl<T: AuthTokens> RecordingWorker<T> {
                 outcome = "archived",
                 "recording archived"
             );
+            metrics::count(name::RECORDINGS_ARCHIVED, 1);
+            metrics::bytes(name::RECORDING_BYTES, archived.bytes);
             if let Err(e) = self.store.record_archived(&recording, &archived).await {
                 return Disposition::retry(e);
             }
