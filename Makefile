@@ -62,6 +62,11 @@ build: $(VENV)/stack/.installed ## Build the Lambda bootstraps for arm64 (target
 demo: $(VENV)/stack/.installed build-local ## Play CALLS calls through the local stack and check every one
 	target/debug/devstack demo --calls $(CALLS) --seed $(SEED)
 
+CHAOS_CALLS ?= 1000
+.PHONY: chaos
+chaos: $(VENV)/stack/.installed build-local ## The demo under fire: CHAOS_CALLS calls, duplicates, reordering, refused enqueues, AWS faults, workers killed, poisoned calls redriven; exit 1 on any mismatch
+	target/debug/devstack chaos --calls $(CHAOS_CALLS) --seed $(SEED)
+
 .PHONY: up
 up: $(VENV)/stack/.installed build-local ## Run the local stack until Ctrl-C
 	target/debug/devstack up --lambda-port $(LAMBDA_PORT)
@@ -104,6 +109,24 @@ test: venv build-local ## Unit and integration tests (local AWS emulator), then 
 bench: $(VENV)/stack/.installed ## Benchmarks, printed: TwiML render and status-callback compute per request; archiving a 200 MB recording (MB/s, peak memory)
 	cargo bench -p shared --bench ingress -- --warm-up-time 1 --measurement-time 3
 	cargo bench -p devstack --bench archive
+
+# cargo-fuzz, pinned, into the project. This machine has one (stable) toolchain:
+# RUSTC_BOOTSTRAP lets it take cargo-fuzz's coverage flags, and the sanitizer is off (the code
+# under test is safe Rust; the targets look for panics and broken round trips).
+CARGO_FUZZ := $(VENV)/cargo/bin/cargo-fuzz
+FUZZ_SECS ?= 180
+FUZZ_TARGETS := request_validation form_decoding envelope_decoding twiml_rendering
+$(CARGO_FUZZ):
+	cargo install cargo-fuzz --version 0.13.2 --locked --root $(VENV)/cargo
+
+.PHONY: fuzz
+fuzz: $(CARGO_FUZZ) ## Fuzz request validation, form and envelope decoding, TwiML rendering: FUZZ_SECS (180) each
+	cd fuzz && for target in $(FUZZ_TARGETS); do \
+	  echo "== $$target, $(FUZZ_SECS) s"; \
+	  RUSTC_BOOTSTRAP=1 PATH="$(CURDIR)/$(VENV)/cargo/bin:$$PATH" \
+	    cargo fuzz run --sanitizer none $$target -- -max_total_time=$(FUZZ_SECS) 2>&1 | grep -E '^(Done|INFO: seed|==|thread)|panicked|SUMMARY' ; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
 
 .PHONY: lint
 lint: $(VENV)/lint/.installed $(VENV)/sam/.installed ## rustfmt, clippy, call flows, cfn-lint, checkov, sam validate

@@ -175,23 +175,47 @@ async fn check_recordings(
     Ok(check)
 }
 
+impl DemoOptions {
+    /// What the stand-in plays on `stack`.
+    pub fn simulate_options(&self, stack: &LocalStack) -> SimulateOptions {
+        SimulateOptions {
+            calls: self.calls,
+            seed: self.seed,
+            concurrency: self.concurrency,
+            duplicate_rate: self.duplicate_rate,
+            reorder_rate: self.reorder_rate,
+            routes: stack.routes(),
+            ..SimulateOptions::default()
+        }
+    }
+}
+
 /// Plays the calls through a running stack and checks every leg against the ground truth.
 pub async fn play(stack: &LocalStack, options: &DemoOptions) -> anyhow::Result<DemoOutcome> {
-    let flows = Flows::built_in().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let simulate_options = SimulateOptions {
-        calls: options.calls,
-        seed: options.seed,
-        concurrency: options.concurrency,
-        duplicate_rate: options.duplicate_rate,
-        reorder_rate: options.reorder_rate,
-        routes: stack.routes(),
-        ..SimulateOptions::default()
-    };
-    let report = simulate::run_with_media(&simulate_options, Some(&stack.media)).await?;
-    let drain_started = Instant::now();
-    stack.wait_until_drained(Duration::from_secs(180)).await?;
-    let drain_time = drain_started.elapsed();
+    let (report, drain_time) = drive(stack, &options.simulate_options(stack)).await?;
+    check(stack, report, drain_time).await
+}
 
+/// Plays the calls and waits until the workers have drained every queue; the report and
+/// how long the draining took after the last acknowledgement.
+pub async fn drive(
+    stack: &LocalStack,
+    options: &SimulateOptions,
+) -> anyhow::Result<(SimulationReport, Duration)> {
+    let report = simulate::run_with_media(options, Some(&stack.media)).await?;
+    let drain_started = Instant::now();
+    stack.wait_until_drained(Duration::from_secs(300)).await?;
+    Ok((report, drain_started.elapsed()))
+}
+
+/// Checks what the stack stored against the stand-in's ground truth: every leg's final
+/// status and timeline, every call's flow, every recording and transcript.
+pub async fn check(
+    stack: &LocalStack,
+    report: SimulationReport,
+    drain_time: Duration,
+) -> anyhow::Result<DemoOutcome> {
+    let flows = Flows::built_in().map_err(|e| anyhow::anyhow!("{e}"))?;
     let store = DynamoCallStore::new(
         aws_sdk_dynamodb::Client::new(&stack.sdk),
         &stack.resources.calls_table,
@@ -290,10 +314,21 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<bool> {
         stack.functions.endpoint(),
         stack.log_dir.display()
     );
+    let log_dir = stack.log_dir.clone();
     let outcome = play(&stack, &options).await;
     stack.stop().await;
-    let outcome = outcome?;
-    print_outcome(&outcome);
+    let mut outcome = outcome?;
+    let audit = crate::audit::audit_logs(&log_dir, shared::config::local::AUTH_TOKEN)?;
+    outcome.mismatches.extend(audit.findings());
+    print_figures(&outcome);
+    println!(
+        "  logs audited             {} lines in {} files: {} with the auth token, {} with an unmasked phone number",
+        audit.lines,
+        audit.files,
+        audit.token_lines.len(),
+        audit.unmasked_lines.len()
+    );
+    print_mismatches(&outcome.mismatches);
     Ok(outcome.mismatches.is_empty())
 }
 
@@ -308,7 +343,21 @@ struct FlowRow {
     verified: usize,
 }
 
-fn print_outcome(outcome: &DemoOutcome) {
+pub fn print_outcome(outcome: &DemoOutcome) {
+    print_figures(outcome);
+    print_mismatches(&outcome.mismatches);
+}
+
+/// The total, and the first 20 mismatches.
+pub fn print_mismatches(mismatches: &[String]) {
+    println!("  mismatches               {}", mismatches.len());
+    for mismatch in mismatches.iter().take(20) {
+        println!("  MISMATCH {mismatch}");
+    }
+}
+
+/// What the run did, per flow and in total, and one reordered leg's timeline.
+pub fn print_figures(outcome: &DemoOutcome) {
     let report = &outcome.report;
     let mut rows: BTreeMap<&str, FlowRow> = BTreeMap::new();
     for ((call, verified), flow) in report
@@ -444,7 +493,6 @@ fn print_outcome(outcome: &DemoOutcome) {
         "  queue drained            {:.1} s after the last acknowledgement",
         outcome.drain_time.as_secs_f64()
     );
-    println!("  mismatches               {}", outcome.mismatches.len());
 
     let example = report
         .calls
@@ -455,9 +503,6 @@ fn print_outcome(outcome: &DemoOutcome) {
     if let Some((leg, record)) = example {
         println!();
         print_timeline(leg, record.as_ref());
-    }
-    for mismatch in outcome.mismatches.iter().take(20) {
-        println!("  MISMATCH {mismatch}");
     }
 }
 

@@ -8,6 +8,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::process::{ManagedProcess, free_port, wait_for_port};
@@ -27,7 +28,9 @@ pub struct FunctionHost {
     workspace: Workspace,
     log_dir: std::path::PathBuf,
     specs: Vec<FunctionSpec>,
-    functions: Vec<ManagedProcess>,
+    /// Each running instance: (function, instance number, process). Behind a lock so that a
+    /// chaos run can kill and restart instances while the stack is in use.
+    functions: Mutex<Vec<(&'static str, usize, ManagedProcess)>>,
     watch: ManagedProcess,
 }
 
@@ -73,23 +76,60 @@ impl FunctionHost {
             ManagedProcess::spawn("cargo-lambda", command, &log_dir.join("cargo-lambda.log"))?;
         wait_for_port(port, &mut watch, Duration::from_secs(30)).await?;
 
-        let mut host = Self {
+        let host = Self {
             port,
             workspace: workspace.clone(),
             log_dir: log_dir.to_owned(),
             specs,
-            functions: Vec::new(),
+            functions: Mutex::default(),
             watch,
         };
-        for spec in host.specs.clone() {
+        for spec in &host.specs {
             for instance in 0..spec.instances.max(1) {
-                host.spawn_function(&spec, instance)?;
+                let process = host.spawn_function(spec, instance)?;
+                host.running().push((spec.name, instance, process));
             }
         }
         Ok(host)
     }
 
-    fn spawn_function(&mut self, spec: &FunctionSpec, instance: usize) -> anyhow::Result<()> {
+    fn running(&self) -> std::sync::MutexGuard<'_, Vec<(&'static str, usize, ManagedProcess)>> {
+        self.functions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Instances of `name` that run.
+    pub fn instances(&self, name: &str) -> usize {
+        self.specs
+            .iter()
+            .find(|s| s.name == name)
+            .map_or(0, |s| s.instances.max(1))
+    }
+
+    /// Kills instance `instance` of `name` with SIGKILL, whatever it is doing (a crash, an
+    /// out-of-memory kill), and starts a fresh one in its place, as Lambda would.
+    pub fn kill_and_restart(&self, name: &str, instance: usize) -> anyhow::Result<()> {
+        let spec = self
+            .specs
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| anyhow::anyhow!("no function {name}"))?;
+        let mut running = self.running();
+        let slot = running
+            .iter_mut()
+            .find(|(n, i, _)| *n == name && *i == instance)
+            .ok_or_else(|| anyhow::anyhow!("{name} has no instance {instance}"))?;
+        slot.2.kill();
+        slot.2 = self.spawn_function(spec, instance)?;
+        Ok(())
+    }
+
+    fn spawn_function(
+        &self,
+        spec: &FunctionSpec,
+        instance: usize,
+    ) -> anyhow::Result<ManagedProcess> {
         let mut command = Command::new(self.workspace.function_binary(spec.name));
         // Only what Lambda would give the function, plus its own configuration.
         command.env_clear();
@@ -108,9 +148,7 @@ impl FunctionHost {
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
             .envs(spec.env.iter().map(|(k, v)| (k, v)));
         let log = self.log_dir.join(format!("{}-{instance}.log", spec.name));
-        self.functions
-            .push(ManagedProcess::spawn(spec.name, command, &log)?);
-        Ok(())
+        ManagedProcess::spawn(spec.name, command, &log)
     }
 
     /// The base of the Lambda APIs (what `AWS_ENDPOINT_URL_LAMBDA` would be).
@@ -125,7 +163,7 @@ impl FunctionHost {
 
     /// Stops every function and the control plane.
     pub fn stop(&mut self) {
-        for function in &mut self.functions {
+        for (_, _, function) in self.running().iter_mut() {
             function.stop();
         }
         self.watch.stop();

@@ -6,10 +6,16 @@
 //! - [`poller`]: the SQS event source mapping Lambda would run;
 //! - [`transcribe_completer`]: the one emulated step, what AWS does when a Transcribe job
 //!   finishes (output document, EventBridge event);
+//! - [`faults`]: a fault-injecting proxy in front of the emulator, and a counter of what
+//!   each function asks of AWS;
+//! - [`chaos`]: `make chaos`, the demo with the faults turned up;
 //! - [`stack`]: all of it as one value that stops everything when dropped.
 
+pub mod audit;
+pub mod chaos;
 pub mod demo;
 pub mod emulator;
+pub mod faults;
 pub mod functions;
 pub mod poller;
 pub mod process;

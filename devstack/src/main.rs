@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use devstack::chaos::{self, ChaosOptions};
 use devstack::demo::{self, DemoOptions};
 use devstack::{LocalStack, StackOptions, sample_events, workspace::Workspace};
 
@@ -33,6 +34,26 @@ enum Command {
         duplicates: f64,
         #[arg(long, default_value_t = 0.3)]
         reorder: f64,
+    },
+    /// The demo with the fault mix turned up (see devstack/src/chaos.rs): duplicates,
+    /// reordering, refused enqueues, S3/DynamoDB/SQS/Transcribe faults, workers killed
+    /// mid-batch, poisoned calls redriven from the DLQs after the fix. Checks every call
+    /// against the ground truth, prints the figures; exit 1 on any mismatch.
+    ///
+    /// Example: devstack chaos --calls 1000 --seed 7
+    Chaos {
+        #[arg(long, default_value_t = 1000)]
+        calls: usize,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Worker instances killed with SIGKILL while they hold a batch.
+        #[arg(long, default_value_t = 6)]
+        kills: usize,
+        /// Calls whose DynamoDB writes fail until the fix, so their events rest in the DLQs.
+        #[arg(long, default_value_t = 3)]
+        poison: usize,
     },
     /// Start the local stack and keep it up until Ctrl-C, printing its endpoints. It
     /// writes .local/stack.env (the emulator's endpoint, the stack's name and routes) for
@@ -69,6 +90,27 @@ async fn main() -> anyhow::Result<ExitCode> {
                 concurrency,
                 duplicate_rate: duplicates,
                 reorder_rate: reorder,
+            })
+            .await?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Chaos {
+            calls,
+            seed,
+            concurrency,
+            kills,
+            poison,
+        } => {
+            let ok = chaos::run(ChaosOptions {
+                calls,
+                seed,
+                concurrency,
+                kills,
+                poisoned_calls: poison,
             })
             .await?;
             Ok(if ok {

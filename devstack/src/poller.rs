@@ -25,6 +25,8 @@ pub struct PollerStats {
     pub deleted: AtomicU64,
     pub reported_failed: AtomicU64,
     pub invoke_errors: AtomicU64,
+    /// Invocations that never answered (their worker instance was killed).
+    pub timed_out: AtomicU64,
     /// Batches currently being handled (0 when idle).
     pub in_flight: AtomicU64,
 }
@@ -40,6 +42,9 @@ pub struct PollerConfig {
     /// Batches in flight at once, as Lambda's pollers run several (each needs a worker
     /// instance to be served at once).
     pub concurrency: usize,
+    /// The function's timeout: an invocation that has not answered by then (its instance
+    /// crashed) fails the batch, as on Lambda.
+    pub function_timeout: Duration,
 }
 
 pub struct Poller {
@@ -141,41 +146,55 @@ async fn handle_batch(
     messages: &[Message],
 ) {
     let event = sqs_event(messages, &config.queue_arn);
-    let invoked = lambda
-        .invoke()
-        .function_name(&config.function)
-        .payload(aws_sdk_lambda::primitives::Blob::new(event.to_string()))
-        .send()
-        .await;
+    let invoked = tokio::time::timeout(
+        config.function_timeout,
+        lambda
+            .invoke()
+            .function_name(&config.function)
+            .payload(aws_sdk_lambda::primitives::Blob::new(event.to_string()))
+            .send(),
+    )
+    .await;
     // As Lambda's event source mapping: an invocation error fails the whole batch.
     let failed: HashSet<String> = match invoked {
-        Ok(output) if output.function_error().is_none() => {
-            let payload = output
-                .payload()
-                .map(|p| p.as_ref().to_vec())
-                .unwrap_or_default();
-            match serde_json::from_slice::<SqsBatchResponse>(&payload) {
-                Ok(response) => response
-                    .batch_item_failures
-                    .into_iter()
-                    .map(|f| f.item_identifier)
-                    .collect(),
-                Err(_) => all_ids(messages),
-            }
-        }
-        Ok(output) => {
+        Err(_) => {
             tracing::warn!(
-                function_error = output.function_error(),
-                "worker invocation failed; batch will be retried"
+                function = config.function,
+                "worker invocation timed out; batch will be retried"
             );
             stats.invoke_errors.fetch_add(1, Ordering::Relaxed);
+            stats.timed_out.fetch_add(1, Ordering::Relaxed);
             all_ids(messages)
         }
-        Err(e) => {
-            tracing::warn!(error = %aws_sdk_lambda::error::DisplayErrorContext(e), "invoke failed; batch will be retried");
-            stats.invoke_errors.fetch_add(1, Ordering::Relaxed);
-            all_ids(messages)
-        }
+        Ok(invoked) => match invoked {
+            Ok(output) if output.function_error().is_none() => {
+                let payload = output
+                    .payload()
+                    .map(|p| p.as_ref().to_vec())
+                    .unwrap_or_default();
+                match serde_json::from_slice::<SqsBatchResponse>(&payload) {
+                    Ok(response) => response
+                        .batch_item_failures
+                        .into_iter()
+                        .map(|f| f.item_identifier)
+                        .collect(),
+                    Err(_) => all_ids(messages),
+                }
+            }
+            Ok(output) => {
+                tracing::warn!(
+                    function_error = output.function_error(),
+                    "worker invocation failed; batch will be retried"
+                );
+                stats.invoke_errors.fetch_add(1, Ordering::Relaxed);
+                all_ids(messages)
+            }
+            Err(e) => {
+                tracing::warn!(error = %aws_sdk_lambda::error::DisplayErrorContext(e), "invoke failed; batch will be retried");
+                stats.invoke_errors.fetch_add(1, Ordering::Relaxed);
+                all_ids(messages)
+            }
+        },
     };
     stats
         .reported_failed

@@ -50,6 +50,14 @@ impl ManagedProcess {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
+    /// Kills the process group at once (SIGKILL): a crash, as far as anyone can tell.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            let _ = child.wait();
+        }
+    }
+
     /// Stops the process group: SIGTERM, then SIGKILL after a grace period.
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {

@@ -10,6 +10,7 @@ use shared::events::EventKind;
 use voicectl::media::MediaServer;
 
 use crate::emulator::Emulator;
+use crate::faults::{FaultPlan, FaultProxy};
 use crate::functions::{FunctionHost, FunctionSpec};
 use crate::poller::{Poller, PollerConfig};
 use crate::resources::{self, Resources, StackNames};
@@ -46,6 +47,9 @@ pub struct StackOptions {
     /// stack's own media server. `devstack up` names a fixed one for `voicectl simulate
     /// --serve-media`, which runs in another process.
     pub media_host: Option<String>,
+    /// Puts the functions behind a [`FaultProxy`] with this plan (`FaultPlan::default()`:
+    /// no faults, only counting what each function asks of AWS).
+    pub faults: Option<FaultPlan>,
 }
 
 impl Default for StackOptions {
@@ -57,6 +61,7 @@ impl Default for StackOptions {
             lambda_port: None,
             delete_from_twilio: true,
             media_host: None,
+            faults: None,
         }
     }
 }
@@ -72,6 +77,8 @@ pub struct LocalStack {
     pub completer: TranscribeCompleter,
     /// The stand-in's recording media (Twilio's REST API for `Recordings/{sid}.wav`).
     pub media: MediaServer,
+    /// Between the functions and the emulator when the options asked for faults.
+    pub proxy: Option<FaultProxy>,
     // Dropped in declaration order: pollers, then functions, then the emulator.
     pub functions: FunctionHost,
     pub emulator: Emulator,
@@ -131,7 +138,7 @@ impl LocalStack {
             (config::DEAD_LETTER_QUEUE_URL, &resources.transcript.dlq_url),
             (config::RETRY_BASE_SECS, LOCAL_RETRY_BASE_SECS),
         ]);
-        let specs = vec![
+        let mut specs = vec![
             FunctionSpec {
                 name: WEBHOOK_STATUS,
                 env: webhook_env.clone(),
@@ -168,6 +175,20 @@ impl LocalStack {
                 instances: WORKER_INSTANCES,
             },
         ];
+        let proxy = match options.faults {
+            Some(plan) => Some(FaultProxy::new(&emulator.endpoint, plan)?),
+            None => None,
+        };
+        if let Some(proxy) = &proxy {
+            for spec in &mut specs {
+                let endpoint = proxy.listen(spec.name).await?;
+                for (name, value) in &mut spec.env {
+                    if name == "AWS_ENDPOINT_URL" {
+                        value.clone_from(&endpoint);
+                    }
+                }
+            }
+        }
         let functions =
             FunctionHost::start(&workspace, &log_dir, options.lambda_port, specs).await?;
         let status_poller = Poller::start(
@@ -180,6 +201,8 @@ impl LocalStack {
                 batch_size: 10,
                 visibility_timeout_secs: options.retry_after_secs,
                 concurrency: WORKER_INSTANCES,
+                // The template's StatusWorkerFunction Timeout.
+                function_timeout: Duration::from_secs(10),
             },
         );
         let recording_poller = Poller::start(
@@ -195,6 +218,9 @@ impl LocalStack {
                 // sets its own delay.
                 visibility_timeout_secs: 60,
                 concurrency: RECORDING_WORKER_INSTANCES,
+                // Shorter than the template's 120 s: a killed instance's batch comes back
+                // within the run (a live one finishes well inside it).
+                function_timeout: Duration::from_secs(30),
             },
         );
         let transcript_poller = Poller::start(
@@ -207,6 +233,7 @@ impl LocalStack {
                 batch_size: 10,
                 visibility_timeout_secs: options.retry_after_secs.max(10),
                 concurrency: 1,
+                function_timeout: Duration::from_secs(30),
             },
         );
         let completer = TranscribeCompleter::start(
@@ -224,6 +251,7 @@ impl LocalStack {
             transcript_poller,
             completer,
             media,
+            proxy,
             functions,
             emulator,
         })
@@ -335,6 +363,9 @@ impl LocalStack {
         self.recording_poller.stop().await;
         self.transcript_poller.stop().await;
         self.completer.stop().await;
+        if let Some(proxy) = &self.proxy {
+            proxy.stop();
+        }
         self.functions.stop();
         self.emulator.stop();
     }

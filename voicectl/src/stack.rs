@@ -31,12 +31,16 @@ pub struct Queues {
 
 impl Stack {
     pub async fn connect(stack: &str) -> Self {
-        let sdk = shared::aws::sdk_config().await;
+        Self::with_config(stack, &shared::aws::sdk_config().await)
+    }
+
+    /// The stack named `stack`, reached with `sdk` (the local emulator's, say).
+    pub fn with_config(stack: &str, sdk: &aws_config::SdkConfig) -> Self {
         Self {
             names: StackNames::new(stack),
-            sqs: aws_sdk_sqs::Client::new(&sdk),
-            dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
-            secrets: aws_sdk_secretsmanager::Client::new(&sdk),
+            sqs: aws_sdk_sqs::Client::new(sdk),
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            secrets: aws_sdk_secretsmanager::Client::new(sdk),
         }
     }
 

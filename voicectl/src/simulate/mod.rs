@@ -58,6 +58,8 @@ pub struct SimulateOptions {
     /// Share of recordings whose media answers 404 at first (Twilio's "not ready yet" right
     /// after the callback); only with a media server.
     pub media_not_ready_rate: f64,
+    /// How many fetches of such a recording answer 404 before the media is served.
+    pub media_not_ready_tries: usize,
     /// The stand-in serves at most this much audio per recording, so a demo of hundreds of
     /// calls stays small in the emulator; the callback still reports the real duration.
     pub max_media_secs: u32,
@@ -90,6 +92,7 @@ impl Default for SimulateOptions {
             account_sid: local::ACCOUNT_SID.into(),
             auth_token: local::AUTH_TOKEN.into(),
             media_not_ready_rate: 0.2,
+            media_not_ready_tries: 1,
             max_media_secs: 20,
             webhook_timeout: Duration::from_secs(15),
             rate: None,
@@ -524,12 +527,12 @@ fn stage_media(
         );
         // A transcription callback names the recording again: it is already staged.
         if requested.params.get("TranscriptionSid").is_none() {
-            let faults: &[u16] = if rng.random_bool(options.media_not_ready_rate) {
-                &[404]
+            let faults = if rng.random_bool(options.media_not_ready_rate) {
+                vec![404; options.media_not_ready_tries]
             } else {
-                &[]
+                Vec::new()
             };
-            media.add(&sid, recording.with_faults(faults));
+            media.add(&sid, recording.with_faults(&faults));
         }
         requested.params = Params::new(
             requested

@@ -1,0 +1,393 @@
+//! A fault-injecting proxy in front of the emulator: the chaos run's "AWS having a bad day",
+//! and a counter of what each function asks of AWS.
+//!
+//! Each function gets its own listener (its `AWS_ENDPOINT_URL`), so the proxy knows who is
+//! asking. A request is forwarded to moto unless a rule of the [`FaultPlan`] answers first.
+//! The faults are the ones AWS documents as retryable (HTTP 500 `InternalServerError` /
+//! `InternalError`), in two shapes: refused (nothing happened) and applied-but-lost (the write
+//! happened, the answer did not arrive), the case that turns an SDK retry into a duplicate.
+//! SDK interceptors could refuse, but only a proxy can lose an answer after the write.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::Response;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tokio::sync::oneshot;
+
+/// What goes wrong, and how often. `FaultPlan::default()` injects nothing (a plain counter).
+#[derive(Debug, Clone, Default)]
+pub struct FaultPlan {
+    pub seed: u64,
+    /// Share of the callback webhooks' SQS sends refused on every attempt, so the webhook
+    /// answers 5xx and Twilio retries. Decided once per message body (a retry by the SDK
+    /// sends the same body; Twilio's retry makes a new envelope, drawn again).
+    pub enqueue_failure_rate: f64,
+    /// Share of SQS sends (any function) delivered but answered 500: the SDK sends again.
+    pub sqs_lost_response_rate: f64,
+    /// Share of DynamoDB writes refused with a 500.
+    pub dynamodb_error_rate: f64,
+    /// Share of DynamoDB writes applied but answered 500.
+    pub dynamodb_lost_response_rate: f64,
+    /// Share of S3 writes (PutObject, multipart) refused with a 500.
+    pub s3_error_rate: f64,
+    /// Share of `StartTranscriptionJob` calls that start the job but answer 500.
+    pub transcribe_lost_response_rate: f64,
+    /// Text (CallSids) whose DynamoDB writes all fail until [`FaultProxy::fix`]: a bug that
+    /// sends those calls' events to the DLQ until the fix is deployed.
+    pub poisoned: Vec<String>,
+}
+
+/// One fault the proxy injected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fault {
+    EnqueueRefused,
+    SqsResponseLost,
+    DynamoDbRefused,
+    DynamoDbResponseLost,
+    S3Refused,
+    TranscribeResponseLost,
+    Poisoned,
+}
+
+impl Fault {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::EnqueueRefused => "webhook enqueue refused (5xx to Twilio)",
+            Self::SqsResponseLost => "SQS send applied, answer lost",
+            Self::DynamoDbRefused => "DynamoDB write refused",
+            Self::DynamoDbResponseLost => "DynamoDB write applied, answer lost",
+            Self::S3Refused => "S3 write refused",
+            Self::TranscribeResponseLost => "Transcribe job started, answer lost",
+            Self::Poisoned => "poisoned call's DynamoDB write refused",
+        }
+    }
+
+    /// Refused faults are answered without forwarding; the others after.
+    fn forwards(self) -> bool {
+        matches!(
+            self,
+            Self::SqsResponseLost | Self::DynamoDbResponseLost | Self::TranscribeResponseLost
+        )
+    }
+}
+
+/// The operation a request asks for: (service, operation), e.g. ("dynamodb", "UpdateItem").
+pub type Operation = (String, String);
+
+#[derive(Default)]
+struct Counters {
+    /// Requests by (listener label, service, operation).
+    requests: BTreeMap<(String, String, String), u64>,
+    injected: BTreeMap<Fault, u64>,
+    /// `StartTranscriptionJob` calls that started a job, by job name.
+    transcription_starts: HashMap<String, u32>,
+    /// The enqueue-refusal draw of each SQS message body seen.
+    doomed_bodies: HashMap<u64, bool>,
+}
+
+struct ProxyState {
+    upstream: String,
+    plan: FaultPlan,
+    fixed: AtomicBool,
+    client: reqwest::Client,
+    rng: Mutex<ChaCha8Rng>,
+    counters: Mutex<Counters>,
+}
+
+/// The proxy; each [`FaultProxy::listen`] adds a listener. Stopped when dropped.
+pub struct FaultProxy {
+    state: Arc<ProxyState>,
+    listeners: Mutex<Vec<oneshot::Sender<()>>>,
+}
+
+impl FaultProxy {
+    pub fn new(upstream: &str, plan: FaultPlan) -> anyhow::Result<Self> {
+        Ok(Self {
+            state: Arc::new(ProxyState {
+                upstream: upstream.trim_end_matches('/').to_owned(),
+                rng: Mutex::new(ChaCha8Rng::seed_from_u64(plan.seed)),
+                plan,
+                fixed: AtomicBool::new(false),
+                client: reqwest::Client::builder().no_proxy().build()?,
+                counters: Mutex::default(),
+            }),
+            listeners: Mutex::default(),
+        })
+    }
+
+    /// A new listener on a free loopback port for `label` (a function's name); its endpoint.
+    pub async fn listen(&self, label: &str) -> anyhow::Result<String> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let endpoint = format!("http://{}", listener.local_addr()?);
+        let app = Router::new()
+            .fallback(forward)
+            .with_state((self.state.clone(), Arc::<str>::from(label)));
+        let (stop, stopped) = oneshot::channel();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        lock(&self.listeners).push(stop);
+        Ok(endpoint)
+    }
+
+    /// The fix is deployed: poisoned calls' writes go through from now on.
+    pub fn fix(&self) {
+        self.state.fixed.store(true, Ordering::SeqCst);
+    }
+
+    /// Requests for `operation` of `service` from listeners whose label starts with `label`.
+    pub fn requests(&self, label: &str, service: &str, operation: &str) -> u64 {
+        lock(&self.state.counters)
+            .requests
+            .iter()
+            .filter(|((l, s, o), _)| l.starts_with(label) && s == service && o == operation)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Every request counted, by (label, service, operation).
+    pub fn all_requests(&self) -> BTreeMap<(String, String, String), u64> {
+        lock(&self.state.counters).requests.clone()
+    }
+
+    pub fn injected(&self) -> BTreeMap<Fault, u64> {
+        lock(&self.state.counters).injected.clone()
+    }
+
+    /// Jobs `StartTranscriptionJob` started, by name, with how many calls started each.
+    pub fn transcription_starts(&self) -> HashMap<String, u32> {
+        lock(&self.state.counters).transcription_starts.clone()
+    }
+
+    pub fn stop(&self) {
+        for stop in lock(&self.listeners).drain(..) {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A poisoned lock only means a panicking test; the counters are still usable.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The service and operation of an AWS request: the JSON protocols name it in
+/// `X-Amz-Target` (`DynamoDB_20120810.UpdateItem`); S3 by method and query.
+pub fn operation(method: &Method, uri: &axum::http::Uri, headers: &HeaderMap) -> Operation {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    // SigV4's credential scope: Credential=<key>/<date>/<region>/<service>/aws4_request.
+    let service = header("authorization")
+        .and_then(|a| a.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').nth(3))
+        .unwrap_or("unknown")
+        .to_owned();
+    if let Some(target) = header("x-amz-target") {
+        let op = target.rsplit('.').next().unwrap_or(target);
+        return (service, op.to_owned());
+    }
+    let query = uri.query().unwrap_or_default();
+    let has = |name: &str| {
+        query
+            .split('&')
+            .any(|p| p == name || p.starts_with(&format!("{name}=")))
+    };
+    let op = match *method {
+        Method::PUT if has("partNumber") => "UploadPart",
+        Method::PUT if header("x-amz-copy-source").is_some() => "CopyObject",
+        Method::PUT => "PutObject",
+        Method::POST if has("uploads") => "CreateMultipartUpload",
+        Method::POST if has("uploadId") => "CompleteMultipartUpload",
+        Method::DELETE if has("uploadId") => "AbortMultipartUpload",
+        Method::DELETE => "DeleteObject",
+        Method::HEAD => "HeadObject",
+        Method::GET if has("uploads") => "ListMultipartUploads",
+        Method::GET if has("list-type") => "ListObjectsV2",
+        Method::GET => "GetObject",
+        _ => "other",
+    };
+    (service, op.to_owned())
+}
+
+const DYNAMODB_WRITES: &[&str] = &[
+    "UpdateItem",
+    "PutItem",
+    "DeleteItem",
+    "TransactWriteItems",
+    "BatchWriteItem",
+];
+const S3_WRITES: &[&str] = &[
+    "PutObject",
+    "UploadPart",
+    "CreateMultipartUpload",
+    "CompleteMultipartUpload",
+];
+/// The webhooks whose refused enqueue Twilio retries (the voice webhook answers TwiML
+/// whatever happens, so a refusal there would be a lost `call.started` by design).
+const CALLBACK_WEBHOOKS: &[&str] = &[
+    "webhook-status",
+    "webhook-recording",
+    "webhook-transcription",
+];
+
+impl ProxyState {
+    fn decide(&self, label: &str, (service, op): (&str, &str), body: &[u8]) -> Option<Fault> {
+        let plan = &self.plan;
+        let draw = |rate: f64| rate > 0.0 && lock(&self.rng).random_bool(rate.min(1.0));
+        match (service, op) {
+            ("sqs", "SendMessage" | "SendMessageBatch") => {
+                if CALLBACK_WEBHOOKS.contains(&label) && plan.enqueue_failure_rate > 0.0 {
+                    let mut hasher = DefaultHasher::new();
+                    body.hash(&mut hasher);
+                    let key = hasher.finish();
+                    let known = lock(&self.counters).doomed_bodies.get(&key).copied();
+                    let doomed = known.unwrap_or_else(|| {
+                        let doomed = draw(plan.enqueue_failure_rate);
+                        lock(&self.counters).doomed_bodies.insert(key, doomed);
+                        doomed
+                    });
+                    if doomed {
+                        return Some(Fault::EnqueueRefused);
+                    }
+                }
+                draw(plan.sqs_lost_response_rate).then_some(Fault::SqsResponseLost)
+            }
+            ("dynamodb", op) if DYNAMODB_WRITES.contains(&op) => {
+                let text = String::from_utf8_lossy(body);
+                if !self.fixed.load(Ordering::SeqCst)
+                    && plan.poisoned.iter().any(|p| text.contains(p.as_str()))
+                {
+                    Some(Fault::Poisoned)
+                } else if draw(plan.dynamodb_error_rate) {
+                    Some(Fault::DynamoDbRefused)
+                } else {
+                    draw(plan.dynamodb_lost_response_rate).then_some(Fault::DynamoDbResponseLost)
+                }
+            }
+            ("s3", op) if S3_WRITES.contains(&op) => {
+                draw(plan.s3_error_rate).then_some(Fault::S3Refused)
+            }
+            ("transcribe", "StartTranscriptionJob") => {
+                draw(plan.transcribe_lost_response_rate).then_some(Fault::TranscribeResponseLost)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// What AWS answers when it has a bad moment: a 500 in the service's error format.
+fn injected_error(service: &str) -> Response {
+    let (content_type, body) = if service == "s3" {
+        (
+            "application/xml",
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InternalError</Code>\
+             <Message>We encountered an internal error. Please try again. (injected by devstack)</Message></Error>"
+                .to_owned(),
+        )
+    } else {
+        (
+            "application/x-amz-json-1.0",
+            r#"{"__type":"InternalServerError","message":"Internal server error (injected by devstack)"}"#
+                .to_owned(),
+        )
+    };
+    Response::builder()
+        .status(StatusCode::INTERNAL_SERVER_ERROR)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from(body))
+        .unwrap_or_default()
+}
+
+/// Headers that describe one hop, not the message (a request's length is set again from
+/// the buffered body; a response's is kept: a HEAD's answer has no body but a length).
+fn hop_by_hop(name: &header::HeaderName) -> bool {
+    [header::HOST, header::CONNECTION, header::TRANSFER_ENCODING].contains(name)
+}
+
+async fn forward(
+    State((state, label)): State<(Arc<ProxyState>, Arc<str>)>,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let body: Bytes = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(body) => body,
+        Err(e) => {
+            return Response::builder()
+                .status(StatusCode::BAD_REQUEST)
+                .body(Body::from(format!("unreadable body: {e}")))
+                .unwrap_or_default();
+        }
+    };
+    let (service, op) = operation(&parts.method, &parts.uri, &parts.headers);
+    *lock(&state.counters)
+        .requests
+        .entry((label.to_string(), service.clone(), op.clone()))
+        .or_default() += 1;
+    let fault = state.decide(&label, (&service, &op), &body);
+    if let Some(fault) = fault {
+        *lock(&state.counters).injected.entry(fault).or_default() += 1;
+        if !fault.forwards() {
+            return injected_error(&service);
+        }
+    }
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut upstream = state
+        .client
+        .request(parts.method.clone(), format!("{}{path}", state.upstream))
+        .body(body.clone());
+    let request_headers = parts
+        .headers
+        .iter()
+        .filter(|(n, _)| !hop_by_hop(n) && *n != header::CONTENT_LENGTH);
+    for (name, value) in request_headers {
+        upstream = upstream.header(name, value);
+    }
+    let answer = match upstream.send().await {
+        Ok(answer) => answer,
+        Err(e) => {
+            return Response::builder()
+                .status(StatusCode::BAD_GATEWAY)
+                .body(Body::from(format!("emulator unreachable: {e}")))
+                .unwrap_or_default();
+        }
+    };
+    let status = answer.status();
+    if op == "StartTranscriptionJob" && status.is_success() {
+        let name = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["TranscriptionJobName"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        *lock(&state.counters)
+            .transcription_starts
+            .entry(name)
+            .or_default() += 1;
+    }
+    if fault.is_some() {
+        return injected_error(&service);
+    }
+    let mut response = Response::builder().status(status);
+    for (name, value) in answer.headers().iter().filter(|(n, _)| !hop_by_hop(n)) {
+        response = response.header(name, value);
+    }
+    let bytes = answer.bytes().await.unwrap_or_default();
+    response.body(Body::from(bytes)).unwrap_or_default()
+}

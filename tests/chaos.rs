@@ -1,0 +1,70 @@
+//! `make chaos` in small: 60 calls through the local stack with the full fault mix (see
+//! devstack/src/chaos.rs), checked against the stand-in's ground truth. `make chaos` plays
+//! 1,000.
+
+use devstack::chaos::{self, ChaosOptions};
+use devstack::faults::Fault;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn calls_under_faults_end_exactly_as_played() {
+    let options = ChaosOptions {
+        calls: 60,
+        seed: 11,
+        concurrency: 12,
+        kills: 3,
+        poisoned_calls: 2,
+    };
+    let outcome = chaos::run_checked(&options, "chaos-test")
+        .await
+        .expect("the chaos run plays");
+    let mismatches = outcome.mismatches();
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches, the first: {:#?}",
+        mismatches.len(),
+        &mismatches[..mismatches.len().min(20)]
+    );
+
+    // The faults happened: otherwise the run proves nothing.
+    let injected = |fault| outcome.injected.get(&fault).copied().unwrap_or(0);
+    assert!(
+        injected(Fault::EnqueueRefused) > 0,
+        "{:?}",
+        outcome.injected
+    );
+    assert!(
+        injected(Fault::DynamoDbResponseLost) > 0,
+        "{:?}",
+        outcome.injected
+    );
+    assert!(injected(Fault::Poisoned) > 0, "{:?}", outcome.injected);
+    let report = &outcome.demo.report;
+    assert!(
+        report.retries > 0,
+        "refused enqueues are retried by the stand-in"
+    );
+    assert!(report.duplicate_deliveries > 0 && report.reordered_legs > 0);
+    assert!(!outcome.kills.is_empty(), "no worker was killed mid-batch");
+
+    // The poisoned calls' events went to the DLQs and all came back after the fix.
+    let dlq_in: u64 = outcome.dlq_in.values().sum();
+    assert!(dlq_in > 0, "nothing reached a DLQ");
+    assert_eq!(outcome.redriven, dlq_in);
+    assert_eq!(outcome.dlq_left, 0);
+
+    // Each recording stored once, each transcription job started once.
+    let recordings = &outcome.demo.recordings;
+    assert!(recordings.expected > 0);
+    assert_eq!(recordings.verified, recordings.expected);
+    assert_eq!(outcome.audio_objects, recordings.expected);
+    assert_eq!(outcome.transcription_jobs, recordings.expected);
+    assert_eq!(outcome.transcription_starts, recordings.expected as u64);
+
+    // The security check on the logs of a whole run: it read them, and they are clean.
+    assert!(
+        outcome.logs.files >= 7 && outcome.logs.lines > 500,
+        "{:?}",
+        outcome.logs
+    );
+    assert!(outcome.logs.is_clean(), "{:#?}", outcome.logs.findings());
+}
