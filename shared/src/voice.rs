@@ -12,10 +12,12 @@ use std::time::{Duration, Instant};
 
 use crate::events::Envelope;
 use crate::flows::{Flows, FlowsError, Rendered, Step, Urls, safe_twiml};
+use crate::metrics::{self, name};
 use crate::queue::EventQueue;
 use crate::secrets::AuthTokens;
 use crate::telemetry::mask_phone;
 use crate::twilio::Params;
+use crate::twilio::params::sid;
 use crate::webhook::{Acknowledger, Rejection, Reply, WebhookRequest, log_rejection};
 
 /// Said when even the flows could not be read; then the call ends.
@@ -60,6 +62,12 @@ impl<Q: EventQueue, T: AuthTokens> VoiceWebhook<Q, T> {
     }
 
     pub async fn answer(&self, req: &WebhookRequest<'_>) -> Reply {
+        let reply = self.answer_request(req).await;
+        metrics::flush();
+        reply
+    }
+
+    async fn answer_request(&self, req: &WebhookRequest<'_>) -> Reply {
         let started = Instant::now();
         let params = match self.ack.verify(req).await {
             Ok(verified) => verified.params,
@@ -87,8 +95,14 @@ impl<Q: EventQueue, T: AuthTokens> VoiceWebhook<Q, T> {
         let answer = Answer::from(rendered);
         // The TwiML is ready (rendering takes about a microsecond); the caller now waits
         // only for the enqueue, and never longer than the deadline.
-        let event = match (&step, params.get("CallSid"), params.get("AccountSid")) {
-            (Ok(Step::Enter { .. }), Some(call_sid), Some(account_sid)) => {
+        // Only well-formed SIDs make an event: a signed request with a CallSid like
+        // `CA../x` still gets the caller an answer, but nothing downstream keys on it.
+        let event = match (
+            &step,
+            sid(&params, "CallSid", "CA"),
+            sid(&params, "AccountSid", "AC"),
+        ) {
+            (Ok(Step::Enter { .. }), Ok(call_sid), Ok(account_sid)) => {
                 let envelope = Envelope::call_started(call_sid, account_sid, &params, &answer.flow);
                 match tokio::time::timeout(self.enqueue_deadline, self.ack.enqueue(&envelope)).await
                 {
@@ -121,6 +135,10 @@ impl<Q: EventQueue, T: AuthTokens> VoiceWebhook<Q, T> {
         let call_sid = param("CallSid");
         let from = param("From").map(mask_phone);
         let (flow, outcome) = (answer.flow.as_str(), answer.outcome);
+        metrics::millis(name::TWIML_LATENCY, latency_us);
+        if matches!(event, StartedEvent::Failed | StartedEvent::TimedOut) {
+            metrics::count(name::ENQUEUE_FAILURES, 1);
+        }
         match (&answer.problem, event) {
             (Some(problem), _) => tracing::error!(
                 call_sid,
