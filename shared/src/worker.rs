@@ -126,17 +126,10 @@ impl Settler {
 
     /// Returns whether the message must be reported failed (left on the queue).
     pub async fn settle(&self, message: &QueuedMessage<'_>, disposition: &Disposition) -> bool {
-        metrics::count(
-            match disposition {
-                Disposition::Done => return false,
-                Disposition::Retry { .. } => name::EVENTS_RETRIED,
-                Disposition::DeadLetter { .. } => name::DEAD_LETTERED,
-            },
-            1,
-        );
         match disposition {
             Disposition::Done => false,
             Disposition::Retry { after, .. } => {
+                metrics::count(name::EVENTS_RETRIED, 1);
                 let delay =
                     after.unwrap_or_else(|| retry_delay(self.retry_base, message.receive_count));
                 let changed = self
@@ -153,6 +146,7 @@ impl Settler {
                 true
             }
             Disposition::DeadLetter { reason } => {
+                metrics::count(name::DEAD_LETTERED, 1);
                 let attribute = crate::queue::string_attribute;
                 let mut send = self
                     .sqs
