@@ -11,6 +11,7 @@ async fn calls_under_faults_end_exactly_as_played() {
         calls: 60,
         seed: 11,
         concurrency: 12,
+        rate: None,
         kills: 3,
         poisoned_calls: 2,
     };
@@ -67,4 +68,30 @@ async fn calls_under_faults_end_exactly_as_played() {
         outcome.logs
     );
     assert!(outcome.logs.is_clean(), "{:#?}", outcome.logs.findings());
+
+    // Every function printed its CloudWatch embedded-metric-format lines.
+    for function in [
+        "webhook-status",
+        "webhook-voice",
+        "webhook-recording",
+        "webhook-transcription",
+        "status-worker",
+        "recording-worker",
+        "transcript-worker",
+    ] {
+        let log = std::fs::read_to_string(outcome.log_dir.join(format!("{function}-0.log")))
+            .expect("the function's log");
+        let emf: Vec<serde_json::Value> = log
+            .lines()
+            .filter(|l| l.contains("\"CloudWatchMetrics\""))
+            .map(|l| serde_json::from_str(l).expect("an EMF line is JSON"))
+            .collect();
+        assert!(!emf.is_empty(), "{function} printed no metrics");
+        assert!(
+            emf.iter().all(|m| m["Function"] == function
+                && m["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Voicehooks"),
+            "{function}: {:?}",
+            emf[0]
+        );
+    }
 }

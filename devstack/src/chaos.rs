@@ -30,6 +30,10 @@ pub struct ChaosOptions {
     pub calls: usize,
     pub seed: u64,
     pub concurrency: usize,
+    /// Calls started per second at most. The emulator's SQS scans a whole queue on every
+    /// receive, so a backlog slows it more than linearly: a long run is paced to what the
+    /// local workers drain, as a real stack's traffic would be.
+    pub rate: Option<f64>,
     /// Worker instances killed (SIGKILL) while their poller has a batch in flight.
     pub kills: usize,
     /// Calls whose DynamoDB writes fail until the fix: their events end in the DLQs.
@@ -43,6 +47,7 @@ impl ChaosOptions {
             calls: self.calls,
             seed: self.seed,
             concurrency: self.concurrency,
+            rate: self.rate,
             duplicate_rate: 0.2,
             reorder_rate: 0.3,
             media_not_ready_rate: 0.3,
@@ -112,6 +117,8 @@ pub struct ChaosOutcome {
     pub audio_objects: usize,
     pub incomplete_uploads: usize,
     pub logs: LogAudit,
+    /// Where every process's output of the run is.
+    pub log_dir: std::path::PathBuf,
 }
 
 impl ChaosOutcome {
@@ -187,7 +194,7 @@ pub async fn play(stack: &LocalStack, options: &ChaosOptions) -> anyhow::Result<
             .await?
             .moved;
     }
-    stack.wait_until_drained(Duration::from_secs(300)).await?;
+    stack.wait_until_drained(Duration::from_secs(900)).await?;
     let mut dlq_left = 0;
     for queues in &all_queues {
         dlq_left += stack.queue_depth(&queues.dlq_url).await?;
@@ -232,6 +239,7 @@ pub async fn play(stack: &LocalStack, options: &ChaosOptions) -> anyhow::Result<
         audio_objects,
         incomplete_uploads,
         logs: LogAudit::default(),
+        log_dir: stack.log_dir.clone(),
     })
 }
 
@@ -314,8 +322,13 @@ pub async fn run(options: ChaosOptions) -> anyhow::Result<bool> {
         "voicehooks chaos: {} calls through the local stack with 20% duplicate deliveries, 30% \
          of legs reordered, 5% of callback enqueues refused (5xx, retried by the stand-in), \
          recording media not ready for the first 2 fetches of 30%, S3 / DynamoDB / SQS / \
-         Transcribe faults, {} worker kills and {} poisoned calls",
-        options.calls, options.kills, options.poisoned_calls
+         Transcribe faults, {} worker kills and {} poisoned calls; {}",
+        options.calls,
+        options.kills,
+        options.poisoned_calls,
+        options.rate.map_or("calls unpaced".to_owned(), |r| format!(
+            "{r} calls started per second"
+        ))
     );
     let started = Instant::now();
     let outcome = run_checked(&options, "chaos").await?;

@@ -204,7 +204,7 @@ pub async fn drive(
 ) -> anyhow::Result<(SimulationReport, Duration)> {
     let report = simulate::run_with_media(options, Some(&stack.media)).await?;
     let drain_started = Instant::now();
-    stack.wait_until_drained(Duration::from_secs(300)).await?;
+    stack.wait_until_drained(Duration::from_secs(900)).await?;
     Ok((report, drain_started.elapsed()))
 }
 

@@ -48,6 +48,9 @@ enum Command {
         seed: u64,
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
+        /// Calls started per second at most (the local emulator slows down with a backlog).
+        #[arg(long, default_value_t = 3.0)]
+        rate: f64,
         /// Worker instances killed with SIGKILL while they hold a batch.
         #[arg(long, default_value_t = 6)]
         kills: usize,
@@ -102,6 +105,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             calls,
             seed,
             concurrency,
+            rate,
             kills,
             poison,
         } => {
@@ -109,6 +113,7 @@ async fn main() -> anyhow::Result<ExitCode> {
                 calls,
                 seed,
                 concurrency,
+                rate: Some(rate).filter(|r| *r > 0.0),
                 kills,
                 poisoned_calls: poison,
             })
