@@ -79,7 +79,24 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
-    match Cli::parse().command {
+    // The stack's processes run in their own process groups, out of reach of the terminal's
+    // Ctrl-C: dropping the run (and with it the stack) is what stops them. `up` waits for
+    // Ctrl-C itself, to tidy up after it.
+    let command = Cli::parse().command;
+    if matches!(command, Command::Up { .. }) {
+        return run(command).await;
+    }
+    tokio::select! {
+        result = run(command) => result,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("interrupted; the local stack is stopped");
+            Ok(ExitCode::from(130))
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
         Command::Demo {
             calls,
             seed,
