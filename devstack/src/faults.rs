@@ -60,7 +60,7 @@ pub enum Fault {
 impl Fault {
     pub fn describe(self) -> &'static str {
         match self {
-            Self::EnqueueRefused => "webhook enqueue refused (5xx to Twilio)",
+            Self::EnqueueRefused => "callback enqueue attempts refused (SDK tries each 3x)",
             Self::SqsResponseLost => "SQS send applied, answer lost",
             Self::DynamoDbRefused => "DynamoDB write refused",
             Self::DynamoDbResponseLost => "DynamoDB write applied, answer lost",
