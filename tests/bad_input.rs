@@ -554,6 +554,32 @@ fn webhook<'a>(stack: &'a LocalStack, function: &'static str, path: &'static str
     }
 }
 
+/// Starts a stack, runs the catalogue (and `extra`) against `function` at `path`, stops it
+/// (a failing check drops the stack, which stops it too).
+async fn check_webhook(
+    function: &'static str,
+    path: &'static str,
+    valid: Params,
+    signed_malformed: u16,
+    extra: Vec<Case>,
+) {
+    let stack = stack().await;
+    webhook(&stack, function, path)
+        .check(&valid, signed_malformed, extra)
+        .await;
+    stack.stop().await;
+}
+
+/// A signed request without `name`: 400 on a callback.
+fn signed_without(valid: &Params, name: &str) -> Case {
+    Case::form(
+        &format!("signed, without {name}"),
+        &without(valid, name),
+        Sign::Valid,
+        400,
+    )
+}
+
 fn call_params() -> Params {
     params(&[
         ("AccountSid", local::ACCOUNT_SID),
@@ -566,19 +592,13 @@ fn call_params() -> Params {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_webhook_refuses_every_bad_request_and_queues_nothing() {
-    let stack = stack().await;
     let valid = with(
         &with(&call_params(), "CallStatus", "ringing"),
         "SequenceNumber",
         "1",
     );
     let extra = vec![
-        Case::form(
-            "signed, without CallStatus",
-            &without(&valid, "CallStatus"),
-            Sign::Valid,
-            400,
-        ),
+        signed_without(&valid, "CallStatus"),
         Case::form(
             "signed, an unknown CallStatus",
             &with(&valid, "CallStatus", "exploded"),
@@ -586,10 +606,7 @@ async fn the_status_webhook_refuses_every_bad_request_and_queues_nothing() {
             400,
         ),
     ];
-    webhook(&stack, "webhook-status", "/twilio/status")
-        .check(&valid, 400, extra)
-        .await;
-    stack.stop().await;
+    check_webhook("webhook-status", "/twilio/status", valid, 400, extra).await;
 }
 
 fn recording_params() -> Params {
@@ -613,21 +630,10 @@ fn recording_params() -> Params {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_recording_webhook_refuses_every_bad_request_and_queues_nothing() {
-    let stack = stack().await;
     let valid = recording_params();
     let extra = vec![
-        Case::form(
-            "signed, without RecordingSid",
-            &without(&valid, "RecordingSid"),
-            Sign::Valid,
-            400,
-        ),
-        Case::form(
-            "signed, without RecordingUrl",
-            &without(&valid, "RecordingUrl"),
-            Sign::Valid,
-            400,
-        ),
+        signed_without(&valid, "RecordingSid"),
+        signed_without(&valid, "RecordingUrl"),
         Case::form(
             "a non-Twilio RecordingUrl, unsigned",
             &with(
@@ -645,15 +651,11 @@ async fn the_recording_webhook_refuses_every_bad_request_and_queues_nothing() {
             403,
         ),
     ];
-    webhook(&stack, "webhook-recording", "/twilio/recording")
-        .check(&valid, 400, extra)
-        .await;
-    stack.stop().await;
+    check_webhook("webhook-recording", "/twilio/recording", valid, 400, extra).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_transcription_webhook_refuses_every_bad_request_and_queues_nothing() {
-    let stack = stack().await;
     let valid = with(
         &with(
             &with(
@@ -668,33 +670,23 @@ async fn the_transcription_webhook_refuses_every_bad_request_and_queues_nothing(
         "hello",
     );
     let extra = vec![
-        Case::form(
-            "signed, without TranscriptionSid",
-            &without(&valid, "TranscriptionSid"),
-            Sign::Valid,
-            400,
-        ),
-        Case::form(
-            "signed, without RecordingSid",
-            &without(&valid, "RecordingSid"),
-            Sign::Valid,
-            400,
-        ),
+        signed_without(&valid, "TranscriptionSid"),
+        signed_without(&valid, "RecordingSid"),
     ];
-    webhook(&stack, "webhook-transcription", "/twilio/transcription")
-        .check(&valid, 400, extra)
-        .await;
-    stack.stop().await;
+    check_webhook(
+        "webhook-transcription",
+        "/twilio/transcription",
+        valid,
+        400,
+        extra,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_voice_webhook_refuses_every_bad_request_and_queues_nothing() {
-    let stack = stack().await;
     let valid = with(&call_params(), "CallStatus", "ringing");
     // The catalogue's signed-but-malformed cases get the caller an answer, not a 400.
     let extra = Vec::new();
-    webhook(&stack, "webhook-voice", "/twilio/voice")
-        .check(&valid, 200, extra)
-        .await;
-    stack.stop().await;
+    check_webhook("webhook-voice", "/twilio/voice", valid, 200, extra).await;
 }
