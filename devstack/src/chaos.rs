@@ -341,11 +341,11 @@ pub fn print_outcome(outcome: &ChaosOutcome, elapsed: Duration) {
     println!();
     println!("  faults");
     for (fault, n) in &outcome.injected {
-        println!("    {:<44} {n}", fault.describe());
+        println!("    {:<54} {n}", fault.describe());
     }
     let by_function = |name: &str| outcome.kills.iter().filter(|k| k.function == name).count();
     println!(
-        "    {:<44} {} ({} status-worker, {} recording-worker); {} invocations failed with them, their batches redelivered",
+        "    {:<54} {} ({} status-worker, {} recording-worker); {} invocations failed with them, their batches redelivered",
         "worker instances killed mid-batch (SIGKILL)",
         outcome.kills.len(),
         by_function(STATUS_WORKER),
