@@ -20,6 +20,17 @@ impl LogAudit {
         self.token_lines.is_empty() && self.unmasked_lines.is_empty()
     }
 
+    /// What was read and found, for a run's figures.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} lines in {} files: {} with the auth token, {} with an unmasked phone number",
+            self.lines,
+            self.files,
+            self.token_lines.len(),
+            self.unmasked_lines.len()
+        )
+    }
+
     /// One line per finding, for a run's mismatches.
     pub fn findings(&self) -> Vec<String> {
         let token = self

@@ -373,13 +373,7 @@ pub fn print_outcome(outcome: &ChaosOutcome, elapsed: Duration) {
         "  S3 audio objects         {} (one per archived recording); {} multipart uploads left open by killed workers",
         outcome.audio_objects, outcome.incomplete_uploads
     );
-    println!(
-        "  logs audited             {} lines in {} files: {} with the auth token, {} with an unmasked phone number",
-        outcome.logs.lines,
-        outcome.logs.files,
-        outcome.logs.token_lines.len(),
-        outcome.logs.unmasked_lines.len()
-    );
+    println!("  logs audited             {}", outcome.logs.summary());
     println!("  run time                 {:.0} s", elapsed.as_secs_f64());
     demo::print_mismatches(&outcome.demo.mismatches);
 }

@@ -321,13 +321,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<bool> {
     let audit = crate::audit::audit_logs(&log_dir, shared::config::local::AUTH_TOKEN)?;
     outcome.mismatches.extend(audit.findings());
     print_figures(&outcome);
-    println!(
-        "  logs audited             {} lines in {} files: {} with the auth token, {} with an unmasked phone number",
-        audit.lines,
-        audit.files,
-        audit.token_lines.len(),
-        audit.unmasked_lines.len()
-    );
+    println!("  logs audited             {}", audit.summary());
     print_mismatches(&outcome.mismatches);
     Ok(outcome.mismatches.is_empty())
 }
