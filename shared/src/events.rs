@@ -214,7 +214,12 @@ impl Envelope {
     }
 
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("an envelope always serialises")
+        // Sized for the envelope up front: growing the buffer as it fills was a quarter of
+        // the encode time (`make bench`).
+        let params: usize = self.params.iter().map(|(n, v)| n.len() + v.len() + 8).sum();
+        let mut json = Vec::with_capacity(512 + params);
+        serde_json::to_writer(&mut json, self).expect("an envelope always serialises");
+        String::from_utf8(json).expect("serde_json writes UTF-8")
     }
 
     pub fn from_json(body: &str) -> Result<Self, EnvelopeError> {

@@ -189,20 +189,16 @@ impl<Q: EventQueue, T: AuthTokens> Acknowledger<Q, T> {
             return Err(Rejection::TooLarge(req.body.len()));
         }
         let content_type = req.header("content-type").unwrap_or_default();
-        let media_type = content_type
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
-        let (kind, params) = match media_type.as_str() {
-            "application/x-www-form-urlencoded" => (BodyKind::Form, Params::from_form(req.body)?),
-            "application/json" => (BodyKind::Json, Params::from_json(req.body)?),
-            _ => {
-                return Err(Rejection::UnsupportedContentType(
-                    content_type.chars().take(80).collect(),
-                ));
-            }
+        let media_type = content_type.split(';').next().unwrap_or_default().trim();
+        let (kind, params) = if media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        {
+            (BodyKind::Form, Params::from_form(req.body)?)
+        } else if media_type.eq_ignore_ascii_case("application/json") {
+            (BodyKind::Json, Params::from_json(req.body)?)
+        } else {
+            return Err(Rejection::UnsupportedContentType(
+                content_type.chars().take(80).collect(),
+            ));
         };
         let url = req.public_url(&self.public_base_url);
         if matches!(kind, BodyKind::Json) && signature::body_sha256_param(&url).is_none() {
