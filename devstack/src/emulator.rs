@@ -94,6 +94,7 @@ impl Emulator {
     /// SDK config for clients of the emulator.
     pub async fn sdk_config(&self) -> SdkConfig {
         aws_config::defaults(BehaviorVersion::latest())
+            .http_client(shared::aws::http_client())
             .region(Region::new(REGION))
             .endpoint_url(&self.endpoint)
             .credentials_provider(Credentials::new("test", "test", None, None, "devstack"))

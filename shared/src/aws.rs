@@ -1,14 +1,17 @@
 //! The AWS SDK configuration every function and tool shares. Built once per cold start.
 //! `AWS_ENDPOINT_URL` (read by the SDK itself) points every client at the local emulator.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
 /// Loads the shared SDK config with timeouts well inside Twilio's 15 s webhook budget.
 pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http_client())
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(2))
@@ -20,6 +23,15 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
         .await
 }
 
+/// The HTTPS client every SDK client shares: hyper and rustls over ring, the one crypto
+/// library the binaries link (the SDK's default client would add aws-lc-rs). One client
+/// per process, so every SDK client reuses its pooled connections.
+pub fn http_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
 /// The S3 client: path-style addressing when an endpoint is configured (the local emulator,
 /// like every S3-compatible store on a bare host:port, cannot serve `bucket.host` names).
 pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
@@ -27,19 +39,131 @@ pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(sdk)
             .force_path_style(custom_endpoint)
+            .interceptor(CallMetrics)
             .build(),
     )
 }
 
-use std::collections::BTreeMap;
+pub fn sqs_client(sdk: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(sdk)
+            .interceptor(CallMetrics)
+            .build(),
+    )
+}
+
+pub fn dynamodb_client(sdk: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(sdk)
+            .interceptor(CallMetrics)
+            .build(),
+    )
+}
+
+pub fn secrets_client(sdk: &aws_config::SdkConfig) -> aws_sdk_secretsmanager::Client {
+    aws_sdk_secretsmanager::Client::from_conf(
+        aws_sdk_secretsmanager::config::Builder::from(sdk)
+            .interceptor(CallMetrics)
+            .build(),
+    )
+}
+
+pub fn transcribe_client(sdk: &aws_config::SdkConfig) -> aws_sdk_transcribe::Client {
+    aws_sdk_transcribe::Client::from_conf(
+        aws_sdk_transcribe::config::Builder::from(sdk)
+            .interceptor(CallMetrics)
+            .build(),
+    )
+}
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+};
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
+
+/// `Service.Operation` of the request an interceptor sees (`Secrets Manager.GetSecretValue`).
+fn operation(cfg: &ConfigBag) -> String {
+    cfg.load::<Metadata>().map_or_else(
+        || "unknown".to_owned(),
+        |m| format!("{}.{}", m.service(), m.name()),
+    )
+}
+
+/// The metric every SDK request of a function counts under: `Aws.<Service>.<Operation>`,
+/// e.g. `Aws.SecretsManager.GetSecretValue`, retries included. With the invocation's other
+/// metrics, it gives AWS calls per event in production as `make bench` measures them.
+pub const CALL_METRIC_PREFIX: &str = "Aws.";
+
+/// The metric for how long AWS took to answer each request (from the request sent to the
+/// response's head): the share of a webhook's ack spent waiting on AWS.
+pub const CALL_LATENCY_METRIC: &str = "AwsCallLatency";
+
+/// Puts every request its clients send into the invocation's EMF metrics (see
+/// [`CALL_METRIC_PREFIX`], [`CALL_LATENCY_METRIC`]). Every client the functions build has it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallMetrics;
+
+/// When the request in this attempt's config bag went out.
+#[derive(Debug, Clone)]
+struct SentAt(Instant);
+
+impl Storable for SentAt {
+    type Storer = StoreReplace<Self>;
+}
+
+impl Intercept for CallMetrics {
+    fn name(&self) -> &'static str {
+        "CallMetrics"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let metric = format!("{CALL_METRIC_PREFIX}{}", operation(cfg).replace(' ', ""));
+        crate::metrics::count(interned(metric), 1);
+        cfg.interceptor_state().store_put(SentAt(Instant::now()));
+        Ok(())
+    }
+
+    fn read_after_transmit(
+        &self,
+        _context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(SentAt(sent)) = cfg.load::<SentAt>() {
+            crate::metrics::millis(CALL_LATENCY_METRIC, sent.elapsed().as_micros() as u64);
+        }
+        Ok(())
+    }
+}
+
+/// A metric name that lives as long as the process. The metrics take `&'static str`
+/// names; a function calls a handful of operations, so each name is leaked once.
+fn interned(name: String) -> &'static str {
+    static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    let mut names = NAMES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match names.get(name.as_str()) {
+        Some(known) => known,
+        None => {
+            let leaked: &'static str = Box::leak(name.into_boxed_str());
+            names.insert(leaked);
+            leaked
+        }
+    }
+}
 
 /// Counts the HTTP requests an SDK client sends, by `Service.Operation`, retries included:
 /// how the project measures AWS calls per event instead of inferring them.
@@ -76,12 +200,8 @@ impl Intercept for RequestCounter {
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let operation = cfg.load::<Metadata>().map_or_else(
-            || "unknown".to_owned(),
-            |m| format!("{}.{}", m.service(), m.name()),
-        );
         if let Ok(mut counts) = self.counts.lock() {
-            *counts.entry(operation).or_default() += 1;
+            *counts.entry(operation(cfg)).or_default() += 1;
         }
         Ok(())
     }

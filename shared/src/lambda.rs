@@ -23,9 +23,9 @@ pub fn aws_acknowledger(
 ) -> Acknowledger<SqsQueue, SecretsManagerTokens> {
     Acknowledger::new(
         config.public_base_url.clone(),
-        SqsQueue::new(aws_sdk_sqs::Client::new(aws), config.queue_url.clone()),
+        SqsQueue::new(crate::aws::sqs_client(aws), config.queue_url.clone()),
         SecretsManagerTokens::new(
-            aws_sdk_secretsmanager::Client::new(aws),
+            crate::aws::secrets_client(aws),
             config.secret_id.clone(),
             config.secret_ttl,
         ),
@@ -45,15 +45,15 @@ pub fn aws_recording_worker(
         http: media_client(&hosts),
         hosts,
         tokens: SecretsManagerTokens::new(
-            aws_sdk_secretsmanager::Client::new(aws),
+            crate::aws::secrets_client(aws),
             config.secret_id.clone(),
             config.secret_ttl,
         ),
         s3: crate::aws::s3_client(aws),
-        store: DynamoRecordingStore::new(aws_sdk_dynamodb::Client::new(aws), &config.calls_table),
+        store: DynamoRecordingStore::new(crate::aws::dynamodb_client(aws), &config.calls_table),
         transcriber: config.transcribe.then(|| {
             Transcriber::new(
-                aws_sdk_transcribe::Client::new(aws),
+                crate::aws::transcribe_client(aws),
                 &config.language,
                 config.redact_pii,
             )
@@ -62,7 +62,7 @@ pub fn aws_recording_worker(
         fetch_backoff: default_fetch_backoff(),
     };
     let settler = Settler::new(
-        aws_sdk_sqs::Client::new(aws),
+        crate::aws::sqs_client(aws),
         &config.queue_url,
         &config.dead_letter_queue_url,
         config.retry_base,
@@ -78,13 +78,13 @@ pub fn aws_transcript_worker(
 ) -> (TranscriptWorker, Settler) {
     let worker = TranscriptWorker {
         // Only reads jobs: the language and redaction settings do not apply.
-        transcriber: Transcriber::new(aws_sdk_transcribe::Client::new(aws), "en-US", false),
+        transcriber: Transcriber::new(crate::aws::transcribe_client(aws), "en-US", false),
         s3: crate::aws::s3_client(aws),
-        store: DynamoRecordingStore::new(aws_sdk_dynamodb::Client::new(aws), &config.calls_table),
+        store: DynamoRecordingStore::new(crate::aws::dynamodb_client(aws), &config.calls_table),
         bucket: config.bucket.clone(),
     };
     let settler = Settler::new(
-        aws_sdk_sqs::Client::new(aws),
+        crate::aws::sqs_client(aws),
         &config.queue_url,
         &config.dead_letter_queue_url,
         config.retry_base,

@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
     shared::telemetry::init(env!("CARGO_PKG_NAME"));
     let config = StatusWorkerConfig::from_env()?;
     let aws = shared::aws::sdk_config().await;
-    let store = DynamoCallStore::new(aws_sdk_dynamodb::Client::new(&aws), config.calls_table);
+    let store = DynamoCallStore::new(shared::aws::dynamodb_client(&aws), config.calls_table);
     let store = &store;
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let failed = apply_status_batch(store, &queued_messages(&event.payload)).await;
