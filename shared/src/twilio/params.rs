@@ -83,28 +83,53 @@ impl Params {
     /// bad escape or invalid UTF-8 would silently become other bytes than Twilio signed, and
     /// the caller would get a misleading 403 instead of a 400 that says what is wrong.
     pub fn from_form(body: &[u8]) -> Result<Self, DecodeError> {
-        let text = std::str::from_utf8(body).map_err(|_| DecodeError::NotUtf8)?;
-        let pairs = text.bytes().filter(|&b| b == b'&').count() + 1;
+        std::str::from_utf8(body).map_err(|_| DecodeError::NotUtf8)?;
+        let pairs = body.iter().filter(|&&b| b == b'&').count() + 1;
         let mut decoded = Vec::with_capacity(body.len());
         let mut spans = Vec::with_capacity(pairs);
-        let mut at = 0;
-        for pair in text.split('&') {
-            if !pair.is_empty() {
-                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-                let start = decoded.len();
-                decode_part(name, at, &mut decoded)?;
-                let name_end = decoded.len();
-                decode_part(value, at + name.len() + 1, &mut decoded)?;
-                spans.push((start, name_end, decoded.len()));
+        // One pass over the bytes: `&` ends a pair, its first `=` ends the name.
+        let (mut pair_at, mut start, mut name_end) = (0, 0, None);
+        let mut i = 0;
+        while i <= body.len() {
+            match body.get(i) {
+                None | Some(b'&') => {
+                    if i > pair_at {
+                        let name_end = name_end.unwrap_or(decoded.len());
+                        spans.push((start, name_end, decoded.len()));
+                    }
+                    (pair_at, start, name_end) = (i + 1, decoded.len(), None);
+                }
+                Some(b'=') if name_end.is_none() => name_end = Some(decoded.len()),
+                Some(b'=') => decoded.push(b'='),
+                Some(b'+') => decoded.push(b' '),
+                Some(b'%') => {
+                    let hex = |j: usize| body.get(j).and_then(|b| (*b as char).to_digit(16));
+                    let (Some(high), Some(low)) = (hex(i + 1), hex(i + 2)) else {
+                        return Err(DecodeError::BadEscape(i));
+                    };
+                    decoded.push((high * 16 + low) as u8);
+                    i += 2;
+                }
+                Some(_) => {
+                    // A run of plain bytes, copied whole.
+                    let run = body[i..]
+                        .iter()
+                        .position(|b| matches!(b, b'&' | b'=' | b'+' | b'%'))
+                        .unwrap_or(body.len() - i);
+                    decoded.extend_from_slice(&body[i..i + run]);
+                    i += run;
+                    continue;
+                }
             }
-            at += pair.len() + 1;
-        }
-        // Each name and value must be UTF-8 on its own, not only all of them together.
-        let valid = |from: usize, to: usize| std::str::from_utf8(&decoded[from..to]).is_ok();
-        if !spans.iter().all(|&(s, n, e)| valid(s, n) && valid(n, e)) {
-            return Err(DecodeError::ValueNotUtf8);
+            i += 1;
         }
         let text = String::from_utf8(decoded).map_err(|_| DecodeError::ValueNotUtf8)?;
+        // Valid as a whole and cut only between characters: each name and value is UTF-8 on
+        // its own too.
+        let cut = |at: usize| text.is_char_boundary(at);
+        if !spans.iter().all(|&(s, n, e)| cut(s) && cut(n) && cut(e)) {
+            return Err(DecodeError::ValueNotUtf8);
+        }
         Ok(Self(Arc::new(Decoded { text, spans })))
     }
 
@@ -130,7 +155,15 @@ impl Params {
 
     /// The first value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+        // Names compared as bytes: no character-boundary checks on the pairs skipped.
+        let text = self.0.text.as_str();
+        self.0
+            .spans
+            .iter()
+            .find(|&&(start, name_end, _)| {
+                text.as_bytes().get(start..name_end) == Some(name.as_bytes())
+            })
+            .map(|&(_, name_end, end)| &text[name_end..end])
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
@@ -166,35 +199,6 @@ impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for Params {
             decoded.push(name.as_ref(), value.as_ref());
         }
         Self(Arc::new(decoded))
-    }
-}
-
-/// Decodes one form name or value, which starts at byte `at` of the body, onto `out`:
-/// `+` is a space, `%XY` a byte.
-fn decode_part(part: &str, at: usize, out: &mut Vec<u8>) -> Result<(), DecodeError> {
-    let bytes = part.as_bytes();
-    let mut i = 0;
-    loop {
-        // Plain runs are copied whole; only `+` and `%` need a look.
-        let run = bytes[i..]
-            .iter()
-            .position(|&b| b == b'+' || b == b'%')
-            .unwrap_or(bytes.len() - i);
-        out.extend_from_slice(&bytes[i..i + run]);
-        i += run;
-        match bytes.get(i) {
-            None => return Ok(()),
-            Some(b'+') => out.push(b' '),
-            Some(_) => {
-                let hex = |j: usize| bytes.get(j).and_then(|b| (*b as char).to_digit(16));
-                let (Some(high), Some(low)) = (hex(i + 1), hex(i + 2)) else {
-                    return Err(DecodeError::BadEscape(at + i));
-                };
-                out.push((high * 16 + low) as u8);
-                i += 2;
-            }
-        }
-        i += 1;
     }
 }
 

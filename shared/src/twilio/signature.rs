@@ -80,7 +80,6 @@ fn matches_any_port_variant(
     sorted: &[(&str, &str)],
     signature: &str,
 ) -> bool {
-    let variants = PortVariants::of(url);
     let matches = |url: &str| {
         // base64 of 20 bytes is 28: encoded on the stack, not into a String.
         let mut encoded = [0u8; 28];
@@ -89,11 +88,20 @@ fn matches_any_port_variant(
             .unwrap_or(0);
         ct_eq(&encoded[..n], signature.as_bytes())
     };
-    // Twilio signs the URL as configured, nearly always without a port: that variant first,
-    // the other only when it fails (as twilio-node's `validateRequest` does). Each
-    // comparison is constant time; stopping early says only that the first one matched,
-    // which a forger never sees and the answer (2xx or 403) would tell anyway.
-    matches(&variants.without_port) || matches(&variants.with_port)
+    // Twilio signs the URL as configured: the URL as given first, which with a lowercase
+    // scheme is one of the two variants (the one with its port, or without when it has
+    // none), and the other only when that fails, as twilio-node's `validateRequest` stops
+    // at the first match. Each comparison is constant time; stopping early says only that
+    // the first one matched, which a forger never sees and the answer (2xx or 403) tells.
+    let lowercase_scheme = url
+        .split_once("://")
+        .is_none_or(|(scheme, _)| !scheme.bytes().any(|b| b.is_ascii_uppercase()));
+    if lowercase_scheme && matches(url) {
+        return true;
+    }
+    let variants = PortVariants::of(url);
+    (variants.without_port != url && matches(&variants.without_port))
+        || (variants.with_port != url && matches(&variants.with_port))
 }
 
 fn sign(token: &str, url: &str, sorted: &[(&str, &str)]) -> [u8; 20] {
