@@ -106,8 +106,10 @@ test: venv build-local ## Unit and integration tests (local AWS emulator), then 
 	$(MAKE) --no-print-directory lint
 
 .PHONY: bench
-bench: $(VENV)/stack/.installed ## Benchmarks, printed: TwiML render and status-callback compute per request; archiving a 200 MB recording (MB/s, peak memory)
+bench: $(VENV)/stack/.installed build-local build ## Every performance figure beside its goal: ingress compute vs twilio-node, cold starts, arm64 sizes, AWS calls per event and cost, end-to-end acks at rising rates, archiving 200 MB
 	cargo bench -p shared --bench ingress -- --warm-up-time 1 --measurement-time 3
+	cargo build --release $(addprefix --bin ,$(FUNCTIONS))
+	cargo run --quiet -p devstack -- bench
 	cargo bench -p devstack --bench archive
 
 # cargo-fuzz, pinned, into the project. This machine has one (stable) toolchain:

@@ -32,6 +32,35 @@ pub struct FunctionHost {
     /// chaos run can kill and restart instances while the stack is in use.
     functions: Mutex<Vec<(&'static str, usize, ManagedProcess)>>,
     watch: ManagedProcess,
+    /// Release builds (`make bench`) instead of debug ones.
+    release: bool,
+}
+
+fn binary(workspace: &Workspace, name: &str, release: bool) -> std::path::PathBuf {
+    if release {
+        workspace.release_binary(name)
+    } else {
+        workspace.function_binary(name)
+    }
+}
+
+/// A function `binary` as Lambda starts it: polling the Runtime API at `runtime_api`, with
+/// only what Lambda would give it plus its own configuration.
+pub fn lambda_command(binary: &Path, runtime_api: &str, spec: &FunctionSpec) -> Command {
+    let mut command = Command::new(binary);
+    command.env_clear();
+    for name in ["PATH", "HOME", "RUST_LOG", "RUST_BACKTRACE"] {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    command
+        .env("AWS_LAMBDA_RUNTIME_API", runtime_api)
+        .env("AWS_LAMBDA_FUNCTION_NAME", spec.name)
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .envs(spec.env.iter().map(|(k, v)| (k, v)));
+    command
 }
 
 impl FunctionHost {
@@ -41,9 +70,10 @@ impl FunctionHost {
         log_dir: &Path,
         port: Option<u16>,
         specs: Vec<FunctionSpec>,
+        release: bool,
     ) -> anyhow::Result<Self> {
         for spec in &specs {
-            let binary = workspace.function_binary(spec.name);
+            let binary = binary(workspace, spec.name, release);
             anyhow::ensure!(
                 binary.exists(),
                 "{} is missing: build the functions first (`make build-local`)",
@@ -81,6 +111,7 @@ impl FunctionHost {
             workspace: workspace.clone(),
             log_dir: log_dir.to_owned(),
             specs,
+            release,
             functions: Mutex::default(),
             watch,
         };
@@ -130,25 +161,18 @@ impl FunctionHost {
         spec: &FunctionSpec,
         instance: usize,
     ) -> anyhow::Result<ManagedProcess> {
-        let mut command = Command::new(self.workspace.function_binary(spec.name));
-        // Only what Lambda would give the function, plus its own configuration.
-        command.env_clear();
-        for name in ["PATH", "HOME", "RUST_LOG", "RUST_BACKTRACE"] {
-            if let Some(value) = std::env::var_os(name) {
-                command.env(name, value);
-            }
-        }
-        command
-            .env(
-                "AWS_LAMBDA_RUNTIME_API",
-                format!("http://127.0.0.1:{}/.rt/{}", self.port, spec.name),
-            )
-            .env("AWS_LAMBDA_FUNCTION_NAME", spec.name)
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-            .envs(spec.env.iter().map(|(k, v)| (k, v)));
+        let command = lambda_command(
+            &binary(&self.workspace, spec.name, self.release),
+            &format!("http://127.0.0.1:{}/.rt/{}", self.port, spec.name),
+            spec,
+        );
         let log = self.log_dir.join(format!("{}-{instance}.log", spec.name));
         ManagedProcess::spawn(spec.name, command, &log)
+    }
+
+    /// The functions and their environments.
+    pub fn specs(&self) -> &[FunctionSpec] {
+        &self.specs
     }
 
     /// The base of the Lambda APIs (what `AWS_ENDPOINT_URL_LAMBDA` would be).

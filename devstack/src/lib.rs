@@ -9,10 +9,13 @@
 //! - [`faults`]: a fault-injecting proxy in front of the emulator, and a counter of what
 //!   each function asks of AWS;
 //! - [`chaos`]: `make chaos`, the demo with the faults turned up;
-//! - [`stack`]: all of it as one value that stops everything when dropped.
+//! - [`stack`]: all of it as one value that stops everything when dropped;
+//! - [`bench`] and [`coldstart`]: `make bench`'s report.
 
 pub mod audit;
+pub mod bench;
 pub mod chaos;
+pub mod coldstart;
 pub mod demo;
 pub mod emulator;
 pub mod faults;

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use devstack::bench::{self, BenchOptions};
 use devstack::chaos::{self, ChaosOptions};
 use devstack::demo::{self, DemoOptions};
 use devstack::{LocalStack, StackOptions, sample_events, workspace::Workspace};
@@ -57,6 +58,26 @@ enum Command {
         /// Calls whose DynamoDB writes fail until the fix, so their events rest in the DLQs.
         #[arg(long, default_value_t = 3)]
         poison: usize,
+    },
+    /// `make bench`'s report: ingress compute beside twilio-node, cold starts and bootstrap
+    /// sizes, AWS calls per event and their cost, end-to-end acks at rising rates; each
+    /// figure beside its goal. Needs `cargo bench -p shared --bench ingress`, release and
+    /// arm64 builds first (the Makefile's bench target does all of it).
+    ///
+    /// Example: devstack bench --calls 100 --rates 1,2,4,8
+    Bench {
+        /// Calls of the in-order run that AWS calls per event are counted in.
+        #[arg(long, default_value_t = 100)]
+        calls: usize,
+        /// Calls started per second, one end-to-end run each.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+        rates: Vec<f64>,
+        /// Seconds of calls at each rate.
+        #[arg(long, default_value_t = 15.0)]
+        seconds: f64,
+        /// Cold starts per function; the median is reported.
+        #[arg(long, default_value_t = 5)]
+        cold_starts: usize,
     },
     /// Start the local stack and keep it up until Ctrl-C, printing its endpoints. It
     /// writes .local/stack.env (the emulator's endpoint, the stack's name and routes) for
@@ -140,6 +161,21 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Bench {
+            calls,
+            rates,
+            seconds,
+            cold_starts,
+        } => {
+            bench::run(BenchOptions {
+                calls,
+                rates,
+                seconds_per_rate: seconds,
+                cold_starts,
+            })
+            .await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Up {
             lambda_port,

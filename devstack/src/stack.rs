@@ -50,6 +50,8 @@ pub struct StackOptions {
     /// Puts the functions behind a [`FaultProxy`] with this plan (`FaultPlan::default()`:
     /// no faults, only counting what each function asks of AWS).
     pub faults: Option<FaultPlan>,
+    /// Runs the release builds of the functions (`make bench`), not the debug ones.
+    pub release: bool,
 }
 
 impl Default for StackOptions {
@@ -62,6 +64,7 @@ impl Default for StackOptions {
             delete_from_twilio: true,
             media_host: None,
             faults: None,
+            release: false,
         }
     }
 }
@@ -189,8 +192,14 @@ impl LocalStack {
                 }
             }
         }
-        let functions =
-            FunctionHost::start(&workspace, &log_dir, options.lambda_port, specs).await?;
+        let functions = FunctionHost::start(
+            &workspace,
+            &log_dir,
+            options.lambda_port,
+            specs,
+            options.release,
+        )
+        .await?;
         let status_poller = Poller::start(
             &sdk,
             &functions.endpoint(),

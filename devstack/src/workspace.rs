@@ -25,15 +25,31 @@ impl Workspace {
 
     /// A function binary as `cargo build` leaves it (`make build-local`).
     pub fn function_binary(&self, name: &str) -> PathBuf {
+        self.target_dir().join("debug").join(name)
+    }
+
+    /// A function binary as `cargo build --release` leaves it (what `make bench` cold-starts).
+    pub fn release_binary(&self, name: &str) -> PathBuf {
+        self.target_dir().join("release").join(name)
+    }
+
+    /// The arm64 bootstrap `make build` (cargo lambda) leaves for a function.
+    pub fn lambda_bootstrap(&self, name: &str) -> PathBuf {
+        self.target_dir()
+            .join("lambda")
+            .join(name)
+            .join("bootstrap")
+    }
+
+    pub fn target_dir(&self) -> PathBuf {
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| self.root.join("target"));
-        let target = if target.is_absolute() {
+        if target.is_absolute() {
             target
         } else {
             self.root.join(target)
-        };
-        target.join("debug").join(name)
+        }
     }
 
     pub fn template(&self) -> PathBuf {
