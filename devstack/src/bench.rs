@@ -274,8 +274,7 @@ async fn cold_starts(workspace: &Workspace, stack: &LocalStack, runs: usize) -> 
 /// (`<function>-<instance>.log`, one process each; a restarted instance appends).
 #[derive(Debug, Default, Clone)]
 struct Emf {
-    /// Per function: metric → sum (counts) or every value (latencies).
-    sums: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Per function: metric → every value recorded (a count's sum is theirs).
     values: BTreeMap<String, BTreeMap<String, Vec<f64>>>,
     /// Per function: EMF documents (one per invocation).
     invocations: BTreeMap<String, u64>,
@@ -327,11 +326,6 @@ impl Emf {
                     if metric == "Aws.SecretsManager.GetSecretValue" {
                         secret_reads += values.iter().sum::<f64>();
                     }
-                    *emf.sums
-                        .entry(function.to_owned())
-                        .or_default()
-                        .entry(metric.to_owned())
-                        .or_default() += values.iter().sum::<f64>();
                     emf.values
                         .entry(function.to_owned())
                         .or_default()
@@ -346,21 +340,35 @@ impl Emf {
     }
 
     fn sum(&self, function: &str, metric: &str) -> f64 {
-        self.sums
+        self.values
             .get(function)
             .and_then(|m| m.get(metric))
-            .copied()
-            .unwrap_or(0.0)
+            .map_or(0.0, |v| v.iter().sum())
+    }
+
+    /// Every `Aws.<service>.<operation>` of `function`: (operation, requests).
+    fn operations<'a>(
+        &'a self,
+        function: &str,
+        service: &str,
+    ) -> impl Iterator<Item = (&'a str, f64)> + 'a {
+        let prefix = format!("{CALL_METRIC_PREFIX}{service}.");
+        self.values
+            .get(function)
+            .into_iter()
+            .flatten()
+            .filter_map(move |(k, v)| {
+                let op = k.strip_prefix(&prefix)?;
+                Some((op, v.iter().sum()))
+            })
     }
 
     /// Sum of every `Aws.<service>.<operation>` of `function` whose operation passes `op`.
     fn calls(&self, function: &str, service: &str, op: impl Fn(&str) -> bool) -> f64 {
-        let prefix = format!("{CALL_METRIC_PREFIX}{service}.");
-        self.sums.get(function).map_or(0.0, |m| {
-            m.iter()
-                .filter_map(|(k, v)| k.strip_prefix(&prefix).filter(|o| op(o)).map(|_| *v))
-                .sum()
-        })
+        self.operations(function, service)
+            .filter(|(o, _)| op(o))
+            .map(|(_, n)| n)
+            .sum()
     }
 
     fn invocations(&self, function: &str) -> f64 {
@@ -546,10 +554,8 @@ async fn aws_calls(stack: &LocalStack, calls: usize) -> anyhow::Result<()> {
         "",
         None,
     );
-    for (op, n) in emf.sums.get(stack::RECORDING_WORKER).into_iter().flatten() {
-        if let Some(op) = op.strip_prefix(&format!("{CALL_METRIC_PREFIX}S3.")) {
-            println!("     {op:<56} {:>8.3}", per(*n, recordings));
-        }
+    for (op, n) in emf.operations(stack::RECORDING_WORKER, "S3") {
+        println!("     {op:<56} {:>8.3}", per(n, recordings));
     }
     row(
         "S3 requests per transcript stored",

@@ -76,7 +76,7 @@ impl FunctionHost {
             let binary = binary(workspace, spec.name, release);
             anyhow::ensure!(
                 binary.exists(),
-                "{} is missing: build the functions first (`make build-local`)",
+                "{} is missing: build the functions first (`make build-local`, or `cargo build --release` for release)",
                 binary.display()
             );
         }
