@@ -462,7 +462,12 @@ async fn aws_calls(stack: &LocalStack, calls: usize) -> anyhow::Result<()> {
         routes: stack.routes(),
         ..SimulateOptions::default()
     };
-    let report = simulate::run_with_media(&options, Some(&stack.media)).await?;
+    let report = simulate::run_with_media(
+        &options,
+        Some(&stack.media),
+        &indicatif::ProgressBar::hidden(),
+    )
+    .await?;
     stack.wait_until_drained(Duration::from_secs(900)).await?;
     // The last invocations' EMF lines are printed as they end: give them a moment to land.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -669,7 +674,12 @@ async fn end_to_end(stack: &LocalStack, options: &BenchOptions) -> anyhow::Resul
             ..SimulateOptions::default()
         };
         let started = Instant::now();
-        let report = simulate::run_with_media(&simulate, Some(&stack.media)).await?;
+        let report = simulate::run_with_media(
+            &simulate,
+            Some(&stack.media),
+            &indicatif::ProgressBar::hidden(),
+        )
+        .await?;
         stack.wait_until_drained(Duration::from_secs(900)).await?;
         let through = started.elapsed();
         tokio::time::sleep(Duration::from_secs(2)).await;

@@ -202,7 +202,11 @@ pub async fn drive(
     stack: &LocalStack,
     options: &SimulateOptions,
 ) -> anyhow::Result<(SimulationReport, Duration)> {
-    let report = simulate::run_with_media(options, Some(&stack.media)).await?;
+    let bar = voicectl::progress_bar(0, false);
+    bar.set_message("calls played");
+    let report = simulate::run_with_media(options, Some(&stack.media), &bar).await;
+    bar.finish_and_clear();
+    let report = report?;
     let drain_started = Instant::now();
     stack.wait_until_drained(Duration::from_secs(900)).await?;
     Ok((report, drain_started.elapsed()))

@@ -1,13 +1,12 @@
 //! `voicectl`: see `voicectl --help`. Argument parsing and printing only; each command is
 //! a module of the library.
 
-use std::io::{BufRead, BufReader, IsTerminal};
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use shared::config::local;
 use shared::flows::{self, Flows, Step, Urls};
@@ -19,7 +18,7 @@ use voicectl::signing::{self, Request};
 use voicectl::simulate::{self, SimulateOptions, Twilio};
 use voicectl::smoke::{self, SmokeOptions};
 use voicectl::stack::{DEFAULT_STACK, Stack};
-use voicectl::{replay, timeline};
+use voicectl::{progress_bar, replay, timeline};
 
 #[derive(Parser)]
 #[command(
@@ -31,7 +30,11 @@ use voicectl::{replay, timeline};
                   simulated and smoke-test calls.\n\n\
                   It finds a stack's queues, table and secret by the stack's name, with the \
                   usual AWS credentials and region. For the local stack (`make up`), load \
-                  `.local/stack.env` first (the Makefile's `make dlq` and `make replay` do)."
+                  `.local/stack.env` first (the Makefile's `make dlq` and `make replay` do).",
+    after_help = "Examples:\n  \
+                  voicectl --stack voicehooks-prod dlq stats\n  \
+                  voicectl call CAe1a2b3c4d5e6f708192a3b4c5d6e7f80\n  \
+                  voicectl --json dlq peek --queue status | jq '.[].failure_reason'"
 )]
 struct Cli {
     /// The stack's name (`sam deploy --stack-name`); `voicehooks-local` for `make up`.
@@ -47,10 +50,21 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Dead-letter queues: stats, peek, redrive.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+                      voicectl dlq stats\n  \
+                      voicectl dlq peek --queue recording --save dlq-saved/\n  \
+                      voicectl dlq redrive --call CAe1a2b3c4d5e6f708192a3b4c5d6e7f80 --dry-run"
+    )]
     Dlq(DlqCommand),
     /// Send events again: files to a webhook or a queue, or a call's stored events.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+                      voicectl replay files dlq-saved/ --queue\n  \
+                      voicectl replay calls CAe1a2b3c4d5e6f708192a3b4c5d6e7f80"
+    )]
     Replay(ReplayCommand),
     /// A call's timeline: every status (applied, duplicate, late), its recordings and
     /// transcripts.
@@ -89,7 +103,12 @@ enum Command {
     #[command(verbatim_doc_comment)]
     Smoke(SmokeArgs),
     /// Check the call flows, or print the TwiML a call would get, before deploying.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+                      voicectl flows check\n  \
+                      voicectl flows twiml --to +14155550100"
+    )]
     Flows(FlowsCommand),
 }
 
@@ -386,18 +405,6 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| "expected NAME=VALUE".into())
 }
 
-/// A progress bar on stderr, drawn only for a person (a terminal, no --json).
-fn progress(len: u64, json: bool) -> ProgressBar {
-    if json || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    ProgressBar::new(len).with_style(
-        ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    )
-}
-
 fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
@@ -498,7 +505,7 @@ async fn dlq_command(stack: &Stack, command: DlqCommand, json: bool) -> anyhow::
                 rate,
                 hold,
             };
-            let bar = progress(0, json);
+            let bar = progress_bar(0, json);
             let mut reports = Vec::new();
             for pipeline in pipelines(queue) {
                 let queues = stack.queues(pipeline).await?;
@@ -539,7 +546,7 @@ async fn replay_command(
             auth_token,
         } => {
             let items = replay::load(&paths)?;
-            let bar = progress(items.len() as u64, json);
+            let bar = progress_bar(items.len() as u64, json);
             let sent = match (queue, url) {
                 (true, _) => replay::to_queues(stack, &items, &bar).await?,
                 (false, Some(url)) => {
@@ -597,7 +604,7 @@ async fn replay_command(
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            let bar = progress(call_sids.len() as u64, json);
+            let bar = progress_bar(call_sids.len() as u64, json);
             let results = replay::calls(stack, &call_sids, &bar).await;
             bar.finish_and_clear();
             if json {
@@ -705,7 +712,10 @@ async fn simulate(args: SimulateArgs, json: bool) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let report = simulate::run_with_media(&options, media.as_ref()).await?;
+    let bar = progress_bar(0, json);
+    bar.set_message("calls played");
+    let report = simulate::run_with_media(&options, media.as_ref(), &bar).await?;
+    bar.finish_and_clear();
     if let Some(media) = &media {
         // The workers fetch after the acks; stay until they have.
         let until = std::time::Instant::now() + args.linger;
@@ -982,5 +992,38 @@ async fn main() -> anyhow::Result<ExitCode> {
             }
         }),
         Command::Flows(FlowsCommand::Twiml(args)) => twiml(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// The brief asks for an example in every command's `--help`, groups included.
+    #[test]
+    fn every_command_has_an_example_in_its_help() {
+        fn walk(command: &mut clap::Command, path: &str, missing: &mut Vec<String>) {
+            let help = command.render_long_help().to_string();
+            if !help.contains("Example") {
+                missing.push(path.to_owned());
+            }
+            for sub in command.get_subcommands_mut() {
+                let path = format!("{path} {}", sub.get_name());
+                walk(sub, &path, missing);
+            }
+        }
+        let mut cli = Cli::command();
+        cli.build();
+        let mut missing = Vec::new();
+        walk(&mut cli, "voicectl", &mut missing);
+        // clap's generated `help` subcommands explain themselves.
+        missing.retain(|path| !path.ends_with(" help") && !path.contains(" help "));
+        assert!(missing.is_empty(), "no example in --help of: {missing:?}");
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

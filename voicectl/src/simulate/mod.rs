@@ -14,6 +14,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use indicatif::ProgressBar;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -502,7 +503,7 @@ struct Delivered {
 
 /// Plans the calls and plays them, with recording URLs on Twilio's API (not served).
 pub async fn run(options: &SimulateOptions) -> anyhow::Result<SimulationReport> {
-    run_with_media(options, None).await
+    run_with_media(options, None, &ProgressBar::hidden()).await
 }
 
 /// Puts each recording the calls made on `media` (some not ready at first) and points its
@@ -551,11 +552,14 @@ fn stage_media(
     }
 }
 
-/// Plans the calls and plays them; recordings are served by `media` when given.
+/// Plans the calls and plays them; recordings are served by `media` when given. `progress`
+/// counts calls played to the end (every callback delivered or given up on).
 pub async fn run_with_media(
     options: &SimulateOptions,
     media: Option<&MediaServer>,
+    progress: &ProgressBar,
 ) -> anyhow::Result<SimulationReport> {
+    progress.inc_length(options.calls as u64);
     let twilio = Twilio::new(options)?;
     let base = options.public_base_url.trim_end_matches('/');
     let (voice_url, status_url) = (
@@ -593,6 +597,7 @@ pub async fn run_with_media(
                         legs,
                     };
                     let delivered = deliver_call(twilio, options, &call).await;
+                    progress.inc(1);
                     (call, delivered)
                 }
             })
