@@ -335,26 +335,49 @@ fn functions_are_arm64_cargo_lambda_builds_of_workspace_binaries() {
     );
 }
 
+/// The IAM statements a function's `Policies` or a managed policy's document hold.
+fn statements<'a>(template: &'a Value, logical: &str) -> Vec<&'a Value> {
+    let properties = resource(template, logical);
+    let documents: Vec<&Value> = match properties["Policies"].as_sequence() {
+        Some(policies) => policies.iter().collect(),
+        None => vec![&properties["PolicyDocument"]],
+    };
+    documents
+        .into_iter()
+        .flat_map(|d| d["Statement"].as_sequence().unwrap())
+        .collect()
+}
+
+fn actions(statement: &Value) -> Vec<&str> {
+    match &statement["Action"] {
+        Value::String(a) => vec![a.as_str()],
+        Value::Sequence(a) => a.iter().filter_map(Value::as_str).collect(),
+        other => panic!("odd Action {other:?}"),
+    }
+}
+
+/// Who the template grants anything: every function, and the operators' managed policy.
+fn principals(template: &Value) -> Vec<String> {
+    let mut all = functions(template);
+    all.extend(resources_of_type(template, "AWS::IAM::ManagedPolicy"));
+    assert!(all.contains(&"OperatorPolicy".to_owned()), "{all:?}");
+    all
+}
+
 #[test]
 fn every_iam_statement_names_its_resources() {
     let t = template();
-    for function in functions(&t) {
-        for policy in resource(&t, &function)["Policies"].as_sequence().unwrap() {
-            for statement in policy["Statement"].as_sequence().unwrap() {
-                let actions: Vec<&str> = match &statement["Action"] {
-                    Value::String(a) => vec![a.as_str()],
-                    Value::Sequence(a) => a.iter().filter_map(Value::as_str).collect(),
-                    other => panic!("{function}: odd Action {other:?}"),
-                };
-                assert!(
-                    actions.iter().all(|a| !a.contains('*')),
-                    "{function}: wildcard action in {actions:?}"
-                );
-                assert!(
-                    !matches!(&statement["Resource"], Value::String(r) if r == "*"),
-                    "{function}: Resource * for {actions:?}"
-                );
-            }
+    for principal in principals(&t) {
+        for statement in statements(&t, &principal) {
+            let actions = actions(statement);
+            assert!(
+                actions.iter().all(|a| !a.contains('*')),
+                "{principal}: wildcard action in {actions:?}"
+            );
+            assert!(
+                !matches!(&statement["Resource"], Value::String(r) if r == "*"),
+                "{principal}: Resource * for {actions:?}"
+            );
         }
     }
 }
@@ -526,32 +549,92 @@ fn each_function_may_do_only_its_own_job() {
         "every function is reviewed"
     );
     for (function, allowed) in &jobs {
-        for policy in resource(&t, function)["Policies"].as_sequence().unwrap() {
-            for statement in policy["Statement"].as_sequence().unwrap() {
-                let actions: Vec<&str> = match &statement["Action"] {
-                    Value::String(a) => vec![a.as_str()],
-                    Value::Sequence(a) => a.iter().filter_map(Value::as_str).collect(),
-                    other => panic!("{function}: odd Action {other:?}"),
-                };
-                let targets: Vec<String> = match &statement["Resource"] {
-                    Value::Sequence(r) => r.iter().filter_map(referenced).collect(),
-                    one => referenced(one).into_iter().collect(),
-                };
-                for action in actions {
-                    if action.starts_with("kms:") {
-                        assert_eq!(targets, ["DataKey"], "{function}: {action} on {targets:?}");
-                        continue;
-                    }
-                    for target in &targets {
-                        assert!(
-                            allowed.contains(&(action, target.as_str())),
-                            "{function} may {action} on {target}: not its job"
-                        );
-                    }
-                }
-            }
+        assert_may_do_only(&t, function, allowed);
+    }
+}
+
+/// Every (action, resource) pair `principal` is granted, resources by logical name.
+fn grants(t: &Value, principal: &str) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    for statement in statements(t, principal) {
+        let targets: Vec<String> = match &statement["Resource"] {
+            Value::Sequence(r) => r.iter().filter_map(referenced).collect(),
+            one => referenced(one).into_iter().collect(),
+        };
+        for action in actions(statement) {
+            pairs.extend(targets.iter().map(|r| (action.to_owned(), r.clone())));
         }
     }
+    pairs
+}
+
+/// Fails unless every grant of `principal` is in `allowed`; KMS only on the stack's key.
+fn assert_may_do_only(t: &Value, principal: &str, allowed: &[(&str, &str)]) {
+    for (action, target) in grants(t, principal) {
+        if action.starts_with("kms:") {
+            assert_eq!(target, "DataKey", "{principal}: {action} on {target}");
+        } else {
+            assert!(
+                allowed.contains(&(action.as_str(), target.as_str())),
+                "{principal} may {action} on {target}: not its job"
+            );
+        }
+    }
+}
+
+/// On-call's policy: what voicectl's commands do (`tests/voicectl.rs` checks that the
+/// calls voicectl really makes are all granted) and nothing else: no reading of the work
+/// queues (that is the workers' job), no S3, no Transcribe, no writing the secret.
+#[test]
+fn operators_may_inspect_and_put_right_but_not_consume_the_work_queues() {
+    let t = template();
+    let mut allowed = Vec::new();
+    for dlq in [
+        "StatusDeadLetterQueue",
+        "RecordingDeadLetterQueue",
+        "TranscriptDeadLetterQueue",
+    ] {
+        for action in [
+            "sqs:GetQueueUrl",
+            "sqs:GetQueueAttributes",
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:ChangeMessageVisibility",
+        ] {
+            allowed.push((action, dlq));
+        }
+    }
+    for queue in ["StatusQueue", "RecordingQueue", "TranscriptQueue"] {
+        allowed.extend([("sqs:GetQueueUrl", queue), ("sqs:SendMessage", queue)]);
+    }
+    for action in [
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:Scan",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+    ] {
+        allowed.push((action, "CallsTable"));
+    }
+    allowed.push(("secretsmanager:GetSecretValue", "TwilioSecret"));
+    assert_may_do_only(&t, "OperatorPolicy", &allowed);
+    // And everything it lists is granted: a missing grant is an AccessDenied at 3 a.m.
+    let granted = grants(&t, "OperatorPolicy");
+    for (action, target) in &allowed {
+        assert!(
+            granted.contains(&(action.to_string(), target.to_string())),
+            "OperatorPolicy lacks {action} on {target}"
+        );
+    }
+    assert_eq!(
+        t["Outputs"]["OperatorPolicyArn"]["Value"],
+        Value::Tagged(Box::new(serde_yaml::value::TaggedValue {
+            tag: serde_yaml::value::Tag::new("Ref"),
+            value: Value::String("OperatorPolicy".into()),
+        })),
+        "the stack outputs the policy to attach"
+    );
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! `voicectl`, the real binary, against the emulator and the local stack: DLQ stats, peek
 //! and selective redrive (one interrupted by SIGKILL), replays of files and of a call's
 //! stored events, the call timeline, sign and verify (every conformance vector), simulate
-//! and smoke, and the README's incident end to end.
+//! and smoke, and the README's incident end to end; and that every AWS request the
+//! commands send is one the template's `OperatorPolicy` grants.
 
 #![allow(clippy::unwrap_used)] // test code: an unwrap is an assertion
 
@@ -17,6 +18,7 @@ use devstack::workspace::Workspace;
 use devstack::{LocalStack, StackOptions};
 use indicatif::ProgressBar;
 use serde_json::Value;
+use shared::aws::RequestCounter;
 use shared::config::local;
 use shared::events::Envelope;
 use shared::stack::{Pipeline, StackNames};
@@ -1011,4 +1013,122 @@ async fn incident_redrive_timeline_smoke_and_simulate_on_the_local_stack() {
             "{view}"
         );
     }
+}
+
+/// The IAM action an SDK request (`Service.Operation`, as [`RequestCounter`] names it) needs:
+/// SQS's batch calls are authorised as their single forms.
+fn iam_action(operation: &str) -> String {
+    let (service, name) = operation.split_once('.').unwrap();
+    let name = match service {
+        "SQS" => name.strip_suffix("Batch").unwrap_or(name),
+        _ => name,
+    };
+    format!("{}:{name}", service.replace(' ', "").to_lowercase())
+}
+
+/// The actions the template's `OperatorPolicy` grants (on which resources is
+/// `tests/infra_agreement.rs`'s review).
+fn operator_actions() -> Vec<String> {
+    let text = std::fs::read_to_string(Workspace::locate().template()).unwrap();
+    let template: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let statements =
+        &template["Resources"]["OperatorPolicy"]["Properties"]["PolicyDocument"]["Statement"];
+    let mut actions = Vec::new();
+    for statement in statements.as_sequence().unwrap() {
+        match &statement["Action"] {
+            serde_yaml::Value::String(a) => actions.push(a.clone()),
+            serde_yaml::Value::Sequence(a) => {
+                actions.extend(a.iter().filter_map(|a| a.as_str().map(str::to_owned)))
+            }
+            other => panic!("odd Action {other:?}"),
+        }
+    }
+    actions
+}
+
+/// On-call attaches the stack's `OperatorPolicy` and nothing else, so every request any
+/// command sends must be one it grants: run each command's AWS side with the requests
+/// counted, and look each one up in the policy.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_request_voicectl_sends_is_granted_by_the_operator_policy() {
+    let aws = aws("voicectl-iam").await;
+    let r = &aws.resources;
+    let counter = RequestCounter::default();
+    let stack = Stack {
+        names: StackNames::new(local::STACK_NAME),
+        sqs: aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::config::Builder::from(&aws.sdk)
+                .interceptor(counter.clone())
+                .build(),
+        ),
+        dynamodb: aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&aws.sdk)
+                .interceptor(counter.clone())
+                .build(),
+        ),
+        secrets: aws_sdk_secretsmanager::Client::from_conf(
+            aws_sdk_secretsmanager::config::Builder::from(&aws.sdk)
+                .interceptor(counter.clone())
+                .build(),
+        ),
+    };
+    // Something in every DLQ, and a call with stored events.
+    let sqs = aws_sdk_sqs::Client::new(&aws.sdk);
+    let sid = call_sid(0x1a3);
+    let body = envelope(&sid, CallStatus::Completed, 3).to_json();
+    for dlq in [
+        &r.status_dlq_url,
+        &r.recording.dlq_url,
+        &r.transcript.dlq_url,
+    ] {
+        put(&sqs, dlq, &body, &[]).await;
+    }
+    let store = DynamoCallStore::new(aws_sdk_dynamodb::Client::new(&aws.sdk), &r.calls_table);
+    apply_all(&store, &[envelope(&sid, CallStatus::Ringing, 1).to_json()]).await;
+
+    let hidden = ProgressBar::hidden();
+    let all = RedriveOptions {
+        filter: Filter::default(),
+        dry_run: false,
+        rate: None,
+        hold: Duration::from_secs(30),
+    };
+    for pipeline in Pipeline::ALL {
+        let queues = stack.queues(pipeline).await.unwrap();
+        dlq::stats(&stack, &queues, 10).await.unwrap();
+        dlq::peek(&stack, &queues, 10).await.unwrap();
+        let report = dlq::redrive(&stack, &queues, &all, &hidden).await.unwrap();
+        assert_eq!(report.moved, 1, "{pipeline}");
+    }
+    let files =
+        voicectl::replay::load(&[Workspace::locate().events().join("webhook-status")]).unwrap();
+    voicectl::replay::to_queues(&stack, &files, &hidden)
+        .await
+        .unwrap();
+    let replayed = voicectl::replay::calls(&stack, std::slice::from_ref(&sid), &hidden).await;
+    assert!(replayed[0].error.is_none(), "{:?}", replayed[0].error);
+    let window = stack
+        .calls()
+        .calls_between("2000-01-01T00:00:00Z", "2999-01-01T00:00:00Z")
+        .await
+        .unwrap();
+    assert_eq!(window, std::slice::from_ref(&sid));
+    let view = voicectl::timeline::load(&stack, &sid).await.unwrap();
+    assert!(view.call.is_some());
+    stack.credentials().await.unwrap(); // verify (current and previous)
+    stack.signing_token(None).await.unwrap(); // sign, replay --url, smoke
+
+    // Exactly: nothing voicectl sends is missing from the policy (AccessDenied at 3 a.m.),
+    // and the policy grants nothing voicectl never sends. KMS is what SSE-KMS queues, table
+    // and secret need under these calls; SQS's batch calls are authorised as single ones.
+    let sent: std::collections::BTreeSet<String> =
+        counter.snapshot().keys().map(|op| iam_action(op)).collect();
+    let granted: std::collections::BTreeSet<String> = operator_actions()
+        .into_iter()
+        .filter(|a| !a.starts_with("kms:"))
+        .collect();
+    assert_eq!(
+        sent, granted,
+        "requests sent vs the OperatorPolicy's grants"
+    );
 }
