@@ -262,11 +262,19 @@ fn functions_get_the_environment_they_read() {
     webhook.push(config::ENQUEUE_DEADLINE_MS);
     webhook.sort_unstable();
     assert_eq!(env_names("WebhookVoiceFunction"), webhook);
-    assert_eq!(env_names("StatusWorkerFunction"), [config::CALLS_TABLE]);
     fn sorted(mut names: Vec<&'static str>) -> Vec<&'static str> {
         names.sort_unstable();
         names
     }
+    assert_eq!(
+        env_names("StatusWorkerFunction"),
+        sorted(vec![
+            config::CALLS_TABLE,
+            config::STATUS_QUEUE_URL,
+            config::DEAD_LETTER_QUEUE_URL,
+            config::MAX_RECEIVE_COUNT,
+        ])
+    );
     assert_eq!(
         env_names("WebhookRecordingFunction"),
         sorted(vec![
@@ -292,11 +300,35 @@ fn functions_get_the_environment_they_read() {
             config::TWILIO_SECRET_ID,
             config::RECORDING_QUEUE_URL,
             config::DEAD_LETTER_QUEUE_URL,
+            config::MAX_RECEIVE_COUNT,
             config::MEDIA_FORMAT,
             config::DELETE_FROM_TWILIO,
             config::TRANSCRIBE_REDACT_PII,
         ])
     );
+    // A worker dead-letters on the receive SQS's redrive policy would move the message on,
+    // so both must read the same parameter.
+    for worker in [
+        "StatusWorkerFunction",
+        "RecordingWorkerFunction",
+        "TranscriptWorkerFunction",
+    ] {
+        assert_eq!(
+            referenced(
+                &resource(&t, worker)["Environment"]["Variables"][config::MAX_RECEIVE_COUNT]
+            )
+            .as_deref(),
+            Some("MaxReceiveCount"),
+            "{worker}"
+        );
+    }
+    for queue in ["StatusQueue", "RecordingQueue", "TranscriptQueue"] {
+        assert_eq!(
+            referenced(&resource(&t, queue)["RedrivePolicy"]["maxReceiveCount"]).as_deref(),
+            Some("MaxReceiveCount"),
+            "{queue}"
+        );
+    }
     assert_eq!(
         env_names("TranscriptWorkerFunction"),
         sorted(vec![
@@ -304,6 +336,7 @@ fn functions_get_the_environment_they_read() {
             config::RECORDINGS_BUCKET,
             config::TRANSCRIPT_QUEUE_URL,
             config::DEAD_LETTER_QUEUE_URL,
+            config::MAX_RECEIVE_COUNT,
         ])
     );
 }
@@ -505,7 +538,10 @@ fn each_function_may_do_only_its_own_job() {
         (
             "StatusWorkerFunction",
             [
-                vec![("dynamodb:UpdateItem", TABLE)],
+                vec![
+                    ("dynamodb:UpdateItem", TABLE),
+                    ("sqs:SendMessage", "StatusDeadLetterQueue"),
+                ],
                 consume("StatusQueue").to_vec(),
             ]
             .concat(),

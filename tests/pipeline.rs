@@ -8,11 +8,13 @@ use std::time::{Duration, Instant};
 use devstack::demo::{self, DemoOptions};
 use devstack::{LocalStack, StackOptions};
 use reqwest::StatusCode;
+use shared::config::WorkerQueue;
 use shared::config::local;
 use shared::events::Envelope;
 use shared::store::DynamoCallStore;
 use shared::twilio::{CallStatus, StatusCallback};
-use voicehooks_tests::{call_sid, item_count, post_form, status_params};
+use shared::worker::{Disposition, QueuedMessage, Settler};
+use voicehooks_tests::{FailOperation, call_sid, item_count, post_form, status_params};
 
 async fn stack(label: &str, retry_after_secs: i32) -> LocalStack {
     LocalStack::start(StackOptions {
@@ -292,14 +294,31 @@ async fn poison_messages_rest_in_the_dlq_without_blocking_their_neighbours() {
     assert_eq!(record.status.as_deref(), Some("completed"));
     assert_eq!(record.timeline.len(), 2);
 
-    // The DLQ holds exactly the poison, untouched, for ops to inspect and redrive.
+    // The DLQ holds exactly the poison, untouched, for ops to inspect and redrive, each
+    // with why the worker gave up on the queue's last receive.
     let received = sqs
         .receive_message()
         .queue_url(&stack.resources.status_dlq_url)
         .max_number_of_messages(10)
+        .message_attribute_names("All")
         .send()
         .await
         .unwrap();
+    for message in received.messages() {
+        let attribute = |name: &str| {
+            message
+                .message_attributes()
+                .and_then(|a| a.get(name))
+                .and_then(|v| v.string_value())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert!(
+            attribute("failure_reason").starts_with("gave up after 5 receives: not a call event: "),
+            "{message:?}"
+        );
+        assert_eq!(attribute("failed_by"), "status-worker");
+    }
     let mut bodies: Vec<&str> = received
         .messages()
         .iter()
@@ -309,4 +328,89 @@ async fn poison_messages_rest_in_the_dlq_without_blocking_their_neighbours() {
     let mut expected: Vec<&str> = poison.iter().map(String::as_str).collect();
     expected.sort_unstable();
     assert_eq!(bodies, expected);
+}
+
+/// The worker's last words: a message still failing on the queue's last receive goes to the
+/// DLQ with its reason and leaves the queue; before that it is retried later; and when the
+/// DLQ refuses the send it stays on the queue for SQS's own move, never lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_failing_on_its_last_receive_is_dead_lettered_with_its_reason() {
+    let aws = voicehooks_tests::aws("last-receive").await;
+    let r = &aws.resources;
+    let sqs = aws_sdk_sqs::Client::new(&aws.sdk);
+    let queue = WorkerQueue {
+        queue_url: r.status_queue_url.clone(),
+        dead_letter_queue_url: r.status_dlq_url.clone(),
+        retry_base: Duration::from_secs(1),
+        max_receives: 5,
+    };
+    let body = "not an envelope";
+    sqs.send_message()
+        .queue_url(&r.status_queue_url)
+        .message_body(body)
+        .send()
+        .await
+        .unwrap();
+    let received = sqs
+        .receive_message()
+        .queue_url(&r.status_queue_url)
+        .send()
+        .await
+        .unwrap();
+    let handle = received.messages()[0].receipt_handle().unwrap();
+    let message = |receive_count| QueuedMessage {
+        message_id: "m1",
+        body,
+        receipt_handle: handle,
+        receive_count,
+    };
+    let retry = Disposition::retry("the call store failed: throttled");
+    let dlq_depth = || async {
+        devstack::stack::queue_depth(&aws.sdk, &r.status_dlq_url)
+            .await
+            .unwrap()
+    };
+
+    let settler = Settler::new(sqs.clone(), &queue, "status-worker");
+    assert!(
+        settler.settle(&message(4), &retry).await,
+        "receive 4: retried"
+    );
+    assert_eq!(dlq_depth().await, 0);
+
+    let refusing = Settler::new(
+        aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::config::Builder::from(&aws.sdk)
+                .interceptor(FailOperation::always("SendMessage"))
+                .build(),
+        ),
+        &queue,
+        "status-worker",
+    );
+    assert!(
+        refusing.settle(&message(5), &retry).await,
+        "the DLQ refused: left on the queue for SQS to move"
+    );
+    assert_eq!(dlq_depth().await, 0);
+
+    assert!(
+        !settler.settle(&message(5), &retry).await,
+        "receive 5: dead-lettered, so deleted from the queue"
+    );
+    let letters = sqs
+        .receive_message()
+        .queue_url(&r.status_dlq_url)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .unwrap();
+    let letter = &letters.messages()[0];
+    assert_eq!(letter.body(), Some(body));
+    let reason = letter.message_attributes().unwrap()["failure_reason"]
+        .string_value()
+        .unwrap();
+    assert_eq!(
+        reason,
+        "gave up after 5 receives: the call store failed: throttled"
+    );
 }

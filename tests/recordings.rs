@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use backon::ExponentialBuilder;
 use devstack::transcribe_completer::{NOT_AUDIO, TranscribeCompleter};
 use devstack::{LocalStack, StackOptions};
+use shared::config::WorkerQueue;
 use shared::config::{MediaFormat, local};
 use shared::events::Envelope;
 use shared::media::MediaHosts;
@@ -189,9 +190,12 @@ impl Rig {
     fn settler(&self) -> Settler {
         Settler::new(
             aws_sdk_sqs::Client::new(&self.aws.sdk),
-            &self.aws.resources.recording.url,
-            &self.aws.resources.recording.dlq_url,
-            Duration::from_secs(30),
+            &WorkerQueue {
+                queue_url: self.aws.resources.recording.url.clone(),
+                dead_letter_queue_url: self.aws.resources.recording.dlq_url.clone(),
+                retry_base: Duration::from_secs(30),
+                max_receives: devstack::resources::MAX_RECEIVE_COUNT,
+            },
             "recording-worker",
         )
     }

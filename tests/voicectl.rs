@@ -25,7 +25,7 @@ use shared::stack::{Pipeline, StackNames};
 use shared::store::{CallStore, DynamoCallStore};
 use shared::twilio::signature::compute_signature;
 use shared::twilio::{CallStatus, Params, StatusCallback};
-use shared::worker::{QueuedMessage, apply_status_batch};
+use shared::worker::{QueuedMessage, decide_status_batch};
 use voicectl::dlq::{self, Filter, RedriveOptions};
 use voicectl::stack::Stack;
 use voicehooks_tests::{FailOperation, aws, call_sid, status_event, status_params};
@@ -363,7 +363,8 @@ async fn apply_all(store: &DynamoCallStore, bodies: &[String]) {
             ..Default::default()
         })
         .collect();
-    assert!(apply_status_batch(store, &messages).await.is_empty());
+    let failed = decide_status_batch(store, &messages).await;
+    assert!(failed.is_empty(), "{failed:?}");
 }
 
 async fn depth(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
@@ -894,14 +895,18 @@ async fn incident_redrive_timeline_smoke_and_simulate_on_the_local_stack() {
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    // The worker dead-lettered each on the queue's last receive, saying why.
     let peeked = json_of(&voicectl(&env, &["--json", "dlq", "peek", "--queue", "status"]).await);
-    assert!(
-        peeked
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|l| l["receive_count"].as_u64().unwrap() >= 5)
-    );
+    for letter in peeked.as_array().unwrap() {
+        let why = letter["failure_reason"].as_str().unwrap_or_default();
+        assert!(
+            why.starts_with("gave up after 5 receives: ") && why.contains("ResourceNotFound"),
+            "{letter:#}"
+        );
+        assert_eq!(letter["failed_by"], "status-worker");
+    }
+    let text = text_of(&voicectl(&env, &["dlq", "peek", "--queue", "status"]).await);
+    assert!(text.contains("why: gave up after 5 receives"), "{text}");
 
     // The fix, the redrive, the timeline.
     devstack::resources::create_calls_table(sdk, table)

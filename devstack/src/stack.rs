@@ -116,6 +116,7 @@ impl LocalStack {
             .media_host
             .clone()
             .unwrap_or_else(|| media.host_port());
+        let max_receives = resources::MAX_RECEIVE_COUNT.to_string();
         let recording_worker_env = with_emulator(&[
             (config::CALLS_TABLE, &resources.calls_table),
             (config::RECORDINGS_BUCKET, &resources.recordings_bucket),
@@ -123,6 +124,7 @@ impl LocalStack {
             (config::TWILIO_SECRET_ID, &resources.twilio_secret_id),
             (config::RECORDING_QUEUE_URL, &resources.recording.url),
             (config::DEAD_LETTER_QUEUE_URL, &resources.recording.dlq_url),
+            (config::MAX_RECEIVE_COUNT, &max_receives),
             (config::LOCAL_MEDIA_HOST, &media_host),
             (
                 config::DELETE_FROM_TWILIO,
@@ -139,6 +141,14 @@ impl LocalStack {
             (config::RECORDINGS_BUCKET, &resources.recordings_bucket),
             (config::TRANSCRIPT_QUEUE_URL, &resources.transcript.url),
             (config::DEAD_LETTER_QUEUE_URL, &resources.transcript.dlq_url),
+            (config::MAX_RECEIVE_COUNT, &max_receives),
+            (config::RETRY_BASE_SECS, LOCAL_RETRY_BASE_SECS),
+        ]);
+        let status_worker_env = with_emulator(&[
+            (config::CALLS_TABLE, &resources.calls_table),
+            (config::STATUS_QUEUE_URL, &resources.status_queue_url),
+            (config::DEAD_LETTER_QUEUE_URL, &resources.status_dlq_url),
+            (config::MAX_RECEIVE_COUNT, &max_receives),
             (config::RETRY_BASE_SECS, LOCAL_RETRY_BASE_SECS),
         ]);
         let mut specs = vec![
@@ -174,7 +184,7 @@ impl LocalStack {
             },
             FunctionSpec {
                 name: STATUS_WORKER,
-                env: with_emulator(&[(config::CALLS_TABLE, &resources.calls_table)]),
+                env: status_worker_env,
                 instances: WORKER_INSTANCES,
             },
         ];
@@ -322,22 +332,7 @@ impl LocalStack {
 
     /// Messages in a queue: visible plus in flight.
     pub async fn queue_depth(&self, queue_url: &str) -> anyhow::Result<u64> {
-        let output = aws_sdk_sqs::Client::new(&self.sdk)
-            .get_queue_attributes()
-            .queue_url(queue_url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .send()
-            .await?;
-        let attributes = output.attributes().cloned().unwrap_or_default();
-        let count = |name: QueueAttributeName| {
-            attributes
-                .get(&name)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        Ok(count(QueueAttributeName::ApproximateNumberOfMessages)
-            + count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
+        queue_depth(&self.sdk, queue_url).await
     }
 
     /// Waits until every work queue is empty and the pollers idle, several checks in a row
@@ -378,4 +373,24 @@ impl LocalStack {
         self.functions.stop();
         self.emulator.stop();
     }
+}
+
+/// Messages in a queue: visible plus in flight.
+pub async fn queue_depth(sdk: &SdkConfig, queue_url: &str) -> anyhow::Result<u64> {
+    let output = aws_sdk_sqs::Client::new(sdk)
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await?;
+    let attributes = output.attributes().cloned().unwrap_or_default();
+    let count = |name: QueueAttributeName| {
+        attributes
+            .get(&name)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Ok(count(QueueAttributeName::ApproximateNumberOfMessages)
+        + count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
 }

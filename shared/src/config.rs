@@ -39,6 +39,10 @@ pub const LOCAL_MEDIA_HOST: &str = "VOICEHOOKS_LOCAL_MEDIA_HOST";
 /// Seconds a retried worker message waits at least; doubled per receive, jittered, capped at
 /// 15 minutes (default 15).
 pub const RETRY_BASE_SECS: &str = "VOICEHOOKS_RETRY_BASE_SECS";
+/// The queue's maxReceiveCount (the template passes its `MaxReceiveCount`). On that last
+/// receive a worker that still fails a message dead-letters it itself, with the reason, so
+/// `voicectl dlq peek` can say why; SQS's own move would carry no reason.
+pub const MAX_RECEIVE_COUNT: &str = "VOICEHOOKS_MAX_RECEIVE_COUNT";
 /// Seconds an auth token is cached before Secrets Manager is asked again (default 300).
 pub const SECRET_TTL_SECS: &str = "VOICEHOOKS_SECRET_TTL_SECS";
 
@@ -78,16 +82,49 @@ impl WebhookConfig {
     }
 }
 
+/// The queue a worker consumes and how it settles what it cannot apply.
+#[derive(Debug, Clone)]
+pub struct WorkerQueue {
+    pub queue_url: String,
+    pub dead_letter_queue_url: String,
+    /// A retried message waits at least this, doubled per receive (see [`RETRY_BASE_SECS`]).
+    pub retry_base: Duration,
+    /// The queue's maxReceiveCount (see [`MAX_RECEIVE_COUNT`]).
+    pub max_receives: u32,
+}
+
+impl WorkerQueue {
+    /// `queue_var` names the queue the worker consumes.
+    pub fn from_env(queue_var: &'static str) -> Result<Self, ConfigError> {
+        let max_receives = required(MAX_RECEIVE_COUNT)?;
+        Ok(Self {
+            queue_url: required(queue_var)?,
+            dead_letter_queue_url: required(DEAD_LETTER_QUEUE_URL)?,
+            retry_base: retry_base()?,
+            max_receives: max_receives
+                .parse()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| ConfigError::Invalid {
+                    name: MAX_RECEIVE_COUNT,
+                    why: format!("{max_receives:?} is not a whole number of at least 1"),
+                })?,
+        })
+    }
+}
+
 /// What the status worker needs.
 #[derive(Debug, Clone)]
 pub struct StatusWorkerConfig {
     pub calls_table: String,
+    pub queue: WorkerQueue,
 }
 
 impl StatusWorkerConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             calls_table: required(CALLS_TABLE)?,
+            queue: WorkerQueue::from_env(STATUS_QUEUE_URL)?,
         })
     }
 }
@@ -122,8 +159,7 @@ pub struct RecordingWorkerConfig {
     pub kms_key_id: Option<String>,
     pub secret_id: String,
     pub secret_ttl: Duration,
-    pub queue_url: String,
-    pub dead_letter_queue_url: String,
+    pub queue: WorkerQueue,
     pub format: MediaFormat,
     pub channels: Option<u32>,
     pub delete_from_twilio: bool,
@@ -131,7 +167,6 @@ pub struct RecordingWorkerConfig {
     pub language: String,
     pub redact_pii: bool,
     pub local_media_host: Option<String>,
-    pub retry_base: Duration,
 }
 
 impl RecordingWorkerConfig {
@@ -163,8 +198,7 @@ impl RecordingWorkerConfig {
             kms_key_id: optional(RECORDINGS_KMS_KEY_ID),
             secret_id: required(TWILIO_SECRET_ID)?,
             secret_ttl: secret_ttl()?,
-            queue_url: required(RECORDING_QUEUE_URL)?,
-            dead_letter_queue_url: required(DEAD_LETTER_QUEUE_URL)?,
+            queue: WorkerQueue::from_env(RECORDING_QUEUE_URL)?,
             format,
             channels,
             delete_from_twilio: flag(DELETE_FROM_TWILIO, false)?,
@@ -172,7 +206,6 @@ impl RecordingWorkerConfig {
             language: optional(TRANSCRIBE_LANGUAGE).unwrap_or_else(|| "en-US".into()),
             redact_pii: flag(TRANSCRIBE_REDACT_PII, false)?,
             local_media_host: optional(LOCAL_MEDIA_HOST),
-            retry_base: retry_base()?,
         })
     }
 }
@@ -182,9 +215,7 @@ impl RecordingWorkerConfig {
 pub struct TranscriptWorkerConfig {
     pub calls_table: String,
     pub bucket: String,
-    pub queue_url: String,
-    pub dead_letter_queue_url: String,
-    pub retry_base: Duration,
+    pub queue: WorkerQueue,
 }
 
 impl TranscriptWorkerConfig {
@@ -192,9 +223,7 @@ impl TranscriptWorkerConfig {
         Ok(Self {
             calls_table: required(CALLS_TABLE)?,
             bucket: required(RECORDINGS_BUCKET)?,
-            queue_url: required(TRANSCRIPT_QUEUE_URL)?,
-            dead_letter_queue_url: required(DEAD_LETTER_QUEUE_URL)?,
-            retry_base: retry_base()?,
+            queue: WorkerQueue::from_env(TRANSCRIPT_QUEUE_URL)?,
         })
     }
 }

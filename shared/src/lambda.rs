@@ -63,9 +63,7 @@ pub fn aws_recording_worker(
     };
     let settler = Settler::new(
         crate::aws::sqs_client(aws),
-        &config.queue_url,
-        &config.dead_letter_queue_url,
-        config.retry_base,
+        &config.queue,
         "recording-worker",
     );
     (worker, settler)
@@ -85,9 +83,7 @@ pub fn aws_transcript_worker(
     };
     let settler = Settler::new(
         crate::aws::sqs_client(aws),
-        &config.queue_url,
-        &config.dead_letter_queue_url,
-        config.retry_base,
+        &config.queue,
         "transcript-worker",
     );
     (worker, settler)

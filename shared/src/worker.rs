@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 
+use crate::config::WorkerQueue;
 use crate::events::Envelope;
 use crate::metrics::{self, name};
 use crate::store::{CallEvent, CallStore, Outcome};
@@ -66,23 +67,14 @@ where
     F: Fn(&'a str) -> Fut,
     Fut: Future<Output = Disposition>,
 {
-    let settled = join_all(messages.iter().map(|message| {
-        let decided = decide(message.body);
-        async move {
-            let disposition = decided.await;
-            (
-                message.message_id,
-                settler.settle(message, &disposition).await,
-            )
-        }
-    }))
+    let decide = &decide;
+    let decided = join_all(
+        messages
+            .iter()
+            .map(|message| async move { (message, decide(message.body).await) }),
+    )
     .await;
-    metrics::flush();
-    settled
-        .into_iter()
-        .filter(|(_, failed)| *failed)
-        .map(|(id, _)| id.to_owned())
-        .collect()
+    settler.settle_all(&decided).await
 }
 
 /// How long a retried message stays hidden: exponential in its receive count, with full
@@ -97,45 +89,62 @@ pub fn retry_delay(base: Duration, receive_count: u32) -> Duration {
 /// Carries out dispositions on SQS: a retry sets the message's visibility timeout (Lambda
 /// returns it to the queue when the batch response lists it), a dead letter is sent to the
 /// DLQ with its reason before the original is deleted (a crash between the two leaves a
-/// copy in both, never none).
+/// copy in both, never none). A retry on the queue's last receive is a dead letter too:
+/// SQS would move the message on the next receive without a word of why.
 #[derive(Clone)]
 pub struct Settler {
     sqs: aws_sdk_sqs::Client,
-    queue_url: String,
-    dead_letter_queue_url: String,
-    retry_base: Duration,
+    queue: WorkerQueue,
     worker: &'static str,
 }
 
 impl Settler {
-    pub fn new(
-        sqs: aws_sdk_sqs::Client,
-        queue_url: impl Into<String>,
-        dead_letter_queue_url: impl Into<String>,
-        retry_base: Duration,
-        worker: &'static str,
-    ) -> Self {
+    pub fn new(sqs: aws_sdk_sqs::Client, queue: &WorkerQueue, worker: &'static str) -> Self {
         Self {
             sqs,
-            queue_url: queue_url.into(),
-            dead_letter_queue_url: dead_letter_queue_url.into(),
-            retry_base,
+            queue: queue.clone(),
             worker,
         }
+    }
+
+    /// Settles every decided message, all at once; returns the ids to report failed.
+    pub async fn settle_all(&self, decided: &[(&QueuedMessage<'_>, Disposition)]) -> Vec<String> {
+        let settled = join_all(decided.iter().map(|(message, disposition)| async move {
+            (message.message_id, self.settle(message, disposition).await)
+        }))
+        .await;
+        metrics::flush();
+        settled
+            .into_iter()
+            .filter(|(_, failed)| *failed)
+            .map(|(id, _)| id.to_owned())
+            .collect()
     }
 
     /// Returns whether the message must be reported failed (left on the queue).
     pub async fn settle(&self, message: &QueuedMessage<'_>, disposition: &Disposition) -> bool {
         match disposition {
             Disposition::Done => false,
+            Disposition::Retry { reason, .. }
+                if message.receive_count >= self.queue.max_receives =>
+            {
+                let reason = format!("gave up after {} receives: {reason}", message.receive_count);
+                tracing::warn!(
+                    message_id = message.message_id,
+                    outcome = "dead-letter",
+                    reason,
+                    "the queue's last receive failed too"
+                );
+                self.dead_letter(message, &reason).await
+            }
             Disposition::Retry { after, .. } => {
                 metrics::count(name::EVENTS_RETRIED, 1);
-                let delay =
-                    after.unwrap_or_else(|| retry_delay(self.retry_base, message.receive_count));
+                let delay = after
+                    .unwrap_or_else(|| retry_delay(self.queue.retry_base, message.receive_count));
                 let changed = self
                     .sqs
                     .change_message_visibility()
-                    .queue_url(&self.queue_url)
+                    .queue_url(&self.queue.queue_url)
                     .receipt_handle(message.receipt_handle)
                     .visibility_timeout(delay.as_secs().clamp(1, 43_200) as i32)
                     .send()
@@ -145,47 +154,53 @@ impl Settler {
                 }
                 true
             }
-            Disposition::DeadLetter { reason } => {
-                metrics::count(name::DEAD_LETTERED, 1);
-                let attribute = crate::queue::string_attribute;
-                let mut send = self
-                    .sqs
-                    .send_message()
-                    .queue_url(&self.dead_letter_queue_url)
-                    .message_body(message.body)
-                    .message_attributes(
-                        "failure_reason",
-                        attribute(&reason.chars().take(1000).collect::<String>()),
-                    )
-                    .message_attributes("failed_by", attribute(self.worker));
-                if let Ok(envelope) = Envelope::from_json(message.body) {
-                    send = send
-                        .message_attributes("kind", attribute(envelope.kind.as_str()))
-                        .message_attributes("call_sid", attribute(&envelope.call_sid));
-                }
-                match send.send().await {
-                    Ok(_) => false,
-                    Err(e) => {
-                        tracing::error!(message_id = message.message_id, error = %aws_sdk_sqs::error::DisplayErrorContext(e), "could not dead-letter the message; it stays on the queue");
-                        true
-                    }
-                }
+            Disposition::DeadLetter { reason } => self.dead_letter(message, reason).await,
+        }
+    }
+
+    /// Sends the message to the DLQ with why; returns whether it must stay on the queue
+    /// (the send failed: SQS's own move then takes it after maxReceiveCount).
+    async fn dead_letter(&self, message: &QueuedMessage<'_>, reason: &str) -> bool {
+        metrics::count(name::DEAD_LETTERED, 1);
+        let attribute = crate::queue::string_attribute;
+        let mut send = self
+            .sqs
+            .send_message()
+            .queue_url(&self.queue.dead_letter_queue_url)
+            .message_body(message.body)
+            .message_attributes(
+                "failure_reason",
+                attribute(&reason.chars().take(1000).collect::<String>()),
+            )
+            .message_attributes("failed_by", attribute(self.worker));
+        if let Ok(envelope) = Envelope::from_json(message.body) {
+            send = send
+                .message_attributes("kind", attribute(envelope.kind.as_str()))
+                .message_attributes("call_sid", attribute(&envelope.call_sid));
+        }
+        match send.send().await {
+            Ok(_) => false,
+            Err(e) => {
+                tracing::error!(message_id = message.message_id, error = %aws_sdk_sqs::error::DisplayErrorContext(e), "could not dead-letter the message; it stays on the queue");
+                true
             }
         }
     }
 }
 
-/// Applies every event of a batch (call status, call started) and returns the ids of the
-/// messages to retry.
+/// Applies every event of a batch (call status, call started) and returns the messages
+/// that were not applied, each with what to do about it ([`Settler::settle_all`] does it).
 ///
 /// Calls are applied concurrently; one call's events one after another, in arrival order, so
 /// a batch never races itself on a call's item (the store's conditional writes would keep
-/// the state right, at the cost of wasted writes). A message that is not a call envelope
-/// fails every time, so after the queue's maxReceiveCount it rests in the DLQ.
-pub async fn apply_status_batch<S: CallStore>(
+/// the state right, at the cost of wasted writes). A message that is not a call envelope is
+/// retried like any failure rather than dead-lettered at once: an envelope from a newer
+/// webhook (a version this worker does not know yet) becomes readable once the worker is
+/// deployed too. On the queue's last receive it goes to the DLQ with its reason.
+pub async fn decide_status_batch<'m, S: CallStore>(
     store: &S,
-    messages: &[QueuedMessage<'_>],
-) -> Vec<String> {
+    messages: &'m [QueuedMessage<'m>],
+) -> Vec<(&'m QueuedMessage<'m>, Disposition)> {
     let mut failed = Vec::new();
     let mut calls: Vec<(String, Vec<(&QueuedMessage<'_>, CallEvent)>)> = Vec::new();
     for message in messages {
@@ -202,7 +217,10 @@ pub async fn apply_status_batch<S: CallStore>(
                     reason,
                     "message cannot be applied; it will go to the DLQ"
                 );
-                failed.push(message.message_id.to_owned());
+                failed.push((
+                    message,
+                    Disposition::retry(format!("not a call event: {reason}")),
+                ));
             }
         }
     }
@@ -237,7 +255,6 @@ pub async fn apply_status_batch<S: CallStore>(
                     )
                 }
                 Err(e) => {
-                    metrics::count(name::EVENTS_RETRIED, 1);
                     tracing::warn!(
                         call_sid = event.call_sid(),
                         kind = event.kind().as_str(),
@@ -247,7 +264,7 @@ pub async fn apply_status_batch<S: CallStore>(
                         reason = %e,
                         "event not applied; it will be retried"
                     );
-                    failed.push(message.message_id.to_owned());
+                    failed.push((*message, Disposition::retry(e)));
                 }
             }
         }
@@ -255,7 +272,6 @@ pub async fn apply_status_batch<S: CallStore>(
     }))
     .await;
     failed.extend(per_call.into_iter().flatten());
-    metrics::flush();
     failed
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use shared::events::Envelope;
 use shared::store::{CallStarted, CallStore, Outcome, StatusEvent, StoreError};
 use shared::twilio::{CallStatus, Params, StatusCallback};
-use shared::worker::{QueuedMessage, apply_status_batch};
+use shared::worker::{Disposition, QueuedMessage, decide_status_batch};
 
 #[derive(Default)]
 struct RecordingStore {
@@ -81,6 +81,28 @@ fn queued<'a>(bodies: &'a [(&'static str, String)]) -> Vec<QueuedMessage<'a>> {
         .collect()
 }
 
+/// The messages the batch did not apply, by id, each with why.
+async fn not_applied(
+    store: &RecordingStore,
+    messages: &[QueuedMessage<'_>],
+) -> Vec<(String, String)> {
+    decide_status_batch(store, messages)
+        .await
+        .into_iter()
+        .map(|(message, disposition)| match disposition {
+            Disposition::Retry {
+                reason,
+                after: None,
+            } => (message.message_id.to_owned(), reason),
+            other => panic!("{}: {other:?}, expected a plain retry", message.message_id),
+        })
+        .collect()
+}
+
+fn ids(failed: &[(String, String)]) -> Vec<&str> {
+    failed.iter().map(|(id, _)| id.as_str()).collect()
+}
+
 #[tokio::test]
 async fn calls_run_concurrently_and_each_calls_events_in_arrival_order() {
     let bodies = [
@@ -93,8 +115,9 @@ async fn calls_run_concurrently_and_each_calls_events_in_arrival_order() {
     ];
     let messages = queued(&bodies);
     let store = RecordingStore::default();
-    let failed = apply_status_batch(&store, &messages).await;
-    assert_eq!(failed, ["m4"], "only the poison message fails");
+    let failed = not_applied(&store, &messages).await;
+    assert_eq!(ids(&failed), ["m4"], "only the poison message fails");
+    assert!(failed[0].1.starts_with("not a call event: "), "{failed:?}");
     let applied = store.applied.lock().unwrap().clone();
     let of = |sid: &str| {
         applied
@@ -131,7 +154,8 @@ async fn a_store_failure_fails_only_that_calls_messages() {
         failing_call: Some("CA9".into()),
         ..Default::default()
     };
-    assert_eq!(apply_status_batch(&store, &messages).await, ["b"]);
+    let failed = not_applied(&store, &messages).await;
+    assert_eq!(ids(&failed), ["b"]);
     assert_eq!(store.applied.lock().unwrap().len(), 2);
 }
 
@@ -153,7 +177,7 @@ async fn call_started_events_are_applied_beside_statuses_and_need_a_flow() {
         ("x", flowless.to_json()),
     ];
     let store = RecordingStore::default();
-    assert_eq!(apply_status_batch(&store, &queued(&bodies)).await, ["x"]);
+    assert_eq!(ids(&not_applied(&store, &queued(&bodies)).await), ["x"]);
     assert_eq!(
         *store.started.lock().unwrap(),
         [("CA7".to_owned(), "main-menu".to_owned())]

@@ -65,9 +65,11 @@ pub struct DeadLetter {
     pub subject: Option<String>,
     /// Receives so far (those on the source queue included when SQS moved it).
     pub receive_count: u32,
-    /// Seconds since it was first sent.
+    /// Seconds since it was sent to this DLQ (by a worker) or to its queue (moved by SQS).
     pub age_secs: u64,
-    /// Why the worker gave up, when it said (the recording and transcript workers do).
+    /// Why the worker gave up: every worker says, on the queue's last receive or at once
+    /// when no retry can help. A message SQS moved itself (the worker's own send failed, or
+    /// it crashed on the last receive) carries none.
     pub failure_reason: Option<String>,
     pub failed_by: Option<String>,
     pub body: String,

@@ -179,10 +179,11 @@ enum DlqCommand {
         /// Only this call's events; repeatable.
         #[arg(long = "call")]
         calls: Vec<String>,
-        /// Only messages first sent at least this long ago (e.g. 30m, 2h).
+        /// Only messages at least this old (e.g. 30m, 2h): since a worker dead-lettered
+        /// them, or since first sent when SQS moved them.
         #[arg(long, value_parser = humantime::parse_duration)]
         older_than: Option<Duration>,
-        /// Only messages first sent at most this long ago.
+        /// Only messages at most this old.
         #[arg(long, value_parser = humantime::parse_duration)]
         newer_than: Option<Duration>,
         /// Count what would move; move nothing.
@@ -474,7 +475,7 @@ async fn dlq_command(stack: &Stack, command: DlqCommand, json: bool) -> anyhow::
                         l.receive_count,
                         age(l.age_secs),
                         l.failure_reason.as_deref().unwrap_or(
-                            "not recorded (SQS moved it after maxReceiveCount; see the worker's log)"
+                            "not recorded (SQS moved it itself; the worker's log has each retry's reason)"
                         ),
                     );
                 }

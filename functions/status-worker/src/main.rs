@@ -6,7 +6,7 @@ use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use shared::config::StatusWorkerConfig;
 use shared::lambda::{batch_response, queued_messages};
 use shared::store::DynamoCallStore;
-use shared::worker::apply_status_batch;
+use shared::worker::{Settler, decide_status_batch};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -14,9 +14,17 @@ async fn main() -> Result<(), Error> {
     let config = StatusWorkerConfig::from_env()?;
     let aws = shared::aws::sdk_config().await;
     let store = DynamoCallStore::new(shared::aws::dynamodb_client(&aws), config.calls_table);
-    let store = &store;
+    let settler = Settler::new(
+        shared::aws::sqs_client(&aws),
+        &config.queue,
+        env!("CARGO_PKG_NAME"),
+    );
+    let (store, settler) = (&store, &settler);
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        let failed = apply_status_batch(store, &queued_messages(&event.payload)).await;
+        let messages = queued_messages(&event.payload);
+        let failed = settler
+            .settle_all(&decide_status_batch(store, &messages).await)
+            .await;
         Ok::<SqsBatchResponse, Error>(batch_response(failed))
     }))
     .await
