@@ -671,6 +671,59 @@ async fn replaying_a_calls_stored_events_rebuilds_the_state_a_first_run_left() {
     assert_eq!(listed, serde_json::json!([sid]));
     let missing = voicectl(&env, &["replay", "calls", &call_sid(0xdead)]).await;
     assert!(!missing.status.success() && text_of(&missing).contains("no such call"));
+
+    // A redrive puts events back in the DLQ's order, not Twilio's: the worker keeps the
+    // state right and records the ones behind a later one as late. A replay applies them in
+    // the order the webhook accepted them, which is what a first-time run does.
+    let (redriven, in_order) = (call_sid(0xca12), call_sid(0xca13));
+    let statuses = [
+        (CallStatus::Initiated, 1),
+        (CallStatus::Ringing, 2),
+        (CallStatus::InProgress, 3),
+        (CallStatus::Completed, 4),
+    ];
+    let accepted = |sid: &str| -> Vec<String> {
+        statuses
+            .iter()
+            .map(|(status, seq)| {
+                std::thread::sleep(Duration::from_millis(2)); // distinct received_at
+                envelope(sid, *status, *seq).to_json()
+            })
+            .collect()
+    };
+    let (scrambled, ordered) = (accepted(&redriven), accepted(&in_order));
+    apply_all(&store, &[2, 0, 1, 3].map(|i: usize| scrambled[i].clone())).await;
+    apply_all(&store, &ordered).await;
+    let before = store.get_call(&redriven).await.unwrap().unwrap();
+    assert_eq!(
+        before.late_events(),
+        2,
+        "initiated and ringing came after in-progress"
+    );
+    let replayed = json_of(&voicectl(&env, &["--json", "replay", "calls", &redriven]).await);
+    assert_eq!(replayed[0]["replayed"]["applied"], 4);
+    let after = store.get_call(&redriven).await.unwrap().unwrap();
+    let first_time = store.get_call(&in_order).await.unwrap().unwrap();
+    let shape = |r: &shared::store::CallRecord| {
+        let steps: Vec<(String, bool)> = r
+            .timeline
+            .iter()
+            .map(|e| (e.status.clone(), e.applied))
+            .collect();
+        (
+            r.status.clone(),
+            r.sequence_number,
+            r.late_events(),
+            r.duplicates,
+            steps,
+        )
+    };
+    assert_eq!(
+        shape(&after),
+        shape(&first_time),
+        "as a first-time run leaves it"
+    );
+    assert_eq!(after.late_events(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -932,6 +985,25 @@ async fn incident_redrive_timeline_smoke_and_simulate_on_the_local_stack() {
     assert!(
         table_text.contains("status completed") && table_text.contains("in-progress"),
         "{table_text}"
+    );
+    // The redrive's order is SQS's; replaying the call puts the timeline in the webhook's.
+    let replayed = json_of(&voicectl(&env, &["--json", "replay", "calls", sid]).await);
+    assert_eq!(replayed[0]["replayed"]["applied"], 4, "{replayed}");
+    let view = json_of(&voicectl(&env, &["--json", "call", sid]).await);
+    let timeline: Vec<(&str, bool)> = view["call"]["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["status"].as_str().unwrap(), e["applied"] == true))
+        .collect();
+    assert_eq!(
+        timeline,
+        [
+            ("initiated", true),
+            ("ringing", true),
+            ("in-progress", true),
+            ("completed", true)
+        ]
     );
 
     // Replaying the same files to the webhook again changes nothing: same tokens.

@@ -7,6 +7,8 @@ use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 /// Loads the shared SDK config with timeouts well inside Twilio's 15 s webhook budget.
 pub async fn sdk_config() -> aws_config::SdkConfig {
@@ -30,6 +32,30 @@ pub fn http_client() -> SharedHttpClient {
     aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .build_https()
+}
+
+/// An SDK error in one line, for logs and a dead letter's `failure_reason`: the service's
+/// error code and message, else the error and its causes. (`DisplayErrorContext` ends with the
+/// error's `Debug`, the raw response with its headers, which buries the reason.)
+pub fn error_summary<E, R>(e: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    if let Some(code) = e.as_service_error().and_then(ProvideErrorMetadata::code) {
+        return match e.as_service_error().and_then(ProvideErrorMetadata::message) {
+            Some(message) => format!("{code}: {message}"),
+            None => code.to_owned(),
+        };
+    }
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// The S3 client: path-style addressing when an endpoint is configured (the local emulator,
@@ -204,5 +230,50 @@ impl Intercept for RequestCounter {
             *counts.entry(operation(cfg)).or_default() += 1;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_summary;
+    use aws_sdk_dynamodb::error::{ErrorMetadata, SdkError};
+    use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+    use aws_sdk_dynamodb::types::error::ResourceNotFoundException;
+    use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+    use aws_smithy_runtime_api::client::result::ConnectorError;
+    use aws_smithy_types::body::SdkBody;
+
+    #[test]
+    fn a_service_error_is_its_code_and_message_without_the_raw_response() {
+        let err = UpdateItemError::ResourceNotFoundException(
+            ResourceNotFoundException::builder()
+                .message("Requested resource not found")
+                .meta(
+                    ErrorMetadata::builder()
+                        .code("ResourceNotFoundException")
+                        .message("Requested resource not found")
+                        .build(),
+                )
+                .build(),
+        );
+        let raw = HttpResponse::new(400.try_into().unwrap(), SdkBody::from("{}"));
+        let e: SdkError<UpdateItemError, HttpResponse> = SdkError::service_error(err, raw);
+        assert_eq!(
+            error_summary(&e),
+            "ResourceNotFoundException: Requested resource not found"
+        );
+    }
+
+    #[test]
+    fn a_transport_failure_lists_its_causes() {
+        let e: SdkError<UpdateItemError, HttpResponse> =
+            SdkError::dispatch_failure(ConnectorError::io("connection refused".into()));
+        let summary = error_summary(&e);
+        assert!(summary.starts_with("dispatch failure"), "{summary}");
+        assert!(summary.contains("connection refused"), "{summary}");
+        assert!(
+            !summary.contains("ConnectorError"),
+            "no Debug dump: {summary}"
+        );
     }
 }

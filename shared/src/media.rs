@@ -184,11 +184,11 @@ fn s3_error<E>(
     operation: &'static str,
 ) -> impl FnOnce(aws_sdk_s3::error::SdkError<E>) -> ArchiveError
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     move |e| ArchiveError::S3 {
         operation,
-        reason: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+        reason: crate::aws::error_summary(&e),
     }
 }
 

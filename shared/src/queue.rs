@@ -50,7 +50,7 @@ impl EventQueue for SqsQueue {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| QueueError(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))
+            .map_err(|e| QueueError(crate::aws::error_summary(&e)))
     }
 }
 

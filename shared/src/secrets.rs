@@ -157,9 +157,7 @@ impl SecretsManagerTokens {
                 return Ok(None);
             }
             Err(e) => {
-                return Err(SecretsError::Unavailable(
-                    aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
-                ));
+                return Err(SecretsError::Unavailable(crate::aws::error_summary(&e)));
             }
         };
         let text = output

@@ -109,6 +109,14 @@ impl CallEvent {
             Self::Started(_) => EventKind::CallStarted,
         }
     }
+
+    /// RFC 3339, when our webhook accepted it.
+    pub fn received_at(&self) -> &str {
+        match self {
+            Self::Status(e) => &e.received_at,
+            Self::Started(e) => &e.received_at,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -277,9 +285,9 @@ fn holds_key(item: &HashMap<String, AttributeValue>, key: &str) -> bool {
 
 pub(crate) fn store_error<E>(e: aws_sdk_dynamodb::error::SdkError<E>) -> StoreError
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    StoreError(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+    StoreError(crate::aws::error_summary(&e))
 }
 
 impl DynamoCallStore {
@@ -467,7 +475,7 @@ impl DynamoCallStore {
 
     /// Rebuilds a call's state from its stored events, as a first-time run would leave it:
     /// after a worker fix, this re-applies every event the call received (each once, in the
-    /// order they first arrived) with the store's own code. `None`: no such call.
+    /// order our webhooks accepted them) with the store's own code. `None`: no such call.
     ///
     /// Safe to cut short: the old state is kept aside first and a second run resumes from it.
     /// Meant for calls that have ended: a live event arriving mid-replay is applied, and
@@ -571,7 +579,8 @@ pub struct Replayed {
     pub resumed: bool,
 }
 
-/// A stored call's events in the order they first arrived: its start, then its timeline.
+/// A stored call's events (its start, then its timeline) in the order our webhooks accepted
+/// them.
 fn stored_events(item: &HashMap<String, AttributeValue>) -> Result<Vec<CallEvent>, StoreError> {
     let decode = |json: &str| {
         Envelope::from_json(json)
@@ -597,6 +606,20 @@ fn stored_events(item: &HashMap<String, AttributeValue>) -> Result<Vec<CallEvent
                 }
             }
         }
+    }
+    // In the order our webhooks accepted them, which is the order a first-time run applies
+    // them in: a redrive, or SQS across batches, may have put them in the timeline in
+    // another. RFC 3339 strings do not sort as text (fractions vary in length), so parse;
+    // a time that does not parse keeps the timeline's order.
+    let accepted = |e: &CallEvent| {
+        time::OffsetDateTime::parse(
+            e.received_at(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .ok()
+    };
+    if events.iter().all(|e| accepted(e).is_some()) {
+        events.sort_by_key(accepted);
     }
     Ok(events)
 }

@@ -9,7 +9,6 @@
 
 use crate::metrics::{self, name};
 use aws_sdk_transcribe::Client;
-use aws_sdk_transcribe::error::DisplayErrorContext;
 use aws_sdk_transcribe::operation::start_transcription_job::StartTranscriptionJobError;
 use aws_sdk_transcribe::types::{
     ContentRedaction, LanguageCode, Media, MediaFormat as TranscribeFormat, RedactionOutput,
@@ -125,7 +124,7 @@ impl Transcriber {
             }
             Err(e) => Err(TranscribeError {
                 operation: "StartTranscriptionJob",
-                reason: DisplayErrorContext(e).to_string(),
+                reason: crate::aws::error_summary(&e),
             }),
         }
     }
@@ -139,7 +138,7 @@ impl Transcriber {
             .await
             .map_err(|e| TranscribeError {
                 operation: "GetTranscriptionJob",
-                reason: DisplayErrorContext(e).to_string(),
+                reason: crate::aws::error_summary(&e),
             })?;
         let Some(job) = output.transcription_job else {
             return Ok(JobInfo::default());
@@ -396,7 +395,7 @@ impl TranscriptWorker {
                 Err(e) => {
                     return Disposition::retry(format!(
                         "reading {key}: {}",
-                        aws_sdk_s3::error::DisplayErrorContext(e)
+                        crate::aws::error_summary(&e)
                     ));
                 }
             };

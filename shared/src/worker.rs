@@ -150,7 +150,11 @@ impl Settler {
                     .send()
                     .await;
                 if let Err(e) = changed {
-                    tracing::warn!(message_id = message.message_id, error = %aws_sdk_sqs::error::DisplayErrorContext(e), "could not delay the retry; the queue's visibility timeout applies");
+                    tracing::warn!(
+                        message_id = message.message_id,
+                        error = crate::aws::error_summary(&e),
+                        "could not delay the retry; the queue's visibility timeout applies"
+                    );
                 }
                 true
             }
@@ -181,7 +185,11 @@ impl Settler {
         match send.send().await {
             Ok(_) => false,
             Err(e) => {
-                tracing::error!(message_id = message.message_id, error = %aws_sdk_sqs::error::DisplayErrorContext(e), "could not dead-letter the message; it stays on the queue");
+                tracing::error!(
+                    message_id = message.message_id,
+                    error = crate::aws::error_summary(&e),
+                    "could not dead-letter the message; it stays on the queue"
+                );
                 true
             }
         }

@@ -31,10 +31,11 @@ pub const TRANSCRIBE_JOB: &str = "transcribe.job";
 /// SQS's largest batch.
 const BATCH: usize = 10;
 
-fn sqs_error<E: std::error::Error + Send + Sync + 'static>(
-    e: aws_sdk_sqs::error::SdkError<E>,
-) -> anyhow::Error {
-    anyhow::anyhow!("{}", aws_sdk_sqs::error::DisplayErrorContext(e))
+pub(crate) fn sqs_error<E>(e: aws_sdk_sqs::error::SdkError<E>) -> anyhow::Error
+where
+    E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    anyhow::anyhow!("SQS: {}", shared::aws::error_summary(&e))
 }
 
 /// One DLQ's depth and age.

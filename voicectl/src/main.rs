@@ -228,7 +228,8 @@ enum ReplayCommand {
         auth_token: Option<String>,
     },
     /// Re-apply the stored events of calls after a fix: the call's state is rebuilt from
-    /// every event it received, in arrival order, as a first-time run would leave it.
+    /// every event it received, in the order the webhooks accepted them, as a first-time run
+    /// would leave it (after a redrive put them back out of order, too).
     /// Safe to interrupt and run again. Recordings are untouched.
     ///
     /// Examples:

@@ -227,9 +227,7 @@ pub async fn to_queues(
                     .message_body(body)
                     .send()
                     .await
-                    .map_err(|e| {
-                        anyhow::anyhow!("{}", aws_sdk_sqs::error::DisplayErrorContext(e))
-                    })?;
+                    .map_err(crate::dlq::sqs_error)?;
                 sent.push(Sent {
                     file: loaded.file.clone(),
                     to: Some(stack.names.queue(Pipeline::Transcript)),

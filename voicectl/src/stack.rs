@@ -55,7 +55,7 @@ impl Stack {
                 anyhow::anyhow!(
                     "queue {name} not found ({}): is the stack name right (--stack / \
                      VOICEHOOKS_STACK), and are the credentials and region the stack's?",
-                    aws_sdk_sqs::error::DisplayErrorContext(e)
+                    shared::aws::error_summary(&e)
                 )
             })?;
         output

@@ -417,7 +417,7 @@ impl<T: AuthTokens> RecordingWorker<T> {
             .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
             .send()
             .await
-            .map_err(|e| Disposition::retry(aws_sdk_s3::error::DisplayErrorContext(e)))?;
+            .map_err(|e| Disposition::retry(crate::aws::error_summary(&e)))?;
         let verified = expected.is_some()
             && head.content_length.map(|l| l as u64) == expected
             && head.checksum_sha256.is_some();
