@@ -9,16 +9,7 @@ use devstack::workspace::Workspace;
 use serde_yaml::Value;
 use shared::config::{self, local};
 use shared::store::{PARTITION_KEY, SORT_KEY};
-
-fn template() -> Value {
-    let text =
-        std::fs::read_to_string(Workspace::locate().template()).expect("infra/template.yaml");
-    serde_yaml::from_str(&text).expect("the template is YAML")
-}
-
-fn resource<'a>(template: &'a Value, name: &str) -> &'a Value {
-    &template["Resources"][name]["Properties"]
-}
+use voicehooks_tests::template::{actions, resource, statements, template};
 
 /// Resolves a `!Sub` that names only `${AWS::StackName}`, as CloudFormation would.
 fn sub(value: &Value) -> String {
@@ -366,27 +357,6 @@ fn functions_are_arm64_cargo_lambda_builds_of_workspace_binaries() {
         sqs_event["FunctionResponseTypes"][0].as_str(),
         Some("ReportBatchItemFailures")
     );
-}
-
-/// The IAM statements a function's `Policies` or a managed policy's document hold.
-fn statements<'a>(template: &'a Value, logical: &str) -> Vec<&'a Value> {
-    let properties = resource(template, logical);
-    let documents: Vec<&Value> = match properties["Policies"].as_sequence() {
-        Some(policies) => policies.iter().collect(),
-        None => vec![&properties["PolicyDocument"]],
-    };
-    documents
-        .into_iter()
-        .flat_map(|d| d["Statement"].as_sequence().unwrap())
-        .collect()
-}
-
-fn actions(statement: &Value) -> Vec<&str> {
-    match &statement["Action"] {
-        Value::String(a) => vec![a.as_str()],
-        Value::Sequence(a) => a.iter().filter_map(Value::as_str).collect(),
-        other => panic!("odd Action {other:?}"),
-    }
 }
 
 /// Who the template grants anything: every function, and the operators' managed policy.

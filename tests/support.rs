@@ -155,3 +155,43 @@ impl Intercept for FailOperation {
         Ok(())
     }
 }
+
+/// `infra/template.yaml`, read as the reviews in `tests/infra_agreement.rs` and the
+/// operator-policy check in `tests/voicectl.rs` need it.
+pub mod template {
+    use devstack::workspace::Workspace;
+    use serde_yaml::Value;
+
+    pub fn template() -> Value {
+        let text =
+            std::fs::read_to_string(Workspace::locate().template()).expect("infra/template.yaml");
+        serde_yaml::from_str(&text).expect("the template is YAML")
+    }
+
+    /// A resource's `Properties`.
+    pub fn resource<'a>(template: &'a Value, name: &str) -> &'a Value {
+        &template["Resources"][name]["Properties"]
+    }
+
+    /// The IAM statements a function's `Policies` or a managed policy's document hold.
+    pub fn statements<'a>(template: &'a Value, logical: &str) -> Vec<&'a Value> {
+        let properties = resource(template, logical);
+        let documents: Vec<&Value> = match properties["Policies"].as_sequence() {
+            Some(policies) => policies.iter().collect(),
+            None => vec![&properties["PolicyDocument"]],
+        };
+        documents
+            .into_iter()
+            .flat_map(|d| d["Statement"].as_sequence().expect("a Statement list"))
+            .collect()
+    }
+
+    /// A statement's actions (`Action` is one string or a list).
+    pub fn actions(statement: &Value) -> Vec<&str> {
+        match &statement["Action"] {
+            Value::String(a) => vec![a.as_str()],
+            Value::Sequence(a) => a.iter().filter_map(Value::as_str).collect(),
+            other => panic!("odd Action {other:?}"),
+        }
+    }
+}

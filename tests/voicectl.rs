@@ -28,7 +28,7 @@ use shared::twilio::{CallStatus, Params, StatusCallback};
 use shared::worker::{QueuedMessage, decide_status_batch};
 use voicectl::dlq::{self, Filter, RedriveOptions};
 use voicectl::stack::Stack;
-use voicehooks_tests::{FailOperation, aws, call_sid, status_event, status_params};
+use voicehooks_tests::{FailOperation, aws, call_sid, status_event, status_params, template};
 
 /// Runs `voicectl` with `env` (the emulator's) and returns its output.
 async fn voicectl(env: &[(String, String)], args: &[&str]) -> Output {
@@ -1106,21 +1106,12 @@ fn iam_action(operation: &str) -> String {
 /// The actions the template's `OperatorPolicy` grants (on which resources is
 /// `tests/infra_agreement.rs`'s review).
 fn operator_actions() -> Vec<String> {
-    let text = std::fs::read_to_string(Workspace::locate().template()).unwrap();
-    let template: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-    let statements =
-        &template["Resources"]["OperatorPolicy"]["Properties"]["PolicyDocument"]["Statement"];
-    let mut actions = Vec::new();
-    for statement in statements.as_sequence().unwrap() {
-        match &statement["Action"] {
-            serde_yaml::Value::String(a) => actions.push(a.clone()),
-            serde_yaml::Value::Sequence(a) => {
-                actions.extend(a.iter().filter_map(|a| a.as_str().map(str::to_owned)))
-            }
-            other => panic!("odd Action {other:?}"),
-        }
-    }
-    actions
+    let t = template::template();
+    template::statements(&t, "OperatorPolicy")
+        .into_iter()
+        .flat_map(template::actions)
+        .map(str::to_owned)
+        .collect()
 }
 
 /// On-call attaches the stack's `OperatorPolicy` and nothing else, so every request any

@@ -42,8 +42,10 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    if let Some(code) = e.as_service_error().and_then(ProvideErrorMetadata::code) {
-        return match e.as_service_error().and_then(ProvideErrorMetadata::message) {
+    if let Some(service) = e.as_service_error()
+        && let Some(code) = service.code()
+    {
+        return match service.message() {
             Some(message) => format!("{code}: {message}"),
             None => code.to_owned(),
         };
