@@ -1,9 +1,12 @@
 //! `make chaos` in small: 60 calls through the local stack with the full fault mix (see
-//! devstack/src/chaos.rs), checked against the stand-in's ground truth. `make chaos` plays
-//! 1,000.
+//! devstack/src/chaos.rs), a minute of SQS down and half a minute of Secrets Manager down,
+//! Twilio delivering as it does, checked against the stand-in's ground truth. `make chaos`
+//! plays 1,000.
+
+use std::time::Duration;
 
 use devstack::chaos::{self, ChaosOptions};
-use devstack::faults::Fault;
+use devstack::faults::{Fault, Outage};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn calls_under_faults_end_exactly_as_played() {
@@ -11,9 +14,22 @@ async fn calls_under_faults_end_exactly_as_played() {
         calls: 60,
         seed: 11,
         concurrency: 12,
-        rate: None,
+        // Paced over two minutes, so calls are in flight through both outages.
+        rate: Some(0.5),
         kills: 3,
         poisoned_calls: 2,
+        outages: vec![
+            Outage {
+                service: "sqs",
+                from: Duration::from_secs(15),
+                lasts: Duration::from_secs(60),
+            },
+            Outage {
+                service: "secretsmanager",
+                from: Duration::from_secs(80),
+                lasts: Duration::from_secs(30),
+            },
+        ],
     };
     let outcome = chaos::run_checked(&options, "chaos-test")
         .await
@@ -39,11 +55,28 @@ async fn calls_under_faults_end_exactly_as_played() {
         outcome.injected
     );
     assert!(injected(Fault::Poisoned) > 0, "{:?}", outcome.injected);
-    let report = &outcome.demo.report;
+    assert!(injected(Fault::SqsOutage) > 0, "{:?}", outcome.injected);
     assert!(
-        report.retries > 0,
-        "refused enqueues are retried by the stand-in"
+        injected(Fault::SecretsManagerOutage) > 0,
+        "{:?}",
+        outcome.injected
     );
+    let report = &outcome.demo.report;
+    // Twilio gave up on nothing, and retried only what the URLs' overrides name: the 503s
+    // of events neither SQS nor the spill took.
+    assert!(report.gave_up.is_empty(), "{:?}", report.gave_up);
+    if injected(Fault::SpillRefused) > 0 {
+        assert!(
+            report.retries.get("5xx").copied().unwrap_or(0) > 0,
+            "{:?}",
+            report.retries
+        );
+    }
+    // Through the SQS outage every callback spilled, and the drainer emptied the spill.
+    let spill = outcome.demo.spill;
+    assert!(spill.spilled > 20 && spill.drained > 20, "{spill:?}");
+    // Through the Secrets Manager outage the webhooks kept checking signatures.
+    assert!(outcome.tokens_stale > 0);
     assert!(report.duplicate_deliveries > 0 && report.reordered_legs > 0);
     assert!(!outcome.kills.is_empty(), "no worker was killed mid-batch");
 
@@ -78,6 +111,7 @@ async fn calls_under_faults_end_exactly_as_played() {
         "status-worker",
         "recording-worker",
         "transcript-worker",
+        "spill-drainer",
     ] {
         let log = std::fs::read_to_string(outcome.log_dir.join(format!("{function}-0.log")))
             .expect("the function's log");

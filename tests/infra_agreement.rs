@@ -33,7 +33,7 @@ fn functions(template: &Value) -> Vec<String> {
         .filter(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::Function"))
         .map(|(name, _)| name.as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(functions.len(), 7, "{functions:?}");
+    assert_eq!(functions.len(), 9, "{functions:?}");
     functions
 }
 
@@ -73,11 +73,88 @@ fn resource_names_match_the_local_bootstrap() {
         assert_eq!(sub(&resource(&t, logical)["QueueName"]), name);
     }
     // `${AWS::AccountId}` is the local account's.
+    let account = devstack::emulator::ACCOUNT_ID;
     assert_eq!(
-        sub(&resource(&t, "RecordingsBucket")["BucketName"])
-            .replace("${AWS::AccountId}", devstack::emulator::ACCOUNT_ID),
-        names.recordings_bucket(devstack::emulator::ACCOUNT_ID)
+        sub(&resource(&t, "RecordingsBucket")["BucketName"]).replace("${AWS::AccountId}", account),
+        names.recordings_bucket(account)
     );
+    assert_eq!(
+        sub(&resource(&t, "SpillBucket")["BucketName"]).replace("${AWS::AccountId}", account),
+        names.spill_bucket(account)
+    );
+}
+
+#[test]
+fn the_spill_is_private_tls_only_never_expires_events_and_needs_no_kms_key() {
+    let t = template();
+    let bucket = resource(&t, "SpillBucket");
+    for setting in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(
+            bucket["PublicAccessBlockConfiguration"][setting].as_bool(),
+            Some(true),
+            "{setting}"
+        );
+    }
+    // Encrypted with S3's keys, so a KMS outage that stops SQS does not stop the spill.
+    let sse = &bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0];
+    assert_eq!(
+        sse["ServerSideEncryptionByDefault"]["SSEAlgorithm"].as_str(),
+        Some("AES256")
+    );
+    for rule in bucket["LifecycleConfiguration"]["Rules"]
+        .as_sequence()
+        .unwrap()
+    {
+        assert!(
+            rule.get("ExpirationInDays").is_none(),
+            "spilled events must never expire"
+        );
+    }
+    let policy = &resource(&t, "SpillBucketPolicy")["PolicyDocument"]["Statement"][0];
+    assert_eq!(policy["Effect"].as_str(), Some("Deny"));
+    assert_eq!(
+        policy["Condition"]["Bool"]["aws:SecureTransport"].as_str(),
+        Some("false")
+    );
+    // The drainer runs every minute, one run at a time.
+    let drainer = resource(&t, "SpillDrainerFunction");
+    assert_eq!(
+        drainer["Events"]["EveryMinute"]["Properties"]["Schedule"].as_str(),
+        Some("rate(1 minute)")
+    );
+    assert_eq!(number(&drainer["ReservedConcurrentExecutions"]), 1);
+}
+
+#[test]
+fn every_url_to_paste_into_twilio_carries_our_connection_overrides() {
+    use shared::twilio::overrides;
+    let t = template();
+    for (output, path, fragment) in [
+        ("StatusCallbackUrl", "/twilio/status", overrides::CALLBACK),
+        (
+            "RecordingCallbackUrl",
+            "/twilio/recording",
+            overrides::CALLBACK,
+        ),
+        ("VoiceUrl", "/twilio/voice", overrides::VOICE),
+        (
+            "VoiceFallbackUrl",
+            overrides::FALLBACK_PATH,
+            overrides::FALLBACK,
+        ),
+    ] {
+        let Value::Tagged(tagged) = &t["Outputs"][output]["Value"] else {
+            panic!("{output} is not a !Sub")
+        };
+        let url = tagged.value[0].as_str().unwrap();
+        assert_eq!(url, format!("${{Base}}{path}#{fragment}"), "{output}");
+        assert_eq!(overrides::for_path(path), fragment, "{output}");
+    }
 }
 
 #[test]
@@ -247,6 +324,7 @@ fn functions_get_the_environment_they_read() {
         config::PUBLIC_BASE_URL,
         config::STATUS_QUEUE_URL,
         config::TWILIO_SECRET_ID,
+        config::SPILL_BUCKET,
     ];
     webhook.sort_unstable();
     assert_eq!(env_names("WebhookStatusFunction"), webhook);
@@ -271,7 +349,8 @@ fn functions_get_the_environment_they_read() {
         sorted(vec![
             config::PUBLIC_BASE_URL,
             config::RECORDING_QUEUE_URL,
-            config::TWILIO_SECRET_ID
+            config::TWILIO_SECRET_ID,
+            config::SPILL_BUCKET,
         ])
     );
     assert_eq!(
@@ -279,7 +358,21 @@ fn functions_get_the_environment_they_read() {
         sorted(vec![
             config::PUBLIC_BASE_URL,
             config::TRANSCRIPT_QUEUE_URL,
-            config::TWILIO_SECRET_ID
+            config::TWILIO_SECRET_ID,
+            config::SPILL_BUCKET,
+        ])
+    );
+    assert_eq!(
+        env_names("WebhookFallbackFunction"),
+        sorted(vec![config::PUBLIC_BASE_URL, config::TWILIO_SECRET_ID])
+    );
+    assert_eq!(
+        env_names("SpillDrainerFunction"),
+        sorted(vec![
+            config::SPILL_BUCKET,
+            config::STATUS_QUEUE_URL,
+            config::RECORDING_QUEUE_URL,
+            config::TRANSCRIPT_QUEUE_URL,
         ])
     );
     assert_eq!(
@@ -406,6 +499,10 @@ fn every_webhook_route_is_one_the_local_stack_serves_and_the_function_answers() 
         routes,
         [
             (
+                "ANY /twilio/fallback".to_owned(),
+                "integrations/${WebhookFallbackIntegration}".to_owned()
+            ),
+            (
                 "ANY /twilio/recording".to_owned(),
                 "integrations/${WebhookRecordingIntegration}".to_owned()
             ),
@@ -436,7 +533,9 @@ fn every_webhook_route_is_one_the_local_stack_serves_and_the_function_answers() 
         urls.recorded("a"),
     ] {
         let rest = &url["https://x.test".len()..];
+        let (rest, fragment) = rest.split_once('#').unwrap();
         let (path, query) = rest.split_once('?').unwrap();
+        assert_eq!(fragment, shared::twilio::overrides::VOICE, "{url}");
         let steps = path.matches('/').count();
         assert!(
             path.starts_with("/twilio/voice") && steps <= 3,
@@ -494,17 +593,50 @@ fn each_function_may_do_only_its_own_job() {
         ]
         .map(|action| (action, queue))
     };
-    let webhook = |queue: &'static str| {
+    // A webhook may send to its queue, spill only its own kind of event, read the token.
+    let webhook = |queue: &'static str, spill: &'static str| {
         vec![
             ("sqs:SendMessage", queue),
+            ("s3:PutObject", spill),
             ("secretsmanager:GetSecretValue", SECRET),
         ]
     };
     let jobs: Vec<(&str, Vec<(&str, &str)>)> = vec![
-        ("WebhookStatusFunction", webhook("StatusQueue")),
-        ("WebhookVoiceFunction", webhook("StatusQueue")),
-        ("WebhookRecordingFunction", webhook("RecordingQueue")),
-        ("WebhookTranscriptionFunction", webhook("TranscriptQueue")),
+        (
+            "WebhookStatusFunction",
+            webhook("StatusQueue", "SpillBucket/spill/call.status/*"),
+        ),
+        (
+            "WebhookVoiceFunction",
+            webhook("StatusQueue", "SpillBucket/spill/call.started/*"),
+        ),
+        (
+            "WebhookRecordingFunction",
+            webhook("RecordingQueue", "SpillBucket/spill/recording.status/*"),
+        ),
+        (
+            "WebhookTranscriptionFunction",
+            webhook(
+                "TranscriptQueue",
+                "SpillBucket/spill/transcription.twilio/*",
+            ),
+        ),
+        // The fallback reads the token and nothing else.
+        (
+            "WebhookFallbackFunction",
+            vec![("secretsmanager:GetSecretValue", SECRET)],
+        ),
+        (
+            "SpillDrainerFunction",
+            vec![
+                ("s3:ListBucket", "SpillBucket"),
+                ("s3:GetObject", "SpillBucket/spill/*"),
+                ("s3:DeleteObject", "SpillBucket/spill/*"),
+                ("sqs:SendMessage", "StatusQueue"),
+                ("sqs:SendMessage", "RecordingQueue"),
+                ("sqs:SendMessage", "TranscriptQueue"),
+            ],
+        ),
         (
             "StatusWorkerFunction",
             [
@@ -530,6 +662,8 @@ fn each_function_may_do_only_its_own_job() {
                     ("transcribe:StartTranscriptionJob", JOBS),
                     ("secretsmanager:GetSecretValue", SECRET),
                     ("sqs:SendMessage", "RecordingDeadLetterQueue"),
+                    // A long archive continues in a fresh message.
+                    ("sqs:SendMessage", "RecordingQueue"),
                 ],
                 consume("RecordingQueue").to_vec(),
             ]
@@ -624,6 +758,8 @@ fn operators_may_inspect_and_put_right_but_not_consume_the_work_queues() {
         allowed.push((action, "CallsTable"));
     }
     allowed.push(("secretsmanager:GetSecretValue", "TwilioSecret"));
+    // `dlq stats` counts what waits in the spill.
+    allowed.push(("s3:ListBucket", "SpillBucket"));
     assert_may_do_only(&t, "OperatorPolicy", &allowed);
     // And everything it lists is granted: a missing grant is an AccessDenied at 3 a.m.
     let granted = grants(&t, "OperatorPolicy");

@@ -54,7 +54,7 @@ async fn a_recording_is_streamed_into_s3_byte_exact_in_parts() {
     let hosts = MediaHosts::with_local(media.host_port());
     let client = reqwest::Client::new();
     let url = format!("{}.wav", media.recording_url("RE1"));
-    let response = media::fetch(&client, &hosts, &url, &auth(local::AUTH_TOKEN))
+    let response = media::fetch(&client, &hosts, &url, &auth(local::AUTH_TOKEN), 0)
         .await
         .unwrap();
     let archived = media::archive(&s3, &target("recordings/RE1.wav"), response.bytes_stream())
@@ -95,19 +95,19 @@ async fn each_failure_is_sorted_by_what_the_worker_should_do() {
 
     media.add("RE404", Recording::new(1, 1).with_faults(&[404, 404]));
     assert_eq!(
-        media::fetch(&client, &hosts, &wav("RE404"), &good)
+        media::fetch(&client, &hosts, &wav("RE404"), &good, 0)
             .await
             .unwrap_err(),
         FetchError::NotReady
     );
     assert_eq!(
-        media::fetch(&client, &hosts, &wav("RE404"), &good)
+        media::fetch(&client, &hosts, &wav("RE404"), &good, 0)
             .await
             .unwrap_err(),
         FetchError::NotReady
     );
     assert!(
-        media::fetch(&client, &hosts, &wav("RE404"), &good)
+        media::fetch(&client, &hosts, &wav("RE404"), &good, 0)
             .await
             .is_ok(),
         "ready on the third try"
@@ -115,21 +115,21 @@ async fn each_failure_is_sorted_by_what_the_worker_should_do() {
 
     media.add("RE429", Recording::new(1, 1).with_faults(&[429]));
     assert_eq!(
-        media::fetch(&client, &hosts, &wav("RE429"), &good)
+        media::fetch(&client, &hosts, &wav("RE429"), &good, 0)
             .await
             .unwrap_err(),
         FetchError::RateLimited(Some(Duration::from_secs(1)))
     );
     media.add("RE503", Recording::new(1, 1).with_faults(&[503]));
     assert!(matches!(
-        media::fetch(&client, &hosts, &wav("RE503"), &good)
+        media::fetch(&client, &hosts, &wav("RE503"), &good, 0)
             .await
             .unwrap_err(),
         FetchError::Transient(_)
     ));
     media.add("RE401", Recording::new(1, 1));
     assert_eq!(
-        media::fetch(&client, &hosts, &wav("RE401"), &auth("wrong-token"))
+        media::fetch(&client, &hosts, &wav("RE401"), &auth("wrong-token"), 0)
             .await
             .unwrap_err(),
         FetchError::Credentials(401)
@@ -139,13 +139,13 @@ async fn each_failure_is_sorted_by_what_the_worker_should_do() {
     media.add("RESSRF", Recording::new(1, 1));
     let elsewhere = wav("RESSRF").replace("127.0.0.1", "localhost");
     assert!(matches!(
-        media::fetch(&client, &hosts, &elsewhere, &good)
+        media::fetch(&client, &hosts, &elsewhere, &good, 0)
             .await
             .unwrap_err(),
         FetchError::Refused(_)
     ));
     assert!(matches!(
-        media::fetch(&client, &MediaHosts::twilio(), &wav("RESSRF"), &good)
+        media::fetch(&client, &MediaHosts::twilio(), &wav("RESSRF"), &good, 0)
             .await
             .unwrap_err(),
         FetchError::Refused(_)
@@ -225,7 +225,7 @@ async fn the_stand_in_deletes_like_twilio() {
     let hosts = MediaHosts::with_local(media.host_port());
     let url = format!("{}.wav", media.recording_url("REDEL"));
     assert_eq!(
-        media::fetch(&client, &hosts, &url, &auth(local::AUTH_TOKEN))
+        media::fetch(&client, &hosts, &url, &auth(local::AUTH_TOKEN), 0)
             .await
             .unwrap_err(),
         FetchError::NotReady
@@ -237,6 +237,7 @@ async fn the_stand_in_deletes_like_twilio() {
         &hosts,
         &format!("{}.wav", media.recording_url("RELEN")),
         &auth(local::AUTH_TOKEN),
+        0,
     )
     .await
     .unwrap();

@@ -197,35 +197,51 @@ async fn rejected_requests_enqueue_and_write_nothing() {
     );
 }
 
+/// Waits until `check` holds, or fails with what it last saw.
+async fn eventually<T: std::fmt::Debug>(
+    what: &str,
+    within: Duration,
+    mut check: impl AsyncFnMut() -> (bool, T),
+) {
+    let deadline = Instant::now() + within;
+    loop {
+        let (done, seen) = check().await;
+        if done {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_callback_that_cannot_be_queued_gets_503_so_twilio_retries_and_a_caller_still_gets_twiml()
-{
-    let stack = stack("queue-down", 2).await;
-    aws_sdk_sqs::Client::new(&stack.sdk)
-        .delete_queue()
-        .queue_url(&stack.resources.status_queue_url)
+async fn a_callback_sqs_does_not_take_is_spilled_drained_later_and_only_both_stores_down_is_503() {
+    let stack = &stack("queue-down", 2).await;
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
+    let s3 = shared::aws::s3_client(&stack.sdk);
+    let r = &stack.resources;
+    sqs.delete_queue()
+        .queue_url(&r.status_queue_url)
         .send()
         .await
         .unwrap();
-    let params = status_params(&call_sid(2), CallStatus::Completed, Some(3));
-    let response = post_form(
-        &stack.status_webhook_target(),
-        &stack.status_webhook_public(),
-        &params,
-        Some(local::AUTH_TOKEN),
-    )
-    .await;
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(
-        response.text().await.unwrap(),
-        "event not queued, retry later\n"
-    );
-    assert_eq!(
-        item_count(&stack.sdk, &stack.resources.calls_table).await,
-        0
-    );
+    let sid = call_sid(2);
+    let params = status_params(&sid, CallStatus::Completed, Some(3));
+    let post = |params| async move {
+        post_form(
+            &stack.status_webhook_target(),
+            &stack.status_webhook_public(),
+            &params,
+            Some(local::AUTH_TOKEN),
+        )
+        .await
+    };
+    // SQS is gone: the event is made durable in the spill, and Twilio gets its 2xx.
+    assert_eq!(post(params.clone()).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(stack.spill_depth().await.unwrap().events, 1);
 
-    // The voice webhook, with the same queue gone, still answers the caller.
+    // The voice webhook, with the same queue gone, answers the caller and spills its
+    // call.started.
     let (public, target) = stack
         .routes()
         .into_iter()
@@ -236,6 +252,273 @@ async fn a_callback_that_cannot_be_queued_gets_503_so_twilio_retries_and_a_calle
     let twiml = response.text().await.unwrap();
     shared::twilio::twiml::check(&twiml).unwrap();
     assert!(twiml.contains("<Gather "), "{twiml}");
+    assert_eq!(stack.spill_depth().await.unwrap().events, 2);
+
+    // The drainer keeps them while SQS refuses, and once the queue is back (the same name,
+    // so the same URL) puts them on it: the worker applies both, and the spill empties.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(stack.spill_depth().await.unwrap().events, 2, "nothing lost");
+    sqs.create_queue()
+        .queue_name(r.names.status_queue())
+        .send()
+        .await
+        .unwrap();
+    let store = DynamoCallStore::new(aws_sdk_dynamodb::Client::new(&stack.sdk), &r.calls_table);
+    eventually(
+        "the spilled events applied",
+        Duration::from_secs(60),
+        async || {
+            let call = store.get_call(&sid).await.unwrap();
+            let spill = stack.spill_depth().await.unwrap().events;
+            let done = spill == 0
+                && call
+                    .as_ref()
+                    .is_some_and(|c| c.status.as_deref() == Some("completed") && c.flow.is_some());
+            (done, (spill, call))
+        },
+    )
+    .await;
+
+    // Both stores down: only now is the answer 503, and nothing is written.
+    sqs.delete_queue()
+        .queue_url(&r.status_queue_url)
+        .send()
+        .await
+        .unwrap();
+    s3.delete_bucket()
+        .bucket(&r.spill_bucket)
+        .send()
+        .await
+        .unwrap();
+    let other = call_sid(0x22);
+    let response = post(status_params(&other, CallStatus::Ringing, Some(1))).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        response.text().await.unwrap(),
+        "event not queued, retry later\n"
+    );
+    assert!(store.get_call(&other).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_secrets_manager_down_warm_webhooks_keep_checking_and_cold_ones_refuse() {
+    use devstack::faults::{FaultPlan, Outage};
+    let stack = &LocalStack::start(StackOptions {
+        label: "secrets-down".into(),
+        webhook_instances: 1,
+        secret_ttl: Some(Duration::from_secs(1)),
+        faults: Some(FaultPlan {
+            outages: vec![Outage {
+                service: "secretsmanager",
+                from: Duration::ZERO,
+                lasts: Duration::from_secs(3600),
+            }],
+            ..FaultPlan::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (voice_public, voice_target) = stack
+        .routes()
+        .into_iter()
+        .find(|(public, _)| public.ends_with("/twilio/voice"))
+        .unwrap();
+    let post = |sid: &str, status, seq| {
+        let params = status_params(sid, status, Some(seq));
+        async move {
+            post_form(
+                &stack.status_webhook_target(),
+                &stack.status_webhook_public(),
+                &params,
+                Some(local::AUTH_TOKEN),
+            )
+            .await
+            .status()
+        }
+    };
+    let sid = call_sid(0x5ec);
+    // Warm: the token is read while Secrets Manager is up.
+    assert_eq!(
+        post(&sid, CallStatus::Ringing, 1).await,
+        StatusCode::NO_CONTENT
+    );
+    let ring = Envelope::call_status(
+        &StatusCallback::parse(&status_params(&sid, CallStatus::Ringing, Some(1))).unwrap(),
+        &status_params(&sid, CallStatus::Ringing, Some(1)),
+        None,
+    );
+    let voice = post_form(
+        &voice_target,
+        &voice_public,
+        &ring.params,
+        Some(local::AUTH_TOKEN),
+    );
+    assert_eq!(voice.await.status(), StatusCode::OK);
+
+    // Secrets Manager goes down; past the 1 s TTL the last good token still checks
+    // signatures (and forgeries are still refused).
+    stack.proxy.as_ref().unwrap().start_clock();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        post(&sid, CallStatus::Completed, 3).await,
+        StatusCode::NO_CONTENT
+    );
+    let forged = post_form(
+        &stack.status_webhook_target(),
+        &stack.status_webhook_public(),
+        &status_params(&sid, CallStatus::Completed, Some(4)),
+        Some("not-the-token"),
+    )
+    .await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+
+    // A cold start cannot read the secret: callbacks answer 503 (Twilio retries, as the
+    // URL's overrides ask), and a caller hears an apology that names no flow.
+    stack
+        .functions
+        .kill_and_restart("webhook-status", 0)
+        .unwrap();
+    stack
+        .functions
+        .kill_and_restart("webhook-voice", 0)
+        .unwrap();
+    assert_eq!(
+        post(&call_sid(0x5ed), CallStatus::Ringing, 1).await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let response = post_form(
+        &voice_target,
+        &voice_public,
+        &ring.params,
+        Some(local::AUTH_TOKEN),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let twiml = response.text().await.unwrap();
+    shared::twilio::twiml::check(&twiml).unwrap();
+    for revealing in ["<Gather", "<Dial", "<Record", "http"] {
+        assert!(!twiml.contains(revealing), "{revealing} in {twiml}");
+    }
+
+    // What was accepted was applied.
+    stack
+        .wait_until_drained(Duration::from_secs(30))
+        .await
+        .unwrap();
+    let store = DynamoCallStore::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk),
+        &stack.resources.calls_table,
+    );
+    let call = store.get_call(&sid).await.unwrap().unwrap();
+    assert_eq!(call.status.as_deref(), Some("completed"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thousand_distinct_signed_deliveries_cannot_outgrow_a_call_or_keep_out_its_end() {
+    let stack = &stack("replays", 2).await;
+    let sid = call_sid(0x1000);
+    let post = |params| async move {
+        post_form(
+            &stack.status_webhook_target(),
+            &stack.status_webhook_public(),
+            &params,
+            Some(local::AUTH_TOKEN),
+        )
+        .await
+    };
+    // One captured `ringing`, replayed with a fresh (unsigned) idempotency token each time,
+    // and an 8 KiB one: the same event, every time.
+    let ringing = status_params(&sid, CallStatus::Ringing, Some(0));
+    for i in 0..20 {
+        let token = if i == 0 {
+            "x".repeat(8192)
+        } else {
+            format!("fresh-{i}")
+        };
+        let response = reqwest::Client::new()
+            .post(stack.status_webhook_target())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header(
+                "x-twilio-signature",
+                shared::twilio::signature::compute_signature(
+                    local::AUTH_TOKEN,
+                    &stack.status_webhook_public(),
+                    ringing.iter(),
+                ),
+            )
+            .header("i-twilio-idempotency-token", token)
+            .body(ringing.to_form())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    }
+    // Then 1,000 distinct signed deliveries (each its own sequence number), 16 at a time.
+    use futures::StreamExt;
+    let statuses: Vec<StatusCode> = futures::stream::iter(1..=1000u32)
+        .map(|seq| {
+            let status = if seq % 2 == 0 {
+                CallStatus::Ringing
+            } else {
+                CallStatus::Initiated
+            };
+            let params = status_params(&sid, status, Some(seq));
+            async move { post(params).await.status() }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::NO_CONTENT));
+    // The real end of the call still applies.
+    assert_eq!(
+        post(status_params(&sid, CallStatus::Completed, Some(1001)))
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    stack
+        .wait_until_drained(Duration::from_secs(300))
+        .await
+        .unwrap();
+    let store = DynamoCallStore::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk),
+        &stack.resources.calls_table,
+    );
+    let call = store.get_call(&sid).await.unwrap().unwrap();
+    assert_eq!(call.status.as_deref(), Some("completed"));
+    assert!(call.timeline.len() <= shared::store::MAX_TIMELINE_ENTRIES);
+    assert!(call.timeline_overflow > 0, "{call:?}");
+    assert!(
+        call.duplicates >= 19,
+        "the replays were one event: {}",
+        call.duplicates
+    );
+    // The item, as DynamoDB holds it, stays far below its 400 KB.
+    let item = aws_sdk_dynamodb::Client::new(&stack.sdk)
+        .get_item()
+        .table_name(&stack.resources.calls_table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("CALL#{sid}")),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("STATE".into()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let size = voicehooks_tests::item_size(&item);
+    assert!(size < 200 * 1024, "the call's item is {size} bytes");
+    println!(
+        "1,020 deliveries for one call: item {size} bytes, {} listed, {} overflowed, {} duplicates",
+        call.timeline.len(),
+        call.timeline_overflow,
+        call.duplicates
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -25,6 +25,11 @@ use shared::worker::{Disposition, QueuedMessage, Settler};
 use voicectl::media::{MediaServer, Recording};
 use voicehooks_tests::{Aws, FailOperation, aws, post_form};
 
+/// A deadline no test reaches: an invocation with time to spare.
+fn with_time() -> std::time::Instant {
+    std::time::Instant::now() + std::time::Duration::from_secs(120)
+}
+
 const CALL: &str = "CA0000000000000000000000000000c001";
 const RECEIVED_AT: &str = "2026-11-23T10:00:00Z";
 
@@ -209,7 +214,9 @@ async fn a_finished_recording_is_archived_byte_exact_deleted_from_twilio_and_tra
     let (bytes, sha256) = rig.media.expected(&sid).unwrap();
 
     assert_eq!(
-        rig.worker.handle(&rig.completed(&sid, 2)).await,
+        rig.worker
+            .handle(&rig.completed(&sid, 2), with_time())
+            .await,
         Disposition::Done
     );
 
@@ -298,18 +305,23 @@ async fn twilios_statuses_are_recorded_and_never_undo_an_archive() {
         )
     };
     assert_eq!(
-        rig.worker.handle(&status("in-progress")).await,
+        rig.worker.handle(&status("in-progress"), with_time()).await,
         Disposition::Done
     );
     assert_eq!(rig.stored(&sid).await.state.as_deref(), Some("in-progress"));
     assert_eq!(rig.media.requests(&sid), 0, "in-progress is recorded only");
     assert_eq!(
-        rig.worker.handle(&rig.completed(&sid, 1)).await,
+        rig.worker
+            .handle(&rig.completed(&sid, 1), with_time())
+            .await,
         Disposition::Done
     );
     // Late or odd statuses after the archive change nothing.
     for late in ["in-progress", "absent", "failed"] {
-        assert_eq!(rig.worker.handle(&status(late)).await, Disposition::Done);
+        assert_eq!(
+            rig.worker.handle(&status(late), with_time()).await,
+            Disposition::Done
+        );
         assert!(rig.stored(&sid).await.is_archived(), "{late}");
     }
     let absent = recording_sid(16);
@@ -317,7 +329,10 @@ async fn twilios_statuses_are_recorded_and_never_undo_an_archive() {
         "\"RecordingStatus\",\"completed\"",
         "\"RecordingStatus\",\"absent\"",
     );
-    assert_eq!(rig.worker.handle(&event).await, Disposition::Done);
+    assert_eq!(
+        rig.worker.handle(&event, with_time()).await,
+        Disposition::Done
+    );
     assert_eq!(rig.stored(&absent).await.state.as_deref(), Some("absent"));
 }
 
@@ -328,13 +343,16 @@ async fn a_redelivered_event_makes_no_second_download_object_or_job() {
     rig.media.add(&sid, Recording::new(3, 1));
     let event = rig.completed(&sid, 1);
     for _ in 0..3 {
-        assert_eq!(rig.worker.handle(&event).await, Disposition::Done);
+        assert_eq!(
+            rig.worker.handle(&event, with_time()).await,
+            Disposition::Done
+        );
     }
     // Twilio retrying the webhook makes a new envelope for the same recording.
     let mut retried = Envelope::from_json(&event).unwrap();
     retried.received_at = "2026-11-23T10:00:09Z".into();
     assert_eq!(
-        rig.worker.handle(&retried.to_json()).await,
+        rig.worker.handle(&retried.to_json(), with_time()).await,
         Disposition::Done
     );
 
@@ -355,7 +373,9 @@ async fn media_not_ready_is_retried_then_archived() {
     rig.media
         .add(&soon, Recording::new(2, 1).with_faults(&[404, 404]));
     assert_eq!(
-        rig.worker.handle(&rig.completed(&soon, 1)).await,
+        rig.worker
+            .handle(&rig.completed(&soon, 1), with_time())
+            .await,
         Disposition::Done
     );
     assert!(rig.stored(&soon).await.is_archived());
@@ -365,14 +385,17 @@ async fn media_not_ready_is_retried_then_archived() {
     rig.media
         .add(&later, Recording::new(2, 1).with_faults(&[404; 6]));
     let event = rig.completed(&later, 1);
-    let first = rig.worker.handle(&event).await;
+    let first = rig.worker.handle(&event, with_time()).await;
     assert!(
         matches!(&first, Disposition::Retry { reason, after: None } if reason.contains("not ready")),
         "{first:?}"
     );
     assert!(!rig.stored(&later).await.is_archived());
     assert_eq!(rig.open_uploads().await, 0);
-    assert_eq!(rig.worker.handle(&event).await, Disposition::Done);
+    assert_eq!(
+        rig.worker.handle(&event, with_time()).await,
+        Disposition::Done
+    );
     assert!(rig.stored(&later).await.is_archived());
     assert_eq!(
         rig.media.requests(&later),
@@ -389,7 +412,9 @@ async fn rate_limits_are_waited_out_with_retry_after() {
         .add(&sid, Recording::new(2, 1).with_faults(&[429]));
     let started = Instant::now();
     assert_eq!(
-        rig.worker.handle(&rig.completed(&sid, 1)).await,
+        rig.worker
+            .handle(&rig.completed(&sid, 1), with_time())
+            .await,
         Disposition::Done
     );
     // The stand-in says Retry-After: 1, which wins over the 20 ms backoff.
@@ -403,7 +428,7 @@ async fn bad_credentials_go_to_the_dlq_once_with_the_reason() {
     let sid = recording_sid(6);
     rig.media.add(&sid, Recording::new(2, 1));
     let body = rig.completed(&sid, 1);
-    let disposition = rig.worker.handle(&body).await;
+    let disposition = rig.worker.handle(&body, with_time()).await;
     assert!(
         matches!(&disposition, Disposition::DeadLetter { reason } if reason.contains("401")),
         "{disposition:?}"
@@ -461,7 +486,10 @@ async fn a_recording_url_off_the_allow_list_is_refused_without_a_request() {
             &format!("127.0.0.1:{}", rig.media.addr.port() + 1),
         ),
     ] {
-        let disposition = rig.worker.handle(&rig.completed_at(&sid, 1, &url)).await;
+        let disposition = rig
+            .worker
+            .handle(&rig.completed_at(&sid, 1, &url), with_time())
+            .await;
         assert!(
             matches!(&disposition, Disposition::DeadLetter { reason } if reason.contains("refused")),
             "{url}: {disposition:?}"
@@ -483,7 +511,7 @@ async fn s3_failing_mid_upload_leaves_nothing_visible_and_the_message_is_retried
     // 300 s of dual-channel audio: 9.6 MB, two parts.
     rig.media.add(&sid, Recording::new(300, 2));
     let event = rig.completed(&sid, 2);
-    let first = rig.worker.handle(&event).await;
+    let first = rig.worker.handle(&event, with_time()).await;
     assert!(
         matches!(&first, Disposition::Retry { reason, .. } if reason.contains("UploadPart")),
         "{first:?}"
@@ -495,7 +523,10 @@ async fn s3_failing_mid_upload_leaves_nothing_visible_and_the_message_is_retried
     assert!(rig.jobs().await.is_empty());
 
     // The retry (the fault was one-off) archives it whole.
-    assert_eq!(rig.worker.handle(&event).await, Disposition::Done);
+    assert_eq!(
+        rig.worker.handle(&event, with_time()).await,
+        Disposition::Done
+    );
     let stored = rig.stored(&sid).await;
     assert_eq!(
         (stored.bytes, stored.sha256),
@@ -533,7 +564,9 @@ async fn a_job_that_already_exists_is_a_harmless_conflict() {
     );
 
     assert_eq!(
-        rig.worker.handle(&rig.completed(&sid, 1)).await,
+        rig.worker
+            .handle(&rig.completed(&sid, 1), with_time())
+            .await,
         Disposition::Done
     );
     assert_eq!(rig.jobs().await, [sid.as_str()]);
@@ -585,7 +618,9 @@ async fn finished_jobs_store_the_transcript_per_channel_and_failed_ones_their_re
     rig.media.add(&broken, Recording::new(2, 1).not_audio());
     for (sid, channels) in [(&dual, 2), (&mono, 1), (&broken, 1)] {
         assert_eq!(
-            rig.worker.handle(&rig.completed(sid, channels)).await,
+            rig.worker
+                .handle(&rig.completed(sid, channels), with_time())
+                .await,
             Disposition::Done
         );
     }
@@ -797,4 +832,296 @@ async fn a_recording_callback_goes_through_the_real_functions_to_s3_and_a_transc
         0
     );
     stack.stop().await;
+}
+
+/// A signed recording callback for `sid` at `url`, posted to the stack's recording webhook.
+async fn post_recording(stack: &LocalStack, sid: &str, url: &str, seconds: u32) {
+    let params = Params::new(
+        [
+            ("AccountSid", local::ACCOUNT_SID),
+            ("CallSid", CALL),
+            ("RecordingSid", sid),
+            ("RecordingUrl", url),
+            ("RecordingStatus", "completed"),
+            ("RecordingDuration", seconds.to_string().as_str()),
+            ("RecordingChannels", "2"),
+            ("RecordingSource", "DialVerb"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+    );
+    let (public, target) = stack
+        .routes()
+        .into_iter()
+        .find(|(p, _)| p.ends_with("/twilio/recording"))
+        .unwrap();
+    let response = post_form(&target, &public, &params, Some(local::AUTH_TOKEN)).await;
+    assert_eq!(response.status(), 204);
+}
+
+/// The DLQ's messages: (RecordingSid, failure reason).
+async fn dead_letters(stack: &LocalStack) -> Vec<(String, String)> {
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
+    let mut letters = Vec::new();
+    for _ in 0..5 {
+        let received = sqs
+            .receive_message()
+            .queue_url(&stack.resources.recording.dlq_url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .visibility_timeout(60)
+            .send()
+            .await
+            .unwrap();
+        for m in received.messages() {
+            let envelope = Envelope::from_json(m.body().unwrap()).unwrap();
+            let reason = m
+                .message_attributes()
+                .and_then(|a| a.get("failure_reason"))
+                .and_then(|v| v.string_value())
+                .unwrap_or_default()
+                .to_owned();
+            letters.push((
+                envelope.params.get("RecordingSid").unwrap().to_owned(),
+                reason,
+            ));
+        }
+    }
+    letters.sort();
+    letters
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_callback_naming_any_other_resource_sends_no_request_and_rests_in_the_dlq() {
+    let stack = LocalStack::start(StackOptions {
+        label: "rec-hostile".into(),
+        webhook_instances: 1,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let base = format!(
+        "http://{}/2010-04-01/Accounts/{}",
+        stack.media.host_port(),
+        local::ACCOUNT_SID
+    );
+    let other = recording_sid(0x77);
+    stack.media.add(&other, Recording::new(2, 2));
+    let number = "PN0123456789abcdef0123456789abcdef";
+    let hostile = [
+        (
+            recording_sid(0x71),
+            format!("{base}/IncomingPhoneNumbers/{number}?x="),
+        ),
+        (
+            recording_sid(0x72),
+            format!("{base}/Recordings/../IncomingPhoneNumbers/{number}"),
+        ),
+        // Another recording of the account: fetched and deleted under this one's name.
+        (recording_sid(0x73), format!("{base}/Recordings/{other}")),
+    ];
+    for (sid, url) in &hostile {
+        post_recording(&stack, sid, url, 2).await;
+    }
+    // A redirect off the allow-list is refused too, at the redirect, not retried.
+    let redirected = recording_sid(0x74);
+    stack.media.add(
+        &redirected,
+        Recording::new(2, 2)
+            .with_faults(&[302])
+            .with_redirect("https://169.254.169.254/latest/meta-data/"),
+    );
+    post_recording(
+        &stack,
+        &redirected,
+        &stack.media.recording_url(&redirected),
+        2,
+    )
+    .await;
+    stack
+        .wait_until_drained(Duration::from_secs(60))
+        .await
+        .unwrap();
+
+    let letters = dead_letters(&stack).await;
+    assert_eq!(letters.len(), 4, "{letters:#?}");
+    for (sid, reason) in &letters {
+        if *sid == redirected {
+            assert!(reason.contains("refused to follow a redirect"), "{reason}");
+        } else {
+            assert!(
+                reason.contains("refused to fetch") && reason.contains("may only name"),
+                "{sid}: {reason}"
+            );
+        }
+    }
+    // Not one request went anywhere but the redirected recording's one fetch.
+    assert_eq!(
+        stack.media.requests(&other),
+        0,
+        "the other recording untouched"
+    );
+    assert_eq!(stack.media.all_requests(), 1);
+    assert!(!stack.media.deleted(&other));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostile_retry_after_neither_panics_the_worker_nor_makes_it_loop_hot() {
+    let stack = LocalStack::start(StackOptions {
+        label: "rec-retry-after".into(),
+        webhook_instances: 1,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let sid = recording_sid(0x75);
+    stack.media.add(
+        &sid,
+        Recording::new(2, 2)
+            .with_faults(&[429])
+            .with_retry_after("18446744073709551615"),
+    );
+    post_recording(&stack, &sid, &stack.media.recording_url(&sid), 2).await;
+    // Taken, refused with the huge Retry-After, and put back with the longest delay SQS
+    // allows: in flight (hidden), not lost, not dead-lettered.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stack.media.requests(&sid) == 0 {
+        assert!(Instant::now() < deadline, "never fetched");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        stack
+            .queue_depth(&stack.resources.recording.url)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        stack
+            .queue_depth(&stack.resources.recording.dlq_url)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(stack.media.requests(&sid), 1, "not a hot loop");
+    let log = std::fs::read_to_string(stack.log_dir.join("recording-worker-0.log")).unwrap()
+        + &std::fs::read_to_string(stack.log_dir.join("recording-worker-1.log")).unwrap();
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(log.contains("rate limited"), "the reason is logged");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recording_longer_than_one_invocation_resumes_its_upload_until_archived() {
+    // Invocations of 6 s: a 41.6 MB recording cannot be archived in one.
+    let stack = LocalStack::start(StackOptions {
+        label: "rec-resume".into(),
+        webhook_instances: 1,
+        recording_worker_timeout: Some(Duration::from_secs(6)),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let sid = recording_sid(0x76);
+    let seconds = 1300; // 8 kHz, 16-bit, 2 channels: 41.6 MB, 22 minutes
+    stack.media.add(&sid, Recording::new(seconds, 2));
+    post_recording(&stack, &sid, &stack.media.recording_url(&sid), seconds).await;
+    stack
+        .wait_until_drained(Duration::from_secs(300))
+        .await
+        .unwrap();
+
+    let store = DynamoRecordingStore::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk),
+        &stack.resources.calls_table,
+    );
+    let stored = store.get(CALL, &sid).await.unwrap().unwrap();
+    let (bytes, sha256) = stack.media.expected(&sid).unwrap();
+    assert!(stored.is_archived(), "{stored:?}");
+    assert_eq!(stored.bytes, Some(bytes));
+    assert_eq!(stored.sha256.as_deref(), Some(sha256.as_str()));
+    assert!(
+        stored.upload.is_none(),
+        "the progress is cleared once archived"
+    );
+    // It took several invocations, each resuming where the last stopped (Range requests).
+    let mut continued = 0;
+    for instance in 0..2 {
+        let log = std::fs::read_to_string(
+            stack
+                .log_dir
+                .join(format!("recording-worker-{instance}.log")),
+        )
+        .unwrap();
+        continued += log.matches("\"outcome\":\"continue\"").count();
+    }
+    assert!(continued >= 2, "{continued} continuations");
+    assert!(
+        stack.media.requests(&sid) as usize > continued,
+        "one fetch per invocation"
+    );
+    let s3 = shared::aws::s3_client(&stack.sdk);
+    let uploads = s3
+        .list_multipart_uploads()
+        .bucket(&stack.resources.recordings_bucket)
+        .send()
+        .await
+        .unwrap();
+    assert!(uploads.uploads().is_empty(), "no upload left open");
+    let dlq = stack
+        .queue_depth(&stack.resources.recording.dlq_url)
+        .await
+        .unwrap();
+    assert_eq!(dlq, 0, "the resumes never counted as failed receives");
+    // Twenty-two minutes of two people talking is more transcript than the item keeps: a
+    // preview, and the pointer to Transcribe's whole document in S3.
+    assert_eq!(stored.transcription_status.as_deref(), Some("COMPLETED"));
+    assert!(
+        stored.transcript_truncated,
+        "{:?}",
+        stored.transcript_text.as_ref().map(String::len)
+    );
+    let preview = stored.transcript_text.as_deref().unwrap();
+    assert!(preview.chars().count() <= shared::recording::store::TRANSCRIPT_PREVIEW_CHARS);
+    assert!(preview.contains(&sid));
+    assert!(stored.transcript_channels.is_empty());
+    let document_key = stored.transcript_s3_key.clone().unwrap();
+    let document = s3
+        .get_object()
+        .bucket(&stack.resources.recordings_bucket)
+        .key(&document_key)
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    assert!(document.len() > shared::recording::store::INLINE_TRANSCRIPT_BYTES);
+    let item = aws_sdk_dynamodb::Client::new(&stack.sdk)
+        .get_item()
+        .table_name(&stack.resources.calls_table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("CALL#{CALL}")),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("RECORDING#{sid}")),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let size = voicehooks_tests::item_size(&item);
+    assert!(size < 16 * 1024, "the recording's item is {size} bytes");
+    println!(
+        "{} MB archived over {} invocations; transcript document {} KB, item {size} bytes",
+        bytes / 1_000_000,
+        continued + 1,
+        document.len() / 1024
+    );
 }

@@ -94,6 +94,26 @@ pub async fn post_form(
 }
 
 /// Items in a DynamoDB table.
+/// What an item weighs by DynamoDB's rule: each attribute's name plus its value's size
+/// (strings and numbers by their bytes, sets and lists and maps by their members).
+pub fn item_size(
+    item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+) -> usize {
+    use aws_sdk_dynamodb::types::AttributeValue as V;
+    fn value(v: &V) -> usize {
+        match v {
+            V::S(s) | V::N(s) => s.len(),
+            V::B(b) => b.as_ref().len(),
+            V::Bool(_) | V::Null(_) => 1,
+            V::Ss(l) | V::Ns(l) => l.iter().map(String::len).sum(),
+            V::L(l) => 3 + l.iter().map(|v| 1 + value(v)).sum::<usize>(),
+            V::M(m) => 3 + m.iter().map(|(k, v)| 1 + k.len() + value(v)).sum::<usize>(),
+            _ => 0,
+        }
+    }
+    item.iter().map(|(k, v)| k.len() + value(v)).sum()
+}
+
 pub async fn item_count(sdk: &SdkConfig, table: &str) -> usize {
     let output = aws_sdk_dynamodb::Client::new(sdk)
         .scan()

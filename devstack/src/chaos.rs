@@ -22,7 +22,8 @@ use voicectl::simulate::{self, SimulateOptions, SimulationReport};
 
 use crate::audit::{LogAudit, audit_logs};
 use crate::demo::{self, DemoOutcome};
-use crate::faults::{Fault, FaultPlan, FaultProxy};
+use crate::emf::Emf;
+use crate::faults::{Fault, FaultPlan, FaultProxy, Outage};
 use crate::stack::{LocalStack, RECORDING_WORKER, STATUS_WORKER, StackOptions};
 
 #[derive(Debug, Clone)]
@@ -38,6 +39,31 @@ pub struct ChaosOptions {
     pub kills: usize,
     /// Calls whose DynamoDB writes fail until the fix: their events end in the DLQs.
     pub poisoned_calls: usize,
+    /// Services down for a while during the calls (SQS, Secrets Manager).
+    pub outages: Vec<Outage>,
+}
+
+/// How long a token stays cached in the chaos run: short, so a Secrets Manager outage finds
+/// the webhooks past their TTL (serving the last good token) rather than still inside it.
+pub const CHAOS_SECRET_TTL: Duration = Duration::from_secs(10);
+
+impl ChaosOptions {
+    /// `make chaos`'s outages: SQS down for a minute early in the run, then Secrets
+    /// Manager for a minute.
+    pub fn standard_outages() -> Vec<Outage> {
+        vec![
+            Outage {
+                service: "sqs",
+                from: Duration::from_secs(40),
+                lasts: Duration::from_secs(60),
+            },
+            Outage {
+                service: "secretsmanager",
+                from: Duration::from_secs(130),
+                lasts: Duration::from_secs(60),
+            },
+        ]
+    }
 }
 
 impl ChaosOptions {
@@ -54,8 +80,6 @@ impl ChaosOptions {
             media_not_ready_tries: 2,
             // Short recordings: a thousand calls' worth stays small in the emulator.
             max_media_secs: 8,
-            // Twilio keeps retrying a 5xx callback; 5% refusals must never exhaust it.
-            max_attempts: 8,
             routes,
             ..SimulateOptions::default()
         }
@@ -72,6 +96,11 @@ impl ChaosOptions {
             s3_error_rate: 0.03,
             transcribe_lost_response_rate: 0.05,
             poisoned,
+            // A fifth of the spills of refused enqueues are refused too: 503s for Twilio,
+            // retried as the URLs' overrides allow. (Not during an outage, when every
+            // callback spills: S3 failing with SQS is not the day this run plays.)
+            spill_failure_rate: 0.2,
+            outages: self.outages.clone(),
         }
     }
 
@@ -117,6 +146,9 @@ pub struct ChaosOutcome {
     pub audio_objects: usize,
     pub incomplete_uploads: usize,
     pub logs: LogAudit,
+    /// Signature checks made with a token past its TTL (Secrets Manager down): the
+    /// functions' `TokensServedStale` metric.
+    pub tokens_stale: u64,
     /// Where every process's output of the run is.
     pub log_dir: std::path::PathBuf,
 }
@@ -165,6 +197,7 @@ pub async fn play(stack: &LocalStack, options: &ChaosOptions) -> anyhow::Result<
     let simulate_options = options.simulate_options(stack.routes());
     let done = AtomicBool::new(false);
     let driving = async {
+        proxy.start_clock();
         let driven = demo::drive(stack, &simulate_options).await;
         done.store(true, Ordering::SeqCst);
         driven
@@ -239,6 +272,7 @@ pub async fn play(stack: &LocalStack, options: &ChaosOptions) -> anyhow::Result<
         audio_objects,
         incomplete_uploads,
         logs: LogAudit::default(),
+        tokens_stale: 0,
         log_dir: stack.log_dir.clone(),
     })
 }
@@ -256,7 +290,7 @@ fn check_transcription_starts(
     let mut jobs = 0;
     for call in &report.calls {
         for requested in &call.conversation.requested {
-            if !requested.url.ends_with("/twilio/recording") {
+            if !requested.is_for("/twilio/recording") {
                 continue;
             }
             let Some(sid) = requested.params.get("RecordingSid") else {
@@ -302,6 +336,7 @@ pub async fn run_checked(options: &ChaosOptions, label: &str) -> anyhow::Result<
     let stack = LocalStack::start(StackOptions {
         label: label.into(),
         faults: Some(options.fault_plan(options.poisoned())),
+        secret_ttl: Some(CHAOS_SECRET_TTL),
         ..Default::default()
     })
     .await?;
@@ -311,6 +346,18 @@ pub async fn run_checked(options: &ChaosOptions, label: &str) -> anyhow::Result<
     stack.stop().await;
     let mut outcome = outcome?;
     outcome.logs = audit_logs(&log_dir, local::AUTH_TOKEN)?;
+    let (emf, _) = Emf::read(&log_dir, &BTreeMap::new())?;
+    outcome.tokens_stale = emf.total(shared::metrics::name::TOKENS_STALE) as u64;
+    let secrets_down = options
+        .outages
+        .iter()
+        .any(|o| o.service == "secretsmanager");
+    if secrets_down && outcome.tokens_stale == 0 {
+        outcome
+            .demo
+            .mismatches
+            .push("Secrets Manager was down, yet no token was served stale".into());
+    }
     let findings = outcome.logs.findings();
     outcome.demo.mismatches.extend(findings);
     Ok(outcome)
@@ -318,12 +365,30 @@ pub async fn run_checked(options: &ChaosOptions, label: &str) -> anyhow::Result<
 
 /// `make chaos`: the run, and its figures; whether nothing mismatched.
 pub async fn run(options: ChaosOptions) -> anyhow::Result<bool> {
+    let outages: Vec<String> = options
+        .outages
+        .iter()
+        .map(|o| {
+            format!(
+                "{} down for {} s from {} s",
+                o.service,
+                o.lasts.as_secs(),
+                o.from.as_secs()
+            )
+        })
+        .collect();
     println!(
-        "voicehooks chaos: {} calls through the local stack with 20% duplicate deliveries, 30% \
-         of legs reordered, 5% of callback enqueues refused (5xx, retried by the stand-in), \
-         recording media not ready for the first 2 fetches of 30%, S3 / DynamoDB / SQS / \
+        "voicehooks chaos: {} calls through the local stack, Twilio delivering as it does (each \
+         URL's connection overrides), with 20% duplicate deliveries, 30% of legs reordered, 5% \
+         of callback enqueues refused (spilled; a fifth of those spills refused too, so 503), \
+         {}, recording media not ready for the first 2 fetches of 30%, S3 / DynamoDB / SQS / \
          Transcribe faults, {} worker kills and {} poisoned calls; {}",
         options.calls,
+        if outages.is_empty() {
+            "no outage".to_owned()
+        } else {
+            outages.join(", ")
+        },
         options.kills,
         options.poisoned_calls,
         options.rate.map_or("calls unpaced".to_owned(), |r| format!(
@@ -372,6 +437,10 @@ pub fn print_outcome(outcome: &ChaosOutcome, elapsed: Duration) {
     println!(
         "  S3 audio objects         {} (one per archived recording); {} multipart uploads left open by killed workers",
         outcome.audio_objects, outcome.incomplete_uploads
+    );
+    println!(
+        "  tokens served stale      {} signature checks while Secrets Manager could not be read",
+        outcome.tokens_stale
     );
     println!("  logs audited             {}", outcome.logs.summary());
     println!("  run time                 {:.0} s", elapsed.as_secs_f64());

@@ -10,6 +10,7 @@ use shared::store::{CallRecord, DynamoCallStore};
 use shared::twilio::CallStatus;
 use voicectl::simulate::{self, SimulateOptions, SimulatedLeg, SimulationReport};
 
+use crate::emf::Emf;
 use crate::stack::{LocalStack, StackOptions};
 
 pub struct DemoOptions {
@@ -32,6 +33,16 @@ pub struct DemoOutcome {
     pub verified: Vec<bool>,
     pub mismatches: Vec<String>,
     pub drain_time: Duration,
+    pub spill: SpillFigures,
+}
+
+/// What went through the spill.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SpillFigures {
+    /// Events the webhooks spilled (a second spill of one event overwrites its object).
+    pub spilled: u64,
+    /// Events the drainer put back on their queues.
+    pub drained: u64,
 }
 
 impl DemoOutcome {
@@ -88,7 +99,7 @@ async fn check_recordings(
             };
             let stored = store.get(call_sid, sid).await?.unwrap_or_default();
             let mut problem = |what: String| check.mismatches.push(format!("{sid}: {what}"));
-            if requested.url.ends_with("/twilio/transcription") {
+            if requested.is_for("/twilio/transcription") {
                 check.twilio_transcriptions_expected += 1;
                 let text = requested.params.get("TranscriptionText");
                 if stored.twilio_transcription_text.as_deref() == text {
@@ -277,9 +288,9 @@ pub async fn check(
     mismatches.extend(recordings.mismatches.iter().cloned());
     mismatches.extend(
         report
-            .undelivered
+            .gave_up
             .iter()
-            .map(|u| format!("undelivered: {u}")),
+            .map(|u| format!("Twilio gave up: {u}")),
     );
     mismatches.extend(
         report
@@ -287,6 +298,14 @@ pub async fn check(
             .iter()
             .map(|e| format!("voice webhook: {e}")),
     );
+    // The spill is empty (the drain waited for it); what went through it, from the
+    // functions' own metrics. Duplicate deliveries spilled at once write one object, so
+    // fewer may be drained than were spilled.
+    let (emf, _) = Emf::read(&stack.log_dir, &BTreeMap::new())?;
+    let spill = SpillFigures {
+        spilled: emf.total(shared::metrics::name::EVENTS_SPILLED) as u64,
+        drained: emf.total(shared::metrics::name::SPILL_DRAINED) as u64,
+    };
     Ok(DemoOutcome {
         report,
         recordings,
@@ -295,6 +314,7 @@ pub async fn check(
         verified,
         mismatches,
         drain_time,
+        spill,
     })
 }
 
@@ -376,7 +396,7 @@ pub fn print_figures(outcome: &DemoOutcome) {
             .conversation
             .requested
             .iter()
-            .filter(|r| r.url.ends_with("/twilio/recording"))
+            .filter(|r| r.is_for("/twilio/recording"))
             .count();
         row.verified += usize::from(*verified);
     }
@@ -431,16 +451,22 @@ pub fn print_figures(outcome: &DemoOutcome) {
         report.reordered_legs
     );
     println!(
-        "  acknowledged (2xx)       {} in {:.1} s, {} retries after non-2xx",
+        "  acknowledged (2xx)       {} in {:.1} s; Twilio's retries (as the URLs' overrides allow): {}; gave up on {}",
         report.acknowledged,
         report.elapsed.as_secs_f64(),
-        report.retries
+        report.retries_summary(),
+        report.gave_up.len()
     );
     println!(
-        "  TwiML answers            {}, p50 {:.1} ms, p99 {:.1} ms, {} errors",
+        "  spill                    {} events spilled (SQS did not take them in time), {} drained back onto their queues",
+        outcome.spill.spilled, outcome.spill.drained
+    );
+    println!(
+        "  TwiML answers            {}, p50 {:.1} ms, p99 {:.1} ms, {} fallbacks, {} application errors",
         report.voice_latency_us.len(),
         report.voice_latency_ms(50.0),
         report.voice_latency_ms(99.0),
+        report.voice_fallbacks.len(),
         report.voice_errors.len()
     );
     println!(

@@ -43,6 +43,22 @@ pub struct FaultPlan {
     /// Text (CallSids) whose DynamoDB writes all fail until [`FaultProxy::fix`]: a bug that
     /// sends those calls' events to the DLQ until the fix is deployed.
     pub poisoned: Vec<String>,
+    /// Share of the callback webhooks' spill writes refused: with the enqueue refused too,
+    /// the webhook answers 503, and only the URL's overrides make Twilio try again.
+    pub spill_failure_rate: f64,
+    /// Services that answer nothing but 503 for a while (from [`FaultProxy::start_clock`]).
+    pub outages: Vec<Outage>,
+}
+
+/// A service down for a while: every request to it through the proxy answers 503
+/// `ServiceUnavailable`, as AWS does when a service cannot serve.
+#[derive(Debug, Clone)]
+pub struct Outage {
+    /// The SigV4 service name: `sqs`, `secretsmanager`.
+    pub service: &'static str,
+    /// When it starts, after the clock started.
+    pub from: std::time::Duration,
+    pub lasts: std::time::Duration,
 }
 
 /// One fault the proxy injected.
@@ -55,19 +71,29 @@ pub enum Fault {
     S3Refused,
     TranscribeResponseLost,
     Poisoned,
+    SpillRefused,
+    SqsOutage,
+    SecretsManagerOutage,
 }
 
 impl Fault {
     pub fn describe(self) -> &'static str {
         match self {
-            Self::EnqueueRefused => "callback enqueue attempts refused (SDK tries each 3x)",
+            Self::EnqueueRefused => "callback enqueues refused (each SDK attempt), so spilled",
             Self::SqsResponseLost => "SQS send applied, answer lost",
             Self::DynamoDbRefused => "DynamoDB write refused",
             Self::DynamoDbResponseLost => "DynamoDB write applied, answer lost",
             Self::S3Refused => "S3 write refused",
             Self::TranscribeResponseLost => "Transcribe job started, answer lost",
             Self::Poisoned => "poisoned call's DynamoDB write refused",
+            Self::SpillRefused => "spills refused too (each SDK attempt), so 503",
+            Self::SqsOutage => "SQS requests refused during its outage",
+            Self::SecretsManagerOutage => "Secrets Manager requests refused during its outage",
         }
+    }
+
+    fn is_outage(self) -> bool {
+        matches!(self, Self::SqsOutage | Self::SecretsManagerOutage)
     }
 
     /// Refused faults are answered without forwarding; the others after.
@@ -89,7 +115,7 @@ struct Counters {
     injected: BTreeMap<Fault, u64>,
     /// `StartTranscriptionJob` calls that started a job, by job name.
     transcription_starts: HashMap<String, u32>,
-    /// The enqueue-refusal draw of each SQS message body seen.
+    /// The refusal draw of each (service, request body) seen.
     doomed_bodies: HashMap<u64, bool>,
 }
 
@@ -97,6 +123,8 @@ struct ProxyState {
     upstream: String,
     plan: FaultPlan,
     fixed: AtomicBool,
+    /// When the outages' clock started.
+    clock: Mutex<Option<std::time::Instant>>,
     client: reqwest::Client,
     rng: Mutex<ChaCha8Rng>,
     counters: Mutex<Counters>,
@@ -116,6 +144,7 @@ impl FaultProxy {
                 rng: Mutex::new(ChaCha8Rng::seed_from_u64(plan.seed)),
                 plan,
                 fixed: AtomicBool::new(false),
+                clock: Mutex::new(None),
                 client: reqwest::Client::builder().no_proxy().build()?,
                 counters: Mutex::default(),
             }),
@@ -140,6 +169,11 @@ impl FaultProxy {
         });
         lock(&self.listeners).push(stop);
         Ok(endpoint)
+    }
+
+    /// Starts the clock the plan's outages are timed from (the calls' start).
+    pub fn start_clock(&self) {
+        *lock(&self.state.clock) = Some(std::time::Instant::now());
     }
 
     /// The fix is deployed: poisoned calls' writes go through from now on.
@@ -250,24 +284,50 @@ const CALLBACK_WEBHOOKS: &[&str] = &[
 ];
 
 impl ProxyState {
+    /// Whether a request with this body is refused, drawn once per body: the SDK's retries
+    /// send the same body and meet the same answer; Twilio's retry makes a new envelope
+    /// (a new `received_at`), drawn again.
+    fn doomed(&self, service: &str, body: &[u8], rate: f64) -> bool {
+        if rate <= 0.0 {
+            return false;
+        }
+        let mut hasher = DefaultHasher::new();
+        (service, body).hash(&mut hasher);
+        let key = hasher.finish();
+        let known = lock(&self.counters).doomed_bodies.get(&key).copied();
+        known.unwrap_or_else(|| {
+            let doomed = lock(&self.rng).random_bool(rate.min(1.0));
+            lock(&self.counters).doomed_bodies.insert(key, doomed);
+            doomed
+        })
+    }
+
+    /// The outage `service` is in now, if any.
+    fn outage(&self, service: &str) -> Option<Fault> {
+        let elapsed = (*lock(&self.clock))?.elapsed();
+        self.plan
+            .outages
+            .iter()
+            .find(|o| o.service == service && elapsed >= o.from && elapsed < o.from + o.lasts)
+            .map(|o| match o.service {
+                "sqs" => Fault::SqsOutage,
+                _ => Fault::SecretsManagerOutage,
+            })
+    }
+
     fn decide(&self, label: &str, (service, op): (&str, &str), body: &[u8]) -> Option<Fault> {
         let plan = &self.plan;
         let draw = |rate: f64| rate > 0.0 && lock(&self.rng).random_bool(rate.min(1.0));
+        let outage = self.outage(service);
+        if outage.is_some() {
+            return outage;
+        }
         match (service, op) {
             ("sqs", "SendMessage" | "SendMessageBatch") => {
-                if CALLBACK_WEBHOOKS.contains(&label) && plan.enqueue_failure_rate > 0.0 {
-                    let mut hasher = DefaultHasher::new();
-                    body.hash(&mut hasher);
-                    let key = hasher.finish();
-                    let known = lock(&self.counters).doomed_bodies.get(&key).copied();
-                    let doomed = known.unwrap_or_else(|| {
-                        let doomed = draw(plan.enqueue_failure_rate);
-                        lock(&self.counters).doomed_bodies.insert(key, doomed);
-                        doomed
-                    });
-                    if doomed {
-                        return Some(Fault::EnqueueRefused);
-                    }
+                if CALLBACK_WEBHOOKS.contains(&label)
+                    && self.doomed(service, body, plan.enqueue_failure_rate)
+                {
+                    return Some(Fault::EnqueueRefused);
                 }
                 draw(plan.sqs_lost_response_rate).then_some(Fault::SqsResponseLost)
             }
@@ -283,6 +343,12 @@ impl ProxyState {
                     draw(plan.dynamodb_lost_response_rate).then_some(Fault::DynamoDbResponseLost)
                 }
             }
+            // The callback webhooks' only S3 write is the spill.
+            ("s3", "PutObject") if CALLBACK_WEBHOOKS.contains(&label) => {
+                let sqs_down = self.outage("sqs").is_some();
+                (!sqs_down && self.doomed(service, body, plan.spill_failure_rate))
+                    .then_some(Fault::SpillRefused)
+            }
             ("s3", op) if S3_WRITES.contains(&op) => {
                 draw(plan.s3_error_rate).then_some(Fault::S3Refused)
             }
@@ -292,6 +358,17 @@ impl ProxyState {
             _ => None,
         }
     }
+}
+
+/// What a service down answers: 503 `ServiceUnavailable` in its JSON protocol's format.
+fn unavailable() -> Response {
+    Response::builder()
+        .status(StatusCode::SERVICE_UNAVAILABLE)
+        .header(header::CONTENT_TYPE, "application/x-amz-json-1.0")
+        .body(Body::from(
+            r#"{"__type":"ServiceUnavailable","message":"Service is unavailable (an outage injected by devstack)"}"#,
+        ))
+        .unwrap_or_default()
 }
 
 /// What AWS answers when it has a bad moment: a 500 in the service's error format.
@@ -345,6 +422,9 @@ async fn forward(
     let fault = state.decide(&label, (&service, &op), &body);
     if let Some(fault) = fault {
         *lock(&state.counters).injected.entry(fault).or_default() += 1;
+        if fault.is_outage() {
+            return unavailable();
+        }
         if !fault.forwards() {
             return injected_error(&service);
         }

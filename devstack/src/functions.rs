@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::process::{ManagedProcess, free_port, wait_for_port};
+use crate::runtime_deadline::RuntimeProxy;
 use crate::workspace::Workspace;
 
 /// One function to run: its binary name (also its Lambda name) and environment.
@@ -21,6 +22,8 @@ pub struct FunctionSpec {
     pub env: Vec<(String, String)>,
     /// Processes polling the function's Runtime API, like concurrent Lambda instances.
     pub instances: usize,
+    /// The function's timeout: each invocation's deadline is its start plus this.
+    pub timeout: Duration,
 }
 
 pub struct FunctionHost {
@@ -31,6 +34,9 @@ pub struct FunctionHost {
     /// Each running instance: (function, instance number, process). Behind a lock so that a
     /// chaos run can kill and restart instances while the stack is in use.
     functions: Mutex<Vec<(&'static str, usize, ManagedProcess)>>,
+    /// Between the functions and cargo-lambda's Runtime API, setting each invocation's
+    /// deadline as Lambda does.
+    runtime: RuntimeProxy,
     watch: ManagedProcess,
     /// Release builds (`make bench`) instead of debug ones.
     release: bool,
@@ -105,6 +111,14 @@ impl FunctionHost {
         let mut watch =
             ManagedProcess::spawn("cargo-lambda", command, &log_dir.join("cargo-lambda.log"))?;
         wait_for_port(port, &mut watch, Duration::from_secs(30)).await?;
+        let runtime = RuntimeProxy::start(
+            &format!("http://127.0.0.1:{port}"),
+            specs
+                .iter()
+                .map(|s| (s.name.to_owned(), s.timeout))
+                .collect(),
+        )
+        .await?;
 
         let host = Self {
             port,
@@ -113,6 +127,7 @@ impl FunctionHost {
             specs,
             release,
             functions: Mutex::default(),
+            runtime,
             watch,
         };
         for spec in &host.specs {
@@ -163,7 +178,7 @@ impl FunctionHost {
     ) -> anyhow::Result<ManagedProcess> {
         let command = lambda_command(
             &binary(&self.workspace, spec.name, self.release),
-            &format!("http://127.0.0.1:{}/.rt/{}", self.port, spec.name),
+            &self.runtime.runtime_api(spec.name),
             spec,
         );
         let log = self.log_dir.join(format!("{}-{instance}.log", spec.name));

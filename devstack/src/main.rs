@@ -37,9 +37,11 @@ enum Command {
         reorder: f64,
     },
     /// The demo with the fault mix turned up (see devstack/src/chaos.rs): duplicates,
-    /// reordering, refused enqueues, S3/DynamoDB/SQS/Transcribe faults, workers killed
-    /// mid-batch, poisoned calls redriven from the DLQs after the fix. Checks every call
-    /// against the ground truth, prints the figures; exit 1 on any mismatch.
+    /// reordering, refused enqueues and spills, S3/DynamoDB/SQS/Transcribe faults, a minute
+    /// of SQS down and one of Secrets Manager down, workers killed mid-batch, poisoned calls
+    /// redriven from the DLQs after the fix; Twilio delivering as it does (each URL's
+    /// overrides). Checks every call against the ground truth, prints the figures; exit 1 on
+    /// any mismatch.
     ///
     /// Example: devstack chaos --calls 1000 --seed 7
     Chaos {
@@ -154,6 +156,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 rate: Some(rate).filter(|r| *r > 0.0),
                 kills,
                 poisoned_calls: poison,
+                outages: ChaosOptions::standard_outages(),
             })
             .await?;
             Ok(if ok {

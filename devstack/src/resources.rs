@@ -56,6 +56,8 @@ pub struct Resources {
     pub calls_table: String,
     pub twilio_secret_id: String,
     pub recordings_bucket: String,
+    /// Where webhooks spill what SQS did not take: private, SSE-S3 (as the template).
+    pub spill_bucket: String,
     /// Locally a name only: moto records the key id on objects without checking it; on AWS
     /// the template's key encrypts the bucket.
     pub recordings_kms_key: String,
@@ -172,6 +174,38 @@ pub async fn bootstrap(sdk: &SdkConfig, names: StackNames) -> anyhow::Result<Res
         .send()
         .await?;
 
+    let spill = names.spill_bucket(ACCOUNT_ID);
+    s3.create_bucket().bucket(&spill).send().await?;
+    s3.put_public_access_block()
+        .bucket(&spill)
+        .public_access_block_configuration(
+            PublicAccessBlockConfiguration::builder()
+                .block_public_acls(true)
+                .block_public_policy(true)
+                .ignore_public_acls(true)
+                .restrict_public_buckets(true)
+                .build(),
+        )
+        .send()
+        .await?;
+    s3.put_bucket_encryption()
+        .bucket(&spill)
+        .server_side_encryption_configuration(
+            ServerSideEncryptionConfiguration::builder()
+                .rules(
+                    ServerSideEncryptionRule::builder()
+                        .apply_server_side_encryption_by_default(
+                            ServerSideEncryptionByDefault::builder()
+                                .sse_algorithm(ServerSideEncryption::Aes256)
+                                .build()?,
+                        )
+                        .build(),
+                )
+                .build()?,
+        )
+        .send()
+        .await?;
+
     create_calls_table(sdk, &names.calls_table()).await?;
 
     let secrets = aws_sdk_secretsmanager::Client::new(sdk);
@@ -190,6 +224,7 @@ pub async fn bootstrap(sdk: &SdkConfig, names: StackNames) -> anyhow::Result<Res
         recording,
         transcript,
         recordings_bucket: bucket,
+        spill_bucket: spill,
         recordings_kms_key: kms_key,
         calls_table: names.calls_table(),
         twilio_secret_id: names.twilio_secret(),

@@ -7,6 +7,7 @@ use aws_config::SdkConfig;
 use aws_sdk_sqs::types::QueueAttributeName;
 use shared::config::{self, local};
 use shared::events::EventKind;
+use shared::twilio::overrides;
 use voicectl::media::MediaServer;
 
 use crate::emulator::Emulator;
@@ -14,6 +15,7 @@ use crate::faults::{FaultPlan, FaultProxy};
 use crate::functions::{FunctionHost, FunctionSpec};
 use crate::poller::{Poller, PollerConfig};
 use crate::resources::{self, Resources, StackNames};
+use crate::schedule::Schedule;
 use crate::transcribe_completer::TranscribeCompleter;
 use crate::workspace::Workspace;
 
@@ -24,6 +26,18 @@ pub const WEBHOOK_RECORDING: &str = "webhook-recording";
 pub const WEBHOOK_TRANSCRIPTION: &str = "webhook-transcription";
 pub const RECORDING_WORKER: &str = "recording-worker";
 pub const TRANSCRIPT_WORKER: &str = "transcript-worker";
+pub const SPILL_DRAINER: &str = "spill-drainer";
+pub const WEBHOOK_FALLBACK: &str = "webhook-fallback";
+/// How often the local schedule runs the spill drainer (every minute on AWS).
+const SPILL_DRAIN_PERIOD: Duration = Duration::from_secs(2);
+/// The template's function timeouts (`Timeout`; Globals' 10 s for the webhooks).
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+const STATUS_WORKER_TIMEOUT: Duration = Duration::from_secs(10);
+const TRANSCRIPT_WORKER_TIMEOUT: Duration = Duration::from_secs(30);
+const SPILL_DRAINER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Shorter than the template's 120 s: a killed instance's batch comes back within the run
+/// (a live one finishes well inside it, or settles before it).
+const RECORDING_WORKER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Status-worker instances, and batches the poller keeps in flight.
 const WORKER_INSTANCES: usize = 3;
 /// Recording-worker instances (each batch streams media, so fewer and smaller batches).
@@ -52,6 +66,11 @@ pub struct StackOptions {
     pub faults: Option<FaultPlan>,
     /// Runs the release builds of the functions (`make bench`), not the debug ones.
     pub release: bool,
+    /// `VOICEHOOKS_SECRET_TTL_SECS` of the functions that read the secret (their default,
+    /// 300 s, when `None`).
+    pub secret_ttl: Option<Duration>,
+    /// The recording worker's timeout (each invocation's deadline); 30 s when `None`.
+    pub recording_worker_timeout: Option<Duration>,
 }
 
 impl Default for StackOptions {
@@ -65,6 +84,8 @@ impl Default for StackOptions {
             media_host: None,
             faults: None,
             release: false,
+            secret_ttl: None,
+            recording_worker_timeout: None,
         }
     }
 }
@@ -78,6 +99,8 @@ pub struct LocalStack {
     pub recording_poller: Poller,
     pub transcript_poller: Poller,
     pub completer: TranscribeCompleter,
+    /// The spill drainer's schedule (EventBridge's, on AWS).
+    pub spill_schedule: Schedule,
     /// The stand-in's recording media (Twilio's REST API for `Recordings/{sid}.wav`).
     pub media: MediaServer,
     /// Between the functions and the emulator when the options asked for faults.
@@ -105,13 +128,26 @@ impl LocalStack {
             env
         };
         let media = MediaServer::start(local::ACCOUNT_SID, local::AUTH_TOKEN).await?;
-        let webhook_env = with_emulator(&[
+        // The token cache's TTL, where the options shorten it.
+        let secret_ttl: Vec<(String, String)> = options
+            .secret_ttl
+            .map(|ttl| {
+                (
+                    config::SECRET_TTL_SECS.to_owned(),
+                    ttl.as_secs().to_string(),
+                )
+            })
+            .into_iter()
+            .collect();
+        let mut webhook_env = with_emulator(&[
             (config::PUBLIC_BASE_URL, local::PUBLIC_BASE_URL),
             (config::STATUS_QUEUE_URL, &resources.status_queue_url),
             (config::RECORDING_QUEUE_URL, &resources.recording.url),
             (config::TRANSCRIPT_QUEUE_URL, &resources.transcript.url),
             (config::TWILIO_SECRET_ID, &resources.twilio_secret_id),
+            (config::SPILL_BUCKET, &resources.spill_bucket),
         ]);
+        webhook_env.extend(secret_ttl.iter().cloned());
         let media_host = options
             .media_host
             .clone()
@@ -151,41 +187,77 @@ impl LocalStack {
             (config::MAX_RECEIVE_COUNT, &max_receives),
             (config::RETRY_BASE_SECS, LOCAL_RETRY_BASE_SECS),
         ]);
+        let fallback_env = with_emulator(&[
+            (config::PUBLIC_BASE_URL, local::PUBLIC_BASE_URL),
+            (config::TWILIO_SECRET_ID, &resources.twilio_secret_id),
+        ]);
+        let spill_drainer_env = with_emulator(&[
+            (config::SPILL_BUCKET, &resources.spill_bucket),
+            (config::STATUS_QUEUE_URL, &resources.status_queue_url),
+            (config::RECORDING_QUEUE_URL, &resources.recording.url),
+            (config::TRANSCRIPT_QUEUE_URL, &resources.transcript.url),
+        ]);
+        let mut recording_worker_env = recording_worker_env;
+        recording_worker_env.extend(secret_ttl.iter().cloned());
+        let mut fallback_env = fallback_env;
+        fallback_env.extend(secret_ttl);
+        let recording_worker_timeout = options
+            .recording_worker_timeout
+            .unwrap_or(RECORDING_WORKER_TIMEOUT);
         let mut specs = vec![
             FunctionSpec {
                 name: WEBHOOK_STATUS,
                 env: webhook_env.clone(),
                 instances: options.webhook_instances,
+                timeout: WEBHOOK_TIMEOUT,
             },
             FunctionSpec {
                 name: WEBHOOK_VOICE,
                 env: webhook_env.clone(),
                 instances: options.webhook_instances,
+                timeout: WEBHOOK_TIMEOUT,
             },
             FunctionSpec {
                 name: WEBHOOK_RECORDING,
                 env: webhook_env.clone(),
                 instances: 2,
+                timeout: WEBHOOK_TIMEOUT,
             },
             FunctionSpec {
                 name: WEBHOOK_TRANSCRIPTION,
                 env: webhook_env,
                 instances: 1,
+                timeout: WEBHOOK_TIMEOUT,
             },
             FunctionSpec {
                 name: RECORDING_WORKER,
                 env: recording_worker_env,
                 instances: RECORDING_WORKER_INSTANCES,
+                timeout: recording_worker_timeout,
             },
             FunctionSpec {
                 name: TRANSCRIPT_WORKER,
                 env: transcript_worker_env,
                 instances: 1,
+                timeout: TRANSCRIPT_WORKER_TIMEOUT,
             },
             FunctionSpec {
                 name: STATUS_WORKER,
                 env: status_worker_env,
                 instances: WORKER_INSTANCES,
+                timeout: STATUS_WORKER_TIMEOUT,
+            },
+            FunctionSpec {
+                name: WEBHOOK_FALLBACK,
+                env: fallback_env,
+                instances: 1,
+                timeout: WEBHOOK_TIMEOUT,
+            },
+            FunctionSpec {
+                name: SPILL_DRAINER,
+                env: spill_drainer_env,
+                instances: 1,
+                timeout: SPILL_DRAINER_TIMEOUT,
             },
         ];
         let proxy = match options.faults {
@@ -210,8 +282,17 @@ impl LocalStack {
             options.release,
         )
         .await?;
+        // Lambda's event source mappings read SQS like anyone: behind the proxy too, so an
+        // SQS outage stops them as it would on AWS.
+        let poller_sdk = match &proxy {
+            Some(proxy) => sdk
+                .to_builder()
+                .endpoint_url(proxy.listen("event-source-mapping").await?)
+                .build(),
+            None => sdk.clone(),
+        };
         let status_poller = Poller::start(
-            &sdk,
+            &poller_sdk,
             &functions.endpoint(),
             PollerConfig {
                 queue_url: resources.status_queue_url.clone(),
@@ -220,12 +301,11 @@ impl LocalStack {
                 batch_size: 10,
                 visibility_timeout_secs: options.retry_after_secs,
                 concurrency: WORKER_INSTANCES,
-                // The template's StatusWorkerFunction Timeout.
-                function_timeout: Duration::from_secs(10),
+                function_timeout: STATUS_WORKER_TIMEOUT,
             },
         );
         let recording_poller = Poller::start(
-            &sdk,
+            &poller_sdk,
             &functions.endpoint(),
             PollerConfig {
                 queue_url: resources.recording.url.clone(),
@@ -237,13 +317,11 @@ impl LocalStack {
                 // sets its own delay.
                 visibility_timeout_secs: 60,
                 concurrency: RECORDING_WORKER_INSTANCES,
-                // Shorter than the template's 120 s: a killed instance's batch comes back
-                // within the run (a live one finishes well inside it).
-                function_timeout: Duration::from_secs(30),
+                function_timeout: recording_worker_timeout,
             },
         );
         let transcript_poller = Poller::start(
-            &sdk,
+            &poller_sdk,
             &functions.endpoint(),
             PollerConfig {
                 queue_url: resources.transcript.url.clone(),
@@ -252,8 +330,15 @@ impl LocalStack {
                 batch_size: 10,
                 visibility_timeout_secs: options.retry_after_secs.max(10),
                 concurrency: 1,
-                function_timeout: Duration::from_secs(30),
+                function_timeout: TRANSCRIPT_WORKER_TIMEOUT,
             },
+        );
+        let spill_schedule = Schedule::start(
+            &sdk,
+            &functions.endpoint(),
+            SPILL_DRAINER,
+            SPILL_DRAIN_PERIOD,
+            ("drained", "left"),
         );
         let completer = TranscribeCompleter::start(
             &sdk,
@@ -269,6 +354,7 @@ impl LocalStack {
             recording_poller,
             transcript_poller,
             completer,
+            spill_schedule,
             media,
             proxy,
             functions,
@@ -301,14 +387,17 @@ impl LocalStack {
 
     pub fn routes(&self) -> Vec<(String, String)> {
         [
-            (EventKind::CallStatus, WEBHOOK_STATUS),
-            (EventKind::CallStarted, WEBHOOK_VOICE),
-            (EventKind::RecordingStatus, WEBHOOK_RECORDING),
-            (EventKind::TranscriptionTwilio, WEBHOOK_TRANSCRIPTION),
+            (EventKind::CallStatus.webhook_path(), WEBHOOK_STATUS),
+            (EventKind::CallStarted.webhook_path(), WEBHOOK_VOICE),
+            (EventKind::RecordingStatus.webhook_path(), WEBHOOK_RECORDING),
+            (
+                EventKind::TranscriptionTwilio.webhook_path(),
+                WEBHOOK_TRANSCRIPTION,
+            ),
+            (overrides::FALLBACK_PATH, WEBHOOK_FALLBACK),
         ]
         .into_iter()
-        .map(|(kind, function)| {
-            let path = kind.webhook_path();
+        .map(|(path, function)| {
             (
                 format!("{}{path}", local::PUBLIC_BASE_URL),
                 format!("{}{path}", self.functions.function_url(function)),
@@ -335,6 +424,16 @@ impl LocalStack {
         queue_depth(&self.sdk, queue_url).await
     }
 
+    /// Events waiting in the spill for the drainer.
+    pub async fn spill_depth(&self) -> anyhow::Result<shared::spill::SpillDepth> {
+        shared::spill::depth(
+            &shared::aws::s3_client(&self.sdk),
+            &self.resources.spill_bucket,
+        )
+        .await
+        .map_err(anyhow::Error::msg)
+    }
+
     /// Waits until every work queue is empty and the pollers idle, several checks in a row
     /// (a recording's transcript event comes after its job, so quiet must last a while).
     pub async fn wait_until_drained(&self, timeout: Duration) -> anyhow::Result<()> {
@@ -355,6 +454,8 @@ impl LocalStack {
             ] {
                 quiet = quiet && self.queue_depth(queue).await? == 0;
             }
+            // Spilled events are on their way too, until the drainer has re-enqueued them.
+            quiet = quiet && self.spill_depth().await?.events == 0;
             quiet_checks = if quiet { quiet_checks + 1 } else { 0 };
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
@@ -367,6 +468,7 @@ impl LocalStack {
         self.recording_poller.stop().await;
         self.transcript_poller.stop().await;
         self.completer.stop().await;
+        self.spill_schedule.stop().await;
         if let Some(proxy) = &self.proxy {
             proxy.stop();
         }

@@ -158,7 +158,7 @@ impl Completer {
             .get_object()
             .bucket(&self.bucket)
             .key(&media_key)
-            .range("bytes=0-11")
+            .range("bytes=0-43")
             .send()
             .await?
             .body
@@ -168,6 +168,7 @@ impl Completer {
         let is_audio = (head.starts_with(b"RIFF") && head.get(8..12) == Some(b"WAVE"))
             || head.starts_with(b"ID3")
             || head.starts_with(&[0xFF, 0xFB]);
+        let seconds = wav_seconds(&head);
         let channels = if job
             .settings
             .as_ref()
@@ -196,7 +197,9 @@ impl Completer {
                 .key(&output_key)
                 .content_type("application/json")
                 .body(ByteStream::from(
-                    output_document(name, channels).to_string().into_bytes(),
+                    output_document(name, channels, seconds)
+                        .to_string()
+                        .into_bytes(),
                 ))
                 .send()
                 .await?;
@@ -226,22 +229,47 @@ impl Completer {
     }
 }
 
-/// The words the emulated transcript has on each channel.
-pub fn emulated_words(job: &str, channel: usize) -> Vec<String> {
+/// Speech runs at about 150 words a minute: the emulated transcript is as long as the audio
+/// would make it (a four-hour call's is hundreds of KB), shared by the channels.
+const WORDS_PER_SECOND: f64 = 2.5;
+
+/// A WAV header's duration: data bytes (offset 40) over bytes per second (offset 28).
+fn wav_seconds(head: &[u8]) -> f64 {
+    let le = |at: usize| {
+        head.get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u32::from_le_bytes)
+    };
+    match (le(28), le(40)) {
+        (rate, data) if rate > 0 => f64::from(data) / f64::from(rate),
+        _ => 0.0,
+    }
+}
+
+/// The words the emulated transcript has on each of `channels` for `seconds` of audio: a
+/// phrase naming the speaker and the job, said again for as long as the audio lasts.
+pub fn emulated_words(job: &str, channel: usize, channels: usize, seconds: f64) -> Vec<String> {
     let who = ["caller", "agent"]
         .get(channel)
         .copied()
         .unwrap_or("speaker");
-    format!("This is the {who} on {job}")
+    let phrase: Vec<String> = format!("This is the {who} on {job}")
         .split(' ')
         .map(str::to_owned)
+        .collect();
+    let words = ((seconds * WORDS_PER_SECOND / channels.max(1) as f64) as usize).max(phrase.len());
+    phrase
+        .iter()
+        .cycle()
+        .take(words.div_ceil(phrase.len()) * phrase.len())
+        .cloned()
         .collect()
 }
 
 /// A Transcribe output document (the shape documented for channel identification).
-fn output_document(job: &str, channels: usize) -> Value {
+fn output_document(job: &str, channels: usize, seconds: f64) -> Value {
     let items = |channel: usize| -> Vec<Value> {
-        let mut items: Vec<Value> = emulated_words(job, channel)
+        let mut items: Vec<Value> = emulated_words(job, channel, channels, seconds)
             .into_iter()
             .enumerate()
             .map(|(i, word)| {
@@ -258,7 +286,12 @@ fn output_document(job: &str, channels: usize) -> Value {
         );
         items
     };
-    let text = |channel: usize| format!("{}.", emulated_words(job, channel).join(" "));
+    let text = |channel: usize| {
+        format!(
+            "{}.",
+            emulated_words(job, channel, channels, seconds).join(" ")
+        )
+    };
     let mut results = json!({
         "transcripts": [{"transcript": (0..channels).map(text).collect::<Vec<_>>().join(" ")}],
         "items": (0..channels).flat_map(items).collect::<Vec<_>>(),

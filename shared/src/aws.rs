@@ -72,6 +72,88 @@ pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     )
 }
 
+/// A client whose every operation ends within `within`: attempts of at most half a second
+/// (SQS, S3 and Secrets Manager answer in tens of ms), retried by the SDK's standard mode with
+/// jittered exponential backoff from 50 ms. What a webhook uses on its acknowledge path, where
+/// a slow store must give way to the next one before Twilio's read timeout.
+fn ack_path<B>(builder: B, within: Duration) -> B
+where
+    B: AckPathConfig,
+{
+    builder
+        .retry(
+            aws_config::retry::RetryConfig::standard()
+                .with_max_attempts(4)
+                .with_initial_backoff(Duration::from_millis(50))
+                .with_max_backoff(Duration::from_millis(400)),
+        )
+        .timeouts(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_millis(400))
+                .operation_attempt_timeout(Duration::from_millis(500).min(within))
+                .operation_timeout(within)
+                .build(),
+        )
+}
+
+/// The two settings [`ack_path`] changes, on each service's config builder.
+trait AckPathConfig: Sized {
+    fn retry(self, retry: aws_config::retry::RetryConfig) -> Self;
+    fn timeouts(self, timeouts: TimeoutConfig) -> Self;
+}
+
+macro_rules! ack_path_config {
+    ($($builder:ty),*) => {$(
+        impl AckPathConfig for $builder {
+            fn retry(self, retry: aws_config::retry::RetryConfig) -> Self {
+                self.retry_config(retry)
+            }
+            fn timeouts(self, timeouts: TimeoutConfig) -> Self {
+                self.timeout_config(timeouts)
+            }
+        }
+    )*};
+}
+ack_path_config!(
+    aws_sdk_sqs::config::Builder,
+    aws_sdk_s3::config::Builder,
+    aws_sdk_secretsmanager::config::Builder
+);
+
+/// The SQS client a webhook enqueues with: done within `within`, then the spill's turn.
+pub fn ack_sqs_client(sdk: &aws_config::SdkConfig, within: Duration) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::from_conf(
+        ack_path(aws_sdk_sqs::config::Builder::from(sdk), within)
+            .interceptor(CallMetrics)
+            .build(),
+    )
+}
+
+/// The S3 client a webhook spills with (path style against a local endpoint, as
+/// [`s3_client`]).
+pub fn ack_s3_client(sdk: &aws_config::SdkConfig, within: Duration) -> aws_sdk_s3::Client {
+    let custom_endpoint = sdk.endpoint_url().is_some();
+    aws_sdk_s3::Client::from_conf(
+        ack_path(aws_sdk_s3::config::Builder::from(sdk), within)
+            .force_path_style(custom_endpoint)
+            .interceptor(CallMetrics)
+            .build(),
+    )
+}
+
+/// The Secrets Manager client a webhook reads its token with: a cold start that cannot read
+/// it answers 503 within `within` instead of waiting out the SDK's defaults.
+pub fn ack_secrets_client(
+    sdk: &aws_config::SdkConfig,
+    within: Duration,
+) -> aws_sdk_secretsmanager::Client {
+    aws_sdk_secretsmanager::Client::from_conf(
+        ack_path(aws_sdk_secretsmanager::config::Builder::from(sdk), within)
+            .interceptor(CallMetrics)
+            .build(),
+    )
+}
+
 pub fn sqs_client(sdk: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::from_conf(
         aws_sdk_sqs::config::Builder::from(sdk)

@@ -45,6 +45,12 @@ pub const RETRY_BASE_SECS: &str = "VOICEHOOKS_RETRY_BASE_SECS";
 pub const MAX_RECEIVE_COUNT: &str = "VOICEHOOKS_MAX_RECEIVE_COUNT";
 /// Seconds an auth token is cached before Secrets Manager is asked again (default 300).
 pub const SECRET_TTL_SECS: &str = "VOICEHOOKS_SECRET_TTL_SECS";
+/// Seconds past the TTL the last good token is still used while Secrets Manager cannot be
+/// read (default 3600, `secrets::MAX_STALENESS`).
+pub const SECRET_MAX_STALE_SECS: &str = "VOICEHOOKS_SECRET_MAX_STALE_SECS";
+/// The bucket accepted events are spilled to when SQS does not take them in time
+/// (`shared::spill`); the spill drainer reads it.
+pub const SPILL_BUCKET: &str = "VOICEHOOKS_SPILL_BUCKET";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -54,18 +60,19 @@ pub enum ConfigError {
     Invalid { name: &'static str, why: String },
 }
 
-/// What a webhook function needs.
+/// How a route checks that a request comes from Twilio: the URL prefix it was given and the
+/// secret holding the auth token.
 #[derive(Debug, Clone)]
-pub struct WebhookConfig {
+pub struct VerifierConfig {
     pub public_base_url: String,
-    pub queue_url: String,
     pub secret_id: String,
     pub secret_ttl: Duration,
+    pub secret_max_staleness: Duration,
 }
 
-impl WebhookConfig {
-    /// `queue_var` names the queue this webhook feeds.
-    pub fn from_env(queue_var: &'static str) -> Result<Self, ConfigError> {
+impl VerifierConfig {
+    /// What the voice fallback needs, and every webhook first.
+    pub fn from_env() -> Result<Self, ConfigError> {
         let public_base_url = required(PUBLIC_BASE_URL)?;
         if !(public_base_url.starts_with("https://") || public_base_url.starts_with("http://")) {
             return Err(ConfigError::Invalid {
@@ -75,9 +82,53 @@ impl WebhookConfig {
         }
         Ok(Self {
             public_base_url: public_base_url.trim_end_matches('/').to_owned(),
-            queue_url: required(queue_var)?,
             secret_id: required(TWILIO_SECRET_ID)?,
             secret_ttl: secret_ttl()?,
+            secret_max_staleness: duration_var(
+                SECRET_MAX_STALE_SECS,
+                crate::secrets::MAX_STALENESS.as_secs(),
+                Duration::from_secs,
+                "seconds",
+            )?,
+        })
+    }
+}
+
+/// What a webhook function needs.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub verifier: VerifierConfig,
+    pub queue_url: String,
+    pub spill_bucket: String,
+}
+
+impl WebhookConfig {
+    /// `queue_var` names the queue this webhook feeds.
+    pub fn from_env(queue_var: &'static str) -> Result<Self, ConfigError> {
+        Ok(Self {
+            verifier: VerifierConfig::from_env()?,
+            queue_url: required(queue_var)?,
+            spill_bucket: required(SPILL_BUCKET)?,
+        })
+    }
+}
+
+/// What the spill drainer needs: the spill, and the queue of each pipeline.
+#[derive(Debug, Clone)]
+pub struct SpillDrainerConfig {
+    pub spill_bucket: String,
+    pub status_queue_url: String,
+    pub recording_queue_url: String,
+    pub transcript_queue_url: String,
+}
+
+impl SpillDrainerConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            spill_bucket: required(SPILL_BUCKET)?,
+            status_queue_url: required(STATUS_QUEUE_URL)?,
+            recording_queue_url: required(RECORDING_QUEUE_URL)?,
+            transcript_queue_url: required(TRANSCRIPT_QUEUE_URL)?,
         })
     }
 }

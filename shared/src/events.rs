@@ -13,8 +13,25 @@ use crate::twilio::{Params, RecordingCallback, StatusCallback, TranscriptionCall
 /// The envelope version this build writes and reads.
 pub const ENVELOPE_VERSION: u32 = 1;
 
-/// The header Twilio sets to the same value on every retry of one webhook.
+/// The header Twilio sets to the same value on every retry of one webhook. It is not covered
+/// by the signature, so anyone replaying a signed request can change it: it never decides
+/// an event's identity (the idempotency key comes from signed params alone) and is kept on
+/// the envelope only to trace a delivery, when it looks like one of Twilio's.
 pub const IDEMPOTENCY_HEADER: &str = "i-twilio-idempotency-token";
+
+/// The longest delivery token kept; Twilio's are well under it (a UUID-like string).
+pub const MAX_DELIVERY_TOKEN_LEN: usize = 64;
+
+/// Twilio's idempotency token if it looks like one (bounded, `[A-Za-z0-9._:-]`); anything
+/// else an unsigned header may carry is dropped.
+pub fn delivery_token(header: Option<&str>) -> Option<&str> {
+    header.filter(|t| {
+        !t.is_empty()
+            && t.len() <= MAX_DELIVERY_TOKEN_LEN
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+    })
+}
 
 /// What happened, in the domain's words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -72,7 +89,13 @@ pub struct Envelope {
     pub kind: EventKind,
     /// RFC 3339, when the webhook function accepted the request.
     pub received_at: String,
+    /// What makes the event distinct, from signed params only (CallSid, kind, status,
+    /// sequence): a replayed or retried delivery has the same key, whatever its headers say.
     pub idempotency_key: String,
+    /// Twilio's `I-Twilio-Idempotency-Token` for this delivery, when it had a valid one:
+    /// unsigned, so for tracing only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_token: Option<String>,
     pub call_sid: String,
     pub account_sid: String,
     /// The webhook's POST params exactly as Twilio sent them.
@@ -93,8 +116,8 @@ pub enum EnvelopeError {
 }
 
 impl Envelope {
-    /// An envelope for `params`, received now. The key is Twilio's idempotency token when
-    /// the request had one (it is the same on every retry of one webhook), else `derived`.
+    /// An envelope for `params`, received now. The key is `derived` from the signed params;
+    /// Twilio's unsigned token only rides along ([`delivery_token`]).
     fn new(
         kind: EventKind,
         (call_sid, account_sid): (&str, &str),
@@ -102,15 +125,12 @@ impl Envelope {
         idempotency_token: Option<&str>,
         derived: impl FnOnce() -> String,
     ) -> Self {
-        let idempotency_key = match idempotency_token.filter(|t| !t.is_empty()) {
-            Some(token) => token.to_owned(),
-            None => derived(),
-        };
         Self {
             v: ENVELOPE_VERSION,
             kind,
             received_at: now_rfc3339(),
-            idempotency_key,
+            idempotency_key: derived(),
+            delivery_token: delivery_token(idempotency_token).map(str::to_owned),
             call_sid: call_sid.to_owned(),
             account_sid: account_sid.to_owned(),
             params: params.clone(),
@@ -258,20 +278,30 @@ mod tests {
     }
 
     #[test]
-    fn key_prefers_twilio_token_then_derives() {
+    fn the_key_comes_from_signed_params_whatever_the_token_says() {
         let p = params("ringing", "1");
         let cb = StatusCallback::parse(&p).unwrap();
-        assert_eq!(
-            Envelope::call_status(&cb, &p, Some("tok-1")).idempotency_key,
-            "tok-1"
-        );
-        assert_eq!(
-            Envelope::call_status(&cb, &p, None).idempotency_key,
-            "CA1:call.status:ringing:1"
-        );
-        assert_eq!(
-            Envelope::call_status(&cb, &p, Some("")).idempotency_key,
-            "CA1:call.status:ringing:1"
+        for token in [
+            None,
+            Some(""),
+            Some("tok-1"),
+            Some("x".repeat(8192).as_str()),
+        ] {
+            assert_eq!(
+                Envelope::call_status(&cb, &p, token).idempotency_key,
+                "CA1:call.status:ringing:1"
+            );
+        }
+        let traced = Envelope::call_status(&cb, &p, Some("RE3f1a-9:b_c.d"));
+        assert_eq!(traced.delivery_token.as_deref(), Some("RE3f1a-9:b_c.d"));
+        for dropped in ["", "has space", "semi;colon", &"x".repeat(65)] {
+            let env = Envelope::call_status(&cb, &p, Some(dropped));
+            assert_eq!(env.delivery_token, None, "{dropped:?}");
+        }
+        assert!(
+            !Envelope::call_status(&cb, &p, None)
+                .to_json()
+                .contains("delivery_token")
         );
     }
 

@@ -4,32 +4,81 @@
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_http::{Body, Request, RequestExt, Response};
 
-use crate::config::{RecordingWorkerConfig, TranscriptWorkerConfig, WebhookConfig};
+use crate::config::{
+    RecordingWorkerConfig, SpillDrainerConfig, TranscriptWorkerConfig, VerifierConfig,
+    WebhookConfig,
+};
 use crate::media::MediaHosts;
 use crate::queue::SqsQueue;
 use crate::recording::store::DynamoRecordingStore;
 use crate::recording::{ArchiveSettings, RecordingWorker, default_fetch_backoff, media_client};
 use crate::secrets::SecretsManagerTokens;
+use crate::spill::{Deadlines, S3Spill, SpillDrainer};
+use crate::stack::Pipeline;
 use crate::transcribe::{Transcriber, TranscriptWorker};
-use crate::webhook::{Acknowledger, Reply, WebhookRequest};
+use crate::webhook::{Acknowledger, Reply, Verifier, WebhookRequest};
 use crate::worker::QueuedMessage;
 use crate::worker::Settler;
 
-/// The webhook checks on AWS: the configured queue, tokens from Secrets Manager. Called once
-/// per cold start, so clients and the token cache live across invocations.
+/// The signature check on AWS: tokens from Secrets Manager, cached across invocations.
+pub fn aws_verifier(
+    config: &VerifierConfig,
+    aws: &aws_config::SdkConfig,
+) -> Verifier<SecretsManagerTokens> {
+    Verifier::new(
+        config.public_base_url.clone(),
+        SecretsManagerTokens::new(
+            crate::aws::ack_secrets_client(aws, TOKEN_READ_DEADLINE),
+            config.secret_id.clone(),
+            config.secret_ttl,
+        )
+        .with_max_staleness(config.secret_max_staleness),
+    )
+}
+
+/// The webhook checks on AWS: the configured queue, the spill beside it, tokens from Secrets
+/// Manager. Called once per cold start, so clients and the token cache live across
+/// invocations. `deadlines` bound each store (the voice webhook's are shorter: a caller waits).
 pub fn aws_acknowledger(
     config: &WebhookConfig,
     aws: &aws_config::SdkConfig,
-) -> Acknowledger<SqsQueue, SecretsManagerTokens> {
-    Acknowledger::new(
-        config.public_base_url.clone(),
-        SqsQueue::new(crate::aws::sqs_client(aws), config.queue_url.clone()),
-        SecretsManagerTokens::new(
-            crate::aws::secrets_client(aws),
-            config.secret_id.clone(),
-            config.secret_ttl,
+    deadlines: Deadlines,
+) -> Acknowledger<SqsQueue, SecretsManagerTokens, S3Spill> {
+    let spill_within = deadlines.total.saturating_sub(deadlines.queue);
+    Acknowledger::verified_by(
+        aws_verifier(&config.verifier, aws),
+        SqsQueue::new(
+            crate::aws::ack_sqs_client(aws, deadlines.queue),
+            config.queue_url.clone(),
         ),
     )
+    .with_spill(S3Spill::new(
+        crate::aws::ack_s3_client(aws, spill_within),
+        config.spill_bucket.clone(),
+    ))
+    .with_deadlines(deadlines)
+}
+
+/// The longest a webhook waits for Secrets Manager when it has no token cached (a cold
+/// start): then it answers 503, well inside the `rt` its URL gives Twilio.
+pub const TOKEN_READ_DEADLINE: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// The spill drainer on AWS. Called once per cold start.
+pub fn aws_spill_drainer(
+    config: &SpillDrainerConfig,
+    aws: &aws_config::SdkConfig,
+) -> SpillDrainer<SqsQueue> {
+    let sqs = crate::aws::sqs_client(aws);
+    let queue = |url: &str| SqsQueue::new(sqs.clone(), url);
+    SpillDrainer {
+        s3: crate::aws::s3_client(aws),
+        bucket: config.spill_bucket.clone(),
+        queues: vec![
+            (Pipeline::Status, queue(&config.status_queue_url)),
+            (Pipeline::Recording, queue(&config.recording_queue_url)),
+            (Pipeline::Transcript, queue(&config.transcript_queue_url)),
+        ],
+    }
 }
 
 /// The recording worker on AWS, and how it settles messages. Called once per cold start.
@@ -88,6 +137,19 @@ pub fn aws_transcript_worker(
     );
     (worker, settler)
 }
+
+/// How long a function invocation may still take: Lambda's deadline less a margin for
+/// settling what it did (answering, reporting a partial batch), as an `Instant`.
+pub fn deadline(context: &lambda_http::Context) -> std::time::Instant {
+    let left = context
+        .deadline()
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    std::time::Instant::now() + left.saturating_sub(SETTLE_MARGIN)
+}
+
+/// Kept free before Lambda's deadline for settling: a few SQS calls and the response.
+pub const SETTLE_MARGIN: std::time::Duration = std::time::Duration::from_millis(1500);
 
 /// Views an API Gateway (HTTP API v2) or function-URL request as a [`WebhookRequest`].
 /// The path is `rawPath` as API Gateway reports it, never the rewritten request URI.

@@ -46,6 +46,9 @@ pub enum FetchError {
     /// 5xx, timeouts, connection errors: retry.
     #[error("transient failure: {0}")]
     Transient(String),
+    /// Twilio redirected to a host off the allow-list: refused, the redirect not followed.
+    #[error("refused to follow a redirect to {0}: not a Twilio API host")]
+    RedirectRefused(String),
     /// Any other answer: the message cannot succeed as it is.
     #[error("unexpected answer {0}")]
     Unexpected(u16),
@@ -63,6 +66,36 @@ impl MediaHosts {
     pub fn with_local(host_port: impl Into<String>) -> Self {
         Self {
             local: Some(host_port.into()),
+        }
+    }
+
+    /// The recording's own resource, `RecordingUrl` as Twilio sends it:
+    /// `/2010-04-01/Accounts/{AccountSid}/Recordings/{RecordingSid}` for the callback's own
+    /// SIDs on an allowed host, with no query, no fragment and nothing else in the path. The
+    /// only URL the worker fetches (with an extension) and deletes: a signed callback with
+    /// any other URL (another recording, a phone number, `..`) gets no request at all, since
+    /// a DELETE with the account's credentials elsewhere could release a number.
+    pub fn recording_resource(
+        &self,
+        url: &str,
+        account_sid: &str,
+        recording_sid: &str,
+    ) -> Result<String, FetchError> {
+        let refused = || FetchError::Refused(url.chars().take(200).collect());
+        let parsed = self.check(url)?;
+        let host = match parsed.port() {
+            Some(port) => format!("{}:{port}", parsed.host_str().unwrap_or_default()),
+            None => parsed.host_str().unwrap_or_default().to_owned(),
+        };
+        let canonical = format!(
+            "{}://{host}/2010-04-01/Accounts/{account_sid}/Recordings/{recording_sid}",
+            parsed.scheme()
+        );
+        // Compared with the URL as sent, not as parsed: parsing resolves `..` and escapes.
+        if url == canonical {
+            Ok(canonical)
+        } else {
+            Err(refused())
         }
     }
 
@@ -114,37 +147,81 @@ impl std::fmt::Debug for BasicAuth {
     }
 }
 
-/// Starts the download of `url` (already with its `.wav` / `.mp3` suffix); the body
+/// Starts the download of `url` (already with its `.wav` / `.mp3` suffix) from byte
+/// `offset` (a `Range` request past 0; [`from_offset`] reads either answer); the body
 /// streams.
 pub async fn fetch(
     client: &reqwest::Client,
     hosts: &MediaHosts,
     url: &str,
     auth: &BasicAuth,
+    offset: u64,
 ) -> Result<reqwest::Response, FetchError> {
     let url = hosts.check(url)?;
-    let response = client
+    let mut request = client
         .get(url)
-        .basic_auth(&auth.username, Some(&auth.password))
-        .send()
-        .await
-        .map_err(|e| FetchError::Transient(e.to_string()))?;
+        .basic_auth(&auth.username, Some(&auth.password));
+    if offset > 0 {
+        request = request.header("range", format!("bytes={offset}-"));
+    }
+    let response = request.send().await.map_err(|e| {
+        // Say which: refused, DNS, TLS or a timeout need different fixes.
+        let mut reason = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            reason.push_str(": ");
+            reason.push_str(&c.to_string());
+            cause = c.source();
+        }
+        FetchError::Transient(reason)
+    })?;
     let status = response.status().as_u16();
     match status {
-        200 => Ok(response),
+        200 | 206 => Ok(response),
         404 => Err(FetchError::NotReady),
         429 => Err(FetchError::RateLimited(
             response
                 .headers()
                 .get("retry-after")
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse().ok())
-                .map(Duration::from_secs),
+                .and_then(retry_after),
         )),
         401 | 403 => Err(FetchError::Credentials(status)),
+        // The client follows redirects to allowed hosts only; one it stopped at is refused.
+        300..=399 => Err(FetchError::RedirectRefused(
+            response
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("(no Location)")
+                .chars()
+                .take(200)
+                .collect(),
+        )),
         500..=599 => Err(FetchError::Transient(format!("HTTP {status}"))),
         other => Err(FetchError::Unexpected(other)),
     }
+}
+
+/// The longest `Retry-After` taken as given: SQS can hide a message for at most 12 hours.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(12 * 3600);
+
+/// A `Retry-After` value (delta-seconds, or an HTTP-date, RFC 9110 §10.2.3), clamped to
+/// [`MAX_RETRY_AFTER`]: a huge or hostile value can neither overflow a delay nor park a
+/// message for days.
+pub fn retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs.min(MAX_RETRY_AFTER.as_secs())),
+        Err(_) => {
+            let at =
+                time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822)
+                    .ok()?;
+            let left = at - time::OffsetDateTime::now_utc();
+            Duration::try_from(left).unwrap_or_default()
+        }
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 /// Where and how an object is written.
@@ -202,28 +279,140 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let mut create = s3
-        .create_multipart_upload()
-        .bucket(&target.bucket)
-        .key(&target.key)
-        .content_type(&target.content_type)
-        .checksum_algorithm(ChecksumAlgorithm::Sha256)
-        .set_metadata(Some(target.metadata.clone()));
-    if let Some(key_id) = &target.kms_key_id {
-        create = create
-            .server_side_encryption(ServerSideEncryption::AwsKms)
-            .ssekms_key_id(key_id);
+    match archive_resumable(s3, target, body, None, None).await? {
+        ArchiveOutcome::Done(archived) => Ok(archived),
+        ArchiveOutcome::Paused(_) => unreachable!("never paused without a deadline"),
     }
-    let upload_id = create
-        .send()
-        .await
-        .map_err(s3_error("CreateMultipartUpload"))?
-        .upload_id
-        .ok_or_else(|| ArchiveError::S3 {
-            operation: "CreateMultipartUpload",
-            reason: "no upload id".into(),
-        })?;
-    let result = upload_parts(s3, target, &upload_id, body).await;
+}
+
+/// An upload cut short to be finished by a later invocation: the parts S3 holds and the
+/// whole object's hash over them, so the next run fetches the media from `bytes` on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UploadProgress {
+    pub upload_id: String,
+    /// Bytes in the parts so far.
+    pub bytes: u64,
+    pub parts: Vec<PartDone>,
+    /// SHA-256's running state over those bytes (`sha2`'s serialized state, base64).
+    pub hash_state: String,
+}
+
+/// A part S3 has.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PartDone {
+    pub number: i32,
+    pub etag: Option<String>,
+    /// The part's SHA-256, base64, as S3 checked it.
+    pub sha256: String,
+}
+
+/// What an archive run came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArchiveOutcome {
+    Done(Archived),
+    /// The deadline came before the end: the upload stays open for the next run.
+    Paused(UploadProgress),
+}
+
+/// The whole object's SHA-256, which must survive between invocations: sha2 0.11's hashers
+/// serialize their state (`SerializableState`), so a resumed upload hashes on from where
+/// the last one stopped instead of reading back what S3 already holds.
+struct WholeHash(sha2_resumable::Sha256);
+
+impl WholeHash {
+    fn new() -> Self {
+        Self(sha2_resumable::Sha256::default())
+    }
+
+    fn restore(state: &str) -> Result<Self, String> {
+        use sha2_resumable::digest::common::hazmat::SerializableState;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(state)
+            .map_err(|e| e.to_string())?;
+        let state = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| "a hash state of the wrong length".to_owned())?;
+        sha2_resumable::Sha256::deserialize(state)
+            .map(Self)
+            .map_err(|_| "an unreadable hash state".to_owned())
+    }
+
+    fn save(&self) -> String {
+        use sha2_resumable::digest::common::hazmat::SerializableState;
+        base64::engine::general_purpose::STANDARD.encode(self.0.serialize())
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        sha2_resumable::Digest::update(&mut self.0, bytes);
+    }
+
+    fn finish(self) -> String {
+        hex::encode(sha2_resumable::Digest::finalize(self.0))
+    }
+}
+
+/// Streams `body` into `target` as a multipart upload; with `resume`, continues that upload
+/// (`body` then starts at `resume.bytes`). With `pause_at`, stops at a part boundary when
+/// the next part would not be done by then, leaving the upload open ([`ArchiveOutcome::
+/// Paused`]); any failure aborts the upload, so no partial object is ever visible.
+pub async fn archive_resumable<S, E>(
+    s3: &aws_sdk_s3::Client,
+    target: &ArchiveTarget,
+    body: S,
+    resume: Option<UploadProgress>,
+    pause_at: Option<std::time::Instant>,
+) -> Result<ArchiveOutcome, ArchiveError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let resumed = match resume {
+        Some(progress) => {
+            let hash =
+                WholeHash::restore(&progress.hash_state).map_err(|reason| ArchiveError::S3 {
+                    operation: "resume",
+                    reason,
+                })?;
+            Some((progress, hash))
+        }
+        None => None,
+    };
+    let (progress, hash) = match resumed {
+        Some(resumed) => resumed,
+        None => {
+            let mut create = s3
+                .create_multipart_upload()
+                .bucket(&target.bucket)
+                .key(&target.key)
+                .content_type(&target.content_type)
+                .checksum_algorithm(ChecksumAlgorithm::Sha256)
+                .set_metadata(Some(target.metadata.clone()));
+            if let Some(key_id) = &target.kms_key_id {
+                create = create
+                    .server_side_encryption(ServerSideEncryption::AwsKms)
+                    .ssekms_key_id(key_id);
+            }
+            let upload_id = create
+                .send()
+                .await
+                .map_err(s3_error("CreateMultipartUpload"))?
+                .upload_id
+                .ok_or_else(|| ArchiveError::S3 {
+                    operation: "CreateMultipartUpload",
+                    reason: "no upload id".into(),
+                })?;
+            let progress = UploadProgress {
+                upload_id,
+                bytes: 0,
+                parts: Vec::new(),
+                hash_state: String::new(),
+            };
+            (progress, WholeHash::new())
+        }
+    };
+    let upload_id = progress.upload_id.clone();
+    let result = upload_parts(s3, target, progress, hash, body, pause_at).await;
     if result.is_err() {
         // Nothing was completed, so nothing is visible; abort frees the parts.
         let _ = s3
@@ -237,40 +426,53 @@ where
     result
 }
 
+/// How long one part takes at worst (8 MiB to S3), to stop before the deadline with room
+/// to save the progress.
+pub const PART_BUDGET: Duration = Duration::from_secs(4);
+
 async fn upload_parts<S, E>(
     s3: &aws_sdk_s3::Client,
     target: &ArchiveTarget,
-    upload_id: &str,
+    mut progress: UploadProgress,
+    mut whole: WholeHash,
     mut body: S,
-) -> Result<Archived, ArchiveError>
+    pause_at: Option<std::time::Instant>,
+) -> Result<ArchiveOutcome, ArchiveError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let mut whole = Sha256::new();
-    let mut bytes = 0u64;
     let mut buffer = BytesMut::with_capacity(PART_SIZE);
-    let mut parts = Vec::new();
     loop {
         let chunk = body
             .next()
             .await
             .transpose()
             .map_err(|e| ArchiveError::Source {
-                bytes,
+                bytes: progress.bytes + buffer.len() as u64,
                 reason: e.to_string(),
             })?;
         let done = chunk.is_none();
         if let Some(chunk) = chunk {
-            whole.update(&chunk);
-            bytes += chunk.len() as u64;
             buffer.extend_from_slice(&chunk);
         }
         // Full parts go as soon as they are full; the rest (or an empty object) at the end.
-        while buffer.len() >= PART_SIZE || (done && (!buffer.is_empty() || parts.is_empty())) {
+        while buffer.len() >= PART_SIZE
+            || (done && (!buffer.is_empty() || progress.parts.is_empty()))
+        {
+            if pause_at.is_some_and(|at| std::time::Instant::now() + PART_BUDGET >= at) {
+                // What is buffered is fetched again by the next run, from `bytes`.
+                progress.hash_state = whole.save();
+                return Ok(ArchiveOutcome::Paused(progress));
+            }
             let take = buffer.len().min(PART_SIZE);
             let part = buffer.split_to(take).freeze();
-            parts.push(upload_part(s3, target, upload_id, parts.len() as i32 + 1, part).await?);
+            whole.update(&part);
+            let number = progress.parts.len() as i32 + 1;
+            progress.bytes += part.len() as u64;
+            progress
+                .parts
+                .push(upload_part(s3, target, &progress.upload_id, number, part).await?);
             if buffer.is_empty() {
                 break;
             }
@@ -279,11 +481,22 @@ where
             break;
         }
     }
-    let count = parts.len();
+    let count = progress.parts.len();
+    let parts = progress
+        .parts
+        .iter()
+        .map(|p| {
+            CompletedPart::builder()
+                .part_number(p.number)
+                .set_e_tag(p.etag.clone())
+                .checksum_sha256(&p.sha256)
+                .build()
+        })
+        .collect();
     s3.complete_multipart_upload()
         .bucket(&target.bucket)
         .key(&target.key)
-        .upload_id(upload_id)
+        .upload_id(&progress.upload_id)
         .multipart_upload(
             CompletedMultipartUpload::builder()
                 .set_parts(Some(parts))
@@ -292,13 +505,13 @@ where
         .send()
         .await
         .map_err(s3_error("CompleteMultipartUpload"))?;
-    Ok(Archived {
+    Ok(ArchiveOutcome::Done(Archived {
         bucket: target.bucket.clone(),
         key: target.key.clone(),
-        bytes,
-        sha256: hex::encode(whole.finalize()),
+        bytes: progress.bytes,
+        sha256: whole.finish(),
         parts: count,
-    })
+    }))
 }
 
 async fn upload_part(
@@ -307,7 +520,7 @@ async fn upload_part(
     upload_id: &str,
     number: i32,
     part: Bytes,
-) -> Result<CompletedPart, ArchiveError> {
+) -> Result<PartDone, ArchiveError> {
     let checksum = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&part));
     let output = s3
         .upload_part()
@@ -321,11 +534,54 @@ async fn upload_part(
         .send()
         .await
         .map_err(s3_error("UploadPart"))?;
-    Ok(CompletedPart::builder()
-        .part_number(number)
-        .set_e_tag(output.e_tag)
-        .checksum_sha256(checksum)
-        .build())
+    Ok(PartDone {
+        number,
+        etag: output.e_tag,
+        sha256: checksum,
+    })
+}
+
+/// A media stream from `offset` on: `response` is the answer to a `Range: bytes=offset-`
+/// request, a 206 that starts there or a 200 from the start, whose first `offset` bytes are
+/// skipped (the media is immutable, so they are the bytes already archived).
+pub fn from_offset(
+    response: reqwest::Response,
+    offset: u64,
+) -> Result<impl Stream<Item = Result<Bytes, reqwest::Error>> + Unpin, FetchError> {
+    let skip = match response.status().as_u16() {
+        206 => {
+            let starts_at = response
+                .headers()
+                .get("content-range")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("bytes "))
+                .and_then(|v| v.split('-').next())
+                .and_then(|v| v.parse::<u64>().ok());
+            if starts_at != Some(offset) {
+                return Err(FetchError::Transient(format!(
+                    "asked for bytes from {offset}, got {starts_at:?}"
+                )));
+            }
+            0
+        }
+        _ => offset,
+    };
+    let mut left = skip;
+    Ok(Box::pin(response.bytes_stream().filter_map(move |chunk| {
+        let chunk = match chunk {
+            Ok(chunk) if left >= chunk.len() as u64 => {
+                left -= chunk.len() as u64;
+                None
+            }
+            Ok(mut chunk) => {
+                let rest = chunk.split_off(left as usize);
+                left = 0;
+                Some(Ok(rest))
+            }
+            Err(e) => Some(Err(e)),
+        };
+        std::future::ready(chunk)
+    })))
 }
 
 #[cfg(test)]
@@ -364,6 +620,75 @@ mod tests {
         assert!(local.check("http://127.0.0.1:9000/x.wav").is_ok());
         assert!(local.check("http://127.0.0.1:9001/x.wav").is_err());
         assert!(local.check("http://localhost:9000/x.wav").is_err());
+    }
+
+    #[test]
+    fn only_the_callbacks_own_recording_resource_is_fetched() {
+        let hosts = MediaHosts::twilio();
+        let (ac, re) = (
+            "AC0123456789abcdef0123456789abcdef",
+            "RE0123456789abcdef0123456789abcdef",
+        );
+        let own = format!("https://api.twilio.com/2010-04-01/Accounts/{ac}/Recordings/{re}");
+        assert_eq!(
+            hosts.recording_resource(&own, ac, re).as_deref(),
+            Ok(own.as_str())
+        );
+        let edge =
+            format!("https://api.dublin.ie1.twilio.com/2010-04-01/Accounts/{ac}/Recordings/{re}");
+        assert!(hosts.recording_resource(&edge, ac, re).is_ok());
+        for refused in [
+            // Another resource of the account: a DELETE there releases a number.
+            format!(
+                "https://api.twilio.com/2010-04-01/Accounts/{ac}/IncomingPhoneNumbers/PN0123456789abcdef0123456789abcdef"
+            ),
+            format!("https://api.twilio.com/2010-04-01/Accounts/{ac}/IncomingPhoneNumbers/PN1?x="),
+            format!(
+                "https://api.twilio.com/2010-04-01/Accounts/{ac}/Recordings/../IncomingPhoneNumbers/PN1"
+            ),
+            format!(
+                "https://api.twilio.com/2010-04-01/Accounts/{ac}/Recordings/%2e%2e/IncomingPhoneNumbers/PN1"
+            ),
+            format!(
+                "https://api.twilio.com/2010-04-01/Accounts/{ac}/Recordings/RE99999999999999999999999999999999"
+            ),
+            format!(
+                "https://api.twilio.com/2010-04-01/Accounts/AC99999999999999999999999999999999/Recordings/{re}"
+            ),
+            format!("{own}?x="),
+            format!("{own}.wav"),
+            format!("{own}/"),
+            format!("{own}#f"),
+            format!("https://API.twilio.com/2010-04-01/Accounts/{ac}/Recordings/{re}"),
+            format!("https://evil.example/2010-04-01/Accounts/{ac}/Recordings/{re}"),
+        ] {
+            assert!(
+                matches!(
+                    hosts.recording_resource(&refused, ac, re),
+                    Err(FetchError::Refused(_))
+                ),
+                "{refused}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_is_clamped_and_never_overflows() {
+        assert_eq!(retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after("99999999999999999999"), None, "not a u64");
+        assert_eq!(retry_after("18446744073709551615"), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            retry_after("Fri, 31 Dec 9999 23:59:59 GMT"),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(retry_after("soon"), None);
+        // What the worker then does with it must not overflow either.
+        let wait = retry_after("18446744073709551615").unwrap();
+        let _ = wait.mul_f64(1.2);
     }
 
     #[test]

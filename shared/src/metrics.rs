@@ -38,6 +38,20 @@ pub mod name {
     pub const RECORDING_BYTES: &str = "RecordingBytes";
     pub const TRANSCRIPTIONS_COMPLETED: &str = "TranscriptionsCompleted";
     pub const TRANSCRIPTIONS_FAILED: &str = "TranscriptionsFailed";
+    /// SQS did not take an accepted event in time; it went to the spill (still 2xx).
+    pub const EVENTS_SPILLED: &str = "EventsSpilled";
+    /// Spilled events the drainer put on their queue.
+    pub const SPILL_DRAINED: &str = "SpillDrained";
+    /// Spilled events still waiting after a drain.
+    pub const SPILL_DEPTH: &str = "SpillDepth";
+    /// Signatures checked with tokens older than their TTL: Secrets Manager could not be read.
+    pub const TOKENS_STALE: &str = "TokensServedStale";
+    /// Voice requests Twilio sent to the fallback URL (the voice URL failed).
+    pub const VOICE_FALLBACKS: &str = "VoiceFallbacks";
+    /// Events a call's timeline had no room for (applied or counted, not listed).
+    pub const TIMELINE_OVERFLOW: &str = "TimelineOverflow";
+    /// Messages a worker had not decided when its invocation's deadline came (retried).
+    pub const CUT_OFF: &str = "MessagesCutOff";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

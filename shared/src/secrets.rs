@@ -104,17 +104,45 @@ impl AuthTokens for StaticTokens {
 /// bounds what a flood of forged requests can cost in Secrets Manager calls.
 pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 
+/// How long past their TTL the last good tokens are still used while Secrets Manager cannot
+/// be read (default of `VOICEHOOKS_SECRET_MAX_STALE_SECS`). An outage then costs no webhook;
+/// past it, a token that may have been revoked meanwhile is no longer trusted and callbacks
+/// answer 503. Every stale use is counted (`TokensServedStale`), so the alarm rings first.
+pub const MAX_STALENESS: Duration = Duration::from_secs(3600);
+
+/// After a failed read, how long the cached tokens are used before Secrets Manager is asked
+/// again: during an outage one request in this interval pays for the attempt, not each.
+pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
+
+/// How long a request that has cached tokens to fall back on waits for a refresh. A cold
+/// start has none and waits for the client's own timeout.
+pub const REFRESH_WAIT: Duration = Duration::from_millis(300);
+
 struct Cached<T> {
     value: T,
     read_at: Instant,
+    /// The last failed refresh, if it came after `read_at`.
+    failed_at: Option<Instant>,
+}
+
+impl<T: Clone> Cached<T> {
+    fn new(value: T) -> Self {
+        Self {
+            value,
+            read_at: Instant::now(),
+            failed_at: None,
+        }
+    }
 }
 
 /// [`AuthTokens`] backed by Secrets Manager, with a TTL cache shared by all invocations of
-/// one Lambda instance.
+/// one Lambda instance. Past the TTL it reads again; if that fails it keeps using what it
+/// had, up to [`MAX_STALENESS`].
 pub struct SecretsManagerTokens {
     client: Client,
     secret_id: String,
     ttl: Duration,
+    max_staleness: Duration,
     min_refresh_interval: Duration,
     current: Mutex<Option<Cached<Arc<TwilioCredentials>>>>,
     previous: Mutex<Option<Cached<Option<Arc<TwilioCredentials>>>>>,
@@ -126,6 +154,7 @@ impl SecretsManagerTokens {
             client,
             secret_id: secret_id.into(),
             ttl,
+            max_staleness: MAX_STALENESS,
             min_refresh_interval: MIN_REFRESH_INTERVAL,
             current: Mutex::new(None),
             previous: Mutex::new(None),
@@ -135,6 +164,12 @@ impl SecretsManagerTokens {
     /// Overrides [`MIN_REFRESH_INTERVAL`].
     pub fn with_min_refresh_interval(mut self, interval: Duration) -> Self {
         self.min_refresh_interval = interval;
+        self
+    }
+
+    /// Overrides [`MAX_STALENESS`].
+    pub fn with_max_staleness(mut self, staleness: Duration) -> Self {
+        self.max_staleness = staleness;
         self
     }
 
@@ -173,33 +208,76 @@ impl SecretsManagerTokens {
             SecretsError::Unavailable(format!("{} has no AWSCURRENT", self.secret_id))
         })
     }
+
+    /// The cached value while fresh; else a read, and if that fails the cached value while
+    /// it is within the staleness bound.
+    async fn cached<V, F, Fut>(
+        &self,
+        cache: &Mutex<Option<Cached<V>>>,
+        stage: &'static str,
+        read: F,
+    ) -> Result<V, SecretsError>
+    where
+        V: Clone,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, SecretsError>>,
+    {
+        let mut cache = cache.lock().await;
+        let usable = match cache.as_ref() {
+            Some(c) if c.read_at.elapsed() < self.ttl => return Ok(c.value.clone()),
+            Some(c) => c.read_at.elapsed() < self.ttl + self.max_staleness,
+            None => false,
+        };
+        let recently_failed = usable
+            && cache
+                .as_ref()
+                .and_then(|c| c.failed_at)
+                .is_some_and(|at| at.elapsed() < RETRY_AFTER_FAILURE);
+        let result = match usable {
+            true if recently_failed => Err(SecretsError::Unavailable(
+                "retrying Secrets Manager shortly".into(),
+            )),
+            true => tokio::time::timeout(REFRESH_WAIT, read())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(SecretsError::Unavailable(format!(
+                        "no answer within {REFRESH_WAIT:?}"
+                    )))
+                }),
+            false => read().await,
+        };
+        match (result, cache.as_mut()) {
+            (Ok(value), _) => {
+                *cache = Some(Cached::new(value.clone()));
+                Ok(value)
+            }
+            (Err(e), Some(stale)) if usable => {
+                if !recently_failed {
+                    stale.failed_at = Some(Instant::now());
+                    tracing::error!(
+                        stage,
+                        error = %e,
+                        stale_secs = stale.read_at.elapsed().as_secs(),
+                        "Secrets Manager unreadable; using the last good token"
+                    );
+                }
+                crate::metrics::count(crate::metrics::name::TOKENS_STALE, 1);
+                Ok(stale.value.clone())
+            }
+            (Err(e), _) => Err(e),
+        }
+    }
 }
 
 impl AuthTokens for SecretsManagerTokens {
     async fn current(&self) -> Result<Arc<TwilioCredentials>, SecretsError> {
-        let mut cache = self.current.lock().await;
-        if let Some(cached) = cache.as_ref().filter(|c| c.read_at.elapsed() < self.ttl) {
-            return Ok(cached.value.clone());
-        }
-        let value = self.read_current().await?;
-        *cache = Some(Cached {
-            value: value.clone(),
-            read_at: Instant::now(),
-        });
-        Ok(value)
+        self.cached(&self.current, "AWSCURRENT", || self.read_current())
+            .await
     }
 
     async fn previous(&self) -> Result<Option<Arc<TwilioCredentials>>, SecretsError> {
-        let mut cache = self.previous.lock().await;
-        if let Some(cached) = cache.as_ref().filter(|c| c.read_at.elapsed() < self.ttl) {
-            return Ok(cached.value.clone());
-        }
-        let value = self.read("AWSPREVIOUS").await?;
-        *cache = Some(Cached {
-            value: value.clone(),
-            read_at: Instant::now(),
-        });
-        Ok(value)
+        self.cached(&self.previous, "AWSPREVIOUS", || self.read("AWSPREVIOUS"))
+            .await
     }
 
     async fn refresh_current(&self) -> Result<Option<Arc<TwilioCredentials>>, SecretsError> {
@@ -212,10 +290,7 @@ impl AuthTokens for SecretsManagerTokens {
         }
         let fresh = self.read_current().await?;
         let changed = cache.as_ref().is_none_or(|c| c.value != fresh);
-        *cache = Some(Cached {
-            value: fresh.clone(),
-            read_at: Instant::now(),
-        });
+        *cache = Some(Cached::new(fresh.clone()));
         // The old current is now likely AWSPREVIOUS: forget the cached previous.
         if changed {
             *self.previous.lock().await = None;

@@ -89,4 +89,8 @@ impl StackNames {
     pub fn recordings_bucket(&self, account_id: &str) -> String {
         format!("{}-recordings-{account_id}", self.stack)
     }
+    /// Where webhooks spill events SQS did not take (`crate::spill`).
+    pub fn spill_bucket(&self, account_id: &str) -> String {
+        format!("{}-spill-{account_id}", self.stack)
+    }
 }

@@ -14,6 +14,12 @@
 //! - **late**: the condition fails and the key is new: the event is older than the state. It is
 //!   appended to the timeline as not applied (a second, conditional write, so a redelivered
 //!   late event is still recorded once).
+//!
+//! The item stays far below DynamoDB's 400 KB whatever arrives: the timeline holds at most
+//! [`MAX_TIMELINE_ENTRIES`] entries and [`MAX_TIMELINE_BYTES`] of them (a real call has under
+//! ten). Past that, an in-order event is still applied (a second write, without its entry)
+//! and every event is counted in `timeline_overflow` rather than listed, so a flood of
+//! distinct signed deliveries can neither grow the item nor keep the real `completed` out.
 
 use std::collections::HashMap;
 
@@ -22,6 +28,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use serde::Serialize;
 
 use crate::events::{Envelope, EventKind};
+use crate::metrics::{self, name};
 use crate::twilio::params::ParamError;
 use crate::twilio::{CallStatus, StatusCallback};
 
@@ -29,6 +36,11 @@ use crate::twilio::{CallStatus, StatusCallback};
 pub const PARTITION_KEY: &str = "pk";
 pub const SORT_KEY: &str = "sk";
 const STATE_SK: &str = "STATE";
+/// At most this many timeline entries per call (with the keys they carry).
+pub const MAX_TIMELINE_ENTRIES: usize = 64;
+/// At most this many bytes of timeline entries per call, envelopes included.
+pub const MAX_TIMELINE_BYTES: usize = 128 * 1024;
+
 /// A call's state as it was before a replay began, kept until the replay finishes so that
 /// a replay cut short resumes from it instead of from a half-rebuilt state.
 const REPLAY_BACKUP_SK: &str = "STATE#REPLAY-BACKUP";
@@ -230,6 +242,8 @@ pub struct CallRecord {
     pub sequence_number: Option<i64>,
     pub duplicates: u64,
     pub timeline: Vec<TimelineEntry>,
+    /// Events the timeline had no room for: counted, not listed.
+    pub timeline_overflow: u64,
 }
 
 impl CallRecord {
@@ -264,6 +278,15 @@ fn item_key(call_sid: &str, sort_key: &str) -> HashMap<String, AttributeValue> {
     ])
 }
 
+/// What an entry weighs against [`MAX_TIMELINE_BYTES`]: its strings (DynamoDB counts
+/// attribute names and values; the fixed part is a few dozen bytes).
+fn entry_size(event: &StatusEvent) -> usize {
+    64 + event.envelope.len()
+        + event.idempotency_key.len()
+        + event.received_at.len()
+        + event.timestamp.as_deref().map_or(0, str::len)
+}
+
 fn timeline_entry(event: &StatusEvent, applied: bool) -> AttributeValue {
     let mut entry = HashMap::from([
         ("status".to_owned(), s(event.status.as_str())),
@@ -283,6 +306,55 @@ fn holds_key(item: &HashMap<String, AttributeValue>, key: &str) -> bool {
     matches!(item.get("keys"), Some(AttributeValue::Ss(keys)) if keys.iter().any(|k| k == key))
 }
 
+/// The condition that the timeline has room for one more entry of `:size` bytes (`:room` is
+/// [`MAX_TIMELINE_BYTES`] less the entry, as DynamoDB conditions cannot add).
+const HAS_ROOM: &str = "(attribute_not_exists(#tl) OR size(#tl) < :cap) \
+                        AND (attribute_not_exists(#tlb) OR #tlb <= :room)";
+
+fn with_room(
+    request: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+    event: &StatusEvent,
+) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+    let size = entry_size(event);
+    request
+        .expression_attribute_names("#tl", "timeline")
+        .expression_attribute_names("#tlb", "timeline_bytes")
+        .expression_attribute_values(":cap", n(MAX_TIMELINE_ENTRIES))
+        .expression_attribute_values(":size", n(size))
+        .expression_attribute_values(":room", n(MAX_TIMELINE_BYTES.saturating_sub(size)))
+}
+
+fn number_of(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
+    match item.get(name) {
+        Some(AttributeValue::N(v)) => v.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Whether the stored timeline has room for `event`'s entry ([`HAS_ROOM`], client side).
+fn has_room(item: &HashMap<String, AttributeValue>, event: &StatusEvent) -> bool {
+    let entries = match item.get("timeline") {
+        Some(AttributeValue::L(l)) => l.len(),
+        _ => 0,
+    };
+    let bytes = number_of(item, "timeline_bytes").unwrap_or(0);
+    entries < MAX_TIMELINE_ENTRIES
+        && bytes <= MAX_TIMELINE_BYTES.saturating_sub(entry_size(event)) as i64
+}
+
+/// Whether `event` would move the stored state forward (the in-order write's condition).
+fn is_newer(item: &HashMap<String, AttributeValue>, event: &StatusEvent) -> bool {
+    let rank = i64::from(event.status.rank());
+    match (number_of(item, "status_rank"), number_of(item, "seq")) {
+        (None, _) => true,
+        (Some(stored), _) if stored < rank => true,
+        (Some(stored), Some(seq)) => {
+            stored == rank && stored < i64::from(CallStatus::TERMINAL_RANK) && seq < event.seq()
+        }
+        _ => false,
+    }
+}
+
 pub(crate) fn store_error<E>(e: aws_sdk_dynamodb::error::SdkError<E>) -> StoreError
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -299,9 +371,12 @@ impl DynamoCallStore {
     }
 
     /// The one write of the in-order path. `Err(Some(old))` when the condition failed.
+    /// `listed`: with its timeline entry, if the timeline has room (else the condition
+    /// fails); without: applied and counted as overflow.
     async fn write_in_order(
         &self,
         event: &StatusEvent,
+        listed: bool,
     ) -> Result<Result<(), Option<HashMap<String, AttributeValue>>>, StoreError> {
         let mut set = vec![
             "#status = :status",
@@ -310,17 +385,14 @@ impl DynamoCallStore {
             "#updated = :received",
             "#acct = :acct",
             "#sid = :sid",
-            "#tl = list_append(if_not_exists(#tl, :empty), :entry)",
         ];
+        let newer = "(attribute_not_exists(#rank) OR #rank < :rank \
+                     OR (#rank = :rank AND #rank < :terminal AND #seq < :seq))";
         let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(call_key(&event.call_sid)))
-            .condition_expression(
-                "NOT contains(#keys, :key) AND (attribute_not_exists(#rank) OR #rank < :rank \
-                 OR (#rank = :rank AND #rank < :terminal AND #seq < :seq))",
-            )
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#rank", "status_rank")
@@ -328,7 +400,6 @@ impl DynamoCallStore {
             .expression_attribute_names("#updated", "updated_at")
             .expression_attribute_names("#acct", "account_sid")
             .expression_attribute_names("#sid", "call_sid")
-            .expression_attribute_names("#tl", "timeline")
             .expression_attribute_names("#keys", "keys")
             .expression_attribute_values(":status", s(event.status.as_str()))
             .expression_attribute_values(":rank", n(event.status.rank()))
@@ -337,13 +408,30 @@ impl DynamoCallStore {
             .expression_attribute_values(":received", s(&event.received_at))
             .expression_attribute_values(":acct", s(&event.account_sid))
             .expression_attribute_values(":sid", s(&event.call_sid))
-            .expression_attribute_values(":empty", AttributeValue::L(vec![]))
-            .expression_attribute_values(":entry", timeline_entry(event, true))
-            .expression_attribute_values(":key", s(&event.idempotency_key))
-            .expression_attribute_values(
-                ":keyset",
-                AttributeValue::Ss(vec![event.idempotency_key.clone()]),
-            );
+            .expression_attribute_values(":key", s(&event.idempotency_key));
+        let (condition, added) = if listed {
+            set.push("#tl = list_append(if_not_exists(#tl, :empty), :entry)");
+            request = with_room(request, event)
+                .expression_attribute_values(":empty", AttributeValue::L(vec![]))
+                .expression_attribute_values(":entry", timeline_entry(event, true))
+                .expression_attribute_values(
+                    ":keyset",
+                    AttributeValue::Ss(vec![event.idempotency_key.clone()]),
+                );
+            (
+                format!("NOT contains(#keys, :key) AND {newer} AND {HAS_ROOM}"),
+                "ADD #keys :keyset, #tlb :size",
+            )
+        } else {
+            request = request
+                .expression_attribute_names("#overflow", "timeline_overflow")
+                .expression_attribute_values(":one", n(1));
+            (
+                format!("NOT contains(#keys, :key) AND {newer}"),
+                "ADD #overflow :one",
+            )
+        };
+        request = request.condition_expression(condition);
         // Call details ride along when this callback carries them.
         let details = [
             (
@@ -377,7 +465,7 @@ impl DynamoCallStore {
             }
         }
         set.extend(detail_sets.iter().map(String::as_str));
-        let expression = format!("SET {} ADD #keys :keyset", set.join(", "));
+        let expression = format!("SET {} {added}", set.join(", "));
 
         match request.update_expression(expression).send().await {
             Ok(_) => Ok(Ok(())),
@@ -390,53 +478,72 @@ impl DynamoCallStore {
         }
     }
 
-    /// Records a late event in the timeline, once.
+    /// Records a late event in the timeline, once; with no room left, counts it.
     async fn record_late(&self, event: &StatusEvent) -> Result<Outcome, StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(call_key(&event.call_sid)))
-            .update_expression(
-                "SET #tl = list_append(if_not_exists(#tl, :empty), :entry) ADD #keys :keyset",
-            )
-            .condition_expression("NOT contains(#keys, :key)")
-            .expression_attribute_names("#tl", "timeline")
-            .expression_attribute_names("#keys", "keys")
-            .expression_attribute_values(":empty", AttributeValue::L(vec![]))
-            .expression_attribute_values(":entry", timeline_entry(event, false))
-            .expression_attribute_values(":key", s(&event.idempotency_key))
-            .expression_attribute_values(
-                ":keyset",
-                AttributeValue::Ss(vec![event.idempotency_key.clone()]),
-            )
-            .send()
-            .await;
+        let result = with_room(
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(call_key(&event.call_sid))),
+            event,
+        )
+        .update_expression(
+            "SET #tl = list_append(if_not_exists(#tl, :empty), :entry) ADD #keys :keyset, #tlb :size",
+        )
+        .condition_expression(format!("NOT contains(#keys, :key) AND {HAS_ROOM}"))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .expression_attribute_names("#keys", "keys")
+        .expression_attribute_values(":empty", AttributeValue::L(vec![]))
+        .expression_attribute_values(":entry", timeline_entry(event, false))
+        .expression_attribute_values(":key", s(&event.idempotency_key))
+        .expression_attribute_values(
+            ":keyset",
+            AttributeValue::Ss(vec![event.idempotency_key.clone()]),
+        )
+        .send()
+        .await;
         match result {
             Ok(_) => Ok(Outcome::Late),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                // A concurrent delivery of the same late event recorded it first.
-                self.count_duplicate(event).await
-            }
-            Err(e) => Err(store_error(e)),
+            Err(e) => match e.as_service_error() {
+                Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                    match failed.item() {
+                        // A concurrent delivery of the same late event recorded it first.
+                        Some(old) if holds_key(old, &event.idempotency_key) => {
+                            self.count(event, "duplicates").await?;
+                            Ok(Outcome::Duplicate)
+                        }
+                        _ => {
+                            self.count(event, "timeline_overflow").await?;
+                            Ok(Outcome::Late)
+                        }
+                    }
+                }
+                _ => Err(store_error(e)),
+            },
         }
     }
 
     async fn count_duplicate(&self, event: &StatusEvent) -> Result<Outcome, StoreError> {
+        self.count(event, "duplicates").await?;
+        Ok(Outcome::Duplicate)
+    }
+
+    /// Adds one to a counter of the call's item.
+    async fn count(&self, event: &StatusEvent, counter: &str) -> Result<(), StoreError> {
+        if counter == "timeline_overflow" {
+            metrics::count(name::TIMELINE_OVERFLOW, 1);
+        }
         self.client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(call_key(&event.call_sid)))
-            .update_expression("ADD #dups :one")
-            .expression_attribute_names("#dups", "duplicates")
+            .update_expression("ADD #counter :one")
+            .expression_attribute_names("#counter", counter)
             .expression_attribute_values(":one", n(1))
             .send()
             .await
             .map_err(store_error)?;
-        Ok(Outcome::Duplicate)
+        Ok(())
     }
 
     /// Reads a call's state and timeline.
@@ -516,15 +623,19 @@ impl DynamoCallStore {
                 Outcome::Duplicate => replayed.duplicates += 1,
             }
         }
-        // Deliveries absorbed the first time are history the replay keeps.
-        if let Some(AttributeValue::N(dups)) = source.get("duplicates") {
+        // Deliveries absorbed the first time, and events the timeline had no room for, are
+        // history the replay keeps (the latter it cannot re-apply: they were not listed).
+        for counter in ["duplicates", "timeline_overflow"] {
+            let Some(AttributeValue::N(count)) = source.get(counter) else {
+                continue;
+            };
             self.client
                 .update_item()
                 .table_name(&self.table)
                 .set_key(Some(call_key(call_sid)))
-                .update_expression("ADD #dups :n")
-                .expression_attribute_names("#dups", "duplicates")
-                .expression_attribute_values(":n", AttributeValue::N(dups.clone()))
+                .update_expression("ADD #counter :n")
+                .expression_attribute_names("#counter", counter)
+                .expression_attribute_values(":n", AttributeValue::N(count.clone()))
                 .send()
                 .await
                 .map_err(store_error)?;
@@ -689,10 +800,21 @@ impl CallStore for DynamoCallStore {
     }
 
     async fn apply_status(&self, event: &StatusEvent) -> Result<Outcome, StoreError> {
-        match self.write_in_order(event).await? {
+        match self.write_in_order(event, true).await? {
             Ok(()) => Ok(Outcome::Applied),
             Err(Some(old)) if holds_key(&old, &event.idempotency_key) => {
                 self.count_duplicate(event).await
+            }
+            // In order, but the timeline is full: applied all the same, without its entry.
+            Err(Some(old)) if !has_room(&old, event) && is_newer(&old, event) => {
+                metrics::count(name::TIMELINE_OVERFLOW, 1);
+                match self.write_in_order(event, false).await? {
+                    Ok(()) => Ok(Outcome::Applied),
+                    Err(_) => {
+                        self.count(event, "timeline_overflow").await?;
+                        Ok(Outcome::Late)
+                    }
+                }
             }
             Err(_) => self.record_late(event).await,
         }
@@ -730,5 +852,6 @@ fn call_record(call_sid: &str, item: &HashMap<String, AttributeValue>) -> CallRe
         sequence_number: number(item, "seq").filter(|&s| s >= 0),
         duplicates: number(item, "duplicates").map_or(0, |d| d.max(0) as u64),
         timeline,
+        timeline_overflow: number(item, "timeline_overflow").map_or(0, |d| d.max(0) as u64),
     }
 }

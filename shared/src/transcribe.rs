@@ -278,7 +278,7 @@ impl TranscriptWorker {
     pub async fn handle(&self, body: &str) -> Disposition {
         let disposition = self.decide(body).await;
         match &disposition {
-            Disposition::Done => {}
+            Disposition::Done | Disposition::Continue { .. } => {}
             Disposition::Retry { reason, .. } => {
                 tracing::warn!(outcome = "retry", reason, "transcript not stored yet")
             }
@@ -366,6 +366,7 @@ impl TranscriptWorker {
                 change.job_name, job.media_uri
             ));
         };
+        let mut document_key = recording.transcript();
         let outcome = if change.status == "FAILED" {
             TranscriptOutcome::Failed {
                 reason: change
@@ -399,6 +400,7 @@ impl TranscriptWorker {
                     ));
                 }
             };
+            document_key.clone_from(&key);
             match read_transcript(&document) {
                 Ok(outcome) => outcome,
                 Err(e) => {
@@ -411,10 +413,10 @@ impl TranscriptWorker {
         match self
             .store
             .record_transcript(
-                &recording.call_sid,
-                &recording.recording_sid,
+                (&recording.call_sid, &recording.recording_sid),
                 &change.job_name,
                 &outcome,
+                &document_key,
             )
             .await
         {

@@ -15,10 +15,11 @@ use crate::flows::{Flows, FlowsError, Rendered, Step, Urls, safe_twiml};
 use crate::metrics::{self, name};
 use crate::queue::EventQueue;
 use crate::secrets::AuthTokens;
+use crate::spill::{Deadlines, Delivery, NoSpill, SpillStore};
 use crate::telemetry::mask_phone;
 use crate::twilio::Params;
 use crate::twilio::params::sid;
-use crate::webhook::{Acknowledger, Rejection, Reply, WebhookRequest, log_rejection};
+use crate::webhook::{Acknowledger, Rejection, Reply, Verifier, WebhookRequest, log_rejection};
 
 /// Said when even the flows could not be read; then the call ends.
 pub const UNREADABLE_FLOWS_MESSAGE: &str =
@@ -28,24 +29,26 @@ pub const UNREADABLE_FLOWS_MESSAGE: &str =
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartedEvent {
     Queued,
+    /// SQS did not take it within its share of the deadline; the spill did.
+    Spilled,
     /// Not a new call (an action route), or the request lacked the SIDs.
     NotSent,
+    /// Neither store took it within the deadline.
     Failed,
-    TimedOut,
 }
 
 /// Built once per cold start; shared by all invocations.
-pub struct VoiceWebhook<Q, T> {
-    ack: Acknowledger<Q, T>,
+pub struct VoiceWebhook<Q, T, S = NoSpill> {
+    ack: Acknowledger<Q, T, S>,
     flows: Result<Flows, FlowsError>,
     urls: Urls,
     enqueue_deadline: Duration,
 }
 
-impl<Q: EventQueue, T: AuthTokens> VoiceWebhook<Q, T> {
+impl<Q: EventQueue, T: AuthTokens, S: SpillStore> VoiceWebhook<Q, T, S> {
     /// `flows` is taken as loaded, errors included: a bad file must still answer callers.
     pub fn new(
-        ack: Acknowledger<Q, T>,
+        ack: Acknowledger<Q, T, S>,
         flows: Result<Flows, FlowsError>,
         public_base_url: &str,
         enqueue_deadline: Duration,
@@ -72,10 +75,9 @@ impl<Q: EventQueue, T: AuthTokens> VoiceWebhook<Q, T> {
         let params = match self.ack.verify(req).await {
             Ok(verified) => verified.params,
             // Without the token we cannot tell Twilio from anyone else, and a caller may be
-            // waiting: the apology reveals nothing and enqueues nothing.
+            // waiting: an apology that names no flow and dials no one, and nothing enqueued.
             Err(Rejection::TokensUnavailable(e)) => {
-                let problem = format!("auth token unavailable: {e}");
-                let reply = self.apology(problem, &Params::default());
+                let reply = Answer::unverified(format!("auth token unavailable: {e}"));
                 return self.finish(reply, None, StartedEvent::NotSent, started);
             }
             Err(rejection) => {
@@ -104,23 +106,16 @@ impl<Q: EventQueue, T: AuthTokens> VoiceWebhook<Q, T> {
         ) {
             (Ok(Step::Enter { .. }), Ok(call_sid), Ok(account_sid)) => {
                 let envelope = Envelope::call_started(call_sid, account_sid, &params, &answer.flow);
-                match tokio::time::timeout(self.enqueue_deadline, self.ack.enqueue(&envelope)).await
-                {
-                    Ok(Ok(())) => StartedEvent::Queued,
-                    Ok(Err(_)) => StartedEvent::Failed,
-                    Err(_) => StartedEvent::TimedOut,
+                let deadlines = Deadlines::within(self.enqueue_deadline);
+                match self.ack.enqueue(&envelope, deadlines).await {
+                    Ok(Delivery::Queued) => StartedEvent::Queued,
+                    Ok(Delivery::Spilled) => StartedEvent::Spilled,
+                    Err(_) => StartedEvent::Failed,
                 }
             }
             _ => StartedEvent::NotSent,
         };
         self.finish(answer, Some(&params), event, started)
-    }
-
-    fn apology(&self, problem: String, params: &Params) -> Answer {
-        match &self.flows {
-            Ok(flows) => flows.apology(problem, params, &self.urls).into(),
-            Err(_) => Answer::unreadable(),
-        }
     }
 
     fn finish(
@@ -136,7 +131,7 @@ impl<Q: EventQueue, T: AuthTokens> VoiceWebhook<Q, T> {
         let from = param("From").map(mask_phone);
         let (flow, outcome) = (answer.flow.as_str(), answer.outcome);
         metrics::millis(name::TWIML_LATENCY, latency_us);
-        if matches!(event, StartedEvent::Failed | StartedEvent::TimedOut) {
+        if event == StartedEvent::Failed {
             metrics::count(name::ENQUEUE_FAILURES, 1);
         }
         match (&answer.problem, event) {
@@ -150,7 +145,7 @@ impl<Q: EventQueue, T: AuthTokens> VoiceWebhook<Q, T> {
                 problem = problem.as_str(),
                 "caller got the apology"
             ),
-            (None, StartedEvent::Failed | StartedEvent::TimedOut) => tracing::error!(
+            (None, StartedEvent::Failed) => tracing::error!(
                 call_sid, kind = "voice", flow, outcome, from, latency_us, started_event = ?event,
                 "call.started not queued; the caller was answered anyway"
             ),
@@ -184,11 +179,68 @@ impl From<Rendered> for Answer {
 
 impl Answer {
     fn unreadable() -> Self {
+        Self::safe("call flows unreadable".into())
+    }
+
+    /// For a request that could not be verified: nothing about the flows.
+    fn unverified(problem: String) -> Self {
+        Self::safe(problem)
+    }
+
+    fn safe(problem: String) -> Self {
         Self {
             xml: safe_twiml(UNREADABLE_FLOWS_MESSAGE).to_xml(),
             flow: String::new(),
             outcome: "apology",
-            problem: Some("call flows unreadable".into()),
+            problem: Some(problem),
         }
+    }
+}
+
+/// `POST /twilio/fallback`: the number's `VoiceFallbackUrl`. Twilio asks it when the voice URL
+/// failed (a 5xx, a timeout, a document it could not parse), with `ErrorCode` and `ErrorUrl`
+/// saying which (<https://www.twilio.com/docs/usage/security/availability-reliability>).
+/// Whatever failed, it touches no queue, table or bucket, and its answer needs none: the
+/// caller hears the apology and the call ends. The signature is checked when the token can
+/// be had, as on every route, but a token Secrets Manager cannot give does not stop the
+/// answer, which reveals nothing and starts nothing.
+pub struct VoiceFallback<T> {
+    verifier: Verifier<T>,
+}
+
+impl<T: AuthTokens> VoiceFallback<T> {
+    pub fn new(verifier: Verifier<T>) -> Self {
+        Self { verifier }
+    }
+
+    pub async fn answer(&self, req: &WebhookRequest<'_>) -> Reply {
+        let started = Instant::now();
+        let params = match self.verifier.verify(req).await {
+            Ok(verified) => Some(verified.params),
+            Err(Rejection::TokensUnavailable(_)) => None,
+            Err(rejection) => {
+                let latency_us = started.elapsed().as_micros() as u64;
+                log_rejection(&rejection, "voice-fallback", latency_us);
+                metrics::flush();
+                return Reply::rejected(&rejection);
+            }
+        };
+        let param = |name| params.as_ref().and_then(|p| p.get(name));
+        let latency_us = started.elapsed().as_micros() as u64;
+        metrics::count(name::VOICE_FALLBACKS, 1);
+        metrics::millis(name::TWIML_LATENCY, latency_us);
+        tracing::error!(
+            call_sid = param("CallSid"),
+            kind = "voice-fallback",
+            error_code = param("ErrorCode"),
+            error_url = param("ErrorUrl"),
+            from = param("From").map(mask_phone).as_deref(),
+            verified = params.is_some(),
+            outcome = "apology",
+            latency_us,
+            "the voice URL failed; Twilio asked the fallback, the caller got the apology"
+        );
+        metrics::flush();
+        Reply::twiml(safe_twiml(UNREADABLE_FLOWS_MESSAGE).to_xml())
     }
 }

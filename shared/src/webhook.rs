@@ -1,8 +1,11 @@
-//! The acknowledge contract every webhook function follows (see DESIGN.md):
+//! The acknowledge contract every webhook function follows:
 //! 405 wrong method; 400 with a one-line reason for a body that is too large, not a form or
-//! JSON, or lacks required params; 403 for a missing or bad signature; 503 when the event
-//! (or the token to check it) could not be had, so Twilio retries; else enqueue, then 204.
-//! Nothing is enqueued unless every check passed.
+//! JSON, or lacks required params; 403 for a missing or bad signature; then the event is made
+//! durable (SQS, else the spill: `crate::spill`) and the answer is 204. Only when neither
+//! store took it, or the token to check it could not be had, is the answer 503, which Twilio
+//! retries only because every URL we give it says so (`twilio::overrides::CALLBACK`; by
+//! default Twilio retries nothing but a failed connection). Nothing is enqueued unless every
+//! check passed.
 
 use std::time::Instant;
 
@@ -12,7 +15,9 @@ use crate::events::{Envelope, EventKind, IDEMPOTENCY_HEADER};
 use crate::metrics::{self, name};
 use crate::queue::EventQueue;
 use crate::secrets::{AuthTokens, SecretsError};
+use crate::spill::{self, Deadlines, Delivery, NoSpill, SpillStore};
 use crate::telemetry::mask_phone;
+use crate::twilio::overrides;
 use crate::twilio::params::{DecodeError, ParamError};
 use crate::twilio::signature::{self, SIGNATURE_HEADER};
 use crate::twilio::{Params, RecordingCallback, StatusCallback, TranscriptionCallback};
@@ -164,18 +169,18 @@ enum BodyKind {
     Json,
 }
 
-/// Checks and enqueues webhooks. Built once per cold start; shared by all invocations.
-pub struct Acknowledger<Q, T> {
+/// Checks that a request comes from Twilio: method, size, body, then the signature over the
+/// public URL with the current or previous token. What every webhook does first; the voice
+/// fallback does nothing else.
+pub struct Verifier<T> {
     public_base_url: String,
-    queue: Q,
     tokens: T,
 }
 
-impl<Q: EventQueue, T: AuthTokens> Acknowledger<Q, T> {
-    pub fn new(public_base_url: impl Into<String>, queue: Q, tokens: T) -> Self {
+impl<T: AuthTokens> Verifier<T> {
+    pub fn new(public_base_url: impl Into<String>, tokens: T) -> Self {
         Self {
             public_base_url: public_base_url.into(),
-            queue,
             tokens,
         }
     }
@@ -209,11 +214,20 @@ impl<Q: EventQueue, T: AuthTokens> Acknowledger<Q, T> {
             .filter(|s| !s.is_empty())
             .ok_or(Rejection::MissingSignature)?;
 
-        let valid_with = |token: &str| match kind {
-            BodyKind::Form => signature::validate_form(token, &url, params.iter(), signature),
+        // Whether Twilio signs a URL's fragment (its connection overrides) is undocumented:
+        // the URL as the request shows it first, then with the fragment this route was given.
+        let valid_for = |token: &str, url: &str| match kind {
+            BodyKind::Form => signature::validate_form(token, url, params.iter(), signature),
             BodyKind::Json => {
-                signature::validate_json(token, &url, req.body, signature).unwrap_or(false)
+                signature::validate_json(token, url, req.body, signature).unwrap_or(false)
             }
+        };
+        let valid_with = |token: &str| {
+            valid_for(token, &url)
+                || valid_for(
+                    token,
+                    &overrides::with_overrides(&url, overrides::for_path(req.raw_path)),
+                )
         };
         if !self
             .any_token_validates(valid_with)
@@ -230,7 +244,8 @@ impl<Q: EventQueue, T: AuthTokens> Acknowledger<Q, T> {
     }
 
     /// Current token, then the one before a rotation, then a re-read in case the cached
-    /// current token is stale.
+    /// current token is stale. Only the current token is required: when the others cannot be
+    /// had (Secrets Manager down) a signature the current one refuses is a 403, not a 503.
     async fn any_token_validates(
         &self,
         valid_with: impl Fn(&str) -> bool,
@@ -238,16 +253,71 @@ impl<Q: EventQueue, T: AuthTokens> Acknowledger<Q, T> {
         if valid_with(&self.tokens.current().await?.auth_token) {
             return Ok(true);
         }
-        if let Some(previous) = self.tokens.previous().await?
-            && valid_with(&previous.auth_token)
-        {
-            return Ok(true);
+        match self.tokens.previous().await {
+            Ok(Some(previous)) if valid_with(&previous.auth_token) => return Ok(true),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "previous token unavailable; not tried"),
         }
-        Ok(self
-            .tokens
-            .refresh_current()
-            .await?
-            .is_some_and(|fresh| valid_with(&fresh.auth_token)))
+        match self.tokens.refresh_current().await {
+            Ok(fresh) => Ok(fresh.is_some_and(|fresh| valid_with(&fresh.auth_token))),
+            Err(e) => {
+                tracing::warn!(error = %e, "current token not re-read; the cached one refused");
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// Checks webhooks and makes their events durable. Built once per cold start; shared by all
+/// invocations.
+pub struct Acknowledger<Q, T, S = NoSpill> {
+    verifier: Verifier<T>,
+    queue: Q,
+    spill: S,
+    deadlines: Deadlines,
+}
+
+impl<Q: EventQueue, T: AuthTokens> Acknowledger<Q, T> {
+    /// With the queue alone; [`Acknowledger::with_spill`] adds the second store.
+    pub fn new(public_base_url: impl Into<String>, queue: Q, tokens: T) -> Self {
+        Self::verified_by(Verifier::new(public_base_url, tokens), queue)
+    }
+
+    pub fn verified_by(verifier: Verifier<T>, queue: Q) -> Self {
+        Self {
+            verifier,
+            queue,
+            spill: NoSpill,
+            deadlines: Deadlines::CALLBACK,
+        }
+    }
+}
+
+impl<Q: EventQueue, T: AuthTokens, S: SpillStore> Acknowledger<Q, T, S> {
+    /// Where events go when the queue does not take them in time.
+    pub fn with_spill<S2: SpillStore>(self, spill: S2) -> Acknowledger<Q, T, S2> {
+        Acknowledger {
+            verifier: self.verifier,
+            queue: self.queue,
+            spill,
+            deadlines: self.deadlines,
+        }
+    }
+
+    /// How long the queue, then both stores together, may take (default
+    /// [`Deadlines::CALLBACK`]).
+    pub fn with_deadlines(mut self, deadlines: Deadlines) -> Self {
+        self.deadlines = deadlines;
+        self
+    }
+
+    pub fn deadlines(&self) -> Deadlines {
+        self.deadlines
+    }
+
+    /// Everything up to and including the signature check.
+    pub async fn verify(&self, req: &WebhookRequest<'_>) -> Result<Verified, Rejection> {
+        self.verifier.verify(req).await
     }
 
     /// `POST /twilio/status`: a call-status callback.
@@ -301,17 +371,18 @@ impl<Q: EventQueue, T: AuthTokens> Acknowledger<Q, T> {
         let result = async {
             let verified = self.verify(req).await?;
             let (envelope, status) = envelope(&verified)?;
-            self.enqueue(&envelope).await?;
+            let delivery = self.enqueue(&envelope, self.deadlines).await?;
             let from = verified.params.get("From").map(mask_phone);
-            Ok::<_, Rejection>((envelope, status, from))
+            Ok::<_, Rejection>((envelope, status, from, delivery))
         }
         .await;
         let latency_us = started.elapsed().as_micros() as u64;
         let reply = match result {
-            Ok((envelope, status, from)) => {
+            Ok((envelope, status, from, delivery)) => {
                 tracing::info!(
                     call_sid = %envelope.call_sid, kind = kind.as_str(), status,
-                    from = from.as_deref(), outcome = "accepted", latency_us, "webhook accepted"
+                    from = from.as_deref(), outcome = "accepted", delivery = delivery.as_str(),
+                    latency_us, "webhook accepted"
                 );
                 metrics::count(name::ACCEPTED, 1);
                 Reply::accepted()
@@ -326,11 +397,16 @@ impl<Q: EventQueue, T: AuthTokens> Acknowledger<Q, T> {
         reply
     }
 
-    pub(crate) async fn enqueue(&self, envelope: &Envelope) -> Result<(), Rejection> {
-        self.queue
-            .send(envelope)
+    /// The queue within its deadline, else the spill; only when neither took the event is
+    /// it a rejection (503).
+    pub(crate) async fn enqueue(
+        &self,
+        envelope: &Envelope,
+        deadlines: Deadlines,
+    ) -> Result<Delivery, Rejection> {
+        spill::make_durable(&self.queue, &self.spill, deadlines, envelope)
             .await
-            .map_err(|e| Rejection::QueueUnavailable(e.0))
+            .map_err(|e| Rejection::QueueUnavailable(e.to_string()))
     }
 }
 
@@ -348,9 +424,9 @@ pub(crate) fn log_rejection(rejection: &Rejection, kind: &str, latency_us: u64) 
         1,
     );
     match rejection {
-        // Loud: these lose nothing only because Twilio retries.
+        // Loud: these lose nothing only if Twilio retries, as our URLs' overrides ask.
         Rejection::QueueUnavailable(detail) => {
-            tracing::error!(kind, outcome, latency_us, error = %detail, "event not queued; answered 503 so Twilio retries")
+            tracing::error!(kind, outcome, latency_us, error = %detail, "event neither queued nor spilled; answered 503")
         }
         Rejection::TokensUnavailable(e) => {
             tracing::error!(kind, outcome, latency_us, error = %e, "auth token unavailable; answered 503")

@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use futures::future::join_all;
+use futures::stream::FuturesUnordered;
 
 use crate::config::WorkerQueue;
 use crate::events::Envelope;
@@ -33,6 +35,10 @@ pub enum Disposition {
     /// No retry can fix it (bad credentials, a refused URL, not an event): straight to the
     /// DLQ with the reason, for ops, instead of failing hot until maxReceiveCount.
     DeadLetter { reason: String },
+    /// Done for this invocation, not finished (a long recording's archive that resumes
+    /// where it stopped): sent again as a fresh message after `after`, and this one deleted,
+    /// so the resumes of a four-hour recording never count as failed receives.
+    Continue { reason: String, after: Duration },
 }
 
 impl Disposition {
@@ -52,15 +58,37 @@ impl Disposition {
             Self::Done => "done",
             Self::Retry { .. } => "retry",
             Self::DeadLetter { .. } => "dead-letter",
+            Self::Continue { .. } => "continue",
+        }
+    }
+
+    /// The reason, when there is one.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Self::Done => None,
+            Self::Retry { reason, .. }
+            | Self::DeadLetter { reason }
+            | Self::Continue { reason, .. } => Some(reason),
         }
     }
 }
 
-/// Decides every message of a batch at once with `decide`, carries the decisions out, and
-/// returns the ids to report failed (SQS partial batch response).
+/// What a message still undecided at the deadline becomes: retried soon, its work cut off
+/// so the batch settles before Lambda's timeout would kill it mid-settle.
+fn cut_off() -> Disposition {
+    metrics::count(name::CUT_OFF, 1);
+    Disposition::Retry {
+        reason: "the invocation's deadline came first".into(),
+        after: Some(Duration::from_secs(1)),
+    }
+}
+
+/// Decides every message of a batch at once with `decide`, until `deadline`, carries the
+/// decisions out, and returns the ids to report failed (SQS partial batch response).
 pub async fn settle_batch<'a, F, Fut>(
     settler: &Settler,
     messages: &'a [QueuedMessage<'a>],
+    deadline: Instant,
     decide: F,
 ) -> Vec<String>
 where
@@ -68,13 +96,48 @@ where
     Fut: Future<Output = Disposition>,
 {
     let decide = &decide;
-    let decided = join_all(
+    let decided = decide_by(
+        messages,
+        deadline,
         messages
             .iter()
-            .map(|message| async move { (message, decide(message.body).await) }),
+            .map(|message| async move { decide(message.body).await }),
     )
     .await;
     settler.settle_all(&decided).await
+}
+
+/// Runs each message's decision until `deadline`; one still running then is [`cut_off`].
+pub async fn decide_by<'m, Fut>(
+    messages: &'m [QueuedMessage<'m>],
+    deadline: Instant,
+    decisions: impl IntoIterator<Item = Fut>,
+) -> Vec<(&'m QueuedMessage<'m>, Disposition)>
+where
+    Fut: Future<Output = Disposition>,
+{
+    let mut pending: FuturesUnordered<_> = decisions
+        .into_iter()
+        .enumerate()
+        .map(|(i, decision)| async move { (i, decision.await) })
+        .collect();
+    let mut decided: Vec<Option<Disposition>> = messages.iter().map(|_| None).collect();
+    let cutoff = tokio::time::sleep_until(deadline.into());
+    tokio::pin!(cutoff);
+    loop {
+        tokio::select! {
+            next = pending.next() => match next {
+                Some((i, disposition)) => decided[i] = Some(disposition),
+                None => break,
+            },
+            () = &mut cutoff => break,
+        }
+    }
+    messages
+        .iter()
+        .zip(decided)
+        .map(|(message, disposition)| (message, disposition.unwrap_or_else(cut_off)))
+        .collect()
 }
 
 /// How long a retried message stays hidden: exponential in its receive count, with full
@@ -159,6 +222,31 @@ impl Settler {
                 true
             }
             Disposition::DeadLetter { reason } => self.dead_letter(message, reason).await,
+            Disposition::Continue { after, .. } => self.send_again(message, *after).await,
+        }
+    }
+
+    /// Sends the message's body to its queue again, as a fresh message after `after`;
+    /// returns whether the original must stay (the send failed: it comes back instead).
+    async fn send_again(&self, message: &QueuedMessage<'_>, after: Duration) -> bool {
+        let sent = self
+            .sqs
+            .send_message()
+            .queue_url(&self.queue.queue_url)
+            .message_body(message.body)
+            .delay_seconds(after.as_secs().min(900) as i32)
+            .send()
+            .await;
+        match sent {
+            Ok(_) => false,
+            Err(e) => {
+                tracing::warn!(
+                    message_id = message.message_id,
+                    error = crate::aws::error_summary(&e),
+                    "could not send the message on; it comes back after its visibility timeout"
+                );
+                true
+            }
         }
     }
 
@@ -205,6 +293,20 @@ impl Settler {
 /// retried like any failure rather than dead-lettered at once: an envelope from a newer
 /// webhook (a version this worker does not know yet) becomes readable once the worker is
 /// deployed too. On the queue's last receive it goes to the DLQ with its reason.
+/// [`decide_status_batch`] until `deadline`: a batch still running then is retried whole
+/// (the events it applied come back as duplicates, which the store absorbs), so the worker
+/// settles before Lambda's timeout instead of being killed mid-settle.
+pub async fn decide_status_batch_by<'m, S: CallStore>(
+    store: &S,
+    messages: &'m [QueuedMessage<'m>],
+    deadline: Instant,
+) -> Vec<(&'m QueuedMessage<'m>, Disposition)> {
+    match tokio::time::timeout_at(deadline.into(), decide_status_batch(store, messages)).await {
+        Ok(decided) => decided,
+        Err(_) => messages.iter().map(|m| (m, cut_off())).collect(),
+    }
+}
+
 pub async fn decide_status_batch<'m, S: CallStore>(
     store: &S,
     messages: &'m [QueuedMessage<'m>],

@@ -239,12 +239,20 @@ async fn without_the_token_the_caller_gets_the_apology_and_nothing_is_queued() {
         .await;
     let xml = assert_twiml(&reply);
     assert!(
-        xml.contains("Sorry, we can&apos;t connect your call right now."),
+        xml.contains(&UNREADABLE_FLOWS_MESSAGE.replace('\'', "&apos;")),
         "{xml}"
     );
-    assert!(
-        !xml.contains("Connecting you to sales"),
-        "no flow runs unverified: {xml}"
-    );
+    // An unverified request learns nothing: no flow runs, no number or client is dialled,
+    // no recording or callback URL is handed out.
+    for revealing in [
+        "Connecting you to sales",
+        "<Dial",
+        "<Record",
+        "<Gather",
+        "http",
+    ] {
+        assert!(!xml.contains(revealing), "{revealing} in {xml}");
+    }
+    assert!(xml.ends_with("<Hangup/></Response>"), "{xml}");
     assert!(queue.sent().is_empty());
 }

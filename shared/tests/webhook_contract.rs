@@ -8,11 +8,15 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::*;
 use http::{Method, StatusCode};
 use shared::events::EventKind;
-use shared::twilio::Params;
+use shared::secrets::StaticTokens;
+use shared::spill::Deadlines;
+use shared::twilio::{Params, overrides};
+use shared::webhook::Acknowledger;
 
 const PATH: &str = "/twilio/status";
 
@@ -58,7 +62,12 @@ async fn a_signed_callback_is_queued_and_answered_204() {
     let sent = queue.sent.lock().unwrap();
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].kind, EventKind::CallStatus);
-    assert_eq!(sent[0].idempotency_key, "idem-1");
+    // The key comes from the signed params; Twilio's unsigned token only rides along.
+    assert_eq!(
+        sent[0].idempotency_key,
+        "CA0123456789abcdef0123456789abcdef:call.status:ringing:1"
+    );
+    assert_eq!(sent[0].delivery_token.as_deref(), Some("idem-1"));
     assert_eq!(sent[0].call_sid, "CA0123456789abcdef0123456789abcdef");
     assert_eq!(sent[0].params, status_params("ringing"));
 }
@@ -262,16 +271,103 @@ async fn unknown_call_status_is_400() {
     .await;
 }
 
+/// Both stores: the queue, then the spill.
+fn durable(
+    queue: &Arc<MemoryQueue>,
+    spill: &Arc<MemorySpill>,
+) -> Acknowledger<Arc<MemoryQueue>, StaticTokens, Arc<MemorySpill>> {
+    acknowledger(queue, None).with_spill(spill.clone())
+}
+
 #[tokio::test]
-async fn queue_unavailable_is_503_so_twilio_retries() {
+async fn with_the_queue_down_the_event_is_spilled_and_answered_204() {
     let queue = Arc::new(MemoryQueue {
         down: true,
         ..Default::default()
     });
+    let spill = Arc::new(MemorySpill::default());
+    let call = Call::form(PATH, &status_params("ringing"));
+    let reply = durable(&queue, &spill).call_status(&call.request()).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert!(queue.sent().is_empty());
+    assert_eq!(spill.spilled().len(), 1);
+    assert_eq!(spill.spilled()[0].params, status_params("ringing"));
+}
+
+#[tokio::test]
+async fn a_queue_slower_than_its_deadline_gives_way_to_the_spill_in_time() {
+    let queue = Arc::new(MemoryQueue {
+        latency: Duration::from_secs(30),
+        ..Default::default()
+    });
+    let spill = Arc::new(MemorySpill::default());
+    let deadlines = Deadlines {
+        queue: Duration::from_millis(100),
+        total: Duration::from_millis(300),
+    };
+    let started = Instant::now();
+    let reply = durable(&queue, &spill)
+        .with_deadlines(deadlines)
+        .call_status(&Call::form(PATH, &status_params("ringing")).request())
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(spill.spilled().len(), 1);
+}
+
+#[tokio::test]
+async fn only_when_both_stores_fail_is_the_answer_503() {
+    let queue = Arc::new(MemoryQueue {
+        down: true,
+        ..Default::default()
+    });
+    let spill = Arc::new(MemorySpill {
+        down: true,
+        ..Default::default()
+    });
+    let reply = durable(&queue, &spill)
+        .call_status(&Call::form(PATH, &status_params("ringing")).request())
+        .await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(reply.body.contains("not queued, retry later"));
+    assert!(queue.sent().is_empty() && spill.spilled().is_empty());
+    // Without a spill configured, the queue alone decides.
     let reply = Call::form(PATH, &status_params("ringing"))
         .send(&acknowledger(&queue, None))
         .await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(reply.body.contains("not queued, retry later"));
-    assert!(queue.sent.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_signature_over_the_url_with_its_overrides_is_accepted_too() {
+    // Whether Twilio signs the fragment is undocumented: both must pass.
+    let params = status_params("ringing");
+    for signed_for in [
+        format!("{BASE}{PATH}"),
+        overrides::with_overrides(&format!("{BASE}{PATH}"), overrides::CALLBACK),
+    ] {
+        let queue = Arc::new(MemoryQueue::default());
+        let mut call = Call::form(PATH, &params);
+        call.sign_with(TOKEN, &signed_for, &params);
+        let reply = call.send(&acknowledger(&queue, None)).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::NO_CONTENT,
+            "signed for {signed_for}"
+        );
+        assert_eq!(queue.sent().len(), 1);
+    }
+    // Another route's overrides, or any other fragment, are not what this URL was given.
+    for signed_for in [
+        overrides::with_overrides(&format!("{BASE}{PATH}"), overrides::VOICE),
+        format!("{BASE}{PATH}#rc=5"),
+    ] {
+        let mut call = Call::form(PATH, &params);
+        call.sign_with(TOKEN, &signed_for, &params);
+        expect_rejected(&call, StatusCode::FORBIDDEN, "invalid X-Twilio-Signature").await;
+    }
 }

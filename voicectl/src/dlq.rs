@@ -318,6 +318,35 @@ pub async fn stats(stack: &Stack, queues: &Queues, examine: usize) -> anyhow::Re
     })
 }
 
+/// What waits in the stack's spill: events a webhook accepted while SQS would not take them,
+/// until the spill drainer re-enqueues them (each minute).
+#[derive(Debug, Clone, Serialize)]
+pub struct SpillStats {
+    pub bucket: String,
+    pub events: usize,
+    /// Seconds since the oldest waiting event was spilled; `None` when empty.
+    pub oldest_age_secs: Option<u64>,
+}
+
+pub async fn spill_stats(stack: &Stack) -> anyhow::Result<SpillStats> {
+    let bucket = stack.spill_bucket().await?;
+    let depth = shared::spill::depth(&stack.s3, &bucket)
+        .await
+        .map_err(|e| anyhow::anyhow!("S3 {bucket}: {e}"))?;
+    Ok(SpillStats {
+        bucket,
+        events: depth.events,
+        oldest_age_secs: depth.oldest_secs,
+    })
+}
+
+/// Every DLQ, and the spill beside them: `voicectl dlq stats`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Backlog {
+    pub dead_letter_queues: Vec<DlqStats>,
+    pub spill: SpillStats,
+}
+
 /// How a redrive goes.
 #[derive(Debug, Clone)]
 pub struct RedriveOptions {

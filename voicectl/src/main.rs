@@ -353,12 +353,11 @@ struct SimulateArgs {
     /// Share of calls placed from a browser softphone.
     #[arg(long, default_value_t = 0.1)]
     softphone: f64,
-    /// Deliveries of one callback before giving up (retried after a 5xx or a timeout).
-    #[arg(long, default_value_t = 5)]
-    max_attempts: u32,
-    /// How long to wait for a webhook's answer before retrying (Twilio's is 15 s).
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "15s")]
-    timeout: Duration,
+    /// The numbers have no VoiceFallbackUrl: a failed voice request is Twilio's
+    /// application error for the caller. (Deliveries follow each URL's connection
+    /// overrides, as Twilio does: attempts, timeouts and what is retried.)
+    #[arg(long)]
+    no_voice_fallback: bool,
     /// Serve the calls' recordings (as Twilio's API does) on 127.0.0.1:--media-port and
     /// point the recording callbacks there; keep serving until every one was fetched.
     #[arg(long)]
@@ -427,15 +426,19 @@ fn age(secs: u64) -> String {
 async fn dlq_command(stack: &Stack, command: DlqCommand, json: bool) -> anyhow::Result<ExitCode> {
     match command {
         DlqCommand::Stats { examine } => {
-            let mut all = Vec::new();
+            let mut dead_letter_queues = Vec::new();
             for pipeline in Pipeline::ALL {
                 let queues = stack.queues(pipeline).await?;
-                all.push(dlq::stats(stack, &queues, examine).await?);
+                dead_letter_queues.push(dlq::stats(stack, &queues, examine).await?);
             }
+            let backlog = dlq::Backlog {
+                dead_letter_queues,
+                spill: dlq::spill_stats(stack).await?,
+            };
             if json {
-                print_json(&all)?;
+                print_json(&backlog)?;
             } else {
-                for s in &all {
+                for s in &backlog.dead_letter_queues {
                     println!(
                         "{:<34} {:>6} waiting {:>4} in flight   oldest {}",
                         s.dlq,
@@ -444,6 +447,13 @@ async fn dlq_command(stack: &Stack, command: DlqCommand, json: bool) -> anyhow::
                         s.oldest_age_secs.map_or("-".to_owned(), age)
                     );
                 }
+                let spill = &backlog.spill;
+                println!(
+                    "{:<34} {:>6} waiting for the drainer   oldest {}",
+                    format!("spill ({})", spill.bucket),
+                    spill.events,
+                    spill.oldest_age_secs.map_or("-".to_owned(), age)
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -686,7 +696,6 @@ async fn simulate(args: SimulateArgs, json: bool) -> anyhow::Result<ExitCode> {
         concurrency: args.concurrency,
         duplicate_rate: args.duplicates,
         reorder_rate: args.reorder,
-        max_attempts: args.max_attempts,
         public_base_url: args.base_url,
         routes: args.routes,
         numbers: if args.numbers.is_empty() {
@@ -698,7 +707,8 @@ async fn simulate(args: SimulateArgs, json: bool) -> anyhow::Result<ExitCode> {
         account_sid: args.account_sid,
         auth_token: args.auth_token,
         media_not_ready_rate: args.media_not_ready,
-        webhook_timeout: args.timeout,
+        voice_fallback: !args.no_voice_fallback,
+        fragment_signing: simulate::FragmentSigning::Either { seed: args.seed },
         rate: args.rate,
         delay_rate: args.delays,
         max_delay: args.max_delay,
@@ -773,7 +783,7 @@ async fn simulate(args: SimulateArgs, json: bool) -> anyhow::Result<ExitCode> {
             report.duplicate_deliveries,
             report.reordered_legs,
             report.delayed,
-            report.retries,
+            report.retries_summary(),
             report.elapsed.as_secs_f64()
         );
         println!(
@@ -783,11 +793,14 @@ async fn simulate(args: SimulateArgs, json: bool) -> anyhow::Result<ExitCode> {
             report.latency_ms(50.0),
             report.latency_ms(99.0)
         );
-        for line in report.voice_errors.iter().chain(&report.undelivered) {
+        for line in &report.voice_fallbacks {
+            println!("fallback: {line}");
+        }
+        for line in report.voice_errors.iter().chain(&report.gave_up) {
             println!("error: {line}");
         }
     }
-    let failed = report.undelivered.len() + report.voice_errors.len();
+    let failed = report.gave_up.len() + report.voice_errors.len();
     if failed > 0 {
         eprintln!("{failed} requests failed");
     }

@@ -36,6 +36,10 @@ pub struct Recording {
     /// Serve bytes that are not audio (a RIFF header with its tag spoiled), which
     /// Transcribe refuses: how the tests make a job fail.
     pub not_audio: bool,
+    /// The `Retry-After` a 429 fault carries (`1` by default); a test gives a hostile one.
+    pub retry_after: Option<String>,
+    /// Where a 3xx fault redirects (a host off the allow-list, in a test).
+    pub redirect_to: Option<String>,
 }
 
 impl Recording {
@@ -45,7 +49,21 @@ impl Recording {
             channels,
             faults: VecDeque::new(),
             not_audio: false,
+            retry_after: None,
+            redirect_to: None,
         }
+    }
+
+    /// 429 faults carry this `Retry-After`.
+    pub fn with_retry_after(mut self, value: &str) -> Self {
+        self.retry_after = Some(value.to_owned());
+        self
+    }
+
+    /// 3xx faults redirect to `url`.
+    pub fn with_redirect(mut self, url: &str) -> Self {
+        self.redirect_to = Some(url.to_owned());
+        self
     }
 
     pub fn not_audio(mut self) -> Self {
@@ -81,6 +99,8 @@ struct MediaState {
     account_sid: String,
     auth_token: String,
     recordings: Mutex<HashMap<String, Held>>,
+    /// Every request the server got, to any path: what a worker asked of "Twilio".
+    all_requests: std::sync::atomic::AtomicU64,
 }
 
 /// The running media server; stopped when dropped.
@@ -111,12 +131,20 @@ impl MediaServer {
             account_sid: account_sid.to_owned(),
             auth_token: auth_token.to_owned(),
             recordings: Mutex::default(),
+            all_requests: Default::default(),
         });
         let app = Router::new()
             .route(
                 "/2010-04-01/Accounts/{account}/Recordings/{file}",
                 get(fetch).delete(delete),
             )
+            // Any other resource of Twilio's API: counted, and not found here.
+            .fallback(|State(state): State<Arc<MediaState>>| async move {
+                state
+                    .all_requests
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                status(StatusCode::NOT_FOUND)
+            })
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
@@ -156,6 +184,13 @@ impl MediaServer {
             "http://{}/2010-04-01/Accounts/{}/Recordings/{recording_sid}",
             self.addr, self.state.account_sid
         )
+    }
+
+    /// Requests made to any path so far.
+    pub fn all_requests(&self) -> u64 {
+        self.state
+            .all_requests
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Requests made for a recording so far (media and deletes).
@@ -238,6 +273,9 @@ async fn fetch(
     Path((account, file)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
+    state
+        .all_requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (sid, content_type) = match file.rsplit_once('.') {
         Some((sid, "wav")) => (sid, "audio/x-wav"),
         Some((sid, "mp3")) => (sid, "audio/mpeg"),
@@ -257,16 +295,59 @@ async fn fetch(
             return status(StatusCode::NOT_FOUND);
         };
         if let Some(code) = recording.faults.pop_front() {
-            return status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
+            let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut response = status(code);
+            let extra = match code {
+                StatusCode::TOO_MANY_REQUESTS => (header::RETRY_AFTER, &recording.retry_after),
+                _ => (header::LOCATION, &recording.redirect_to),
+            };
+            if let (name, Some(value)) = extra
+                && let Ok(value) = header::HeaderValue::from_str(value)
+            {
+                response.headers_mut().insert(name, value);
+            }
+            return response;
         }
         let recording = recording.clone();
         entry.served += 1;
         recording
     };
-    let stream = futures::stream::iter(wav_chunks(&recording, sid)).map(Ok::<_, Infallible>);
-    Response::builder()
-        .header(header::CONTENT_TYPE, content_type)
-        .header(header::CONTENT_LENGTH, recording.wav_len())
+    // `Range: bytes=N-`, as the storage behind Twilio's media URLs serves it: a 206 from
+    // byte N (a worker resuming a long archive asks for the rest).
+    let len = recording.wav_len();
+    let from = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes="))
+        .and_then(|v| v.strip_suffix('-'))
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&from| from > 0);
+    if from.is_some_and(|from| from >= len) {
+        return status(StatusCode::RANGE_NOT_SATISFIABLE);
+    }
+    let mut skip = from.unwrap_or(0);
+    let chunks = wav_chunks(&recording, sid).filter_map(move |mut chunk| {
+        if skip >= chunk.len() as u64 {
+            skip -= chunk.len() as u64;
+            return None;
+        }
+        let rest = chunk.split_off(skip as usize);
+        skip = 0;
+        Some(rest)
+    });
+    let stream = futures::stream::iter(chunks).map(Ok::<_, Infallible>);
+    let response = Response::builder().header(header::CONTENT_TYPE, content_type);
+    let response = match from {
+        Some(from) => response
+            .status(StatusCode::PARTIAL_CONTENT)
+            .header(
+                header::CONTENT_RANGE,
+                format!("bytes {from}-{}/{len}", len - 1),
+            )
+            .header(header::CONTENT_LENGTH, len - from),
+        None => response.header(header::CONTENT_LENGTH, len),
+    };
+    response
         .body(Body::from_stream(stream))
         .unwrap_or_else(|_| status(StatusCode::INTERNAL_SERVER_ERROR))
 }
@@ -276,6 +357,9 @@ async fn delete(
     Path((account, file)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
+    state
+        .all_requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if !state.authorized(&account, &headers) {
         return status(StatusCode::UNAUTHORIZED);
     }

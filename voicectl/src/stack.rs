@@ -18,7 +18,13 @@ pub struct Stack {
     pub sqs: aws_sdk_sqs::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
+    pub s3: aws_sdk_s3::Client,
+    /// Names the account, whose id is in the spill bucket's name.
+    pub sts: aws_sdk_sts::Client,
 }
+
+/// Names the spill bucket when the account's id cannot be asked for (`SpillBucketName`).
+pub const SPILL_BUCKET_ENV: &str = "VOICEHOOKS_SPILL_BUCKET";
 
 /// One of the stack's work queues with its dead-letter queue.
 #[derive(Debug, Clone)]
@@ -41,7 +47,29 @@ impl Stack {
             sqs: aws_sdk_sqs::Client::new(sdk),
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             secrets: aws_sdk_secretsmanager::Client::new(sdk),
+            s3: shared::aws::s3_client(sdk),
+            sts: aws_sdk_sts::Client::new(sdk),
         }
+    }
+
+    /// The stack's spill bucket (`<stack>-spill-<account>`, the template's name), or
+    /// `VOICEHOOKS_SPILL_BUCKET`. The account comes from `sts:GetCallerIdentity`, which needs
+    /// no permission.
+    pub async fn spill_bucket(&self) -> anyhow::Result<String> {
+        if let Ok(bucket) = std::env::var(SPILL_BUCKET_ENV) {
+            return Ok(bucket);
+        }
+        let identity = self.sts.get_caller_identity().send().await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot tell the account (STS: {}); set {SPILL_BUCKET_ENV} to the stack's \
+                 SpillBucketName output",
+                shared::aws::error_summary(&e)
+            )
+        })?;
+        let account = identity
+            .account()
+            .ok_or_else(|| anyhow::anyhow!("STS named no account"))?;
+        Ok(self.names.spill_bucket(account))
     }
 
     pub async fn queue_url(&self, name: &str) -> anyhow::Result<String> {

@@ -4,9 +4,9 @@
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use shared::config::StatusWorkerConfig;
-use shared::lambda::{batch_response, queued_messages};
+use shared::lambda::{batch_response, deadline, queued_messages};
 use shared::store::DynamoCallStore;
-use shared::worker::{Settler, decide_status_batch};
+use shared::worker::{Settler, decide_status_batch_by};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -22,9 +22,9 @@ async fn main() -> Result<(), Error> {
     let (store, settler) = (&store, &settler);
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let messages = queued_messages(&event.payload);
-        let failed = settler
-            .settle_all(&decide_status_batch(store, &messages).await)
-            .await;
+        let deadline = deadline(&event.context);
+        let decided = decide_status_batch_by(store, &messages, deadline).await;
+        let failed = settler.settle_all(&decided).await;
         Ok::<SqsBatchResponse, Error>(batch_response(failed))
     }))
     .await

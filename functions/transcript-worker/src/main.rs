@@ -4,7 +4,7 @@
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use shared::config::TranscriptWorkerConfig;
-use shared::lambda::{aws_transcript_worker, batch_response, queued_messages};
+use shared::lambda::{aws_transcript_worker, batch_response, deadline, queued_messages};
 use shared::worker::settle_batch;
 
 #[tokio::main]
@@ -15,7 +15,8 @@ async fn main() -> Result<(), Error> {
     let (worker, settler) = &aws_transcript_worker(&config, &aws);
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let messages = queued_messages(&event.payload);
-        let failed = settle_batch(settler, &messages, |body| worker.handle(body)).await;
+        let deadline = deadline(&event.context);
+        let failed = settle_batch(settler, &messages, deadline, |body| worker.handle(body)).await;
         Ok::<SqsBatchResponse, Error>(batch_response(failed))
     }))
     .await

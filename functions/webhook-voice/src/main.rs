@@ -5,6 +5,7 @@ use lambda_http::{Error, Request, run, service_fn};
 use shared::config::{self, WebhookConfig};
 use shared::flows::Flows;
 use shared::lambda::{aws_acknowledger, http_response, webhook_request};
+use shared::spill::Deadlines;
 use shared::voice::VoiceWebhook;
 
 #[tokio::main]
@@ -12,11 +13,12 @@ async fn main() -> Result<(), Error> {
     shared::telemetry::init(env!("CARGO_PKG_NAME"));
     let config = WebhookConfig::from_env(config::STATUS_QUEUE_URL)?;
     let aws = shared::aws::sdk_config().await;
+    let enqueue_deadline = config::enqueue_deadline()?;
     let voice = &VoiceWebhook::new(
-        aws_acknowledger(&config, &aws),
+        aws_acknowledger(&config, &aws, Deadlines::within(enqueue_deadline)),
         Flows::built_in(),
-        &config.public_base_url,
-        config::enqueue_deadline()?,
+        &config.verifier.public_base_url,
+        enqueue_deadline,
     );
     run(service_fn(move |req: Request| async move {
         Ok::<_, Error>(http_response(voice.answer(&webhook_request(&req)).await))

@@ -6,11 +6,11 @@
 //! travels in the action URL's query, so no step touches a database; Twilio signs those URLs
 //! like any other.
 
-use crate::twilio::Params;
 use crate::twilio::twiml::{
     Client, Conference, Dial, DialNoun, Gather, LegCallbacks, Method, Number, Prompt, Record,
     Redirect, Say, Sip, Verb, VoiceResponse,
 };
+use crate::twilio::{Params, overrides};
 
 use super::{ConferenceRoom, Flow, Flows, Forward, Menu, Softphone, Voicemail, is_e164};
 
@@ -19,7 +19,9 @@ const LEG_EVENTS: &str = "initiated ringing answered completed";
 /// The recording events asked for on every recording (in-progress is recorded only).
 const RECORDING_EVENTS: &str = "in-progress completed absent";
 
-/// The URLs TwiML points Twilio at, all under the public base URL that signatures use.
+/// The URLs TwiML points Twilio at, all under the public base URL that signatures use, each
+/// with the connection overrides of its route (`twilio::overrides`): Twilio retries a
+/// callback or a voice request only as its URL's fragment says.
 #[derive(Debug, Clone)]
 pub struct Urls {
     base: String,
@@ -31,31 +33,36 @@ pub struct Urls {
 impl Urls {
     pub fn new(public_base_url: &str) -> Self {
         let base = public_base_url.trim_end_matches('/').to_owned();
+        let callback = |path: &str| format!("{base}{path}#{}", overrides::CALLBACK);
         Self {
-            status: format!("{base}/twilio/status"),
-            recording: format!("{base}/twilio/recording"),
-            transcription: format!("{base}/twilio/transcription"),
+            status: callback("/twilio/status"),
+            recording: callback("/twilio/recording"),
+            transcription: callback("/twilio/transcription"),
             base,
         }
     }
 
+    /// A voice route's URL (path and query) with the voice overrides.
+    fn voice_route(&self, path_and_query: &str) -> String {
+        format!("{}{path_and_query}#{}", self.base, overrides::VOICE)
+    }
+
     pub fn voice(&self, flow: &str) -> String {
-        format!("{}/twilio/voice?flow={flow}", self.base)
+        self.voice_route(&format!("/twilio/voice?flow={flow}"))
     }
 
     pub fn menu(&self, flow: &str, no_input: u32, invalid: u32) -> String {
-        format!(
-            "{}/twilio/voice/menu?flow={flow}&no_input={no_input}&invalid={invalid}",
-            self.base
-        )
+        self.voice_route(&format!(
+            "/twilio/voice/menu?flow={flow}&no_input={no_input}&invalid={invalid}"
+        ))
     }
 
     pub fn dial_done(&self, flow: &str) -> String {
-        format!("{}/twilio/voice/dial?flow={flow}", self.base)
+        self.voice_route(&format!("/twilio/voice/dial?flow={flow}"))
     }
 
     pub fn recorded(&self, flow: &str) -> String {
-        format!("{}/twilio/voice/recorded?flow={flow}", self.base)
+        self.voice_route(&format!("/twilio/voice/recorded?flow={flow}"))
     }
 
     fn leg_callbacks(&self) -> LegCallbacks {

@@ -68,11 +68,11 @@ fn forward_announces_consent_and_dials_every_leg_with_callbacks() {
         &inbound("+14155550101"),
     );
     assert_eq!((r.flow.as_str(), r.outcome), ("sales", "entered"));
-    let events = r#"statusCallback="https://hooks.example.com/twilio/status" statusCallbackEvent="initiated ringing answered completed" statusCallbackMethod="POST""#;
+    let events = r#"statusCallback="https://hooks.example.com/twilio/status#ct=2000&amp;rt=5000&amp;tt=15000&amp;rc=2&amp;rp=all" statusCallbackEvent="initiated ringing answered completed" statusCallbackMethod="POST""#;
     assert_eq!(
         body(&xml),
         format!(
-            r#"<Response><Say voice="Polly.Joanna" language="en-US">Connecting you to sales.</Say><Say voice="Polly.Joanna" language="en-US">This call may be recorded for quality and training.</Say><Dial action="https://hooks.example.com/twilio/voice/dial?flow=sales" method="POST" callerId="+14155550101" timeout="20" record="record-from-answer-dual" recordingStatusCallback="https://hooks.example.com/twilio/recording" recordingStatusCallbackEvent="in-progress completed absent"><Number {events}>+14155550123</Number><Client {events}>sales-desk</Client></Dial></Response>"#
+            r#"<Response><Say voice="Polly.Joanna" language="en-US">Connecting you to sales.</Say><Say voice="Polly.Joanna" language="en-US">This call may be recorded for quality and training.</Say><Dial action="https://hooks.example.com/twilio/voice/dial?flow=sales#ct=1000&amp;rt=4000&amp;tt=8000&amp;rc=1&amp;rp=ct,rt,5xx" method="POST" callerId="+14155550101" timeout="20" record="record-from-answer-dual" recordingStatusCallback="https://hooks.example.com/twilio/recording#ct=2000&amp;rt=5000&amp;tt=15000&amp;rc=2&amp;rp=all" recordingStatusCallbackEvent="in-progress completed absent"><Number {events}>+14155550123</Number><Client {events}>sales-desk</Client></Dial></Response>"#
         )
     );
 }
@@ -87,7 +87,7 @@ fn forward_with_a_configured_caller_id_and_a_sip_leg() {
     assert_eq!(r.flow, "support");
     assert!(xml.contains(r#"callerId="+14155550100""#), "{xml}");
     assert!(
-        xml.contains(r#"<Sip statusCallback="https://hooks.example.com/twilio/status""#),
+        xml.contains(r#"<Sip statusCallback="https://hooks.example.com/twilio/status#ct=2000&amp;rt=5000&amp;tt=15000&amp;rc=2&amp;rp=all""#),
         "{xml}"
     );
     assert!(xml.contains(">sip:support@pbx.acme.example</Sip>"), "{xml}");
@@ -130,8 +130,7 @@ fn menu_gathers_with_state_in_the_action_url_and_redirects_on_silence() {
         &inbound("+14155550100"),
     );
     assert_eq!((r.flow.as_str(), r.outcome), ("main-menu", "entered"));
-    let action =
-        "https://hooks.example.com/twilio/voice/menu?flow=main-menu&amp;no_input=0&amp;invalid=0";
+    let action = "https://hooks.example.com/twilio/voice/menu?flow=main-menu&amp;no_input=0&amp;invalid=0#ct=1000&amp;rt=4000&amp;tt=8000&amp;rc=1&amp;rp=ct,rt,5xx";
     assert!(
         xml.contains(&format!(
             r#"<Gather input="dtmf speech" action="{action}" method="POST" timeout="5" numDigits="1" speechTimeout="auto" hints="sales, buy, support, help, standup, meeting, message, voicemail" language="en-US"><Say voice="Polly.Joanna" language="en-US">Thanks for calling Acme."#
@@ -224,7 +223,7 @@ fn voicemail_records_with_transcription_then_says_goodbye() {
     assert_eq!(r.flow, "voicemail");
     assert_eq!(
         body(&xml),
-        r##"<Response><Say voice="Polly.Joanna" language="en-US">Please leave a message after the tone, then press the pound key.</Say><Record action="https://hooks.example.com/twilio/voice/recorded?flow=voicemail" method="POST" finishOnKey="#" maxLength="120" playBeep="true" recordingStatusCallback="https://hooks.example.com/twilio/recording" recordingStatusCallbackEvent="in-progress completed absent" transcribe="true" transcribeCallback="https://hooks.example.com/twilio/transcription"/><Say voice="Polly.Joanna" language="en-US">Thank you. Goodbye.</Say><Hangup/></Response>"##
+        r##"<Response><Say voice="Polly.Joanna" language="en-US">Please leave a message after the tone, then press the pound key.</Say><Record action="https://hooks.example.com/twilio/voice/recorded?flow=voicemail#ct=1000&amp;rt=4000&amp;tt=8000&amp;rc=1&amp;rp=ct,rt,5xx" method="POST" finishOnKey="#" maxLength="120" playBeep="true" recordingStatusCallback="https://hooks.example.com/twilio/recording#ct=2000&amp;rt=5000&amp;tt=15000&amp;rc=2&amp;rp=all" recordingStatusCallbackEvent="in-progress completed absent" transcribe="true" transcribeCallback="https://hooks.example.com/twilio/transcription#ct=2000&amp;rt=5000&amp;tt=15000&amp;rc=2&amp;rp=all"/><Say voice="Polly.Joanna" language="en-US">Thank you. Goodbye.</Say><Hangup/></Response>"##
     );
     let (r, xml) = render(
         &flows,
@@ -244,7 +243,7 @@ fn conference_joins_the_room_with_recording_callbacks() {
     );
     assert_eq!(r.flow, "standup");
     assert!(
-        xml.contains(r#"<Dial><Conference beep="true" startConferenceOnEnter="true" endConferenceOnExit="false" record="record-from-start" recordingStatusCallback="https://hooks.example.com/twilio/recording" recordingStatusCallbackEvent="in-progress completed absent">daily-standup</Conference></Dial>"#),
+        xml.contains(r#"<Dial><Conference beep="true" startConferenceOnEnter="true" endConferenceOnExit="false" record="record-from-start" recordingStatusCallback="https://hooks.example.com/twilio/recording#ct=2000&amp;rt=5000&amp;tt=15000&amp;rc=2&amp;rp=all" recordingStatusCallbackEvent="in-progress completed absent">daily-standup</Conference></Dial>"#),
         "{xml}"
     );
 }

@@ -17,22 +17,26 @@ pub mod store;
 
 use crate::metrics::{self, name};
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
 
 use crate::config::{MediaFormat, RecordingWorkerConfig};
 use crate::events::{Envelope, EventKind};
-use crate::media::{ArchiveTarget, Archived, BasicAuth, FetchError, MediaHosts, archive, fetch};
+use crate::media::{
+    ArchiveOutcome, ArchiveTarget, BasicAuth, FetchError, MediaHosts, UploadProgress,
+    archive_resumable, fetch, from_offset,
+};
 use crate::secrets::AuthTokens;
 use crate::transcribe::{JobStart, Transcriber, TranscriptionRequest};
 use crate::twilio::{RecordingCallback, RecordingStatus};
 use crate::worker::Disposition;
 use keys::RecordingKey;
-use store::{DynamoRecordingStore, RecordingRef};
+use store::{DynamoRecordingStore, RecordingRef, epoch_ms};
 
 /// Longest `Retry-After` waited out inside an invocation; a longer one delays the message.
 const MAX_INLINE_WAIT: Duration = Duration::from_secs(5);
+const SECOND: Duration = Duration::from_secs(1);
 
 /// How this deployment archives.
 #[derive(Debug, Clone)]
@@ -126,8 +130,9 @@ fn recording_ref<'a>(callback: &RecordingCallback<'a>) -> RecordingRef<'a> {
 }
 
 impl<T: AuthTokens> RecordingWorker<T> {
-    /// Decides one message. Logs what it decided.
-    pub async fn handle(&self, body: &str) -> Disposition {
+    /// Decides one message, within `deadline` (the invocation's, less the settling margin).
+    /// Logs what it decided.
+    pub async fn handle(&self, body: &str, deadline: Instant) -> Disposition {
         let envelope = match decode(body) {
             Ok(envelope) => envelope,
             Err(reason) => {
@@ -145,7 +150,7 @@ impl<T: AuthTokens> RecordingWorker<T> {
         };
         let disposition = match callback.status {
             RecordingStatus::Completed => {
-                self.archive_and_transcribe(&envelope.received_at, &callback)
+                self.archive_and_transcribe(&envelope.received_at, &callback, deadline)
                     .await
             }
             status => match self
@@ -157,12 +162,7 @@ impl<T: AuthTokens> RecordingWorker<T> {
                 Err(e) => Disposition::retry(e),
             },
         };
-        let reason = match &disposition {
-            Disposition::Done => None,
-            Disposition::Retry { reason, .. } | Disposition::DeadLetter { reason } => {
-                Some(reason.as_str())
-            }
-        };
+        let reason = disposition.reason();
         let (call_sid, recording_sid) = (callback.call_sid, callback.recording_sid);
         let status = callback.status.as_str();
         match disposition {
@@ -189,6 +189,14 @@ impl<T: AuthTokens> RecordingWorker<T> {
                 reason,
                 "recording event sent to the DLQ"
             ),
+            Disposition::Continue { .. } => tracing::info!(
+                call_sid,
+                recording_sid,
+                status,
+                outcome = "continue",
+                reason,
+                "recording archive goes on in the next invocation"
+            ),
         }
         disposition
     }
@@ -197,6 +205,7 @@ impl<T: AuthTokens> RecordingWorker<T> {
         &self,
         received_at: &str,
         callback: &RecordingCallback<'_>,
+        deadline: Instant,
     ) -> Disposition {
         let recording = recording_ref(callback);
         let key = RecordingKey::new(
@@ -224,14 +233,72 @@ impl<T: AuthTokens> RecordingWorker<T> {
                 Err(e) => return Disposition::retry(e),
             };
             let basic = credentials.basic_auth();
-            let media_url = self.media_url(callback.url.unwrap_or_default());
-            let response = match self.fetch_media(&media_url, &basic).await {
+            let resource = match self.resource(callback) {
+                Ok(resource) => resource,
+                Err(disposition) => return disposition,
+            };
+            let media_url = self.media_url(&resource);
+            // Another invocation is on this long download: its lease ends with its deadline.
+            if let Some(until) = stored.lease_until_ms.filter(|&until| until > epoch_ms()) {
+                return Disposition::Retry {
+                    reason: "another invocation is archiving it".into(),
+                    after: Some(Duration::from_millis(until - epoch_ms()).max(SECOND)),
+                };
+            }
+            let resume = stored.upload.clone();
+            let offset = resume.as_ref().map_or(0, |p| p.bytes);
+            let response = match self.fetch_media(&media_url, &basic, offset).await {
                 Ok(response) => response,
                 Err(disposition) => return disposition,
             };
-            let archived = match self.archive(response, &media_key, callback).await {
-                Ok(archived) => archived,
-                Err(disposition) => return disposition,
+            // A download that takes more than one part is marked as this invocation's, until
+            // its deadline, so a second delivery waits instead of fetching it twice.
+            let long = resume.is_some()
+                || response
+                    .content_length()
+                    .is_some_and(|len| len > crate::media::PART_SIZE as u64);
+            if long {
+                let until = epoch_ms()
+                    + deadline
+                        .saturating_duration_since(Instant::now())
+                        .as_millis() as u64;
+                match self.store.take_lease(&recording, until).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        return Disposition::Retry {
+                            reason: "another invocation is archiving it".into(),
+                            after: None,
+                        };
+                    }
+                    Err(e) => return Disposition::retry(e),
+                }
+            }
+            let archived = match self
+                .archive(response, &media_key, callback, (resume, offset), deadline)
+                .await
+            {
+                Ok(ArchiveOutcome::Done(archived)) => archived,
+                Ok(ArchiveOutcome::Paused(progress)) => {
+                    let reason = format!(
+                        "archived {} of the recording in {} parts by the deadline",
+                        progress.bytes,
+                        progress.parts.len()
+                    );
+                    return match self.store.save_progress(&recording, Some(&progress)).await {
+                        Ok(()) => Disposition::Continue {
+                            reason,
+                            after: SECOND,
+                        },
+                        Err(e) => Disposition::retry(e),
+                    };
+                }
+                Err(disposition) => {
+                    // The upload was aborted: the next try starts again from the first byte.
+                    if long && let Err(e) = self.store.save_progress(&recording, None).await {
+                        return Disposition::retry(e);
+                    }
+                    return disposition;
+                }
             };
             tracing::info!(
                 call_sid = callback.call_sid,
@@ -301,6 +368,23 @@ impl<T: AuthTokens> RecordingWorker<T> {
         Disposition::Done
     }
 
+    /// The recording's own resource on Twilio (`MediaHosts::recording_resource`); any other
+    /// `RecordingUrl` is a dead letter with its reason, and no request is sent.
+    fn resource(&self, callback: &RecordingCallback<'_>) -> Result<String, Disposition> {
+        self.hosts
+            .recording_resource(
+                callback.url.unwrap_or_default(),
+                callback.account_sid,
+                callback.recording_sid,
+            )
+            .map_err(|e| {
+                Disposition::dead_letter(format!(
+                    "{e}: a recording callback may only name /2010-04-01/Accounts/{}/Recordings/{}",
+                    callback.account_sid, callback.recording_sid
+                ))
+            })
+    }
+
     /// `RecordingUrl` + extension (+ `RequestedChannels`).
     fn media_url(&self, recording_url: &str) -> String {
         let mut url = format!("{recording_url}.{}", self.settings.format.extension());
@@ -314,9 +398,10 @@ impl<T: AuthTokens> RecordingWorker<T> {
         &self,
         url: &str,
         auth: &BasicAuth,
+        offset: u64,
     ) -> Result<reqwest::Response, Disposition> {
         let mut wait_longer = None;
-        let result = (|| fetch(&self.http, &self.hosts, url, auth))
+        let result = (|| fetch(&self.http, &self.hosts, url, auth, offset))
             .retry(self.fetch_backoff)
             .when(|e| {
                 matches!(
@@ -343,16 +428,20 @@ impl<T: AuthTokens> RecordingWorker<T> {
             // The token may have been rotated since it was cached: one more try with a fresh
             // read, then it is the operator's to fix.
             Err(FetchError::Credentials(status)) => match self.tokens.refresh_current().await {
-                Ok(Some(fresh)) => fetch(&self.http, &self.hosts, url, &fresh.basic_auth()).await,
+                Ok(Some(fresh)) => {
+                    fetch(&self.http, &self.hosts, url, &fresh.basic_auth(), offset).await
+                }
                 _ => Err(FetchError::Credentials(status)),
             },
             Err(e) => Err(e),
         };
         match refreshed {
             Ok(response) => Ok(response),
-            Err(e @ (FetchError::Credentials(_) | FetchError::Refused(_))) => {
-                Err(Disposition::dead_letter(e))
-            }
+            Err(
+                e @ (FetchError::Credentials(_)
+                | FetchError::Refused(_)
+                | FetchError::RedirectRefused(_)),
+            ) => Err(Disposition::dead_letter(e)),
             Err(FetchError::RateLimited(after)) => Err(Disposition::Retry {
                 reason: FetchError::RateLimited(after).to_string(),
                 after: wait_longer
@@ -368,7 +457,9 @@ impl<T: AuthTokens> RecordingWorker<T> {
         response: reqwest::Response,
         key: &str,
         callback: &RecordingCallback<'_>,
-    ) -> Result<Archived, Disposition> {
+        (resume, offset): (Option<UploadProgress>, u64),
+        deadline: Instant,
+    ) -> Result<ArchiveOutcome, Disposition> {
         let mut metadata = HashMap::from([
             ("call-sid".to_owned(), callback.call_sid.to_owned()),
             (
@@ -394,7 +485,8 @@ impl<T: AuthTokens> RecordingWorker<T> {
             kms_key_id: self.settings.kms_key_id.clone(),
             metadata,
         };
-        archive(&self.s3, &target, response.bytes_stream())
+        let body = from_offset(response, offset).map_err(Disposition::retry)?;
+        archive_resumable(&self.s3, &target, body, resume, Some(deadline))
             .await
             .map_err(Disposition::retry)
     }
@@ -427,10 +519,7 @@ impl<T: AuthTokens> RecordingWorker<T> {
                 callback.recording_sid, head.content_length
             )));
         }
-        let url = self
-            .hosts
-            .check(callback.url.unwrap_or_default())
-            .map_err(Disposition::dead_letter)?;
+        let url = self.resource(callback)?;
         let response = self
             .http
             .delete(url)

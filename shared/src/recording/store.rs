@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
 
 use crate::events::now_rfc3339;
-use crate::media::Archived;
+use crate::media::{Archived, UploadProgress};
 use crate::store::{PARTITION_KEY, SORT_KEY, StoreError, n, s, store_error};
 use crate::twilio::RecordingStatus;
 
@@ -57,9 +57,20 @@ pub struct RecordingRecord {
     pub transcription_job: Option<String>,
     /// Transcribe's word: `IN_PROGRESS`, `COMPLETED`, `FAILED`.
     pub transcription_status: Option<String>,
+    /// The whole transcript, or its first [`TRANSCRIPT_PREVIEW_CHARS`] when it was too long
+    /// for the item (`transcript_truncated`; the whole is at `transcript_s3_key`).
     pub transcript_text: Option<String>,
+    /// Per channel by role; empty when the transcript is too long for the item.
     pub transcript_channels: Vec<(String, String)>,
+    /// Transcribe's output document, which holds the whole transcript and its channels.
+    pub transcript_s3_key: Option<String>,
+    pub transcript_truncated: bool,
     pub transcription_failure: Option<String>,
+    /// An archive cut short by a deadline, to be finished by a later invocation.
+    pub upload: Option<UploadProgress>,
+    /// Until when (ms since the epoch) an invocation holds the long download: the invocation's
+    /// own deadline, so a run that dies never leaves the recording stuck "in progress".
+    pub lease_until_ms: Option<u64>,
     /// Twilio's own `<Record transcribe>` result.
     pub twilio_transcription_status: Option<String>,
     pub twilio_transcription_text: Option<String>,
@@ -72,6 +83,21 @@ impl RecordingRecord {
 }
 
 pub const ARCHIVED: &str = "archived";
+
+/// Now, in ms since the epoch (leases are compared with DynamoDB conditions).
+pub fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The most transcript text (the whole, plus each channel's copy) kept on the recording's
+/// item. A four-hour call's transcript is hundreds of KB, twice over with the channels:
+/// past this the item keeps a preview and points at Transcribe's output in S3, so it stays
+/// far below DynamoDB's 400 KB.
+pub const INLINE_TRANSCRIPT_BYTES: usize = 32 * 1024;
+/// What a transcript too long for the item keeps of its beginning.
+pub const TRANSCRIPT_PREVIEW_CHARS: usize = 1000;
 const SK_PREFIX: &str = "RECORDING#";
 
 fn key(call_sid: &str, recording_sid: &str) -> HashMap<String, AttributeValue> {
@@ -238,6 +264,61 @@ impl DynamoRecordingStore {
         .await
     }
 
+    /// Marks the recording's long download as this invocation's until `until_ms` (its
+    /// deadline), unless another holds it now. `Ok(false)`: another invocation does.
+    pub async fn take_lease(
+        &self,
+        recording: &RecordingRef<'_>,
+        until_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let now_ms = epoch_ms();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(recording.call_sid, recording.recording_sid)))
+            .update_expression("SET #lease = :until, #sid = :sid, #call = :call")
+            .condition_expression("attribute_not_exists(#lease) OR #lease < :now")
+            .expression_attribute_names("#lease", "lease_until_ms")
+            .expression_attribute_names("#sid", "recording_sid")
+            .expression_attribute_names("#call", "call_sid")
+            .expression_attribute_values(":until", n(until_ms))
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":sid", s(recording.recording_sid))
+            .expression_attribute_values(":call", s(recording.call_sid))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    /// Keeps how far the archive got and releases the lease: the next invocation resumes.
+    /// `None` forgets an upload that was aborted.
+    pub async fn save_progress(
+        &self,
+        recording: &RecordingRef<'_>,
+        progress: Option<&UploadProgress>,
+    ) -> Result<(), StoreError> {
+        let json = progress
+            .map(|p| serde_json::to_string(p).expect("progress always serialises"))
+            .unwrap_or_default();
+        let update = Update::new()
+            .identity(recording)
+            .set("upload", s(json))
+            .set("lease_until_ms", n(0));
+        self.update(recording, update).await
+    }
+
     /// Our copy is in S3.
     pub async fn record_archived(
         &self,
@@ -246,6 +327,8 @@ impl DynamoRecordingStore {
     ) -> Result<(), StoreError> {
         let update = Update::new()
             .identity(recording)
+            .set("upload", s(""))
+            .set("lease_until_ms", n(0))
             .set("state", s(ARCHIVED))
             .set("s3_bucket", s(&archived.bucket))
             .set("s3_key", s(&archived.key))
@@ -280,13 +363,13 @@ impl DynamoRecordingStore {
         self.update(recording, update).await
     }
 
-    /// A Transcribe job finished.
+    /// A Transcribe job finished; its output document is at `document_key` in the bucket.
     pub async fn record_transcript(
         &self,
-        call_sid: &str,
-        recording_sid: &str,
+        (call_sid, recording_sid): (&str, &str),
         job: &str,
         outcome: &TranscriptOutcome,
+        document_key: &str,
     ) -> Result<(), StoreError> {
         let update = Update::new()
             .set("call_sid", s(call_sid))
@@ -294,18 +377,26 @@ impl DynamoRecordingStore {
             .set("transcription_job", s(job))
             .set("transcribed_at", s(now_rfc3339()));
         let update = match outcome {
-            TranscriptOutcome::Completed { text, channels } => update
-                .set("transcription_status", s("COMPLETED"))
-                .set("transcript_text", s(text))
-                .set(
-                    "transcript_channels",
-                    AttributeValue::M(
-                        channels
-                            .iter()
-                            .map(|(label, text)| (label.clone(), s(text)))
-                            .collect(),
-                    ),
-                ),
+            TranscriptOutcome::Completed { text, channels } => {
+                let size = text.len() + channels.iter().map(|(_, t)| t.len()).sum::<usize>();
+                let fits = size <= INLINE_TRANSCRIPT_BYTES;
+                let kept = if fits {
+                    text.clone()
+                } else {
+                    text.chars().take(TRANSCRIPT_PREVIEW_CHARS).collect()
+                };
+                let channels = channels
+                    .iter()
+                    .filter(|_| fits)
+                    .map(|(label, text)| (label.clone(), s(text)))
+                    .collect();
+                update
+                    .set("transcription_status", s("COMPLETED"))
+                    .set("transcript_text", s(kept))
+                    .set("transcript_channels", AttributeValue::M(channels))
+                    .set("transcript_s3_key", s(document_key))
+                    .set("transcript_truncated", AttributeValue::Bool(!fits))
+            }
             TranscriptOutcome::Failed { reason } => update
                 .set("transcription_status", s("FAILED"))
                 .set("transcription_failure", s(reason)),
@@ -412,7 +503,16 @@ fn record(item: &HashMap<String, AttributeValue>) -> RecordingRecord {
         transcription_status: text("transcription_status"),
         transcript_text: text("transcript_text"),
         transcript_channels: channels,
+        transcript_s3_key: text("transcript_s3_key"),
+        transcript_truncated: matches!(
+            item.get("transcript_truncated"),
+            Some(AttributeValue::Bool(true))
+        ),
         transcription_failure: text("transcription_failure"),
+        upload: text("upload")
+            .filter(|json| !json.is_empty())
+            .and_then(|json| serde_json::from_str(&json).ok()),
+        lease_until_ms: number("lease_until_ms"),
         twilio_transcription_status: text("twilio_transcription_status"),
         twilio_transcription_text: text("twilio_transcription_text"),
     }

@@ -1,5 +1,6 @@
 //! Twilio's side of the contract: request signatures, webhook parameters and TwiML.
 
+pub mod overrides;
 pub mod params;
 pub mod signature;
 pub mod twiml;

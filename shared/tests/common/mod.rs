@@ -9,6 +9,7 @@ use http::{HeaderMap, HeaderValue, Method};
 use shared::events::Envelope;
 use shared::queue::{EventQueue, QueueError};
 use shared::secrets::{StaticTokens, TwilioCredentials};
+use shared::spill::{SpillError, SpillStore};
 use shared::twilio::Params;
 use shared::twilio::signature::compute_signature;
 use shared::webhook::{Acknowledger, Reply, WebhookRequest};
@@ -40,6 +41,29 @@ impl EventQueue for MemoryQueue {
 impl MemoryQueue {
     pub fn sent(&self) -> Vec<Envelope> {
         self.sent.lock().unwrap().clone()
+    }
+}
+
+/// The spill, in memory: what `S3Spill` stores, or refuses when `down`.
+#[derive(Default)]
+pub struct MemorySpill {
+    pub spilled: Mutex<Vec<Envelope>>,
+    pub down: bool,
+}
+
+impl SpillStore for MemorySpill {
+    async fn put(&self, envelope: &Envelope) -> Result<(), SpillError> {
+        if self.down {
+            return Err(SpillError("AccessDenied".into()));
+        }
+        self.spilled.lock().unwrap().push(envelope.clone());
+        Ok(())
+    }
+}
+
+impl MemorySpill {
+    pub fn spilled(&self) -> Vec<Envelope> {
+        self.spilled.lock().unwrap().clone()
     }
 }
 

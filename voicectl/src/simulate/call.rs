@@ -57,8 +57,20 @@ impl Leg {
 /// A callback the TwiML asked for that is not a call status (recordings, transcriptions).
 #[derive(Debug, Clone, Serialize)]
 pub struct Requested {
+    /// As the TwiML gave it, connection overrides included.
     pub url: String,
     pub params: Params,
+}
+
+impl Requested {
+    /// Whether it goes to `path` (`/twilio/recording`), whatever its overrides.
+    pub fn is_for(&self, path: &str) -> bool {
+        let url = self
+            .url
+            .split_once('#')
+            .map_or(self.url.as_str(), |(u, _)| u);
+        url.ends_with(path)
+    }
 }
 
 /// How a call went.
@@ -68,9 +80,38 @@ pub struct Conversation {
     /// Every leg the call made, the caller's first.
     pub legs: Vec<Leg>,
     pub requested: Vec<Requested>,
-    /// What went wrong talking to the voice webhook (non-200, invalid TwiML, a loop).
+    /// Voice requests that failed, after which Twilio asked the number's fallback URL.
+    pub fallbacks: Vec<String>,
+    /// What the caller heard as Twilio's application error: the voice URL failed and there
+    /// was no fallback, or it failed too; or the document chain looped.
     pub errors: Vec<String>,
     pub voice_latency_us: Vec<u64>,
+}
+
+/// The URLs a number is configured with in Twilio's console (the stack's outputs).
+#[derive(Debug, Clone)]
+pub struct NumberUrls {
+    /// "A call comes in".
+    pub voice: String,
+    /// "Primary handler fails": asked when a voice request fails.
+    pub fallback: Option<String>,
+    /// "Call status changes".
+    pub status_callback: String,
+}
+
+/// Why a voice request gave no TwiML, with the error code Twilio reports for it
+/// (<https://www.twilio.com/docs/api/errors>): 11200 HTTP retrieval failure, 11205
+/// connection failure, 12100 document parse failure.
+#[derive(Debug, Clone)]
+pub struct VoiceFailure {
+    pub error_code: u32,
+    pub why: String,
+}
+
+impl std::fmt::Display for VoiceFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (Twilio error {})", self.why, self.error_code)
+    }
 }
 
 /// The voice webhook as the stand-in sees it: a URL in, TwiML out.
@@ -80,7 +121,56 @@ pub trait VoiceServer {
         &self,
         url: &str,
         params: &Params,
-    ) -> impl Future<Output = Result<(String, u64), String>> + Send;
+    ) -> impl Future<Output = Result<(String, u64), VoiceFailure>> + Send;
+}
+
+/// Asks `url`, checks the TwiML, and on failure asks the fallback as Twilio does, with the
+/// request's params plus `ErrorCode` and `ErrorUrl`.
+async fn ask_with_fallback<S: VoiceServer>(
+    server: &S,
+    call: &mut Conversation,
+    (url, fallback): (&str, Option<&str>),
+    params: &Params,
+) -> Result<String, String> {
+    let failure = match server.ask(url, params).await {
+        Ok((xml, latency_us)) => {
+            call.voice_latency_us.push(latency_us);
+            match twiml::check(&xml) {
+                Ok(()) => return Ok(xml),
+                Err(e) => VoiceFailure {
+                    error_code: 12100,
+                    why: format!("invalid TwiML ({e}): {xml}"),
+                },
+            }
+        }
+        Err(failure) => failure,
+    };
+    let Some(fallback) = fallback else {
+        return Err(format!("{url}: {} (no fallback URL)", failure.why));
+    };
+    call.fallbacks
+        .push(format!("{url}: {} ({})", failure.why, failure.error_code));
+    let url_without_fragment = url.split_once('#').map_or(url, |(u, _)| u);
+    let error_code = failure.error_code.to_string();
+    let with_error: Params = params
+        .iter()
+        .chain([
+            ("ErrorCode", error_code.as_str()),
+            ("ErrorUrl", url_without_fragment),
+        ])
+        .collect();
+    match server.ask(fallback, &with_error).await {
+        Ok((xml, latency_us)) => {
+            call.voice_latency_us.push(latency_us);
+            twiml::check(&xml)
+                .map(|()| xml.clone())
+                .map_err(|e| format!("{fallback}: invalid TwiML ({e}): {xml}"))
+        }
+        Err(second) => Err(format!(
+            "{url}: {}; then the fallback {fallback}: {}",
+            failure.why, second.why
+        )),
+    }
 }
 
 /// Twilio stops following a document chain at some point; so do we.
@@ -91,8 +181,7 @@ const LEG_EVENTS: [&str; 4] = ["initiated", "ringing", "answered", "completed"];
 pub async fn play<S: VoiceServer>(
     server: &S,
     script: &Script,
-    voice_url: &str,
-    status_url: &str,
+    number: &NumberUrls,
     account_sid: &str,
 ) -> Conversation {
     let mut call = Conversation::default();
@@ -111,7 +200,7 @@ pub async fn play<S: VoiceServer>(
     .into_iter()
     .collect();
     let mut next = Some(VoiceRequest {
-        url: voice_url.to_owned(),
+        url: number.voice.clone(),
         extra: Vec::new(),
     });
     let mut children = 0u128;
@@ -135,24 +224,15 @@ pub async fn play<S: VoiceServer>(
             .chain(request.extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .collect();
         call.voice_requests.push(request.clone());
-        let xml = match server.ask(&request.url, &params).await {
-            Ok((xml, latency_us)) => {
-                call.voice_latency_us.push(latency_us);
-                xml
-            }
+        let route = (request.url.as_str(), number.fallback.as_deref());
+        let xml = match ask_with_fallback(server, &mut call, route, &params).await {
+            Ok(xml) => xml,
+            // The caller hears "an application error has occurred" and the call ends.
             Err(e) => {
-                call.errors
-                    .push(format!("{} {}: {e}", script.call_sid, request.url));
+                call.errors.push(format!("{}: {e}", script.call_sid));
                 break;
             }
         };
-        if let Err(e) = twiml::check(&xml) {
-            call.errors.push(format!(
-                "{} {}: invalid TwiML ({e}): {xml}",
-                script.call_sid, request.url
-            ));
-            break;
-        }
         let doc = roxmltree::Document::parse(&xml).expect("checked above");
         for verb in doc.root_element().children().filter(|n| n.is_element()) {
             let attr = |name: &str| verb.attribute(name).map(str::to_owned);
@@ -312,7 +392,7 @@ pub async fn play<S: VoiceServer>(
                 CallStatus::InProgress,
                 CallStatus::Completed,
             ],
-            status_callback: Some(status_url.to_owned()),
+            status_callback: Some(number.status_callback.clone()),
             events: LEG_EVENTS.iter().map(|e| (*e).to_owned()).collect(),
             talk_secs: script.talk_secs,
         },

@@ -3,14 +3,17 @@
 //! Dial, leaving a message at a Record; see [`call`]), then sends every callback the number
 //! and the TwiML asked for: status callbacks of the caller's call and of every dialled leg,
 //! recording and transcription callbacks. Requests carry real parameter sets, a valid
-//! `X-Twilio-Signature` for the URL Twilio was given and an `I-Twilio-Idempotency-Token`,
-//! and are retried on 5xx; some deliveries are duplicated and some legs' callbacks
-//! reordered. Seeded, so a run can be replayed. It keeps the ground truth, to check what
-//! the pipeline stored against it.
+//! `X-Twilio-Signature` for the URL Twilio was given and an `I-Twilio-Idempotency-Token`, and
+//! are delivered as Twilio delivers them ([`delivery`]): attempts, timeouts and retries as
+//! each URL's connection overrides say, Twilio's defaults without them; a failed voice
+//! request goes to the number's fallback URL. Some deliveries are duplicated and some legs'
+//! callbacks reordered. Seeded, so a run can be replayed. It keeps the ground truth, to
+//! check what the pipeline stored against it.
 
 pub mod call;
+pub mod delivery;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -20,14 +23,17 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use shared::config::local;
+use shared::events::{Envelope, EventKind};
 use shared::flows::Flows;
 use shared::store::CallRecord;
+use shared::twilio::overrides::{self, Failure};
 use shared::twilio::signature::compute_signature;
 use shared::twilio::{CallStatus, Params};
 use time::format_description::well_known::Rfc2822;
 use time::{Duration as TimeDelta, OffsetDateTime};
 
-pub use call::{Conversation, Leg, Requested, Script, VoiceServer};
+pub use call::{Conversation, Leg, NumberUrls, Requested, Script, VoiceFailure, VoiceServer};
+pub use delivery::{Deliverer, Delivery, FragmentSigning};
 
 use crate::media::{MediaServer, Recording as StagedRecording};
 
@@ -41,11 +47,14 @@ pub struct SimulateOptions {
     pub duplicate_rate: f64,
     /// Share of legs whose status callbacks arrive shuffled.
     pub reorder_rate: f64,
-    /// Deliveries of one callback before giving up (Twilio retries on 5xx and timeouts).
-    pub max_attempts: u32,
-    /// The public base URL Twilio was given: the voice URL is `<base>/twilio/voice` and
-    /// the numbers' status callback `<base>/twilio/status`. Signatures cover these URLs.
+    /// The public base URL Twilio was given: the numbers' URLs are the stack's outputs under
+    /// it, with their connection overrides ([`SimulateOptions::number_urls`]). Signatures
+    /// cover these URLs.
     pub public_base_url: String,
+    /// Whether the numbers have the stack's `VoiceFallbackUrl` configured.
+    pub voice_fallback: bool,
+    /// Which URL the stand-in signs when it has a fragment (Twilio does not say).
+    pub fragment_signing: FragmentSigning,
     /// How a public URL reaches its function: (public prefix, delivery prefix), as API
     /// Gateway routes. Empty: deliver to the public URL itself (a deployed stack). A
     /// callback whose URL has no route is noted as unrouted, not sent.
@@ -64,8 +73,6 @@ pub struct SimulateOptions {
     /// The stand-in serves at most this much audio per recording, so a demo of hundreds of
     /// calls stays small in the emulator; the callback still reports the real duration.
     pub max_media_secs: u32,
-    /// How long the stand-in waits for a webhook's answer before it retries (Twilio: 15 s).
-    pub webhook_timeout: Duration,
     /// Calls started per second at most; `None`: as fast as `concurrency` allows.
     pub rate: Option<f64>,
     /// Share of status callbacks held back before delivery (Twilio's queues lag), by up to
@@ -83,8 +90,9 @@ impl Default for SimulateOptions {
             concurrency: 8,
             duplicate_rate: 0.1,
             reorder_rate: 0.2,
-            max_attempts: 5,
             public_base_url: local::PUBLIC_BASE_URL.into(),
+            voice_fallback: true,
+            fragment_signing: FragmentSigning::Either { seed: 1 },
             routes: Vec::new(),
             numbers: Flows::built_in()
                 .map(|flows| flows.numbers().map(|(n, _)| n.to_owned()).collect())
@@ -95,10 +103,24 @@ impl Default for SimulateOptions {
             media_not_ready_rate: 0.2,
             media_not_ready_tries: 1,
             max_media_secs: 20,
-            webhook_timeout: Duration::from_secs(15),
             rate: None,
             delay_rate: 0.0,
             max_delay: Duration::from_secs(2),
+        }
+    }
+}
+
+impl SimulateOptions {
+    /// The URLs the numbers are configured with: the template's outputs under the public
+    /// base URL, each with its connection overrides.
+    pub fn number_urls(&self) -> NumberUrls {
+        let base = self.public_base_url.trim_end_matches('/');
+        NumberUrls {
+            voice: format!("{base}/twilio/voice#{}", overrides::VOICE),
+            fallback: self
+                .voice_fallback
+                .then(|| format!("{base}{}#{}", overrides::FALLBACK_PATH, overrides::FALLBACK)),
+            status_callback: format!("{base}/twilio/status#{}", overrides::CALLBACK),
         }
     }
 }
@@ -358,15 +380,20 @@ pub struct SimulationReport {
     pub acknowledged: u64,
     pub duplicate_deliveries: u64,
     pub reordered_legs: u64,
-    /// Extra attempts after a 5xx, 429 or transport error (a timeout included).
-    pub retries: u64,
+    /// Callback retries Twilio made, by what failed (`ct`, `rt`, `4xx`, `5xx`): only those
+    /// the URL's retry policy names.
+    pub retries: BTreeMap<&'static str, u64>,
     /// Callback deliveries held back before sending.
     pub delayed: u64,
-    /// Callbacks never acknowledged (4xx, or attempts exhausted), with the reason.
-    pub undelivered: Vec<String>,
+    /// Callbacks Twilio gave up on (a failure its policy does not retry, or attempts or time
+    /// exhausted), with the reason: events lost unless the stack stored them anyway.
+    pub gave_up: Vec<String>,
     /// Callback URLs the TwiML asked for that no route serves (not sent).
     pub unrouted: Vec<String>,
-    /// Voice webhook answers that were not valid TwiML with a 200.
+    /// Voice requests that failed and went to the fallback URL.
+    pub voice_fallbacks: Vec<String>,
+    /// Calls whose caller heard Twilio's application error (a voice request failed with no
+    /// fallback, or the fallback failed too).
     pub voice_errors: Vec<String>,
     pub ack_latency_us: Vec<u64>,
     pub voice_latency_us: Vec<u64>,
@@ -391,6 +418,23 @@ impl SimulationReport {
     pub fn status_callbacks(&self) -> usize {
         self.legs().map(|l| l.callbacks.len()).sum()
     }
+
+    /// Every callback retry, whatever its cause.
+    pub fn total_retries(&self) -> u64 {
+        self.retries.values().sum()
+    }
+
+    /// The retries by cause, e.g. `5xx 3, rt 1`, or `none`.
+    pub fn retries_summary(&self) -> String {
+        if self.retries.is_empty() {
+            return "none".into();
+        }
+        self.retries
+            .iter()
+            .map(|(cause, n)| format!("{cause} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 pub fn percentile(samples: &[u64], p: f64) -> u64 {
@@ -408,19 +452,23 @@ pub struct Twilio {
     client: reqwest::Client,
     routes: Vec<(String, String)>,
     auth_token: String,
+    deliverer: Deliverer,
 }
 
 impl Twilio {
     pub fn new(options: &SimulateOptions) -> anyhow::Result<Self> {
-        Self::with_routes(
+        let mut twilio = Self::with_routes(
             options.routes.clone(),
             &options.auth_token,
-            options.webhook_timeout,
-        )
+            Duration::from_secs(15),
+        )?;
+        twilio.deliverer = Deliverer::new(&options.auth_token, options.fragment_signing);
+        Ok(twilio)
     }
 
-    /// Sends to `routes` (none: to the public URLs themselves), signing with `auth_token`,
-    /// giving up on an answer after `timeout` (Twilio's is 15 s).
+    /// Sends to `routes` (none: to the public URLs themselves), signing with `auth_token`;
+    /// [`Twilio::post`] gives up on an answer after `timeout`. Delivery as Twilio makes it,
+    /// retries and all, is [`Twilio::deliver`].
     pub fn with_routes(
         routes: Vec<(String, String)>,
         auth_token: &str,
@@ -430,11 +478,16 @@ impl Twilio {
             client: reqwest::Client::builder().timeout(timeout).build()?,
             routes,
             auth_token: auth_token.to_owned(),
+            deliverer: Deliverer::new(auth_token, FragmentSigning::Either { seed: 0 }),
         })
     }
 
-    /// Where a public URL is delivered: the longest matching route, at a path boundary.
+    /// Where a public URL is delivered: the longest matching route, at a path boundary. The
+    /// fragment (the connection overrides) is Twilio's to read, never sent.
     pub fn target(&self, public_url: &str) -> Option<String> {
+        let public_url = public_url
+            .split_once('#')
+            .map_or(public_url, |(url, _)| url);
         if self.routes.is_empty() {
             return Some(public_url.to_owned());
         }
@@ -451,7 +504,8 @@ impl Twilio {
             .map(|(public, target)| format!("{target}{}", &public_url[public.len()..]))
     }
 
-    /// One signed POST; the response and how long it took.
+    /// One signed POST, no retries (the operator's replays and smoke calls); the response
+    /// and how long it took.
     pub async fn post(
         &self,
         target: &str,
@@ -474,30 +528,53 @@ impl Twilio {
         let response = request.send().await;
         (response, sent.elapsed().as_micros() as u64)
     }
+
+    /// Delivers as Twilio does: the URL's overrides decide attempts, timeouts and retries.
+    /// `None`: no route serves the URL.
+    pub async fn deliver(
+        &self,
+        public_url: &str,
+        params: &Params,
+        idempotency_token: Option<&str>,
+    ) -> Option<Delivery> {
+        let target = self.target(public_url)?;
+        Some(
+            self.deliverer
+                .deliver(&target, public_url, params, idempotency_token)
+                .await,
+        )
+    }
 }
 
 impl VoiceServer for Twilio {
-    async fn ask(&self, url: &str, params: &Params) -> Result<(String, u64), String> {
-        let target = self
-            .target(url)
-            .ok_or_else(|| format!("no route for {url}"))?;
-        let (response, latency_us) = self.post(&target, url, params, None).await;
-        let response = response.map_err(|e| e.to_string())?;
-        let status = response.status();
-        let xml = response.text().await.map_err(|e| e.to_string())?;
-        if status != reqwest::StatusCode::OK {
-            return Err(format!("HTTP {status}: {}", xml.trim()));
+    async fn ask(&self, url: &str, params: &Params) -> Result<(String, u64), VoiceFailure> {
+        let failed = |error_code, why| VoiceFailure { error_code, why };
+        let delivery = self
+            .deliver(url, params, None)
+            .await
+            .ok_or_else(|| failed(11200, format!("no route for {url}")))?;
+        match delivery.result {
+            // Twilio reads TwiML from a 200 only.
+            Ok(answer) if answer.status == 200 => Ok((answer.body, answer.latency_us)),
+            Ok(answer) => Err(failed(11200, format!("HTTP {}", answer.status))),
+            Err(gave_up) => Err(failed(
+                if gave_up.failure == Some(Failure::Connect) {
+                    11205
+                } else {
+                    11200
+                },
+                format!("{} after {} attempt(s)", gave_up.why, delivery.attempts),
+            )),
         }
-        Ok((xml, latency_us))
     }
 }
 
 #[derive(Default)]
 struct Delivered {
     latency_us: Vec<u64>,
-    retries: u64,
+    retries: BTreeMap<&'static str, u64>,
     delayed: u64,
-    undelivered: Vec<String>,
+    gave_up: Vec<String>,
     unrouted: Vec<String>,
 }
 
@@ -561,25 +638,20 @@ pub async fn run_with_media(
 ) -> anyhow::Result<SimulationReport> {
     progress.inc_length(options.calls as u64);
     let twilio = Twilio::new(options)?;
-    let base = options.public_base_url.trim_end_matches('/');
-    let (voice_url, status_url) = (
-        format!("{base}/twilio/voice"),
-        format!("{base}/twilio/status"),
-    );
+    let number = options.number_urls();
     let start = OffsetDateTime::from_unix_timestamp(1_795_000_000).expect("valid epoch");
     let started = Instant::now();
     let results: Vec<(SimulatedCall, Delivered)> =
         futures::stream::iter(plan(options).into_iter().enumerate())
             .map(|(i, script)| {
-                let (twilio, voice_url, status_url) = (&twilio, &voice_url, &status_url);
+                let (twilio, number) = (&twilio, &number);
                 async move {
                     if let Some(rate) = options.rate.filter(|r| *r > 0.0) {
                         let due = started + Duration::from_secs_f64(i as f64 / rate);
                         tokio::time::sleep_until(due.into()).await;
                     }
                     let mut conversation =
-                        call::play(twilio, &script, voice_url, status_url, &options.account_sid)
-                            .await;
+                        call::play(twilio, &script, number, &options.account_sid).await;
                     // The faults come from the call's own seed, so they do not depend on timing.
                     let mut rng =
                         ChaCha8Rng::seed_from_u64(options.seed ^ (script.sid_seed as u64));
@@ -596,7 +668,7 @@ pub async fn run_with_media(
                         conversation,
                         legs,
                     };
-                    let delivered = deliver_call(twilio, options, &call).await;
+                    let delivered = deliver_call(twilio, &call).await;
                     progress.inc(1);
                     (call, delivered)
                 }
@@ -609,10 +681,11 @@ pub async fn run_with_media(
         acknowledged: 0,
         duplicate_deliveries: 0,
         reordered_legs: 0,
-        retries: 0,
+        retries: BTreeMap::new(),
         delayed: 0,
-        undelivered: Vec::new(),
+        gave_up: Vec::new(),
         unrouted: Vec::new(),
+        voice_fallbacks: Vec::new(),
         voice_errors: Vec::new(),
         ack_latency_us: Vec::new(),
         voice_latency_us: Vec::new(),
@@ -621,10 +694,15 @@ pub async fn run_with_media(
     for (call, delivered) in results {
         report.acknowledged += delivered.latency_us.len() as u64;
         report.ack_latency_us.extend(delivered.latency_us);
-        report.retries += delivered.retries;
+        for (cause, n) in delivered.retries {
+            *report.retries.entry(cause).or_default() += n;
+        }
         report.delayed += delivered.delayed;
-        report.undelivered.extend(delivered.undelivered);
+        report.gave_up.extend(delivered.gave_up);
         report.unrouted.extend(delivered.unrouted);
+        report
+            .voice_fallbacks
+            .extend(call.conversation.fallbacks.iter().cloned());
         report
             .voice_errors
             .extend(call.conversation.errors.iter().cloned());
@@ -644,11 +722,7 @@ pub async fn run_with_media(
 
 /// Every callback of a call: each leg's status callbacks in their delivery order, then the
 /// recording and transcription callbacks.
-async fn deliver_call(
-    twilio: &Twilio,
-    options: &SimulateOptions,
-    call: &SimulatedCall,
-) -> Delivered {
+async fn deliver_call(twilio: &Twilio, call: &SimulatedCall) -> Delivered {
     let mut delivered = Delivered::default();
     let status = call.legs.iter().flat_map(|leg| {
         leg.delivery_order
@@ -680,32 +754,19 @@ async fn deliver_call(
             delivered.delayed += 1;
             tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         }
-        let Some(target) = twilio.target(url) else {
+        let Some(delivery) = twilio.deliver(url, params, token).await else {
             delivered.unrouted.push(url.to_owned());
             continue;
         };
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let (response, latency_us) = twilio.post(&target, url, params, token).await;
-            let retryable = match &response {
-                Ok(r) if r.status().is_success() => {
-                    delivered.latency_us.push(latency_us);
-                    break;
-                }
-                Ok(r) => r.status().is_server_error() || r.status().as_u16() == 429,
-                Err(_) => true,
-            };
-            let why = match response {
-                Ok(r) => format!("HTTP {}", r.status()),
-                Err(e) => e.to_string(),
-            };
-            if !retryable || attempt >= options.max_attempts {
-                delivered.undelivered.push(format!("{what}: {why}"));
-                break;
-            }
-            delivered.retries += 1;
-            tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
+        for failure in &delivery.retried {
+            *delivered.retries.entry(failure.as_str()).or_default() += 1;
+        }
+        match delivery.result {
+            Ok(answer) => delivered.latency_us.push(answer.latency_us),
+            Err(gave_up) => delivered.gave_up.push(format!(
+                "{what}: {} (after {} attempt(s))",
+                gave_up.why, delivery.attempts
+            )),
         }
     }
     delivered
@@ -725,12 +786,18 @@ pub fn mismatches(leg: &SimulatedLeg, record: Option<&CallRecord>) -> Vec<String
             leg.final_status()
         ));
     }
-    // Every callback is in the timeline exactly once, applied or late.
-    let expected: HashSet<&str> = leg
+    // Every callback is in the timeline exactly once, applied or late, under the key its
+    // signed params make (what the webhook derives, whatever token a delivery carried).
+    let keys: Vec<String> = leg
         .callbacks
         .iter()
-        .map(|c| c.idempotency_token.as_str())
+        .filter_map(|c| {
+            Envelope::from_callback(EventKind::CallStatus, &c.params, None)
+                .ok()
+                .map(|e| e.idempotency_key)
+        })
         .collect();
+    let expected: HashSet<&str> = keys.iter().map(String::as_str).collect();
     let stored: Vec<&str> = record
         .timeline
         .iter()

@@ -14,7 +14,6 @@ fn options(seed: u64) -> SimulateOptions {
         concurrency: 1,
         duplicate_rate: 0.2,
         reorder_rate: 0.3,
-        max_attempts: 3,
         public_base_url: BASE.into(),
         routes: Vec::new(),
         numbers: flows.numbers().map(|(n, _)| n.to_owned()).collect(),
@@ -32,13 +31,28 @@ struct InProcess {
 }
 
 impl VoiceServer for InProcess {
-    async fn ask(&self, url: &str, params: &Params) -> Result<(String, u64), String> {
-        let rest = url.strip_prefix(BASE).ok_or("not our URL")?;
+    async fn ask(&self, url: &str, params: &Params) -> Result<(String, u64), VoiceFailure> {
+        let failed = |why: String| VoiceFailure {
+            error_code: 11200,
+            why,
+        };
+        let rest = without_fragment(url)
+            .strip_prefix(BASE)
+            .ok_or_else(|| failed("not our URL".into()))?;
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let step = Step::from_request(path, query).map_err(|e| e.to_string())?;
+        let step = Step::from_request(path, query).map_err(|e| failed(e.to_string()))?;
         let rendered = self.flows.render(&step, params, &self.urls);
         Ok((rendered.twiml.to_xml(), 0))
     }
+}
+
+fn without_fragment(url: &str) -> &str {
+    url.split_once('#').map_or(url, |(u, _)| u)
+}
+
+/// A URL's path and query under `BASE`, without its overrides.
+fn route_of(url: &str) -> &str {
+    &without_fragment(url)[BASE.len()..]
 }
 
 async fn play_all(seed: u64) -> Vec<Conversation> {
@@ -46,11 +60,10 @@ async fn play_all(seed: u64) -> Vec<Conversation> {
         flows: Flows::built_in().unwrap(),
         urls: Urls::new(BASE),
     };
-    let voice = format!("{BASE}/twilio/voice");
-    let status = format!("{BASE}/twilio/status");
+    let number = options(seed).number_urls();
     let mut calls = Vec::new();
     for script in plan(&options(seed)) {
-        calls.push(call::play(&server, &script, &voice, &status, "AC1").await);
+        calls.push(call::play(&server, &script, &number, "AC1").await);
     }
     calls
 }
@@ -69,18 +82,15 @@ async fn the_stand_in_follows_every_kind_of_flow_through_the_twiml() {
     for call in &calls {
         assert!(call.errors.is_empty(), "{:?}", call.errors);
         for request in &call.voice_requests {
-            let route = request.url[BASE.len()..]
-                .split('?')
-                .next()
-                .unwrap()
-                .to_owned();
+            let route = route_of(&request.url).split('?').next().unwrap().to_owned();
             *routes.entry(route).or_default() += 1;
         }
         let parent = &call.legs[0];
         assert_eq!(parent.final_status(), CallStatus::Completed);
+        // The number's status callback carries the callbacks' overrides.
         assert_eq!(
             parent.status_callback.as_deref(),
-            Some(&*format!("{BASE}/twilio/status"))
+            Some(&*format!("{BASE}/twilio/status#{}", overrides::CALLBACK))
         );
         for leg in &call.legs[1..] {
             assert_eq!(
@@ -110,7 +120,12 @@ async fn the_stand_in_follows_every_kind_of_flow_through_the_twiml() {
         );
     }
     let requested: Vec<&Requested> = calls.iter().flat_map(|c| &c.requested).collect();
-    let to = |path: &str| requested.iter().filter(|r| r.url.ends_with(path)).count();
+    let to = |path: &str| {
+        requested
+            .iter()
+            .filter(|r| without_fragment(&r.url).ends_with(path))
+            .count()
+    };
     assert!(
         to("/twilio/recording") > 20 && to("/twilio/transcription") > 5,
         "{}",
@@ -143,18 +158,11 @@ async fn a_busy_forward_ends_in_voicemail_and_a_silent_menu_retries() {
         talk_secs: 30,
         sid_seed: 100,
     };
-    let call = call::play(
-        &server,
-        &script,
-        &format!("{BASE}/twilio/voice"),
-        &format!("{BASE}/twilio/status"),
-        "AC1",
-    )
-    .await;
+    let call = call::play(&server, &script, &options(1).number_urls(), "AC1").await;
     let steps: Vec<&str> = call
         .voice_requests
         .iter()
-        .map(|r| &r.url[BASE.len()..])
+        .map(|r| route_of(&r.url))
         .collect();
     assert_eq!(
         steps,
@@ -175,11 +183,7 @@ async fn a_busy_forward_ends_in_voicemail_and_a_silent_menu_retries() {
     );
     assert_eq!(call.legs[2].to, "client:sales-desk");
     // The voicemail's recording and transcription callbacks, nothing for the busy Dial.
-    let urls: Vec<&str> = call
-        .requested
-        .iter()
-        .map(|r| &r.url[BASE.len()..])
-        .collect();
+    let urls: Vec<&str> = call.requested.iter().map(|r| route_of(&r.url)).collect();
     assert_eq!(urls, ["/twilio/recording", "/twilio/transcription"]);
 }
 
@@ -282,4 +286,65 @@ fn percentiles_pick_ranks() {
     assert_eq!(percentile(&samples, 50.0), 51);
     assert_eq!(percentile(&samples, 99.0), 99);
     assert_eq!(percentile(&[], 99.0), 0);
+}
+
+/// A voice URL that fails, and a fallback that answers: what Twilio does between them.
+struct FailingVoice {
+    asked: std::sync::Mutex<Vec<(String, Params)>>,
+}
+
+impl VoiceServer for FailingVoice {
+    async fn ask(&self, url: &str, params: &Params) -> Result<(String, u64), VoiceFailure> {
+        self.asked
+            .lock()
+            .unwrap()
+            .push((url.to_owned(), params.clone()));
+        if route_of(url).starts_with(overrides::FALLBACK_PATH) {
+            let xml = shared::flows::safe_twiml("Sorry.").to_xml();
+            return Ok((xml, 0));
+        }
+        Err(VoiceFailure {
+            error_code: 11200,
+            why: "HTTP 502".into(),
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_failed_voice_request_goes_to_the_fallback_url_with_the_error() {
+    let script = plan(&options(4)).remove(0);
+    let server = FailingVoice {
+        asked: Default::default(),
+    };
+    let number = options(4).number_urls();
+    let call = call::play(&server, &script, &number, "AC1").await;
+    assert!(
+        call.errors.is_empty(),
+        "the fallback answered: {:?}",
+        call.errors
+    );
+    assert_eq!(call.fallbacks.len(), 1, "{:?}", call.fallbacks);
+    let asked = server.asked.lock().unwrap().clone();
+    let (url, params) = &asked[1];
+    assert_eq!(Some(url), number.fallback.as_ref());
+    assert_eq!(params.get("ErrorCode"), Some("11200"));
+    assert_eq!(
+        params.get("ErrorUrl"),
+        Some(format!("{BASE}/twilio/voice").as_str()),
+        "the URL that failed, without its overrides"
+    );
+    assert_eq!(params.get("CallSid"), Some(script.call_sid.as_str()));
+
+    // Without a fallback URL the caller hears Twilio's application error.
+    let bare = NumberUrls {
+        fallback: None,
+        ..number
+    };
+    let call = call::play(&server, &script, &bare, "AC1").await;
+    assert_eq!(call.errors.len(), 1);
+    assert!(
+        call.errors[0].contains("no fallback URL"),
+        "{:?}",
+        call.errors
+    );
 }
