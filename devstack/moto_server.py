@@ -13,6 +13,19 @@ all of the queue's attributes (three scans of the queue) to read its retention p
 receive costs O(depth x batch) and a backlog of a few thousand messages (the chaos run's)
 slows the emulator to a few requests per second. The patch reads the one setting directly.
 
+Two more of moto's costs, found with py-spy under the chaos run's backlog after a minute of
+SQS down: every request lists moto's package directory (`list_of_moto_modules`, about 150
+`isdir` calls) while holding the dispatcher's one lock, so requests queue behind each other;
+and every SendMessage builds all of the queue's attributes (three scans of it) to read
+`ContentBasedDeduplication`. The directory listing is cached (it never changes while the
+server runs), and a send builds the attributes without the three counts it never reads.
+
+And it closes a race that loses messages: moto's `Queue.delete_message` rebuilds the queue's
+message list from a copy, so a message another thread adds meanwhile is dropped (the likely
+cause of two events a chaos run's webhooks had queued and no worker ever received, with a
+backlog of thousands making the copy slow). SQS never loses an accepted message; adding and
+deleting now take the queue's lock.
+
 It also answers `GET /__devstack/id` with $DEVSTACK_EMULATOR_ID, so that the harness knows the
 server on its port is the one it started (another test may have taken the port first).
 
@@ -25,10 +38,10 @@ import os
 import threading
 from collections import defaultdict
 
-from moto import server
+from moto import backends, server
 from moto.core.utils import unix_time
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
-from moto.sqs.models import SQSBackend
+from moto.sqs.models import Queue, SQSBackend
 
 ITEM_WRITES = {"DynamoDB_20120810.UpdateItem", "DynamoDB_20120810.PutItem", "DynamoDB_20120810.DeleteItem"}
 
@@ -76,6 +89,50 @@ def _within_retention(self, queue_name, message):
 
 
 SQSBackend.is_message_valid_based_on_retention_period = _within_retention
+
+_modules = tuple(backends.list_of_moto_modules())
+backends.list_of_moto_modules = lambda: _modules
+
+_sending = threading.local()
+_attributes = Queue.attributes.fget
+_send_message = SQSBackend.send_message
+
+
+def _cheap_attributes(self):
+    if not getattr(_sending, "active", False):
+        return _attributes(self)
+    # All a send reads of them (moto/sqs/models.py, send_message): no scan of the queue.
+    if self.fifo_queue:
+        return {"ContentBasedDeduplication": str(self.content_based_deduplication).lower()}
+    return {}
+
+
+def _send(self, *args, **kwargs):
+    _sending.active = True
+    try:
+        return _send_message(self, *args, **kwargs)
+    finally:
+        _sending.active = False
+
+
+Queue.attributes = property(_cheap_attributes)
+SQSBackend.send_message = _send
+
+_queue_locks = defaultdict(threading.RLock)
+
+
+def _locked(method):
+    def run(self, *args, **kwargs):
+        with _guard:
+            lock = _queue_locks[id(self)]
+        with lock:
+            return method(self, *args, **kwargs)
+
+    return run
+
+
+Queue.add_message = _locked(Queue.add_message)
+Queue.delete_message = _locked(Queue.delete_message)
 
 if __name__ == "__main__":
     server.main()

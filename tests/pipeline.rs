@@ -12,7 +12,7 @@ use shared::config::WorkerQueue;
 use shared::config::local;
 use shared::events::Envelope;
 use shared::store::DynamoCallStore;
-use shared::twilio::{CallStatus, StatusCallback};
+use shared::twilio::{CallStatus, Params, StatusCallback};
 use shared::worker::{Disposition, QueuedMessage, Settler};
 use voicehooks_tests::{FailOperation, call_sid, item_count, post_form, status_params};
 
@@ -197,6 +197,23 @@ async fn rejected_requests_enqueue_and_write_nothing() {
     );
 }
 
+/// The call `sid` once the stack has drained.
+async fn drained_call(
+    stack: &LocalStack,
+    sid: &str,
+    within: Duration,
+) -> shared::store::CallRecord {
+    stack.wait_until_drained(within).await.unwrap();
+    DynamoCallStore::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk),
+        &stack.resources.calls_table,
+    )
+    .get_call(sid)
+    .await
+    .unwrap()
+    .expect("the call is stored")
+}
+
 /// Waits until `check` holds, or fails with what it last saw.
 async fn eventually<T: std::fmt::Debug>(
     what: &str,
@@ -227,15 +244,7 @@ async fn a_callback_sqs_does_not_take_is_spilled_drained_later_and_only_both_sto
         .unwrap();
     let sid = call_sid(2);
     let params = status_params(&sid, CallStatus::Completed, Some(3));
-    let post = |params| async move {
-        post_form(
-            &stack.status_webhook_target(),
-            &stack.status_webhook_public(),
-            &params,
-            Some(local::AUTH_TOKEN),
-        )
-        .await
-    };
+    let post = |params| post_status(stack, params);
     // SQS is gone: the event is made durable in the spill, and Twilio gets its 2xx.
     assert_eq!(post(params.clone()).await.status(), StatusCode::NO_CONTENT);
     assert_eq!(stack.spill_depth().await.unwrap().events, 1);
@@ -402,15 +411,7 @@ async fn with_secrets_manager_down_warm_webhooks_keep_checking_and_cold_ones_ref
     }
 
     // What was accepted was applied.
-    stack
-        .wait_until_drained(Duration::from_secs(30))
-        .await
-        .unwrap();
-    let store = DynamoCallStore::new(
-        aws_sdk_dynamodb::Client::new(&stack.sdk),
-        &stack.resources.calls_table,
-    );
-    let call = store.get_call(&sid).await.unwrap().unwrap();
+    let call = drained_call(stack, &sid, Duration::from_secs(30)).await;
     assert_eq!(call.status.as_deref(), Some("completed"));
 }
 
@@ -418,15 +419,7 @@ async fn with_secrets_manager_down_warm_webhooks_keep_checking_and_cold_ones_ref
 async fn a_thousand_distinct_signed_deliveries_cannot_outgrow_a_call_or_keep_out_its_end() {
     let stack = &stack("replays", 2).await;
     let sid = call_sid(0x1000);
-    let post = |params| async move {
-        post_form(
-            &stack.status_webhook_target(),
-            &stack.status_webhook_public(),
-            &params,
-            Some(local::AUTH_TOKEN),
-        )
-        .await
-    };
+    let post = |params| post_status(stack, params);
     // One captured `ringing`, replayed with a fresh (unsigned) idempotency token each time,
     // and an 8 KiB one: the same event, every time.
     let ringing = status_params(&sid, CallStatus::Ringing, Some(0));
@@ -477,15 +470,7 @@ async fn a_thousand_distinct_signed_deliveries_cannot_outgrow_a_call_or_keep_out
             .status(),
         StatusCode::NO_CONTENT
     );
-    stack
-        .wait_until_drained(Duration::from_secs(300))
-        .await
-        .unwrap();
-    let store = DynamoCallStore::new(
-        aws_sdk_dynamodb::Client::new(&stack.sdk),
-        &stack.resources.calls_table,
-    );
-    let call = store.get_call(&sid).await.unwrap().unwrap();
+    let call = drained_call(stack, &sid, Duration::from_secs(300)).await;
     assert_eq!(call.status.as_deref(), Some("completed"));
     assert!(call.timeline.len() <= shared::store::MAX_TIMELINE_ENTRIES);
     assert!(call.timeline_overflow > 0, "{call:?}");
@@ -495,22 +480,12 @@ async fn a_thousand_distinct_signed_deliveries_cannot_outgrow_a_call_or_keep_out
         call.duplicates
     );
     // The item, as DynamoDB holds it, stays far below its 400 KB.
-    let item = aws_sdk_dynamodb::Client::new(&stack.sdk)
-        .get_item()
-        .table_name(&stack.resources.calls_table)
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("CALL#{sid}")),
-        )
-        .key(
-            "sk",
-            aws_sdk_dynamodb::types::AttributeValue::S("STATE".into()),
-        )
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let item = voicehooks_tests::stored_item(
+        &stack.sdk,
+        &stack.resources.calls_table,
+        (&format!("CALL#{sid}"), "STATE"),
+    )
+    .await;
     let size = voicehooks_tests::item_size(&item);
     assert!(size < 200 * 1024, "the call's item is {size} bytes");
     println!(
@@ -696,4 +671,15 @@ async fn a_message_failing_on_its_last_receive_is_dead_lettered_with_its_reason(
         reason,
         "gave up after 5 receives: the call store failed: throttled"
     );
+}
+
+/// `params` posted to the stack's status webhook, signed as Twilio signs.
+async fn post_status(stack: &LocalStack, params: Params) -> reqwest::Response {
+    post_form(
+        &stack.status_webhook_target(),
+        &stack.status_webhook_public(),
+        &params,
+        Some(local::AUTH_TOKEN),
+    )
+    .await
 }

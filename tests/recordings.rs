@@ -772,21 +772,7 @@ async fn a_recording_callback_goes_through_the_real_functions_to_s3_and_a_transc
     .expect("the local stack starts (run `make test`, which builds the functions first)");
     let sid = recording_sid(14);
     stack.media.add(&sid, Recording::new(5, 2));
-    let params = Params::new(
-        [
-            ("AccountSid", local::ACCOUNT_SID),
-            ("CallSid", CALL),
-            ("RecordingSid", sid.as_str()),
-            ("RecordingUrl", stack.media.recording_url(&sid).as_str()),
-            ("RecordingStatus", "completed"),
-            ("RecordingDuration", "5"),
-            ("RecordingChannels", "2"),
-            ("RecordingSource", "DialVerb"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect(),
-    );
+    let params = recording_params(&sid, &stack.media.recording_url(&sid), 5);
     let (public, target) = stack
         .routes()
         .into_iter()
@@ -812,14 +798,7 @@ async fn a_recording_callback_goes_through_the_real_functions_to_s3_and_a_transc
             .await
             .unwrap();
     }
-    let store = DynamoRecordingStore::new(
-        aws_sdk_dynamodb::Client::new(&stack.sdk),
-        &stack.resources.calls_table,
-    );
-    let stored = store.get(CALL, &sid).await.unwrap().unwrap();
-    let (bytes, sha256) = stack.media.expected(&sid).unwrap();
-    assert_eq!(stored.bytes, Some(bytes));
-    assert_eq!(stored.sha256.as_deref(), Some(sha256.as_str()));
+    let stored = archived_byte_exact(&stack, &sid).await;
     assert!(stored.deleted_from_twilio);
     assert_eq!(stored.transcription_status.as_deref(), Some("COMPLETED"));
     assert_eq!(stored.transcript_channels.len(), 2);
@@ -834,23 +813,46 @@ async fn a_recording_callback_goes_through_the_real_functions_to_s3_and_a_transc
     stack.stop().await;
 }
 
-/// A signed recording callback for `sid` at `url`, posted to the stack's recording webhook.
-async fn post_recording(stack: &LocalStack, sid: &str, url: &str, seconds: u32) {
-    let params = Params::new(
+/// The stack's item for `sid`, asserted archived with the stand-in's exact size and SHA-256.
+async fn archived_byte_exact(
+    stack: &LocalStack,
+    sid: &str,
+) -> shared::recording::store::RecordingRecord {
+    let store = DynamoRecordingStore::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk),
+        &stack.resources.calls_table,
+    );
+    let stored = store.get(CALL, sid).await.unwrap().unwrap();
+    let (bytes, sha256) = stack.media.expected(sid).unwrap();
+    assert!(stored.is_archived(), "{stored:?}");
+    assert_eq!(stored.bytes, Some(bytes));
+    assert_eq!(stored.sha256.as_deref(), Some(sha256.as_str()));
+    stored
+}
+
+/// A completed recording's callback params, as Twilio posts them.
+fn recording_params(sid: &str, url: &str, seconds: u32) -> Params {
+    let seconds = seconds.to_string();
+    Params::new(
         [
             ("AccountSid", local::ACCOUNT_SID),
             ("CallSid", CALL),
             ("RecordingSid", sid),
             ("RecordingUrl", url),
             ("RecordingStatus", "completed"),
-            ("RecordingDuration", seconds.to_string().as_str()),
+            ("RecordingDuration", seconds.as_str()),
             ("RecordingChannels", "2"),
             ("RecordingSource", "DialVerb"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect(),
-    );
+    )
+}
+
+/// A signed recording callback for `sid` at `url`, posted to the stack's recording webhook.
+async fn post_recording(stack: &LocalStack, sid: &str, url: &str, seconds: u32) {
+    let params = recording_params(sid, url, seconds);
     let (public, target) = stack
         .routes()
         .into_iter()
@@ -1032,15 +1034,7 @@ async fn a_recording_longer_than_one_invocation_resumes_its_upload_until_archive
         .await
         .unwrap();
 
-    let store = DynamoRecordingStore::new(
-        aws_sdk_dynamodb::Client::new(&stack.sdk),
-        &stack.resources.calls_table,
-    );
-    let stored = store.get(CALL, &sid).await.unwrap().unwrap();
-    let (bytes, sha256) = stack.media.expected(&sid).unwrap();
-    assert!(stored.is_archived(), "{stored:?}");
-    assert_eq!(stored.bytes, Some(bytes));
-    assert_eq!(stored.sha256.as_deref(), Some(sha256.as_str()));
+    let stored = archived_byte_exact(&stack, &sid).await;
     assert!(
         stored.upload.is_none(),
         "the progress is cleared once archived"
@@ -1100,27 +1094,17 @@ async fn a_recording_longer_than_one_invocation_resumes_its_upload_until_archive
         .unwrap()
         .into_bytes();
     assert!(document.len() > shared::recording::store::INLINE_TRANSCRIPT_BYTES);
-    let item = aws_sdk_dynamodb::Client::new(&stack.sdk)
-        .get_item()
-        .table_name(&stack.resources.calls_table)
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("CALL#{CALL}")),
-        )
-        .key(
-            "sk",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("RECORDING#{sid}")),
-        )
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let item = voicehooks_tests::stored_item(
+        &stack.sdk,
+        &stack.resources.calls_table,
+        (&format!("CALL#{CALL}"), &format!("RECORDING#{sid}")),
+    )
+    .await;
     let size = voicehooks_tests::item_size(&item);
     assert!(size < 16 * 1024, "the recording's item is {size} bytes");
     println!(
         "{} MB archived over {} invocations; transcript document {} KB, item {size} bytes",
-        bytes / 1_000_000,
+        stored.bytes.unwrap_or_default() / 1_000_000,
         continued + 1,
         document.len() / 1024
     );

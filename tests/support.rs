@@ -114,6 +114,26 @@ pub fn item_size(
     item.iter().map(|(k, v)| k.len() + value(v)).sum()
 }
 
+/// One item of `table`, as DynamoDB holds it.
+pub async fn stored_item(
+    sdk: &SdkConfig,
+    table: &str,
+    (pk, sk): (&str, &str),
+) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    aws_sdk_dynamodb::Client::new(sdk)
+        .get_item()
+        .table_name(table)
+        .key("pk", AttributeValue::S(pk.to_owned()))
+        .key("sk", AttributeValue::S(sk.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("get_item")
+        .item
+        .expect("the item exists")
+}
+
 pub async fn item_count(sdk: &SdkConfig, table: &str) -> usize {
     let output = aws_sdk_dynamodb::Client::new(sdk)
         .scan()

@@ -79,16 +79,16 @@ pub enum Fault {
 impl Fault {
     pub fn describe(self) -> &'static str {
         match self {
-            Self::EnqueueRefused => "callback enqueues refused (each SDK attempt), so spilled",
+            Self::EnqueueRefused => "callback enqueue refused on every attempt: spilled",
             Self::SqsResponseLost => "SQS send applied, answer lost",
             Self::DynamoDbRefused => "DynamoDB write refused",
             Self::DynamoDbResponseLost => "DynamoDB write applied, answer lost",
             Self::S3Refused => "S3 write refused",
             Self::TranscribeResponseLost => "Transcribe job started, answer lost",
             Self::Poisoned => "poisoned call's DynamoDB write refused",
-            Self::SpillRefused => "spills refused too (each SDK attempt), so 503",
-            Self::SqsOutage => "SQS requests refused during its outage",
-            Self::SecretsManagerOutage => "Secrets Manager requests refused during its outage",
+            Self::SpillRefused => "spill refused too on every attempt: 503",
+            Self::SqsOutage => "SQS requests refused in its outage",
+            Self::SecretsManagerOutage => "Secrets Manager requests refused in its outage",
         }
     }
 
@@ -154,21 +154,12 @@ impl FaultProxy {
 
     /// A new listener on a free loopback port for `label` (a function's name); its endpoint.
     pub async fn listen(&self, label: &str) -> anyhow::Result<String> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let endpoint = format!("http://{}", listener.local_addr()?);
         let app = Router::new()
             .fallback(forward)
             .with_state((self.state.clone(), Arc::<str>::from(label)));
-        let (stop, stopped) = oneshot::channel();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let (addr, stop) = crate::task::serve(app).await?;
         lock(&self.listeners).push(stop);
-        Ok(endpoint)
+        Ok(format!("http://{addr}"))
     }
 
     /// Starts the clock the plan's outages are timed from (the calls' start).

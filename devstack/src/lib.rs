@@ -28,6 +28,7 @@ pub mod runtime_deadline;
 pub mod sample_events;
 pub mod schedule;
 pub mod stack;
+pub mod task;
 pub mod transcribe_completer;
 pub mod workspace;
 

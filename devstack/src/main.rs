@@ -111,10 +111,20 @@ async fn main() -> anyhow::Result<ExitCode> {
     }
     tokio::select! {
         result = run(command) => result,
-        _ = tokio::signal::ctrl_c() => {
+        () = interrupted() => {
             eprintln!("interrupted; the local stack is stopped");
             Ok(ExitCode::from(130))
         }
+    }
+}
+
+/// Ctrl-C, or a `kill` (SIGTERM): either way the run is dropped and with it the stack.
+async fn interrupted() {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        Some(()) = async { terminate.as_mut()?.recv().await } => {}
     }
 }
 
@@ -209,7 +219,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("  calls table          {}", stack.resources.calls_table);
             println!("  logs                 {}", stack.log_dir.display());
             println!("  voicectl environment {}", env_file.display());
-            tokio::signal::ctrl_c().await?;
+            interrupted().await;
             let _ = std::fs::remove_file(&env_file);
             stack.stop().await;
             Ok(ExitCode::SUCCESS)

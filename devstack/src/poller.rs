@@ -12,10 +12,9 @@ use aws_config::SdkConfig;
 use aws_lambda_events::sqs::SqsBatchResponse;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use serde_json::{Value, json};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::emulator::REGION;
+use crate::task::Background;
 
 /// What the poller has done so far.
 #[derive(Debug, Default)]
@@ -49,8 +48,7 @@ pub struct PollerConfig {
 
 pub struct Poller {
     pub stats: Arc<PollerStats>,
-    stop: watch::Sender<bool>,
-    task: Option<JoinHandle<()>>,
+    task: Background,
 }
 
 impl Poller {
@@ -61,9 +59,8 @@ impl Poller {
             .build();
         let lambda = aws_sdk_lambda::Client::from_conf(lambda_config);
         let stats = Arc::new(PollerStats::default());
-        let (stop, mut stopped) = watch::channel(false);
         let task_stats = stats.clone();
-        let task = tokio::spawn(async move {
+        let task = Background::spawn(|mut stopped| async move {
             let pollers = (0..config.concurrency.max(1)).map(|_| async {
                 loop {
                     poll_once(&sqs, &lambda, &config, &task_stats).await;
@@ -74,11 +71,7 @@ impl Poller {
                 _ = futures::future::join_all(pollers) => {}
             }
         });
-        Self {
-            stats,
-            stop,
-            task: Some(task),
-        }
+        Self { stats, task }
     }
 
     pub fn is_idle(&self) -> bool {
@@ -86,19 +79,7 @@ impl Poller {
     }
 
     pub async fn stop(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for Poller {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+        self.task.stop().await;
     }
 }
 

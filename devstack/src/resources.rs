@@ -141,70 +141,10 @@ pub async fn bootstrap(sdk: &SdkConfig, names: StackNames) -> anyhow::Result<Res
         "arn:aws:kms:{REGION}:{ACCOUNT_ID}:alias/{}-recordings",
         names.stack
     );
-    s3.create_bucket().bucket(&bucket).send().await?;
-    s3.put_public_access_block()
-        .bucket(&bucket)
-        .public_access_block_configuration(
-            PublicAccessBlockConfiguration::builder()
-                .block_public_acls(true)
-                .block_public_policy(true)
-                .ignore_public_acls(true)
-                .restrict_public_buckets(true)
-                .build(),
-        )
-        .send()
-        .await?;
-    s3.put_bucket_encryption()
-        .bucket(&bucket)
-        .server_side_encryption_configuration(
-            ServerSideEncryptionConfiguration::builder()
-                .rules(
-                    ServerSideEncryptionRule::builder()
-                        .apply_server_side_encryption_by_default(
-                            ServerSideEncryptionByDefault::builder()
-                                .sse_algorithm(ServerSideEncryption::AwsKms)
-                                .kms_master_key_id(&kms_key)
-                                .build()?,
-                        )
-                        .bucket_key_enabled(true)
-                        .build(),
-                )
-                .build()?,
-        )
-        .send()
-        .await?;
-
+    private_bucket(&s3, &bucket, Some(&kms_key)).await?;
+    // The spill's own keys (SSE-S3), as the template: it must outlive a KMS outage.
     let spill = names.spill_bucket(ACCOUNT_ID);
-    s3.create_bucket().bucket(&spill).send().await?;
-    s3.put_public_access_block()
-        .bucket(&spill)
-        .public_access_block_configuration(
-            PublicAccessBlockConfiguration::builder()
-                .block_public_acls(true)
-                .block_public_policy(true)
-                .ignore_public_acls(true)
-                .restrict_public_buckets(true)
-                .build(),
-        )
-        .send()
-        .await?;
-    s3.put_bucket_encryption()
-        .bucket(&spill)
-        .server_side_encryption_configuration(
-            ServerSideEncryptionConfiguration::builder()
-                .rules(
-                    ServerSideEncryptionRule::builder()
-                        .apply_server_side_encryption_by_default(
-                            ServerSideEncryptionByDefault::builder()
-                                .sse_algorithm(ServerSideEncryption::Aes256)
-                                .build()?,
-                        )
-                        .build(),
-                )
-                .build()?,
-        )
-        .send()
-        .await?;
+    private_bucket(&s3, &spill, None).await?;
 
     create_calls_table(sdk, &names.calls_table()).await?;
 
@@ -230,6 +170,51 @@ pub async fn bootstrap(sdk: &SdkConfig, names: StackNames) -> anyhow::Result<Res
         twilio_secret_id: names.twilio_secret(),
         names,
     })
+}
+
+/// A bucket as the template's: public access blocked, encrypted by default with `kms_key`
+/// (SSE-KMS, bucket key on) or with S3's own keys (SSE-S3).
+async fn private_bucket(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    kms_key: Option<&str>,
+) -> anyhow::Result<()> {
+    s3.create_bucket().bucket(bucket).send().await?;
+    s3.put_public_access_block()
+        .bucket(bucket)
+        .public_access_block_configuration(
+            PublicAccessBlockConfiguration::builder()
+                .block_public_acls(true)
+                .block_public_policy(true)
+                .ignore_public_acls(true)
+                .restrict_public_buckets(true)
+                .build(),
+        )
+        .send()
+        .await?;
+    let default = match kms_key {
+        Some(key) => ServerSideEncryptionByDefault::builder()
+            .sse_algorithm(ServerSideEncryption::AwsKms)
+            .kms_master_key_id(key),
+        None => {
+            ServerSideEncryptionByDefault::builder().sse_algorithm(ServerSideEncryption::Aes256)
+        }
+    };
+    s3.put_bucket_encryption()
+        .bucket(bucket)
+        .server_side_encryption_configuration(
+            ServerSideEncryptionConfiguration::builder()
+                .rules(
+                    ServerSideEncryptionRule::builder()
+                        .apply_server_side_encryption_by_default(default.build()?)
+                        .bucket_key_enabled(kms_key.is_some())
+                        .build(),
+                )
+                .build()?,
+        )
+        .send()
+        .await?;
+    Ok(())
 }
 
 /// The calls table, keyed as the template declares.

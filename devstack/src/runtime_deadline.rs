@@ -39,8 +39,6 @@ impl RuntimeProxy {
         upstream: &str,
         timeouts: HashMap<String, Duration>,
     ) -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let port = listener.local_addr()?.port();
         let state = Arc::new(Upstream {
             base: upstream.trim_end_matches('/').to_owned(),
             timeouts,
@@ -48,16 +46,9 @@ impl RuntimeProxy {
             client: reqwest::Client::builder().no_proxy().build()?,
         });
         let app = Router::new().fallback(forward).with_state(state);
-        let (stop, stopped) = oneshot::channel();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let (addr, stop) = crate::task::serve(app).await?;
         Ok(Self {
-            port,
+            port: addr.port(),
             stop: Some(stop),
         })
     }

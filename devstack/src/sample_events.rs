@@ -19,6 +19,19 @@ pub struct SampleEvent {
 }
 
 const CALL_SID: &str = "CAe1a2b3c4d5e6f708192a3b4c5d6e7f80";
+/// The unanswered endings (busy, no-answer, failed, canceled) each belong to a call of their
+/// own: one call ends once, so the samples replayed together leave `CALL_SID` `completed`.
+const UNANSWERED_CALL_SID: &str = "CAe1a2b3c4d5e6f708192a3b4c5d6e7f8";
+
+fn call_sid(status: CallStatus) -> String {
+    match status {
+        CallStatus::Busy => format!("{UNANSWERED_CALL_SID}1"),
+        CallStatus::NoAnswer => format!("{UNANSWERED_CALL_SID}2"),
+        CallStatus::Failed => format!("{UNANSWERED_CALL_SID}3"),
+        CallStatus::Canceled => format!("{UNANSWERED_CALL_SID}4"),
+        _ => CALL_SID.into(),
+    }
+}
 const TIMESTAMP: &str = "Sun, 22 Nov 2026 10:00:00 +0000";
 
 fn status_params(status: CallStatus, seq: u32) -> Params {
@@ -30,7 +43,7 @@ fn status_params(status: CallStatus, seq: u32) -> Params {
         ("Timestamp", TIMESTAMP.into()),
         ("CallbackSource", "call-progress-events".into()),
         ("SequenceNumber", seq.to_string()),
-        ("CallSid", CALL_SID.into()),
+        ("CallSid", call_sid(status)),
         ("To", "+16285550123".into()),
         ("ToCountry", "US".into()),
         ("ApiVersion", "2010-04-01".into()),

@@ -8,10 +8,9 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use serde_json::{Value, json};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::emulator::{ACCOUNT_ID, REGION};
+use crate::task::Background;
 
 /// What the schedule's invocations did.
 #[derive(Debug, Default)]
@@ -26,8 +25,7 @@ pub struct ScheduleStats {
 
 pub struct Schedule {
     pub stats: Arc<ScheduleStats>,
-    stop: watch::Sender<bool>,
-    task: Option<JoinHandle<()>>,
+    task: Background,
 }
 
 /// The event EventBridge sends a scheduled target.
@@ -66,9 +64,8 @@ impl Schedule {
                 .build(),
         );
         let stats = Arc::new(ScheduleStats::default());
-        let (stop, mut stopped) = watch::channel(false);
         let (task_stats, function) = (stats.clone(), function.to_owned());
-        let task = tokio::spawn(async move {
+        let task = Background::spawn(|mut stopped| async move {
             let rule = format!("{function}-schedule");
             loop {
                 tokio::select! {
@@ -104,26 +101,10 @@ impl Schedule {
                 }
             }
         });
-        Self {
-            stats,
-            stop,
-            task: Some(task),
-        }
+        Self { stats, task }
     }
 
     pub async fn stop(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for Schedule {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+        self.task.stop().await;
     }
 }

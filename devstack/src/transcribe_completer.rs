@@ -20,10 +20,9 @@ use aws_sdk_transcribe::types::TranscriptionJobStatus;
 use serde_json::{Value, json};
 use shared::recording::keys::RecordingKey;
 use shared::transcribe::STATE_CHANGE_DETAIL_TYPE;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::emulator::{ACCOUNT_ID, REGION};
+use crate::task::Background;
 
 /// What the completer has done.
 #[derive(Debug, Default)]
@@ -34,8 +33,7 @@ pub struct CompleterStats {
 
 pub struct TranscribeCompleter {
     pub stats: Arc<CompleterStats>,
-    stop: watch::Sender<bool>,
-    task: Option<JoinHandle<()>>,
+    task: Background,
 }
 
 /// What Transcribe says of media it cannot read.
@@ -59,9 +57,8 @@ impl TranscribeCompleter {
             queue_url: transcript_queue_url.to_owned(),
         };
         let stats = Arc::new(CompleterStats::default());
-        let (stop, mut stopped) = watch::channel(false);
         let task_stats = stats.clone();
-        let task = tokio::spawn(async move {
+        let task = Background::spawn(|mut stopped| async move {
             let mut finished = HashSet::new();
             loop {
                 if let Err(e) = completer.sweep(&mut finished, &task_stats).await {
@@ -73,26 +70,11 @@ impl TranscribeCompleter {
                 }
             }
         });
-        Self {
-            stats,
-            stop,
-            task: Some(task),
-        }
+        Self { stats, task }
     }
 
     pub async fn stop(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for TranscribeCompleter {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+        self.task.stop().await;
     }
 }
 

@@ -72,10 +72,12 @@ pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     )
 }
 
-/// A client whose every operation ends within `within`: attempts of at most half a second
-/// (SQS, S3 and Secrets Manager answer in tens of ms), retried by the SDK's standard mode with
-/// jittered exponential backoff from 50 ms. What a webhook uses on its acknowledge path, where
-/// a slow store must give way to the next one before Twilio's read timeout.
+/// A client whose every operation ends within `within`: a failed attempt (a 5xx, a reset
+/// connection) is retried by the SDK's standard mode with jittered exponential backoff from
+/// 50 ms, and a slow one may take all of `within` rather than be cut short and started again
+/// (under load, and once the SDK's retry quota is spent, a short attempt timeout would turn a
+/// slow store into a failed one). What a webhook uses on its acknowledge path, where a store
+/// must give way to the next one before Twilio's read timeout.
 fn ack_path<B>(builder: B, within: Duration) -> B
 where
     B: AckPathConfig,
@@ -89,8 +91,8 @@ where
         )
         .timeouts(
             TimeoutConfig::builder()
-                .connect_timeout(Duration::from_millis(400))
-                .operation_attempt_timeout(Duration::from_millis(500).min(within))
+                .connect_timeout(Duration::from_millis(400).min(within))
+                .operation_attempt_timeout(within)
                 .operation_timeout(within)
                 .build(),
         )

@@ -13,6 +13,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_s3::primitives::ByteStream;
+use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
 use crate::events::{Envelope, EventKind};
@@ -22,6 +23,9 @@ use crate::stack::Pipeline;
 
 /// Where spilled events live in the spill bucket.
 pub const PREFIX: &str = "spill/";
+
+/// Spilled events the drainer re-enqueues at once.
+pub const DRAIN_CONCURRENCY: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 #[error("the event could not be spilled: {0}")]
@@ -239,14 +243,25 @@ impl<Q: EventQueue> SpillDrainer<Q> {
             }
         }
         drained.found = keys.len();
-        for key in &keys {
-            if Instant::now() >= deadline {
-                break;
-            }
-            match self.drain_one(key).await {
+        // Several at a time: after an outage the spill holds minutes of traffic, and each
+        // event is three requests (get, send, delete) that mostly wait.
+        let outcomes: Vec<Result<bool, String>> = futures::stream::iter(&keys)
+            .take_while(|_| std::future::ready(Instant::now() < deadline))
+            .map(|key| async move {
+                let outcome = self.drain_one(key).await;
+                if let Err(e) = &outcome {
+                    tracing::warn!(key, error = e, "spilled event not re-enqueued yet");
+                }
+                outcome
+            })
+            .buffer_unordered(DRAIN_CONCURRENCY)
+            .collect()
+            .await;
+        for outcome in outcomes {
+            match outcome {
                 Ok(true) => drained.drained += 1,
                 Ok(false) => drained.unreadable += 1,
-                Err(e) => tracing::warn!(key, error = e, "spilled event not re-enqueued yet"),
+                Err(_) => {}
             }
         }
         drained.left = drained.found - drained.drained;

@@ -389,3 +389,56 @@ fn decode(body: &str) -> Result<CallEvent, String> {
     let envelope = Envelope::from_json(body).map_err(|e| e.to_string())?;
     CallEvent::from_envelope(&envelope).map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(id: &'static str) -> QueuedMessage<'static> {
+        QueuedMessage {
+            message_id: id,
+            body: "{}",
+            receipt_handle: "r",
+            receive_count: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn what_the_deadline_finds_undecided_is_retried_soon_and_the_rest_kept() {
+        let messages = [message("quick"), message("stuck"), message("slow")];
+        let deadline = Instant::now() + Duration::from_millis(200);
+        let decisions = [
+            Duration::ZERO,
+            Duration::from_secs(3600),
+            Duration::from_secs(1),
+        ]
+        .into_iter()
+        .map(|wait| async move {
+            tokio::time::sleep(wait).await;
+            Disposition::Done
+        });
+        // Not a timing assertion: without the cutoff the hour-long decision would hang the test.
+        let decided = tokio::time::timeout(
+            Duration::from_secs(60),
+            decide_by(&messages, deadline, decisions),
+        )
+        .await
+        .expect("the deadline cut the batch off");
+        assert_eq!(decided[0].1, Disposition::Done);
+        for (message, disposition) in &decided[1..] {
+            assert!(
+                matches!(disposition, Disposition::Retry { reason, after: Some(_) } if reason.contains("deadline")),
+                "{}: {disposition:?}",
+                message.message_id
+            );
+        }
+    }
+
+    #[test]
+    fn a_retry_delay_never_overflows_and_stays_within_sqs_limits() {
+        for receives in [0, 1, 5, 40, u32::MAX] {
+            let delay = retry_delay(Duration::from_secs(15), receives);
+            assert!(delay >= Duration::from_secs(15) && delay <= Duration::from_secs(915));
+        }
+    }
+}

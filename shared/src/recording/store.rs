@@ -110,6 +110,24 @@ fn key(call_sid: &str, recording_sid: &str) -> HashMap<String, AttributeValue> {
     ])
 }
 
+/// A conditional update's answer: `Ok(false)` when its condition did not hold.
+fn held<T>(
+    result: Result<T, aws_sdk_dynamodb::error::SdkError<UpdateItemError>>,
+) -> Result<bool, StoreError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(e)
+            if matches!(
+                e.as_service_error(),
+                Some(UpdateItemError::ConditionalCheckFailedException(_))
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(store_error(e)),
+    }
+}
+
 /// Recording items on DynamoDB (the calls table).
 #[derive(Clone)]
 pub struct DynamoRecordingStore {
@@ -209,18 +227,7 @@ impl DynamoRecordingStore {
             .set_expression_attribute_values(Some(values))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(store_error(e)),
-        }
+        held(result)
     }
 
     /// An unconditional update of the recording's item.
@@ -288,18 +295,7 @@ impl DynamoRecordingStore {
             .expression_attribute_values(":call", s(recording.call_sid))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(store_error(e)),
-        }
+        held(result)
     }
 
     /// Keeps how far the archive got and releases the lease: the next invocation resumes.

@@ -69,6 +69,27 @@ enum Attempt {
     Failed(Option<Failure>, String),
 }
 
+/// A webhook request as Twilio sends it: the form, its signature, Twilio's user agent and
+/// (for callbacks) its idempotency token.
+pub fn twilio_request(
+    client: &reqwest::Client,
+    target: &str,
+    signature: &str,
+    params: &Params,
+    idempotency_token: Option<&str>,
+) -> reqwest::RequestBuilder {
+    let request = client
+        .post(target)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", signature)
+        .header("user-agent", "TwilioProxy/1.1")
+        .body(params.to_form());
+    match idempotency_token {
+        Some(token) => request.header("i-twilio-idempotency-token", token),
+        None => request,
+    }
+}
+
 /// The HTTP side of delivery: clients by connect and read timeout (reqwest sets them per
 /// client; its read timeout, like Twilio's `rt`, bounds the wait for each read, the first
 /// byte of the answer included).
@@ -222,15 +243,7 @@ impl Deliverer {
             Ok(client) => client,
             Err(e) => return Attempt::Failed(None, e),
         };
-        let mut request = client
-            .post(target)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("x-twilio-signature", signature)
-            .header("user-agent", "TwilioProxy/1.1")
-            .body(params.to_form());
-        if let Some(token) = idempotency_token {
-            request = request.header("i-twilio-idempotency-token", token);
-        }
+        let request = twilio_request(&client, target, signature, params, idempotency_token);
         let sent = Instant::now();
         // Whatever the per-read timeouts allow, the attempt ends with the total budget.
         let budget = left;

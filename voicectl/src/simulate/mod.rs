@@ -514,16 +514,8 @@ impl Twilio {
         idempotency_token: Option<&str>,
     ) -> (reqwest::Result<reqwest::Response>, u64) {
         let signature = compute_signature(&self.auth_token, public_url, params.iter());
-        let mut request = self
-            .client
-            .post(target)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("x-twilio-signature", signature)
-            .header("user-agent", "TwilioProxy/1.1")
-            .body(params.to_form());
-        if let Some(token) = idempotency_token {
-            request = request.header("i-twilio-idempotency-token", token);
-        }
+        let request =
+            delivery::twilio_request(&self.client, target, &signature, params, idempotency_token);
         let sent = Instant::now();
         let response = request.send().await;
         (response, sent.elapsed().as_micros() as u64)
