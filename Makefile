@@ -28,8 +28,12 @@ LAMBDA_PORT ?= 9000
 TO ?= +14155550100
 # voicectl works on `make up`'s stack when .local/stack.env exists (it says where the emulator
 # is); otherwise on the stack named by VOICEHOOKS_STACK with your AWS credentials.
+# STACK_ENV_FILE names another one (the README's test runs the incident on its own stack).
 VOICECTL := target/debug/voicectl
-STACK_ENV := if [ -f .local/stack.env ]; then set -a; . ./.local/stack.env; set +a; fi
+STACK_ENV_FILE ?= .local/stack.env
+STACK_ENV := if [ -f "$(STACK_ENV_FILE)" ]; then set -a; . "$(STACK_ENV_FILE)"; set +a; \
+	elif [ -z "$${VOICEHOOKS_STACK:-}" ]; then \
+	echo "no local stack running ($(STACK_ENV_FILE) is missing): start one with 'make up' in another terminal, or set VOICEHOOKS_STACK=<name> for a deployed stack" >&2; exit 1; fi
 
 .PHONY: help
 help: ## List the verbs
@@ -81,15 +85,29 @@ twiml: ## Print the TwiML a call to TO gets, e.g. make twiml TO=+14155550101 (mo
 
 .PHONY: voicectl
 voicectl:
-	cargo build --quiet -p voicectl
+	@cargo build --quiet -p voicectl
 
 .PHONY: dlq
-dlq: voicectl ## DLQ depth and age; ARGS="peek", ARGS="redrive --dry-run", ARGS="redrive --call CA…" (`voicectl dlq --help`)
+dlq: voicectl ## DLQ depth, and the spill; ARGS="peek", ARGS="redrive --dry-run", ARGS="redrive --call CA…" (`voicectl dlq --help`)
 	@$(STACK_ENV); $(VOICECTL) dlq $(or $(ARGS),stats)
 
 .PHONY: replay
 replay: voicectl ## Send events again: ARGS="files dlq-saved/ --queue", ARGS="calls CA…" (`voicectl replay --help`)
 	@$(STACK_ENV); $(VOICECTL) replay $(or $(ARGS),--help)
+
+.PHONY: call
+call: voicectl ## A call's timeline and recordings: make call CALL=CA…
+	@$(STACK_ENV); $(VOICECTL) call '$(CALL)'
+
+.PHONY: verify
+verify: voicectl ## Why a request got 403: make verify ARGS="--url … --signature … --form '…'" (`voicectl verify --help`)
+	@$(STACK_ENV); $(VOICECTL) verify $(ARGS)
+
+.PHONY: break-table restore-table
+break-table: ## Incident rehearsal on `make up`'s stack: delete the calls table (the README's incident)
+	@$(STACK_ENV); cargo run --quiet -p devstack -- break-table
+restore-table: ## The rehearsal's fix: the calls table back, empty
+	@$(STACK_ENV); cargo run --quiet -p devstack -- restore-table
 
 .PHONY: smoke
 smoke: voicectl ## One synthetic call through a stack, checked in its table: make smoke URL=<WebhookBaseUrl> (make up's stack: no URL)

@@ -758,6 +758,8 @@ fn operators_may_inspect_and_put_right_but_not_consume_the_work_queues() {
         allowed.push((action, "CallsTable"));
     }
     allowed.push(("secretsmanager:GetSecretValue", "TwilioSecret"));
+    // verify: the base URL the status webhook checks signatures against.
+    allowed.push(("lambda:GetFunctionConfiguration", "WebhookStatusFunction"));
     // `dlq stats` counts what waits in the spill.
     allowed.push(("s3:ListBucket", "SpillBucket"));
     assert_may_do_only(&t, "OperatorPolicy", &allowed);

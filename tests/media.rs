@@ -160,7 +160,10 @@ async fn a_failure_mid_upload_leaves_no_object_and_no_parts() {
     // 10 MiB arrive, then the connection to Twilio breaks.
     let chunks = (0..10)
         .map(|_| Ok(Bytes::from(vec![7u8; 1024 * 1024])))
-        .chain([Err("connection reset by peer")]);
+        .chain([Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection reset by peer",
+        ))]);
     let err = media::archive(
         &s3,
         &target("recordings/broken.wav"),
@@ -199,7 +202,7 @@ async fn a_failure_mid_upload_leaves_no_object_and_no_parts() {
             bucket: "no-such-bucket".into(),
             ..target("x.wav")
         },
-        futures::stream::iter([Ok::<_, &str>(Bytes::from_static(b"RIFF"))]),
+        futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"RIFF"))]),
     )
     .await
     .unwrap_err();

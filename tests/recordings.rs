@@ -392,11 +392,40 @@ async fn media_not_ready_is_retried_then_archived() {
     );
     assert!(!rig.stored(&later).await.is_archived());
     assert_eq!(rig.open_uploads().await, 0);
+    // Settled, the retry is noted on the recording for `voicectl call`; archived, it is gone.
+    let message = QueuedMessage {
+        message_id: "m-later",
+        body: &event,
+        receipt_handle: "not-a-real-handle",
+        receive_count: 2,
+    };
+    rig.settler()
+        .settle_all_noting(&[(&message, first.clone())], &rig.worker)
+        .await;
+    let trouble = rig
+        .stored(&later)
+        .await
+        .trouble
+        .expect("the retry is noted");
+    assert_eq!(
+        (
+            trouble.state.as_str(),
+            trouble.receive,
+            trouble.max_receives
+        ),
+        (
+            "retrying",
+            Some(2),
+            Some(devstack::resources::MAX_RECEIVE_COUNT)
+        )
+    );
+    assert!(trouble.reason.contains("not ready") && trouble.next_at.is_some());
     assert_eq!(
         rig.worker.handle(&event, with_time()).await,
         Disposition::Done
     );
-    assert!(rig.stored(&later).await.is_archived());
+    let archived = rig.stored(&later).await;
+    assert!(archived.is_archived() && archived.trouble.is_none());
     assert_eq!(
         rig.media.requests(&later),
         6 + 1 + 1,

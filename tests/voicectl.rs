@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -26,7 +27,7 @@ use shared::store::{CallStore, DynamoCallStore};
 use shared::twilio::signature::compute_signature;
 use shared::twilio::{CallStatus, Params, StatusCallback};
 use shared::worker::{QueuedMessage, decide_status_batch};
-use voicectl::dlq::{self, Filter, RedriveOptions};
+use voicectl::dlq::{self, RedriveOptions};
 use voicectl::stack::Stack;
 use voicehooks_tests::{FailOperation, aws, call_sid, status_event, status_params, template};
 
@@ -207,7 +208,7 @@ async fn dlq_stats_peek_and_selective_redrive() {
         .to_owned();
     put(&sqs, &r.transcript.dlq_url, &state_change, &[]).await;
 
-    // stats: depth and age of every DLQ.
+    // stats: the depth of every DLQ, receiving nothing.
     let backlog = json_of(&voicectl(&env, &["--json", "dlq", "stats"]).await);
     let stats = &backlog["dead_letter_queues"];
     let depth: BTreeMap<&str, u64> = stats
@@ -225,13 +226,7 @@ async fn dlq_stats_peek_and_selective_redrive() {
         depth,
         BTreeMap::from([("recording", 1), ("status", 5), ("transcript", 1)])
     );
-    assert!(
-        stats
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|s| s["oldest_age_secs"].is_u64())
-    );
+
     // The spill beside them: nothing spilled here.
     assert_eq!(backlog["spill"]["events"], 0, "{backlog}");
     assert_eq!(
@@ -241,8 +236,8 @@ async fn dlq_stats_peek_and_selective_redrive() {
     let human = text_of(&voicectl(&env, &["dlq", "stats"]).await);
     assert!(
         human.contains("voicehooks-local-status-dlq")
-            && human.contains("oldest")
-            && human.contains("spill (voicehooks-local-spill-"),
+            && human.contains("waiting")
+            && human.contains("spill: voicehooks-local-spill-"),
         "{human}"
     );
 
@@ -256,7 +251,10 @@ async fn dlq_stats_peek_and_selective_redrive() {
         recording.params.get("RecordingSid").unwrap()
     );
     assert!(letter["failure_reason"].as_str().unwrap().contains("401"));
-    assert!(letter["receive_count"].as_u64().unwrap() >= 1);
+    assert_eq!(
+        letter["receive_count"], 1,
+        "stats received nothing: {letter}"
+    );
     let saved = tempdir("voicectl-peek");
     let all = json_of(
         &voicectl(
@@ -358,6 +356,8 @@ async fn dlq_stats_peek_and_selective_redrive() {
     let attributes = back.messages()[0].message_attributes().unwrap();
     assert!(attributes.contains_key("kind") && attributes.contains_key("call_sid"));
     assert!(!attributes.contains_key("failure_reason"));
+    let empty = text_of(&voicectl(&env, &["dlq", "peek", "--queue", "status"]).await);
+    assert_eq!(empty.trim(), "voicehooks-local-status-dlq: empty");
 }
 
 /// What the status worker does with a batch of these bodies; none may fail.
@@ -392,6 +392,33 @@ async fn depth(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
         .unwrap()
         .parse()
         .unwrap()
+}
+
+/// The environment `.local/stack.env` gives voicectl for `stack`.
+fn stack_env(stack: &LocalStack) -> Vec<(String, String)> {
+    stack
+        .voicectl_env()
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
+        .collect()
+}
+
+/// One uninterrupted, unseen redrive of `queues`' DLQ.
+async fn redrive(
+    stack: &Stack,
+    queues: &voicectl::stack::Queues,
+    options: &RedriveOptions,
+) -> dlq::RedriveReport {
+    dlq::redrive(
+        stack,
+        queues,
+        options,
+        &ProgressBar::hidden(),
+        &AtomicBool::new(false),
+    )
+    .await
+    .unwrap()
 }
 
 /// A fresh folder (`log_dir` creates it).
@@ -493,6 +520,52 @@ async fn a_redrive_killed_midway_loses_nothing_and_the_workers_absorb_the_copies
     }
 }
 
+/// Ctrl-C finishes the batch in hand, then says what moved and what is left: nothing is in
+/// both queues, and the rest is still in the DLQ.
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_stops_a_redrive_cleanly_with_what_moved_and_what_is_left() {
+    let aws = aws("voicectl-ctrl-c").await;
+    let env = aws.emulator.env();
+    let sqs = aws_sdk_sqs::Client::new(&aws.sdk);
+    let r = &aws.resources;
+    for call in 0..30 {
+        let e = envelope(&call_sid(0x200 + call), CallStatus::Ringing, 1);
+        put(&sqs, &r.status_dlq_url, &e.to_json(), &[]).await;
+    }
+    let child = voicectl_command(
+        &env,
+        &["dlq", "redrive", "--queue", "status", "--rate", "5"],
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let started = Instant::now();
+    while depth(&sqs, &r.status_queue_url).await < 5 {
+        assert!(started.elapsed() < Duration::from_secs(20), "no progress");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let text = text_of(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    let on_queue = bodies(&sqs, &r.status_queue_url).await.len();
+    let in_dlq = bodies(&sqs, &r.status_dlq_url).await.len();
+    assert_eq!(on_queue + in_dlq, 30, "no copy in both: {text}");
+    assert!(in_dlq > 0, "stopped midway");
+    assert!(
+        text.contains(&format!("moved {on_queue};"))
+            && text.contains(&format!("{in_dlq} in the DLQ now"))
+            && text.contains("interrupted"),
+        "{text}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redrive_whose_deletes_fail_leaves_copies_that_the_worker_absorbs() {
     let aws = aws("voicectl-copies").await;
@@ -515,14 +588,10 @@ async fn a_redrive_whose_deletes_fail_leaves_copies_that_the_worker_absorbs() {
     ));
     let queues = failing.queues(Pipeline::Status).await.unwrap();
     let options = RedriveOptions {
-        filter: Filter::default(),
-        dry_run: false,
-        rate: None,
         hold: Duration::from_secs(30),
+        ..RedriveOptions::default()
     };
-    let report = dlq::redrive(&failing, &queues, &options, &ProgressBar::hidden())
-        .await
-        .unwrap();
+    let report = redrive(&failing, &queues, &options).await;
     assert_eq!((report.moved, report.copied, report.failed), (0, 12, 0));
     assert_eq!(bodies(&sqs, &r.status_queue_url).await.len(), 12, "sent");
     assert_eq!(
@@ -532,9 +601,7 @@ async fn a_redrive_whose_deletes_fail_leaves_copies_that_the_worker_absorbs() {
     );
 
     let healthy = stack(sqs.clone());
-    let report = dlq::redrive(&healthy, &queues, &options, &ProgressBar::hidden())
-        .await
-        .unwrap();
+    let report = redrive(&healthy, &queues, &options).await;
     assert_eq!((report.moved, report.copied), (12, 0));
     assert!(bodies(&sqs, &r.status_dlq_url).await.is_empty());
     let every = bodies(&sqs, &r.status_queue_url).await;
@@ -907,12 +974,7 @@ async fn incident_redrive_timeline_smoke_and_simulate_on_the_local_stack() {
     })
     .await
     .expect("the local stack starts (run `make test`, which builds the functions first)");
-    let env: Vec<(String, String)> = stack
-        .voicectl_env()
-        .lines()
-        .filter_map(|line| line.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
-        .collect();
+    let env = stack_env(&stack);
     let sdk = &stack.sdk;
     let table = &stack.resources.calls_table;
 
@@ -1100,6 +1162,188 @@ async fn incident_redrive_timeline_smoke_and_simulate_on_the_local_stack() {
     }
 }
 
+/// A poison message on the local stack: the recording worker dead-letters the sample's refused
+/// URL at once, every time. A redrive leaves it (the worker said no retry can help) unless
+/// forced, and forced moves it exactly once, then ends, though the worker puts it straight
+/// back into the DLQ while the redrive still runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poison_message_dead_lettered_again_at_once_moves_exactly_once() {
+    let stack = LocalStack::start(StackOptions {
+        label: "voicectl-poison".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("the local stack starts");
+    let env = stack_env(&stack);
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
+    let queues = &stack.resources.recording;
+    let batch: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Workspace::locate()
+                .events()
+                .join("recording-worker/sqs-batch.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let refused = batch["Records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["messageId"] == "rec-refused-url")
+        .unwrap()["body"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    put(&sqs, &queues.url, &refused, &[("kind", "recording.status")]).await;
+    let dead_lettered = || async {
+        let started = Instant::now();
+        while depth(&sqs, &queues.dlq_url).await == 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "never dead-lettered"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    dead_lettered().await;
+    let peeked = json_of(&voicectl(&env, &["--json", "dlq", "peek", "--queue", "recording"]).await);
+    assert_eq!(peeked[0]["failure_kind"], "permanent", "{peeked}");
+    // The call's view says so too, in 100 columns.
+    let call = peeked[0]["call_sid"].as_str().unwrap();
+    let view = json_of(&voicectl(&env, &["--json", "call", call]).await);
+    assert_eq!(view["recordings"][0]["condition"], "refused", "{view}");
+    let detail = view["recordings"][0]["detail"].as_str().unwrap();
+    assert!(detail.contains("No request was sent"), "{detail}");
+    let text = text_of(&voicectl(&env, &["call", call]).await);
+    assert!(
+        text.contains("refused to fetch http://169.254.169."),
+        "{text}"
+    );
+    assert!(text.lines().all(|l| l.chars().count() <= 100), "{text}");
+
+    // Without --force it stays, and the dry run says why.
+    let redrive = ["dlq", "redrive", "--queue", "recording"];
+    let dry = text_of(&voicectl(&env, &[&redrive[..], &["--dry-run"]].concat()).await);
+    assert!(
+        dry.contains("would move 0") && dry.contains("1 permanent: no retry can help; --force"),
+        "{dry}"
+    );
+    let kept = json_of(&voicectl(&env, &[&["--json"], &redrive[..]].concat()).await);
+    assert_eq!(
+        (&kept[0]["moved"], &kept[0]["permanent"]),
+        (&0.into(), &1.into())
+    );
+
+    // Forced: one move. The worker re-dead-letters it at once; the run ends all the same.
+    let forced = voicectl(&env, &[&["--json"], &redrive[..], &["--force"]].concat()).await;
+    let forced = json_of(&forced);
+    assert_eq!(forced[0]["moved"], 1, "{forced}");
+    dead_lettered().await;
+    assert_eq!(
+        depth(&sqs, &queues.dlq_url).await,
+        1,
+        "one copy, back in the DLQ"
+    );
+    assert_eq!(depth(&sqs, &queues.url).await, 0);
+    // Run again while the copy is there: it is a new message, and (being permanent) stays.
+    let again = json_of(&voicectl(&env, &[&["--json"], &redrive[..]].concat()).await);
+    assert_eq!(
+        (&again[0]["moved"], &again[0]["left"]),
+        (&0.into(), &1.into())
+    );
+    stack.stop().await;
+}
+
+/// A 403 for a stack behind a custom domain that was deployed without `PublicBaseUrl`: the
+/// webhook's log line names the URL it checked, the call and account, and the tokens tried
+/// (never the signature or a token); `verify`, given the URL from Twilio's debugger, says the
+/// signature is Twilio's and the stack checks another URL.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_custom_domain_403_is_diagnosed_from_the_log_and_verify() {
+    let stack = LocalStack::start(StackOptions {
+        label: "voicectl-403".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("the local stack starts");
+    let env = stack_env(&stack);
+    let custom = "https://voice.example.com/twilio/status";
+    let sid = call_sid(0x403);
+    let params = status_params(&sid, CallStatus::Ringing, Some(1));
+    let signature = compute_signature(local::AUTH_TOKEN, custom, params.iter());
+    let response = voicehooks_tests::post_form(
+        &stack.status_webhook_target(),
+        custom,
+        &params,
+        Some(local::AUTH_TOKEN),
+    )
+    .await;
+    assert_eq!(response.status(), 403);
+
+    let checked = stack.status_webhook_public();
+    let started = Instant::now();
+    let line = loop {
+        // Whichever instance took the request.
+        let log: String = std::fs::read_dir(&stack.log_dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("webhook-status-")
+            })
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .collect();
+        if let Some(line) = log.lines().find(|l| l.contains("webhook rejected")) {
+            break line.to_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no rejection logged"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let logged: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(logged["url"], checked.as_str(), "{line}");
+    assert_eq!(logged["call_sid"], sid.as_str());
+    assert_eq!(logged["account_sid"], local::ACCOUNT_SID);
+    assert_eq!(logged["tokens_tried"], "current", "{line}");
+    assert!(
+        !line.contains(&signature) && !line.contains(local::AUTH_TOKEN),
+        "never the signature or the token: {line}"
+    );
+
+    // verify with the URL Twilio's debugger shows: the mismatch, and the fix.
+    let form = params.to_form();
+    let verify = [
+        "verify",
+        "--signature",
+        &signature,
+        "--form",
+        &form,
+        "--url",
+    ];
+    let diagnosed = voicectl(&env, &[&verify[..], &[custom]].concat()).await;
+    let text = text_of(&diagnosed);
+    assert!(!diagnosed.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("URL MISMATCH: Twilio signed for {custom}"))
+            && text.contains(&format!("the stack checks {checked} (its base URL"))
+            && text.contains("the signature is valid for the URL Twilio called")
+            && text.contains("PublicBaseUrl=https://voice.example.com ")
+            && text.contains("VALID with token AWSCURRENT"),
+        "{text}"
+    );
+    // With the URL from our own log, it points at Twilio's debugger, not at the token.
+    let from_log = text_of(&voicectl(&env, &[&verify[..], &[checked.as_str()]].concat()).await);
+    assert!(
+        from_log.starts_with("INVALID") && from_log.contains("Twilio's debugger (error 11200"),
+        "{from_log}"
+    );
+    stack.stop().await;
+}
+
 /// The IAM action an SDK request (`Service.Operation`, as [`RequestCounter`] names it) needs:
 /// SQS's batch calls are authorised as their single forms.
 fn iam_action(operation: &str) -> String {
@@ -1160,6 +1404,11 @@ async fn every_request_voicectl_sends_is_granted_by_the_operator_policy() {
                 .interceptor(counter.clone())
                 .build(),
         ),
+        lambda: aws_sdk_lambda::Client::from_conf(
+            aws_sdk_lambda::config::Builder::from(&aws.sdk)
+                .interceptor(counter.clone())
+                .build(),
+        ),
     };
     // Something in every DLQ, and a call with stored events.
     let sqs = aws_sdk_sqs::Client::new(&aws.sdk);
@@ -1177,16 +1426,14 @@ async fn every_request_voicectl_sends_is_granted_by_the_operator_policy() {
 
     let hidden = ProgressBar::hidden();
     let all = RedriveOptions {
-        filter: Filter::default(),
-        dry_run: false,
-        rate: None,
         hold: Duration::from_secs(30),
+        ..RedriveOptions::default()
     };
     for pipeline in Pipeline::ALL {
         let queues = stack.queues(pipeline).await.unwrap();
-        dlq::stats(&stack, &queues, 10).await.unwrap();
+        dlq::stats(&stack, &queues).await.unwrap();
         dlq::peek(&stack, &queues, 10).await.unwrap();
-        let report = dlq::redrive(&stack, &queues, &all, &hidden).await.unwrap();
+        let report = redrive(&stack, &queues, &all).await;
         assert_eq!(report.moved, 1, "{pipeline}");
     }
     let files =
@@ -1206,6 +1453,7 @@ async fn every_request_voicectl_sends_is_granted_by_the_operator_policy() {
     assert!(view.call.is_some());
     dlq::spill_stats(&stack).await.unwrap(); // stats, beside the DLQs
     stack.credentials().await.unwrap(); // verify (current and previous)
+    stack.public_base_url().await; // verify: what the deployed webhook checks
     stack.signing_token(None).await.unwrap(); // sign, replay --url, smoke
 
     // Exactly: nothing voicectl sends is missing from the policy (AccessDenied at 3 a.m.),

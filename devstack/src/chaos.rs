@@ -217,15 +217,19 @@ pub async fn play(stack: &LocalStack, options: &ChaosOptions) -> anyhow::Result<
     proxy.fix();
     let mut redriven = 0;
     let redrive = RedriveOptions {
-        filter: dlq::Filter::default(),
-        dry_run: false,
-        rate: None,
         hold: Duration::from_secs(30),
+        ..RedriveOptions::default()
     };
     for queues in &all_queues {
-        redriven += dlq::redrive(&ops, queues, &redrive, &ProgressBar::hidden())
-            .await?
-            .moved;
+        redriven += dlq::redrive(
+            &ops,
+            queues,
+            &redrive,
+            &ProgressBar::hidden(),
+            &AtomicBool::new(false),
+        )
+        .await?
+        .moved;
     }
     stack.wait_until_drained(Duration::from_secs(900)).await?;
     let mut dlq_left = 0;

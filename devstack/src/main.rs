@@ -7,6 +7,7 @@ use devstack::bench::{self, BenchOptions};
 use devstack::chaos::{self, ChaosOptions};
 use devstack::demo::{self, DemoOptions};
 use devstack::{LocalStack, StackOptions, sample_events, workspace::Workspace};
+use shared::config::local;
 
 #[derive(Parser)]
 #[command(
@@ -98,6 +99,31 @@ enum Command {
     },
     /// Rewrite the sample events under events/ (signed for the local token and public URL).
     Events,
+    /// Incident rehearsal on `make up`'s stack (.local/stack.env loaded, as `make
+    /// break-table` does): delete the calls table, so the status worker fails the way it
+    /// would on AWS after a bad role or key-policy change, while the webhooks keep accepting.
+    ///
+    /// Example: make break-table
+    BreakTable,
+    /// The rehearsal's fix: the calls table back, empty, as the template declares it.
+    ///
+    /// Example: make restore-table
+    RestoreTable,
+}
+
+/// The local stack's calls table, refusing anything but the local emulator.
+async fn local_table() -> anyhow::Result<(aws_config::SdkConfig, String)> {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    if !endpoint.starts_with("http://127.0.0.1:") {
+        anyhow::bail!(
+            "no local stack: AWS_ENDPOINT_URL is {endpoint:?}. Start one with `make up` and use \
+             `make break-table` / `make restore-table` (they load .local/stack.env); these never \
+             touch a deployed stack"
+        );
+    }
+    let stack = std::env::var("VOICEHOOKS_STACK").unwrap_or_else(|_| local::STACK_NAME.into());
+    let table = shared::stack::StackNames::new(&stack).calls_table();
+    Ok((shared::aws::sdk_config().await, table))
 }
 
 #[tokio::main]
@@ -222,6 +248,23 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             interrupted().await;
             let _ = std::fs::remove_file(&env_file);
             stack.stop().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BreakTable => {
+            let (sdk, table) = local_table().await?;
+            aws_sdk_dynamodb::Client::new(&sdk)
+                .delete_table()
+                .table_name(&table)
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("{table}: {}", shared::aws::error_summary(&e)))?;
+            println!("{table} deleted: the status worker now fails and retries, then dead-letters");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::RestoreTable => {
+            let (sdk, table) = local_table().await?;
+            devstack::resources::create_calls_table(&sdk, &table).await?;
+            println!("{table} is back (empty, as the template declares it)");
             Ok(ExitCode::SUCCESS)
         }
         Command::Events => {

@@ -40,7 +40,7 @@ pub fn http_client() -> SharedHttpClient {
 pub fn error_summary<E, R>(e: &SdkError<E, R>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     if let Some(service) = e.as_service_error()
         && let Some(code) = service.code()
@@ -50,14 +50,7 @@ where
             None => code.to_owned(),
         };
     }
-    let mut text = e.to_string();
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
+    crate::error_chain(e)
 }
 
 /// The S3 client: path-style addressing when an endpoint is configured (the local emulator,

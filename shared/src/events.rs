@@ -257,7 +257,12 @@ impl Envelope {
 }
 
 pub fn now_rfc3339() -> String {
-    OffsetDateTime::now_utc()
+    rfc3339_in(std::time::Duration::ZERO)
+}
+
+/// `after` from now, RFC 3339 (UTC).
+pub fn rfc3339_in(after: std::time::Duration) -> String {
+    (OffsetDateTime::now_utc() + after)
         .format(&Rfc3339)
         .expect("UTC time always formats as RFC 3339")
 }

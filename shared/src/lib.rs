@@ -21,3 +21,21 @@ pub mod twilio;
 pub mod voice;
 pub mod webhook;
 pub mod worker;
+
+/// An error with every cause after it (`error sending request: client error (Connect): tcp
+/// connect error: Connection refused`), for logs and failure reasons: a top-level message
+/// alone often hides whether it was DNS, TLS, a refused connection or a timeout.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let next = c.to_string();
+        // Some errors repeat their source's text in their own: say each thing once.
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cause = c.source();
+    }
+    text
+}

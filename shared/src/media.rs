@@ -29,6 +29,10 @@ pub struct MediaHosts {
     local: Option<String>,
 }
 
+/// How every refusal of a URL (off the allow-list, or a redirect to one) begins: such a
+/// recording is "refused", not merely dead-lettered, in `voicectl call`.
+pub const REFUSED: &str = "refused to ";
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FetchError {
     /// Not a Twilio API URL: refused before any request is made.
@@ -164,17 +168,11 @@ pub async fn fetch(
     if offset > 0 {
         request = request.header("range", format!("bytes={offset}-"));
     }
-    let response = request.send().await.map_err(|e| {
-        // Say which: refused, DNS, TLS or a timeout need different fixes.
-        let mut reason = e.to_string();
-        let mut cause = std::error::Error::source(&e);
-        while let Some(c) = cause {
-            reason.push_str(": ");
-            reason.push_str(&c.to_string());
-            cause = c.source();
-        }
-        FetchError::Transient(reason)
-    })?;
+    // Say which: refused, DNS, TLS or a timeout need different fixes.
+    let response = request
+        .send()
+        .await
+        .map_err(|e| FetchError::Transient(crate::error_chain(&e)))?;
     let status = response.status().as_u16();
     match status {
         200 | 206 => Ok(response),
@@ -277,7 +275,7 @@ pub async fn archive<S, E>(
 ) -> Result<Archived, ArchiveError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: std::fmt::Display,
+    E: std::error::Error + 'static,
 {
     match archive_resumable(s3, target, body, None, None).await? {
         ArchiveOutcome::Done(archived) => Ok(archived),
@@ -365,7 +363,7 @@ pub async fn archive_resumable<S, E>(
 ) -> Result<ArchiveOutcome, ArchiveError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: std::fmt::Display,
+    E: std::error::Error + 'static,
 {
     let resumed = match resume {
         Some(progress) => {
@@ -440,7 +438,7 @@ async fn upload_parts<S, E>(
 ) -> Result<ArchiveOutcome, ArchiveError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: std::fmt::Display,
+    E: std::error::Error + 'static,
 {
     let mut buffer = BytesMut::with_capacity(PART_SIZE);
     loop {
@@ -450,7 +448,7 @@ where
             .transpose()
             .map_err(|e| ArchiveError::Source {
                 bytes: progress.bytes + buffer.len() as u64,
-                reason: e.to_string(),
+                reason: crate::error_chain(&e),
             })?;
         let done = chunk.is_none();
         if let Some(chunk) = chunk {

@@ -31,6 +31,24 @@ impl SqsQueue {
     }
 }
 
+/// What a worker adds to a message it dead-letters, for `voicectl dlq` (and anyone reading a
+/// DLQ): why, which worker, and whether a retry could ever help.
+pub mod dead_letter {
+    /// The worker's reason, root cause included (at most 1,000 characters).
+    pub const FAILURE_REASON: &str = "failure_reason";
+    /// The worker that gave up (`status-worker`, …).
+    pub const FAILED_BY: &str = "failed_by";
+    /// [`PERMANENT`] or [`EXHAUSTED`].
+    pub const FAILURE_KIND: &str = "failure_kind";
+    /// No retry can help (a refused URL, bad credentials, not an event): a redrive only
+    /// sends it back to fail again, so `voicectl dlq redrive` leaves it unless forced.
+    pub const PERMANENT: &str = "permanent";
+    /// Still failing on the queue's last receive: a redrive after a fix may succeed.
+    pub const EXHAUSTED: &str = "exhausted";
+    /// The attributes above: the DLQ's, not the event's (a redrive drops them).
+    pub const ALL: [&str; 3] = [FAILURE_REASON, FAILED_BY, FAILURE_KIND];
+}
+
 pub(crate) fn string_attribute(value: &str) -> MessageAttributeValue {
     MessageAttributeValue::builder()
         .data_type("String")

@@ -89,6 +89,10 @@ impl StackNames {
     pub fn recordings_bucket(&self, account_id: &str) -> String {
         format!("{}-recordings-{account_id}", self.stack)
     }
+    /// The status webhook's Lambda function (the template names every function so).
+    pub fn function(&self, function: &str) -> String {
+        format!("{}-{function}", self.stack)
+    }
     /// Where webhooks spill events SQS did not take (`crate::spill`).
     pub fn spill_bucket(&self, account_id: &str) -> String {
         format!("{}-spill-{account_id}", self.stack)

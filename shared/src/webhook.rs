@@ -71,7 +71,7 @@ pub enum Rejection {
     #[error("missing X-Twilio-Signature")]
     MissingSignature,
     #[error("invalid X-Twilio-Signature")]
-    BadSignature,
+    BadSignature(Box<SignatureMismatch>),
     #[error("{0}")]
     BadParams(#[from] ParamError),
     #[error("auth token unavailable, retry later")]
@@ -84,7 +84,7 @@ impl Rejection {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Self::MissingSignature | Self::BadSignature => StatusCode::FORBIDDEN,
+            Self::MissingSignature | Self::BadSignature(_) => StatusCode::FORBIDDEN,
             Self::TokensUnavailable(_) | Self::QueueUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -105,6 +105,22 @@ impl Rejection {
             _ => "bad_request",
         }
     }
+}
+
+/// What a 403 for a bad signature is logged with, so it can be diagnosed from the log alone
+/// (`voicectl verify` with the URL and the request from Twilio's debugger): never the
+/// signature or a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureMismatch {
+    /// The URL the signature was checked over (this stack's public base URL and the request's
+    /// path and query); the same with the route's connection overrides was tried too.
+    pub url: String,
+    /// As the (unverified) body claims them.
+    pub call_sid: Option<String>,
+    pub account_sid: Option<String>,
+    /// The token versions tried, in order: `current`, `previous`, `current re-read`, each
+    /// with `unavailable` when it could not be had.
+    pub tokens_tried: Vec<&'static str>,
 }
 
 /// The HTTP answer, independent of the Lambda response shape.
@@ -229,12 +245,18 @@ impl<T: AuthTokens> Verifier<T> {
                     &overrides::with_overrides(&url, overrides::for_path(req.raw_path)),
                 )
         };
+        let mut tokens_tried = Vec::new();
         if !self
-            .any_token_validates(valid_with)
+            .any_token_validates(valid_with, &mut tokens_tried)
             .await
             .map_err(Rejection::TokensUnavailable)?
         {
-            return Err(Rejection::BadSignature);
+            return Err(Rejection::BadSignature(Box::new(SignatureMismatch {
+                call_sid: params.get("CallSid").map(str::to_owned),
+                account_sid: params.get("AccountSid").map(str::to_owned),
+                url,
+                tokens_tried,
+            })));
         }
         let idempotency_token = req.header(IDEMPOTENCY_HEADER).map(str::to_owned);
         Ok(Verified {
@@ -249,18 +271,34 @@ impl<T: AuthTokens> Verifier<T> {
     async fn any_token_validates(
         &self,
         valid_with: impl Fn(&str) -> bool,
+        tried: &mut Vec<&'static str>,
     ) -> Result<bool, SecretsError> {
-        if valid_with(&self.tokens.current().await?.auth_token) {
+        let current = self.tokens.current().await?;
+        tried.push("current");
+        if valid_with(&current.auth_token) {
             return Ok(true);
         }
         match self.tokens.previous().await {
-            Ok(Some(previous)) if valid_with(&previous.auth_token) => return Ok(true),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "previous token unavailable; not tried"),
+            Ok(Some(previous)) => {
+                tried.push("previous");
+                if valid_with(&previous.auth_token) {
+                    return Ok(true);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tried.push("previous unavailable");
+                tracing::warn!(error = %e, "previous token unavailable; not tried");
+            }
         }
         match self.tokens.refresh_current().await {
-            Ok(fresh) => Ok(fresh.is_some_and(|fresh| valid_with(&fresh.auth_token))),
+            Ok(Some(fresh)) => {
+                tried.push("current re-read");
+                Ok(valid_with(&fresh.auth_token))
+            }
+            Ok(None) => Ok(false),
             Err(e) => {
+                tried.push("current re-read unavailable");
                 tracing::warn!(error = %e, "current token not re-read; the cached one refused");
                 Ok(false)
             }
@@ -415,7 +453,7 @@ pub(crate) fn log_rejection(rejection: &Rejection, kind: &str, latency_us: u64) 
     let outcome = rejection.outcome();
     metrics::count(
         match rejection {
-            Rejection::MissingSignature | Rejection::BadSignature => name::SIGNATURE_FAILURES,
+            Rejection::MissingSignature | Rejection::BadSignature(_) => name::SIGNATURE_FAILURES,
             Rejection::QueueUnavailable(_) | Rejection::TokensUnavailable(_) => {
                 name::ENQUEUE_FAILURES
             }
@@ -431,6 +469,13 @@ pub(crate) fn log_rejection(rejection: &Rejection, kind: &str, latency_us: u64) 
         Rejection::TokensUnavailable(e) => {
             tracing::error!(kind, outcome, latency_us, error = %e, "auth token unavailable; answered 503")
         }
+        // Everything `voicectl verify` needs besides the params (Twilio's debugger, error
+        // 11200, shows them), none of what a forger would want.
+        Rejection::BadSignature(m) => tracing::warn!(
+            kind, outcome, latency_us, reason = %rejection, url = %m.url,
+            call_sid = m.call_sid.as_deref(), account_sid = m.account_sid.as_deref(),
+            tokens_tried = %m.tokens_tried.join(", "), "webhook rejected"
+        ),
         other => tracing::warn!(kind, outcome, latency_us, reason = %other, "webhook rejected"),
     }
 }

@@ -10,6 +10,7 @@ use futures::stream::FuturesUnordered;
 use crate::config::WorkerQueue;
 use crate::events::Envelope;
 use crate::metrics::{self, name};
+use crate::queue::dead_letter;
 use crate::store::{CallEvent, CallStore, Outcome};
 
 /// One queue message: its id (the batch item identifier) and body.
@@ -95,6 +96,21 @@ where
     F: Fn(&'a str) -> Fut,
     Fut: Future<Output = Disposition>,
 {
+    settle_batch_noting(settler, messages, deadline, decide, &()).await
+}
+
+/// [`settle_batch`], telling `notes` each message's fate before it is carried out.
+pub async fn settle_batch_noting<'a, F, Fut>(
+    settler: &Settler,
+    messages: &'a [QueuedMessage<'a>],
+    deadline: Instant,
+    decide: F,
+    notes: &impl FateNotes,
+) -> Vec<String>
+where
+    F: Fn(&'a str) -> Fut,
+    Fut: Future<Output = Disposition>,
+{
     let decide = &decide;
     let decided = decide_by(
         messages,
@@ -104,7 +120,7 @@ where
             .map(|message| async move { decide(message.body).await }),
     )
     .await;
-    settler.settle_all(&decided).await
+    settler.settle_all_noting(&decided, notes).await
 }
 
 /// Runs each message's decision until `deadline`; one still running then is [`cut_off`].
@@ -149,6 +165,36 @@ pub fn retry_delay(base: Duration, receive_count: u32) -> Duration {
     base + capped.saturating_sub(base).mul_f64(fastrand::f64())
 }
 
+/// What settling a message does, decided from its [`Disposition`] and its receive count.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fate {
+    /// Deleted.
+    Done,
+    /// Sent again as a fresh message after `after`, and deleted.
+    SentOn { after: Duration },
+    /// Back on the queue after `after`; this was receive `receive` of `max_receives`.
+    Retry {
+        reason: String,
+        receive: u32,
+        max_receives: u32,
+        after: Duration,
+    },
+    /// To the DLQ with the reason; `kind` is [`dead_letter::PERMANENT`] or
+    /// [`dead_letter::EXHAUSTED`].
+    DeadLetter { kind: &'static str, reason: String },
+}
+
+/// Told each message's fate before the settler carries it out: the recording worker notes a
+/// recording's trouble on its item, so `voicectl call` can say what is happening to it.
+pub trait FateNotes: Sync {
+    fn note(&self, message: &QueuedMessage<'_>, fate: &Fate) -> impl Future<Output = ()> + Send;
+}
+
+/// No notes.
+impl FateNotes for () {
+    async fn note(&self, _: &QueuedMessage<'_>, _: &Fate) {}
+}
+
 /// Carries out dispositions on SQS: a retry sets the message's visibility timeout (Lambda
 /// returns it to the queue when the batch response lists it), a dead letter is sent to the
 /// DLQ with its reason before the original is deleted (a crash between the two leaves a
@@ -172,8 +218,19 @@ impl Settler {
 
     /// Settles every decided message, all at once; returns the ids to report failed.
     pub async fn settle_all(&self, decided: &[(&QueuedMessage<'_>, Disposition)]) -> Vec<String> {
+        self.settle_all_noting(decided, &()).await
+    }
+
+    /// [`Self::settle_all`], telling `notes` each message's fate first.
+    pub async fn settle_all_noting(
+        &self,
+        decided: &[(&QueuedMessage<'_>, Disposition)],
+        notes: &impl FateNotes,
+    ) -> Vec<String> {
         let settled = join_all(decided.iter().map(|(message, disposition)| async move {
-            (message.message_id, self.settle(message, disposition).await)
+            let fate = self.fate(message, disposition);
+            notes.note(message, &fate).await;
+            (message.message_id, self.carry_out(message, &fate).await)
         }))
         .await;
         metrics::flush();
@@ -184,32 +241,62 @@ impl Settler {
             .collect()
     }
 
-    /// Returns whether the message must be reported failed (left on the queue).
-    pub async fn settle(&self, message: &QueuedMessage<'_>, disposition: &Disposition) -> bool {
+    /// What settling `disposition` does to `message`; the retry's jittered delay is drawn
+    /// here, once, so what a worker notes is what happens.
+    pub fn fate(&self, message: &QueuedMessage<'_>, disposition: &Disposition) -> Fate {
         match disposition {
-            Disposition::Done => false,
+            Disposition::Done => Fate::Done,
             Disposition::Retry { reason, .. }
                 if message.receive_count >= self.queue.max_receives =>
             {
-                let reason = format!("gave up after {} receives: {reason}", message.receive_count);
-                tracing::warn!(
-                    message_id = message.message_id,
-                    outcome = "dead-letter",
-                    reason,
-                    "the queue's last receive failed too"
-                );
-                self.dead_letter(message, &reason).await
+                Fate::DeadLetter {
+                    kind: dead_letter::EXHAUSTED,
+                    reason: format!("gave up after {} receives: {reason}", message.receive_count),
+                }
             }
-            Disposition::Retry { after, .. } => {
+            Disposition::Retry { reason, after } => Fate::Retry {
+                reason: reason.clone(),
+                receive: message.receive_count,
+                max_receives: self.queue.max_receives,
+                after: after
+                    .unwrap_or_else(|| retry_delay(self.queue.retry_base, message.receive_count)),
+            },
+            Disposition::DeadLetter { reason } => Fate::DeadLetter {
+                kind: dead_letter::PERMANENT,
+                reason: reason.clone(),
+            },
+            Disposition::Continue { after, .. } => Fate::SentOn { after: *after },
+        }
+    }
+
+    /// Returns whether the message must be reported failed (left on the queue).
+    pub async fn settle(&self, message: &QueuedMessage<'_>, disposition: &Disposition) -> bool {
+        self.carry_out(message, &self.fate(message, disposition))
+            .await
+    }
+
+    async fn carry_out(&self, message: &QueuedMessage<'_>, fate: &Fate) -> bool {
+        match fate {
+            Fate::Done => false,
+            Fate::DeadLetter { kind, reason } => {
+                if *kind == dead_letter::EXHAUSTED {
+                    tracing::warn!(
+                        message_id = message.message_id,
+                        outcome = "dead-letter",
+                        reason,
+                        "the queue's last receive failed too"
+                    );
+                }
+                self.dead_letter(message, reason, kind).await
+            }
+            Fate::Retry { after, .. } => {
                 metrics::count(name::EVENTS_RETRIED, 1);
-                let delay = after
-                    .unwrap_or_else(|| retry_delay(self.queue.retry_base, message.receive_count));
                 let changed = self
                     .sqs
                     .change_message_visibility()
                     .queue_url(&self.queue.queue_url)
                     .receipt_handle(message.receipt_handle)
-                    .visibility_timeout(delay.as_secs().clamp(1, 43_200) as i32)
+                    .visibility_timeout(after.as_secs().clamp(1, 43_200) as i32)
                     .send()
                     .await;
                 if let Err(e) = changed {
@@ -221,8 +308,7 @@ impl Settler {
                 }
                 true
             }
-            Disposition::DeadLetter { reason } => self.dead_letter(message, reason).await,
-            Disposition::Continue { after, .. } => self.send_again(message, *after).await,
+            Fate::SentOn { after } => self.send_again(message, *after).await,
         }
     }
 
@@ -252,7 +338,7 @@ impl Settler {
 
     /// Sends the message to the DLQ with why; returns whether it must stay on the queue
     /// (the send failed: SQS's own move then takes it after maxReceiveCount).
-    async fn dead_letter(&self, message: &QueuedMessage<'_>, reason: &str) -> bool {
+    async fn dead_letter(&self, message: &QueuedMessage<'_>, reason: &str, kind: &str) -> bool {
         metrics::count(name::DEAD_LETTERED, 1);
         let attribute = crate::queue::string_attribute;
         let mut send = self
@@ -261,10 +347,11 @@ impl Settler {
             .queue_url(&self.queue.dead_letter_queue_url)
             .message_body(message.body)
             .message_attributes(
-                "failure_reason",
+                dead_letter::FAILURE_REASON,
                 attribute(&reason.chars().take(1000).collect::<String>()),
             )
-            .message_attributes("failed_by", attribute(self.worker));
+            .message_attributes(dead_letter::FAILED_BY, attribute(self.worker))
+            .message_attributes(dead_letter::FAILURE_KIND, attribute(kind));
         if let Ok(envelope) = Envelope::from_json(message.body) {
             send = send
                 .message_attributes("kind", attribute(envelope.kind.as_str()))

@@ -10,6 +10,7 @@
 //! does the same without filters; moto lacks it, and the filters are the point here.)
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_sqs::types::{
@@ -19,7 +20,9 @@ use aws_sdk_sqs::types::{
 };
 use indicatif::ProgressBar;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use shared::events::Envelope;
+use shared::queue::dead_letter;
 use shared::stack::Pipeline;
 use shared::transcribe::JobStateChange;
 
@@ -38,7 +41,10 @@ where
     anyhow::anyhow!("SQS: {}", shared::aws::error_summary(&e))
 }
 
-/// One DLQ's depth and age.
+/// One DLQ's depth, read without receiving a message (a receive would add to each message's
+/// receive count and hide it from a redrive for a while). SQS has no age attribute: the age is
+/// CloudWatch's `ApproximateAgeOfOldestMessage` (the stack's dashboard and alarm), or each
+/// message's in `dlq peek`, which receives.
 #[derive(Debug, Clone, Serialize)]
 pub struct DlqStats {
     pub pipeline: Pipeline,
@@ -47,10 +53,6 @@ pub struct DlqStats {
     pub messages: u64,
     /// Messages someone is looking at right now (hidden for a while).
     pub in_flight: u64,
-    /// Seconds since the oldest message seen was first sent; `None` when empty.
-    pub oldest_age_secs: Option<u64>,
-    /// How many messages the age was taken from.
-    pub examined: usize,
 }
 
 /// A dead-lettered message, decoded.
@@ -73,7 +75,12 @@ pub struct DeadLetter {
     /// it crashed on the last receive) carries none.
     pub failure_reason: Option<String>,
     pub failed_by: Option<String>,
+    /// `permanent` (no retry can help: a redrive leaves it unless forced) or `exhausted`.
+    pub failure_kind: Option<String>,
     pub body: String,
+    /// When it was sent to this DLQ (SQS's `SentTimestamp`, ms since the epoch).
+    #[serde(skip)]
+    sent_ms: u64,
     #[serde(skip)]
     attributes: Vec<(String, MessageAttributeValue)>,
     #[serde(skip)]
@@ -105,10 +112,12 @@ impl DeadLetter {
             subject,
             receive_count: system(MessageSystemAttributeName::ApproximateReceiveCount)
                 .map_or(0, |n| n as u32),
+            sent_ms: system(MessageSystemAttributeName::SentTimestamp).unwrap_or(0),
             age_secs: system(MessageSystemAttributeName::SentTimestamp)
                 .map_or(0, |sent| now_ms.saturating_sub(sent) / 1000),
-            failure_reason: user("failure_reason"),
-            failed_by: user("failed_by"),
+            failure_reason: user(dead_letter::FAILURE_REASON),
+            failed_by: user(dead_letter::FAILED_BY),
+            failure_kind: user(dead_letter::FAILURE_KIND),
             attributes: message
                 .message_attributes()
                 .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
@@ -122,7 +131,12 @@ impl DeadLetter {
     fn source_attributes(&self) -> impl Iterator<Item = &(String, MessageAttributeValue)> {
         self.attributes
             .iter()
-            .filter(|(name, _)| name != "failure_reason" && name != "failed_by")
+            .filter(|(name, _)| !dead_letter::ALL.contains(&name.as_str()))
+    }
+
+    /// Whether the worker said no retry can help.
+    pub fn is_permanent(&self) -> bool {
+        self.failure_kind.as_deref() == Some(dead_letter::PERMANENT)
     }
 }
 
@@ -300,21 +314,14 @@ pub async fn peek(stack: &Stack, queues: &Queues, limit: usize) -> anyhow::Resul
     Ok(letters)
 }
 
-/// Depth and age of one DLQ; the age is read from up to `examine` messages.
-pub async fn stats(stack: &Stack, queues: &Queues, examine: usize) -> anyhow::Result<DlqStats> {
+/// Depth of one DLQ, receiving nothing.
+pub async fn stats(stack: &Stack, queues: &Queues) -> anyhow::Result<DlqStats> {
     let (messages, in_flight) = depth(stack, &queues.dlq_url).await?;
-    let letters = if messages > 0 {
-        peek(stack, queues, examine).await?
-    } else {
-        Vec::new()
-    };
     Ok(DlqStats {
         pipeline: queues.pipeline,
         dlq: queues.dlq_name.clone(),
         messages,
         in_flight,
-        oldest_age_secs: letters.iter().map(|l| l.age_secs).max(),
-        examined: letters.len(),
     })
 }
 
@@ -353,11 +360,26 @@ pub struct RedriveOptions {
     pub filter: Filter,
     /// Count what would move; move nothing.
     pub dry_run: bool,
+    /// Move the messages whose worker said no retry can help, too.
+    pub force: bool,
     /// Messages moved per second at most (spare the workers a flood); `None`: as fast as
     /// SQS takes them.
     pub rate: Option<f64>,
     /// How long a message being looked at stays hidden (a crash releases it after this).
     pub hold: Duration,
+}
+
+/// Everything, unfiltered, nothing forced: what `voicectl dlq redrive` does without flags.
+impl Default for RedriveOptions {
+    fn default() -> Self {
+        Self {
+            filter: Filter::default(),
+            dry_run: false,
+            force: false,
+            rate: None,
+            hold: Duration::from_secs(60),
+        }
+    }
 }
 
 /// What a redrive of one DLQ did.
@@ -368,25 +390,82 @@ pub struct RedriveReport {
     pub moved: u64,
     /// Left in the DLQ: not matching the filter.
     pub skipped: u64,
+    /// Left in the DLQ: the worker said no retry can help (`--force` moves them).
+    pub permanent: u64,
+    /// Left in the DLQ: dead-lettered after the redrive began (a moved message failing
+    /// again, most often), or the same event as one already moved in this run.
+    pub arrived_since_start: u64,
     /// Left in the DLQ: SQS refused the send.
     pub failed: u64,
     /// Sent but not deleted (the DLQ refused the delete): a copy is in both queues, which
     /// the workers absorb.
     pub copied: u64,
+    /// Stopped early (Ctrl-C): what is not counted above is still in the DLQ, untouched.
+    pub interrupted: bool,
+    /// The DLQ's depth when the redrive ended (SQS's approximate count).
+    pub left: u64,
     pub dry_run: bool,
 }
 
-/// Moves the dead letters of one DLQ that match back to their queue.
+/// Why a dead letter stays where it is, if it does.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Move,
+    NotMatching,
+    Permanent,
+    ArrivedSinceStart,
+}
+
+/// One run's memory: it moves only what was in the DLQ when it began (by SQS's sent time)
+/// and never the same event twice (by body), so a message that fails again at once is moved
+/// exactly once and the run always ends. The body check holds whatever the skew between this
+/// machine's clock and SQS's; the sent time keeps other events dead-lettered meanwhile for
+/// the next run.
+struct RedriveRun<'a> {
+    options: &'a RedriveOptions,
+    started_ms: u64,
+    moved_bodies: HashSet<[u8; 32]>,
+}
+
+impl RedriveRun<'_> {
+    fn verdict(&self, letter: &DeadLetter) -> Verdict {
+        if letter.sent_ms > self.started_ms
+            || self.moved_bodies.contains(&body_digest(&letter.body))
+        {
+            Verdict::ArrivedSinceStart
+        } else if !self.options.filter.matches(letter) {
+            Verdict::NotMatching
+        } else if letter.is_permanent() && !self.options.force {
+            Verdict::Permanent
+        } else {
+            Verdict::Move
+        }
+    }
+}
+
+fn body_digest(body: &str) -> [u8; 32] {
+    Sha256::digest(body.as_bytes()).into()
+}
+
+/// Moves the dead letters of one DLQ that match back to their queue, until the DLQ has no
+/// more to give or `interrupt` is set (checked between batches: a batch being moved is
+/// finished, so nothing is left half-moved).
 pub async fn redrive(
     stack: &Stack,
     queues: &Queues,
     options: &RedriveOptions,
     progress: &ProgressBar,
+    interrupt: &AtomicBool,
 ) -> anyhow::Result<RedriveReport> {
     let mut report = RedriveReport {
         pipeline: Some(queues.pipeline),
         dry_run: options.dry_run,
         ..RedriveReport::default()
+    };
+    let mut run = RedriveRun {
+        options,
+        started_ms: now_ms(),
+        moved_bodies: HashSet::new(),
     };
     let (waiting, _) = depth(stack, &queues.dlq_url).await?;
     progress.inc_length(waiting);
@@ -395,35 +474,46 @@ pub async fn redrive(
     let batch_size = options
         .rate
         .map_or(BATCH, |rate| (rate.ceil() as usize).clamp(1, BATCH));
-    loop {
+    while !interrupt.load(Ordering::SeqCst) {
         let batch = sweep.next(batch_size).await?;
         if batch.is_empty() {
             break;
         }
         let now = now_ms();
-        let (matching, other): (Vec<_>, Vec<_>) = batch
+        let received = batch.len() as u64;
+        let mut moving = Vec::new();
+        for letter in batch
             .into_iter()
             .map(|m| DeadLetter::decode(queues.pipeline, m, now))
-            .partition(|letter| options.filter.matches(letter));
-        report.skipped += other.len() as u64;
-        progress.inc(other.len() as u64);
-        if options.dry_run {
-            report.moved += matching.len() as u64;
-            progress.inc(matching.len() as u64);
-        } else if !matching.is_empty() {
-            move_batch(stack, queues, &matching, &mut sweep, &mut report).await?;
-            progress.inc(matching.len() as u64);
+        {
+            match run.verdict(&letter) {
+                Verdict::Move => moving.push(letter),
+                Verdict::NotMatching => report.skipped += 1,
+                Verdict::Permanent => report.permanent += 1,
+                Verdict::ArrivedSinceStart => report.arrived_since_start += 1,
+            }
         }
+        for letter in &moving {
+            run.moved_bodies.insert(body_digest(&letter.body));
+        }
+        if options.dry_run {
+            report.moved += moving.len() as u64;
+        } else if !moving.is_empty() {
+            move_batch(stack, queues, &moving, &mut sweep, &mut report).await?;
+        }
+        progress.inc(received);
         progress.set_message(format!(
-            "{}: {} moved, {} skipped, {} failed",
-            queues.pipeline, report.moved, report.skipped, report.failed
+            "{}: {} moved, {} left (not matching), {} left (permanent)",
+            queues.pipeline, report.moved, report.skipped, report.permanent
         ));
         if let Some(rate) = options.rate {
             let due = Duration::from_secs_f64(report.moved as f64 / rate.max(0.001));
             tokio::time::sleep(due.saturating_sub(started.elapsed())).await;
         }
     }
+    report.interrupted = interrupt.load(Ordering::SeqCst);
     sweep.release().await?;
+    report.left = depth(stack, &queues.dlq_url).await?.0;
     Ok(report)
 }
 
@@ -497,4 +587,68 @@ async fn move_batch(
         Err(_) => report.copied += accepted.len() as u64,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn letter(body: &str, sent_ms: u64, kind: Option<&str>) -> DeadLetter {
+        DeadLetter {
+            pipeline: Pipeline::Recording,
+            message_id: "m".into(),
+            kind: "recording.status".into(),
+            call_sid: Some("CA1".into()),
+            subject: None,
+            receive_count: 1,
+            age_secs: 0,
+            failure_reason: None,
+            failed_by: None,
+            failure_kind: kind.map(str::to_owned),
+            body: body.into(),
+            sent_ms,
+            attributes: Vec::new(),
+            receipt_handle: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_run_moves_what_was_there_once_and_leaves_the_permanent_unless_forced() {
+        let options = RedriveOptions {
+            filter: Filter {
+                calls: vec!["CA1".into()],
+                ..Filter::default()
+            },
+            dry_run: false,
+            force: false,
+            rate: None,
+            hold: Duration::from_secs(30),
+        };
+        let mut run = RedriveRun {
+            options: &options,
+            started_ms: 1_000,
+            moved_bodies: HashSet::new(),
+        };
+        let exhausted = letter("a", 900, Some(dead_letter::EXHAUSTED));
+        assert_eq!(run.verdict(&exhausted), Verdict::Move);
+        run.moved_bodies.insert(body_digest("a"));
+        // The same event back in the DLQ, even stamped before the start (a skewed clock).
+        assert_eq!(run.verdict(&exhausted), Verdict::ArrivedSinceStart);
+        assert_eq!(
+            run.verdict(&letter("b", 1_001, None)),
+            Verdict::ArrivedSinceStart
+        );
+        let permanent = letter("c", 900, Some(dead_letter::PERMANENT));
+        assert_eq!(run.verdict(&permanent), Verdict::Permanent);
+        let mut other_call = letter("d", 900, None);
+        other_call.call_sid = Some("CA2".into());
+        assert_eq!(run.verdict(&other_call), Verdict::NotMatching);
+
+        let forced = RedriveOptions {
+            force: true,
+            ..options.clone()
+        };
+        run.options = &forced;
+        assert_eq!(run.verdict(&permanent), Verdict::Move);
+    }
 }

@@ -4,6 +4,8 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -17,7 +19,7 @@ use voicectl::media::MediaServer;
 use voicectl::signing::{self, Request};
 use voicectl::simulate::{self, SimulateOptions, Twilio};
 use voicectl::smoke::{self, SmokeOptions};
-use voicectl::stack::{DEFAULT_STACK, Stack};
+use voicectl::stack::{DEFAULT_STACK, PublicBase, Stack};
 use voicectl::{progress_bar, replay, timeline};
 
 #[derive(Parser)]
@@ -135,15 +137,12 @@ fn pipelines(queue: Option<QueueArg>) -> Vec<Pipeline> {
 
 #[derive(Subcommand)]
 enum DlqCommand {
-    /// Depth and age of every DLQ.
+    /// Depth of every DLQ, and the spill beside them. Read-only: SQS's approximate counts,
+    /// no message received. Ages: `dlq peek` (which receives) or the stack's dashboard.
     ///
     /// Example: voicectl dlq stats
     #[command(verbatim_doc_comment)]
-    Stats {
-        /// Messages read per DLQ to find the oldest.
-        #[arg(long, default_value_t = 100)]
-        examine: usize,
-    },
+    Stats,
     /// Decode dead letters: kind, CallSid, receive count, age, why the worker gave up.
     /// They stay in the DLQ (each peek counts as one more receive).
     ///
@@ -161,8 +160,13 @@ enum DlqCommand {
         save: Option<PathBuf>,
     },
     /// Move dead letters back to their queue: all, or by kind, CallSid or age. Each is sent
-    /// to the queue before it is deleted from the DLQ, so an interruption can leave a copy
-    /// in both (the workers absorb it), never lose one.
+    /// to the queue before it is deleted from the DLQ, so a crash can leave a copy in both
+    /// (the workers absorb it), never lose one.
+    ///
+    /// Only what was in the DLQ when the run began moves, each event once: a message that
+    /// fails again at once is back in the DLQ, and the run still ends. Messages whose worker
+    /// said no retry can help (a refused URL, bad credentials) stay unless --force. Ctrl-C
+    /// finishes the batch in hand and prints what moved and what is left.
     ///
     /// Examples:
     ///   voicectl dlq redrive --dry-run
@@ -189,6 +193,10 @@ enum DlqCommand {
         /// Count what would move; move nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Move messages the worker marked permanent too (after fixing what refused them:
+        /// the allow-list, the credentials).
+        #[arg(long)]
+        force: bool,
         /// Messages per second at most, to spare the workers a flood.
         #[arg(long)]
         rate: Option<f64>,
@@ -425,11 +433,11 @@ fn age(secs: u64) -> String {
 
 async fn dlq_command(stack: &Stack, command: DlqCommand, json: bool) -> anyhow::Result<ExitCode> {
     match command {
-        DlqCommand::Stats { examine } => {
+        DlqCommand::Stats => {
             let mut dead_letter_queues = Vec::new();
             for pipeline in Pipeline::ALL {
                 let queues = stack.queues(pipeline).await?;
-                dead_letter_queues.push(dlq::stats(stack, &queues, examine).await?);
+                dead_letter_queues.push(dlq::stats(stack, &queues).await?);
             }
             let backlog = dlq::Backlog {
                 dead_letter_queues,
@@ -440,17 +448,14 @@ async fn dlq_command(stack: &Stack, command: DlqCommand, json: bool) -> anyhow::
             } else {
                 for s in &backlog.dead_letter_queues {
                     println!(
-                        "{:<34} {:>6} waiting {:>4} in flight   oldest {}",
-                        s.dlq,
-                        s.messages,
-                        s.in_flight,
-                        s.oldest_age_secs.map_or("-".to_owned(), age)
+                        "{:<44} {:>6} waiting {:>6} in flight",
+                        s.dlq, s.messages, s.in_flight,
                     );
                 }
                 let spill = &backlog.spill;
                 println!(
-                    "{:<34} {:>6} waiting for the drainer   oldest {}",
-                    format!("spill ({})", spill.bucket),
+                    "{:<44} {:>6} waiting for the drainer (oldest {})",
+                    format!("spill: {}", spill.bucket),
                     spill.events,
                     spill.oldest_age_secs.map_or("-".to_owned(), age)
                 );
@@ -459,9 +464,14 @@ async fn dlq_command(stack: &Stack, command: DlqCommand, json: bool) -> anyhow::
         }
         DlqCommand::Peek { queue, limit, save } => {
             let mut letters = Vec::new();
+            let mut empty = Vec::new();
             for pipeline in pipelines(queue) {
                 let queues = stack.queues(pipeline).await?;
-                letters.extend(dlq::peek(stack, &queues, limit).await?);
+                let peeked = dlq::peek(stack, &queues, limit).await?;
+                if peeked.is_empty() {
+                    empty.push(queues.dlq_name);
+                }
+                letters.extend(peeked);
             }
             if let Some(dir) = &save {
                 std::fs::create_dir_all(dir)?;
@@ -475,20 +485,23 @@ async fn dlq_command(stack: &Stack, command: DlqCommand, json: bool) -> anyhow::
             } else {
                 for l in &letters {
                     println!(
-                        "{:<10} {}  {:<20} call {}  {}received {}x  age {}\n           why: {}",
+                        "{:<10} {}  {}  received {}x  age {}\n           call {}{}\n           why: {}",
                         l.pipeline.as_str(),
                         l.message_id,
                         l.kind,
+                        l.receive_count,
+                        age(l.age_secs),
                         l.call_sid.as_deref().unwrap_or("-"),
                         l.subject
                             .as_deref()
-                            .map_or(String::new(), |s| format!("{s}  ")),
-                        l.receive_count,
-                        age(l.age_secs),
+                            .map_or(String::new(), |s| format!("  {s}")),
                         l.failure_reason.as_deref().unwrap_or(
                             "not recorded (SQS moved it itself; the worker's log has each retry's reason)"
                         ),
                     );
+                }
+                for dlq in &empty {
+                    println!("{dlq}: empty");
                 }
                 if let Some(dir) = &save {
                     println!("saved {} message(s) to {}", letters.len(), dir.display());
@@ -503,6 +516,7 @@ async fn dlq_command(stack: &Stack, command: DlqCommand, json: bool) -> anyhow::
             older_than,
             newer_than,
             dry_run,
+            force,
             rate,
             hold,
         } => {
@@ -514,34 +528,78 @@ async fn dlq_command(stack: &Stack, command: DlqCommand, json: bool) -> anyhow::
                     newer_than,
                 },
                 dry_run,
+                force,
                 rate,
                 hold,
             };
+            let interrupt = Arc::new(AtomicBool::new(false));
+            let on_ctrl_c = tokio::spawn({
+                let interrupt = interrupt.clone();
+                async move {
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        interrupt.store(true, Ordering::SeqCst);
+                    }
+                }
+            });
             let bar = progress_bar(0, json);
             let mut reports = Vec::new();
             for pipeline in pipelines(queue) {
+                if interrupt.load(Ordering::SeqCst) {
+                    break;
+                }
                 let queues = stack.queues(pipeline).await?;
-                reports.push(dlq::redrive(stack, &queues, &options, &bar).await?);
+                reports.push(dlq::redrive(stack, &queues, &options, &bar, &interrupt).await?);
             }
+            on_ctrl_c.abort();
             bar.finish_and_clear();
             if json {
                 print_json(&reports)?;
             } else {
                 for r in &reports {
-                    println!(
-                        "{:<10} {} {}, {} left (not matching), {} failed, {} copied (in both queues)",
-                        r.pipeline.map_or("", Pipeline::as_str),
-                        if r.dry_run { "would move" } else { "moved" },
-                        r.moved,
-                        r.skipped,
-                        r.failed,
-                        r.copied
-                    );
+                    println!("{}", redrive_line(r));
                 }
             }
-            Ok(exit(reports.iter().all(|r| r.failed == 0)))
+            let interrupted = interrupt.load(Ordering::SeqCst);
+            if interrupted && !json {
+                println!("interrupted: the rest is still in the DLQ; run the same command again");
+            }
+            Ok(exit(!interrupted && reports.iter().all(|r| r.failed == 0)))
         }
     }
+}
+
+/// One DLQ's redrive, in a line: what moved, and what stayed and why.
+fn redrive_line(r: &dlq::RedriveReport) -> String {
+    let mut stayed = Vec::new();
+    for (n, why) in [
+        (r.skipped, "not matching"),
+        (
+            r.permanent,
+            "permanent: no retry can help; --force after fixing the cause",
+        ),
+        (r.arrived_since_start, "dead-lettered again during this run"),
+        (r.failed, "SQS refused the send"),
+    ] {
+        if n > 0 {
+            stayed.push(format!("{n} {why}"));
+        }
+    }
+    let mut line = format!(
+        "{:<10} {} {}",
+        r.pipeline.map_or("", Pipeline::as_str),
+        if r.dry_run { "would move" } else { "moved" },
+        r.moved
+    );
+    if !stayed.is_empty() {
+        line += &format!("; stay: {}", stayed.join(", "));
+    }
+    if r.copied > 0 {
+        line += &format!(
+            "; {} copied (in both queues: the workers absorb them)",
+            r.copied
+        );
+    }
+    line + &format!("; {} in the DLQ now", r.left)
 }
 
 async fn replay_command(
@@ -668,24 +726,42 @@ async fn verify(
     stack: impl Future<Output = Stack>,
 ) -> anyhow::Result<ExitCode> {
     let request = args.request.request()?;
-    let tokens = match args.auth_token {
-        Some(token) => vec![("given".to_owned(), token)],
-        None => stack
-            .await
-            .credentials()
-            .await?
-            .into_iter()
-            .map(|(stage, c)| (stage.to_owned(), c.auth_token.clone()))
-            .collect(),
+    // With a token given, the check is offline: the stack's base URL only from the
+    // environment. Otherwise the stack's own, as deployed.
+    let (tokens, stack_base) = match args.auth_token {
+        Some(token) => (vec![("given".to_owned(), token)], PublicBase::from_env()),
+        None => {
+            let stack = stack.await;
+            let tokens = stack
+                .credentials()
+                .await?
+                .into_iter()
+                .map(|(stage, c)| (stage.to_owned(), c.auth_token.clone()))
+                .collect();
+            (tokens, stack.public_base_url().await)
+        }
     };
     let results = signing::verify(&tokens, &request, &args.signature.unwrap_or_default());
     let valid = results.iter().any(|r| r.diagnosis.valid);
+    // Whether the stack would rebuild the URL Twilio signed: the usual cause of a 403 whose
+    // signature is fine.
+    let mismatch = stack_base
+        .as_ref()
+        .and_then(|base| signing::compare_with_stack(&request.url, base, valid));
     if json {
-        print_json(&results)?;
+        print_json(&serde_json::json!({
+            "valid": valid,
+            "stack_public_base_url": stack_base,
+            "url_mismatch": mismatch,
+            "tokens": results,
+        }))?;
     } else {
+        if let Some(note) = &mismatch {
+            print!("{note}");
+        }
         print!("{}", signing::explain(&results));
     }
-    Ok(exit(valid))
+    Ok(exit(valid && mismatch.is_none()))
 }
 
 async fn simulate(args: SimulateArgs, json: bool) -> anyhow::Result<ExitCode> {
@@ -958,8 +1034,41 @@ fn twiml(args: TwimlArgs) -> anyhow::Result<ExitCode> {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            if let Some(hint) = hint(&format!("{e:#}")) {
+                eprintln!("  {hint}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What to do about the errors a new operator meets first.
+fn hint(error: &str) -> Option<String> {
+    let local = std::env::var("AWS_ENDPOINT_URL")
+        .ok()
+        .filter(|url| url.contains("127.0.0.1") || url.contains("localhost"));
+    if let Some(endpoint) = local
+        && (error.contains("dispatch failure") || error.contains("onnect"))
+    {
+        return Some(format!(
+            "no local stack answers at {endpoint}: is `make up` still running? \
+             (.local/stack.env is from the last one)"
+        ));
+    }
+    (error.contains("credentials")).then(|| {
+        "no AWS credentials. For the local stack: `make up` in another terminal, then \
+         `make dlq` (or load .local/stack.env: set -a; . .local/stack.env; set +a). For a \
+         deployed stack: your AWS credentials and region, and --stack <name>."
+            .to_owned()
+    })
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let json = cli.json;
     let stack = || Stack::connect(&cli.stack);
     match cli.command {

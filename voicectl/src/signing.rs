@@ -135,12 +135,47 @@ pub fn explain(results: &[TokenDiagnosis]) -> String {
         }
         if d.matches_instead.is_empty() && d.tried.iter().all(|a| !a.matched) {
             out.push_str(
-                "  no nearby URL matches either: a different token (the account's or a \
-                 subaccount's), or params changed on the way\n",
+                "  no nearby URL matches either. Twilio signs the URL it was given: take it\n  \
+                 from Twilio's debugger (error 11200, the request inspector), not from this\n  \
+                 stack's logs, which show the URL the stack rebuilt. Otherwise: a different\n  \
+                 token (a subaccount's), or params changed on the way\n",
             );
         }
     }
     out
+}
+
+/// Where the URL Twilio signed and the one the stack rebuilds part, if they do: the stack
+/// checks its base URL + the request's path and query, so a custom domain or proxy in front
+/// of API Gateway needs `PublicBaseUrl` set to what Twilio calls.
+pub fn compare_with_stack(
+    url: &str,
+    stack: &crate::stack::PublicBase,
+    valid: bool,
+) -> Option<String> {
+    let stack_base = stack.url.trim_end_matches('/');
+    if url.starts_with(&format!("{stack_base}/")) || url == stack_base {
+        return None;
+    }
+    // Every route the stack serves is under /twilio/: what precedes it is the base Twilio uses.
+    let (twilio_base, route) = url
+        .find("/twilio/")
+        .map_or((url, ""), |at| url.split_at(at));
+    let mut note = format!(
+        "URL MISMATCH: Twilio signed for {url}\n  the stack checks {stack_base}{route} (its \
+         base URL, from {})\n",
+        stack.source
+    );
+    if valid {
+        note.push_str(&format!(
+            "  the signature is valid for the URL Twilio called, so every such request gets 403\n  \
+             fix: deploy with PublicBaseUrl={twilio_base} (VOICEHOOKS_PUBLIC_BASE_URL), the \
+             prefix Twilio calls\n"
+        ));
+    } else {
+        note.push_str("  and the signature is not valid for the URL Twilio called either:\n");
+    }
+    Some(note)
 }
 
 /// One line of `verify --batch`.

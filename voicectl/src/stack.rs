@@ -21,6 +21,29 @@ pub struct Stack {
     pub s3: aws_sdk_s3::Client,
     /// Names the account, whose id is in the spill bucket's name.
     pub sts: aws_sdk_sts::Client,
+    /// Reads what the deployed webhooks check signatures against.
+    pub lambda: aws_sdk_lambda::Client,
+}
+
+/// The public base URL a stack's webhooks rebuild each request's URL from, and where it was
+/// read.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PublicBase {
+    pub url: String,
+    pub source: String,
+}
+
+impl PublicBase {
+    /// `VOICEHOOKS_PUBLIC_BASE_URL`, when set.
+    pub fn from_env() -> Option<Self> {
+        std::env::var(shared::config::PUBLIC_BASE_URL)
+            .ok()
+            .filter(|url| !url.is_empty())
+            .map(|url| Self {
+                url,
+                source: shared::config::PUBLIC_BASE_URL.to_owned(),
+            })
+    }
 }
 
 /// Names the spill bucket when the account's id cannot be asked for (`SpillBucketName`).
@@ -49,6 +72,34 @@ impl Stack {
             secrets: aws_sdk_secretsmanager::Client::new(sdk),
             s3: shared::aws::s3_client(sdk),
             sts: aws_sdk_sts::Client::new(sdk),
+            lambda: aws_sdk_lambda::Client::new(sdk),
+        }
+    }
+
+    /// What the stack's status webhook checks signatures against: its deployed environment
+    /// (`lambda:GetFunctionConfiguration`), else `VOICEHOOKS_PUBLIC_BASE_URL` (the local
+    /// stack's, from `.local/stack.env`); `None` when neither can be had.
+    pub async fn public_base_url(&self) -> Option<PublicBase> {
+        let function = self.names.function("webhook-status");
+        let deployed = self
+            .lambda
+            .get_function_configuration()
+            .function_name(&function)
+            .send()
+            .await
+            .ok()
+            .and_then(|c| {
+                c.environment()?
+                    .variables()?
+                    .get(shared::config::PUBLIC_BASE_URL)
+                    .cloned()
+            });
+        match deployed {
+            Some(url) => Some(PublicBase {
+                url,
+                source: format!("{function}'s environment"),
+            }),
+            None => PublicBase::from_env(),
         }
     }
 

@@ -5,7 +5,7 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use shared::config::RecordingWorkerConfig;
 use shared::lambda::{aws_recording_worker, batch_response, deadline, queued_messages};
-use shared::worker::settle_batch;
+use shared::worker::settle_batch_noting;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -16,9 +16,14 @@ async fn main() -> Result<(), Error> {
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let messages = queued_messages(&event.payload);
         let deadline = deadline(&event.context);
-        let failed = settle_batch(settler, &messages, deadline, |body| {
-            worker.handle(body, deadline)
-        })
+        // The worker notes a recording's trouble on its item as each message is settled.
+        let failed = settle_batch_noting(
+            settler,
+            &messages,
+            deadline,
+            |body| worker.handle(body, deadline),
+            worker,
+        )
         .await;
         Ok::<SqsBatchResponse, Error>(batch_response(failed))
     }))

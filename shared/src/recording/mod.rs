@@ -30,9 +30,9 @@ use crate::media::{
 use crate::secrets::AuthTokens;
 use crate::transcribe::{JobStart, Transcriber, TranscriptionRequest};
 use crate::twilio::{RecordingCallback, RecordingStatus};
-use crate::worker::Disposition;
+use crate::worker::{Disposition, Fate, FateNotes, QueuedMessage};
 use keys::RecordingKey;
-use store::{DynamoRecordingStore, RecordingRef, epoch_ms};
+use store::{DynamoRecordingStore, RecordingRef, Trouble, epoch_ms};
 
 /// Longest `Retry-After` waited out inside an invocation; a longer one delays the message.
 const MAX_INLINE_WAIT: Duration = Duration::from_secs(5);
@@ -129,6 +129,57 @@ fn recording_ref<'a>(callback: &RecordingCallback<'a>) -> RecordingRef<'a> {
     }
 }
 
+/// A recording's trouble goes on its item before the settler moves the message, so
+/// `voicectl call` says what is happening: retrying (receive n of m, next at …),
+/// dead-lettered (why) or refused. One write, and only when something went wrong.
+impl<T: AuthTokens> FateNotes for RecordingWorker<T> {
+    async fn note(&self, message: &QueuedMessage<'_>, fate: &Fate) {
+        let trouble = |state: &str, reason: &str| Trouble {
+            state: state.to_owned(),
+            reason: reason.to_owned(),
+            receive: None,
+            max_receives: None,
+            next_at: None,
+            at: crate::events::now_rfc3339(),
+        };
+        let trouble = match fate {
+            Fate::Done | Fate::SentOn { .. } => return,
+            Fate::Retry {
+                reason,
+                receive,
+                max_receives,
+                after,
+            } => Trouble {
+                receive: Some(*receive),
+                max_receives: Some(*max_receives),
+                next_at: Some(crate::events::rfc3339_in(*after)),
+                ..trouble("retrying", reason)
+            },
+            Fate::DeadLetter { reason, .. } if reason.starts_with(crate::media::REFUSED) => {
+                trouble("refused", reason)
+            }
+            Fate::DeadLetter { reason, .. } => trouble("dead-lettered", reason),
+        };
+        let Ok(envelope) = decode(message.body) else {
+            return;
+        };
+        let Ok(callback) = RecordingCallback::parse(&envelope.params) else {
+            return;
+        };
+        if let Err(e) = self
+            .store
+            .record_trouble(&recording_ref(&callback), &trouble)
+            .await
+        {
+            tracing::warn!(
+                recording_sid = callback.recording_sid,
+                error = %e,
+                "could not note the recording's trouble; the DLQ and logs still have it"
+            );
+        }
+    }
+}
+
 impl<T: AuthTokens> RecordingWorker<T> {
     /// Decides one message, within `deadline` (the invocation's, less the settling margin).
     /// Logs what it decided.
@@ -155,7 +206,7 @@ impl<T: AuthTokens> RecordingWorker<T> {
             }
             status => match self
                 .store
-                .record_status(&recording_ref(&callback), status)
+                .record_status(&recording_ref(&callback), status, callback.error_code)
                 .await
             {
                 Ok(_) => Disposition::Done,

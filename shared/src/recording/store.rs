@@ -74,6 +74,28 @@ pub struct RecordingRecord {
     /// Twilio's own `<Record transcribe>` result.
     pub twilio_transcription_status: Option<String>,
     pub twilio_transcription_text: Option<String>,
+    /// Twilio's `ErrorCode` for a recording it did not finish (`16101` too short, `16102`
+    /// silent and deleted, for `absent`).
+    pub error_code: Option<String>,
+    /// What the recording worker last decided about a recording it could not archive yet;
+    /// cleared once archived.
+    pub trouble: Option<Trouble>,
+}
+
+/// Why a recording is not archived, as its worker last left it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Trouble {
+    /// `retrying`, `dead-lettered` or `refused` (dead-lettered, its URL off the allow-list).
+    pub state: String,
+    /// The reason, with its causes.
+    pub reason: String,
+    /// Retrying: this was receive `receive` of `max_receives`, the next due at `next_at`
+    /// (RFC 3339).
+    pub receive: Option<u32>,
+    pub max_receives: Option<u32>,
+    pub next_at: Option<String>,
+    /// When the worker decided (RFC 3339).
+    pub at: String,
 }
 
 impl RecordingRecord {
@@ -249,10 +271,12 @@ impl DynamoRecordingStore {
         &self,
         recording: &RecordingRef<'_>,
         status: RecordingStatus,
+        error_code: Option<&str>,
     ) -> Result<bool, StoreError> {
         let update = Update::new()
             .identity(recording)
-            .set("state", s(status.as_str()));
+            .set("state", s(status.as_str()))
+            .set_some("error_code", error_code.filter(|code| *code != "0").map(s));
         let in_progress = [(":in_progress", s(RecordingStatus::InProgress.as_str()))];
         let (condition, values): (_, &[_]) = match status {
             RecordingStatus::InProgress => ("attribute_not_exists(#state)", &[]),
@@ -315,6 +339,18 @@ impl DynamoRecordingStore {
         self.update(recording, update).await
     }
 
+    /// Why the recording is not archived yet (a retry, a dead letter), for `voicectl call`.
+    /// Written only when something went wrong, never on the way to an archive.
+    pub async fn record_trouble(
+        &self,
+        recording: &RecordingRef<'_>,
+        trouble: &Trouble,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(trouble).expect("trouble always serialises");
+        let update = Update::new().identity(recording).set("trouble", s(json));
+        self.update(recording, update).await
+    }
+
     /// Our copy is in S3.
     pub async fn record_archived(
         &self,
@@ -324,6 +360,7 @@ impl DynamoRecordingStore {
         let update = Update::new()
             .identity(recording)
             .set("upload", s(""))
+            .set("trouble", s(""))
             .set("lease_until_ms", n(0))
             .set("state", s(ARCHIVED))
             .set("s3_bucket", s(&archived.bucket))
@@ -511,5 +548,9 @@ fn record(item: &HashMap<String, AttributeValue>) -> RecordingRecord {
         lease_until_ms: number("lease_until_ms"),
         twilio_transcription_status: text("twilio_transcription_status"),
         twilio_transcription_text: text("twilio_transcription_text"),
+        error_code: text("error_code"),
+        trouble: text("trouble")
+            .filter(|json| !json.is_empty())
+            .and_then(|json| serde_json::from_str(&json).ok()),
     }
 }

@@ -383,6 +383,8 @@ pub struct RecordingCallback<'a> {
     pub source: Option<&'a str>,
     /// `RecordingStartTime`, RFC 2822.
     pub started_at: Option<&'a str>,
+    /// `ErrorCode`: `0`, or why Twilio has no file (16101, 16102 for `absent`).
+    pub error_code: Option<&'a str>,
 }
 
 impl<'a> RecordingCallback<'a> {
@@ -402,6 +404,7 @@ impl<'a> RecordingCallback<'a> {
             channels: number(params, "RecordingChannels")?,
             source: optional(params, "RecordingSource"),
             started_at: optional(params, "RecordingStartTime"),
+            error_code: optional(params, "ErrorCode"),
         })
     }
 }

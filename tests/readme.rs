@@ -1,0 +1,176 @@
+//! The README's on-call sections run as written: each `$ make …` line of their console blocks
+//! runs in the repository, on a local stack of this test's own (the Makefile's
+//! `STACK_ENV_FILE`), and prints what the README shows, numbers, ids and times aside.
+
+#![allow(clippy::unwrap_used)] // test code: an unwrap is an assertion
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use devstack::workspace::Workspace;
+use devstack::{LocalStack, StackOptions};
+
+/// The sections whose console blocks are run, in order.
+const SECTIONS: [&str; 2] = [
+    "### An incident, end to end",
+    "### A webhook rejected with 403",
+];
+
+/// One `$ command` and the lines the README shows it print.
+struct Step {
+    command: String,
+    shown: Vec<String>,
+}
+
+/// The console blocks of `section` (up to the next heading), as steps.
+fn steps(readme: &str, section: &str) -> Vec<Step> {
+    let start = readme
+        .find(section)
+        .unwrap_or_else(|| panic!("no {section:?}"));
+    let body = &readme[start + section.len()..];
+    let body = &body[..body.find("\n#").unwrap_or(body.len())];
+    let mut steps: Vec<Step> = Vec::new();
+    let mut in_block = false;
+    for line in body.lines() {
+        if line.starts_with("```") {
+            in_block = line == "```console";
+            continue;
+        }
+        if !in_block {
+            continue;
+        }
+        match line.strip_prefix("$ ") {
+            Some(command) => steps.push(Step {
+                command: command.to_owned(),
+                shown: Vec::new(),
+            }),
+            None => steps.last_mut().unwrap().shown.push(line.to_owned()),
+        }
+    }
+    steps
+}
+
+/// A line with what changes from run to run made alike: digits, message ids, the padding
+/// and rules that widen with them.
+fn normalized(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.trim().chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() {
+            while chars.peek().is_some_and(char::is_ascii_digit) {
+                chars.next();
+            }
+            out.push('N');
+        } else if c == ' ' || c == '─' || c == '═' {
+            while chars.peek() == Some(&c) {
+                chars.next();
+            }
+            out.push(c);
+        } else {
+            out.push(c);
+        }
+    }
+    // Message ids: UUIDs, whose letters vary too.
+    out.split(' ')
+        .map(|word| {
+            let parts: Vec<&str> = word.split('-').collect();
+            let uuid = parts.len() == 5
+                && parts
+                    .iter()
+                    .all(|p| p.chars().all(|c| c.is_ascii_hexdigit() || c == 'N'));
+            if uuid { "UUID" } else { word }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn depth_of_status_dlq(env_file: &std::path::Path) -> String {
+    let output = Command::new("make")
+        .args(["-s", "dlq"])
+        .env("STACK_ENV_FILE", env_file)
+        .current_dir(Workspace::locate().root)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_on_call_walkthroughs_run_as_written() {
+    let stack = LocalStack::start(StackOptions {
+        label: "readme".into(),
+        retry_after_secs: 1,
+        ..Default::default()
+    })
+    .await
+    .expect("the local stack starts");
+    let root = Workspace::locate().root;
+    let env_file = stack.log_dir.join("stack.env");
+    std::fs::write(&env_file, stack.voicectl_env()).unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let steps: Vec<Step> = SECTIONS.iter().flat_map(|s| steps(&readme, s)).collect();
+    assert!(steps.len() >= 10, "the walkthroughs have their commands");
+
+    for step in &steps {
+        assert!(
+            step.command.starts_with("make "),
+            "README commands go through make: {}",
+            step.command
+        );
+        // The README's reader waits for the worker to give up, and for the redrive to drain.
+        if step.command == "make dlq" {
+            let started = Instant::now();
+            while !depth_of_status_dlq(&env_file)
+                .contains("status-dlq                       4 waiting")
+            {
+                assert!(
+                    started.elapsed() < Duration::from_secs(120),
+                    "never dead-lettered"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        if step.command.starts_with("make call") {
+            stack
+                .wait_until_drained(Duration::from_secs(60))
+                .await
+                .unwrap();
+        }
+        let output = tokio::task::spawn_blocking({
+            let command = step.command.clone();
+            let root = root.clone();
+            let env_file = env_file.clone();
+            move || {
+                Command::new("bash")
+                    .args(["-c", &command.replacen("make ", "make -s ", 1)])
+                    .env("STACK_ENV_FILE", env_file)
+                    .current_dir(root)
+                    .output()
+                    .unwrap()
+            }
+        })
+        .await
+        .unwrap();
+        let printed = String::from_utf8_lossy(&output.stdout);
+        // `verify` exits 1 when it finds a mismatch, as the README's case does.
+        assert!(
+            output.status.success() || step.command.starts_with("make verify"),
+            "{}: {printed}{}",
+            step.command,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let printed: Vec<String> = printed.lines().map(normalized).collect();
+        for shown in step
+            .shown
+            .iter()
+            .filter(|l| !l.contains('…') || l.contains("sha256"))
+        {
+            assert!(
+                printed.contains(&normalized(shown)),
+                "{}: the README shows\n{shown}\nbut it printed\n{}",
+                step.command,
+                printed.join("\n")
+            );
+        }
+    }
+    stack.stop().await;
+}
