@@ -621,6 +621,7 @@ async fn a_message_failing_on_its_last_receive_is_dead_lettered_with_its_reason(
         body,
         receipt_handle: handle,
         receive_count,
+        redrive_run: None,
     };
     let retry = Disposition::retry("the call store failed: throttled");
     let dlq_depth = || async {

@@ -398,6 +398,7 @@ async fn media_not_ready_is_retried_then_archived() {
         body: &event,
         receipt_handle: "not-a-real-handle",
         receive_count: 2,
+        redrive_run: None,
     };
     rig.settler()
         .settle_all_noting(&[(&message, first.clone())], &rig.worker)
@@ -471,6 +472,7 @@ async fn bad_credentials_go_to_the_dlq_once_with_the_reason() {
         body: &body,
         receipt_handle: "unused",
         receive_count: 1,
+        redrive_run: None,
     };
     assert!(!rig.settler().settle(&message, &disposition).await);
     let dead = aws_sdk_sqs::Client::new(&rig.aws.sdk)
@@ -768,6 +770,7 @@ async fn a_retry_is_delayed_by_its_visibility_timeout() {
         body: "{}",
         receipt_handle: received[0].receipt_handle().unwrap(),
         receive_count: 1,
+        redrive_run: None,
     };
     assert!(
         rig.settler()

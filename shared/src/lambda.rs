@@ -195,6 +195,10 @@ pub fn queued_messages(event: &SqsEvent) -> Vec<QueuedMessage<'_>> {
                 .get("ApproximateReceiveCount")
                 .and_then(|c| c.parse().ok())
                 .unwrap_or(1),
+            redrive_run: record
+                .message_attributes
+                .get(crate::queue::dead_letter::REDRIVE_RUN)
+                .and_then(|a| a.string_value.as_deref()),
         })
         .collect()
 }

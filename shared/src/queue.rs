@@ -45,8 +45,12 @@ pub mod dead_letter {
     pub const PERMANENT: &str = "permanent";
     /// Still failing on the queue's last receive: a redrive after a fix may succeed.
     pub const EXHAUSTED: &str = "exhausted";
+    /// Set by `voicectl dlq redrive` on what it moves, and carried back into the DLQ by a
+    /// worker that dead-letters it again (SQS's own move keeps every attribute too): a run
+    /// never moves its own returns, whatever the clocks say.
+    pub const REDRIVE_RUN: &str = "redrive_run";
     /// The attributes above: the DLQ's, not the event's (a redrive drops them).
-    pub const ALL: [&str; 3] = [FAILURE_REASON, FAILED_BY, FAILURE_KIND];
+    pub const ALL: [&str; 4] = [FAILURE_REASON, FAILED_BY, FAILURE_KIND, REDRIVE_RUN];
 }
 
 pub(crate) fn string_attribute(value: &str) -> MessageAttributeValue {

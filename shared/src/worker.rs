@@ -21,6 +21,8 @@ pub struct QueuedMessage<'a> {
     pub receipt_handle: &'a str,
     /// Deliveries so far, this one included (SQS's `ApproximateReceiveCount`).
     pub receive_count: u32,
+    /// The redrive that put it back on the queue, if one did ([`dead_letter::REDRIVE_RUN`]).
+    pub redrive_run: Option<&'a str>,
 }
 
 /// What a worker decided about one message.
@@ -352,6 +354,9 @@ impl Settler {
             )
             .message_attributes(dead_letter::FAILED_BY, attribute(self.worker))
             .message_attributes(dead_letter::FAILURE_KIND, attribute(kind));
+        if let Some(run) = message.redrive_run {
+            send = send.message_attributes(dead_letter::REDRIVE_RUN, attribute(run));
+        }
         if let Ok(envelope) = Envelope::from_json(message.body) {
             send = send
                 .message_attributes("kind", attribute(envelope.kind.as_str()))
@@ -487,6 +492,7 @@ mod tests {
             body: "{}",
             receipt_handle: "r",
             receive_count: 1,
+            redrive_run: None,
         }
     }
 

@@ -20,7 +20,6 @@ use aws_sdk_sqs::types::{
 };
 use indicatif::ProgressBar;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use shared::events::Envelope;
 use shared::queue::dead_letter;
 use shared::stack::Pipeline;
@@ -81,6 +80,9 @@ pub struct DeadLetter {
     /// When it was sent to this DLQ (SQS's `SentTimestamp`, ms since the epoch).
     #[serde(skip)]
     sent_ms: u64,
+    /// The redrive that last moved it, when it came back from one.
+    #[serde(skip)]
+    redrive_run: Option<String>,
     #[serde(skip)]
     attributes: Vec<(String, MessageAttributeValue)>,
     #[serde(skip)]
@@ -118,6 +120,7 @@ impl DeadLetter {
             failure_reason: user(dead_letter::FAILURE_REASON),
             failed_by: user(dead_letter::FAILED_BY),
             failure_kind: user(dead_letter::FAILURE_KIND),
+            redrive_run: user(dead_letter::REDRIVE_RUN),
             attributes: message
                 .message_attributes()
                 .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
@@ -392,8 +395,8 @@ pub struct RedriveReport {
     pub skipped: u64,
     /// Left in the DLQ: the worker said no retry can help (`--force` moves them).
     pub permanent: u64,
-    /// Left in the DLQ: dead-lettered after the redrive began (a moved message failing
-    /// again, most often), or the same event as one already moved in this run.
+    /// Left in the DLQ: dead-lettered after the redrive began (a message this run moved,
+    /// failing again, most often).
     pub arrived_since_start: u64,
     /// Left in the DLQ: SQS refused the send.
     pub failed: u64,
@@ -416,22 +419,20 @@ enum Verdict {
     ArrivedSinceStart,
 }
 
-/// One run's memory: it moves only what was in the DLQ when it began (by SQS's sent time)
-/// and never the same event twice (by body), so a message that fails again at once is moved
-/// exactly once and the run always ends. The body check holds whatever the skew between this
-/// machine's clock and SQS's; the sent time keeps other events dead-lettered meanwhile for
-/// the next run.
+/// One run: it moves only what was in the DLQ when it began, so a message that fails again
+/// at once is moved exactly once and the run always ends. What it moves carries the run's id
+/// ([`dead_letter::REDRIVE_RUN`]), which a worker's dead letter (and SQS's own move) keeps:
+/// its returns are known whatever the skew between this machine's clock and SQS's. Other
+/// events dead-lettered meanwhile (SQS's sent time after the start) wait for the next run.
 struct RedriveRun<'a> {
     options: &'a RedriveOptions,
+    id: String,
     started_ms: u64,
-    moved_bodies: HashSet<[u8; 32]>,
 }
 
 impl RedriveRun<'_> {
     fn verdict(&self, letter: &DeadLetter) -> Verdict {
-        if letter.sent_ms > self.started_ms
-            || self.moved_bodies.contains(&body_digest(&letter.body))
-        {
+        if letter.sent_ms > self.started_ms || letter.redrive_run.as_deref() == Some(&self.id) {
             Verdict::ArrivedSinceStart
         } else if !self.options.filter.matches(letter) {
             Verdict::NotMatching
@@ -441,10 +442,6 @@ impl RedriveRun<'_> {
             Verdict::Move
         }
     }
-}
-
-fn body_digest(body: &str) -> [u8; 32] {
-    Sha256::digest(body.as_bytes()).into()
 }
 
 /// Moves the dead letters of one DLQ that match back to their queue, until the DLQ has no
@@ -462,10 +459,11 @@ pub async fn redrive(
         dry_run: options.dry_run,
         ..RedriveReport::default()
     };
-    let mut run = RedriveRun {
+    let started_ms = now_ms();
+    let run = RedriveRun {
         options,
-        started_ms: now_ms(),
-        moved_bodies: HashSet::new(),
+        id: format!("{started_ms}-{:08x}", fastrand::u32(..)),
+        started_ms,
     };
     let (waiting, _) = depth(stack, &queues.dlq_url).await?;
     progress.inc_length(waiting);
@@ -493,13 +491,10 @@ pub async fn redrive(
                 Verdict::ArrivedSinceStart => report.arrived_since_start += 1,
             }
         }
-        for letter in &moving {
-            run.moved_bodies.insert(body_digest(&letter.body));
-        }
         if options.dry_run {
             report.moved += moving.len() as u64;
         } else if !moving.is_empty() {
-            move_batch(stack, queues, &moving, &mut sweep, &mut report).await?;
+            move_batch(stack, queues, &moving, &run.id, &mut sweep, &mut report).await?;
         }
         progress.inc(received);
         progress.set_message(format!(
@@ -522,6 +517,7 @@ async fn move_batch(
     stack: &Stack,
     queues: &Queues,
     letters: &[DeadLetter],
+    run: &str,
     sweep: &mut Sweep<'_>,
     report: &mut RedriveReport,
 ) -> anyhow::Result<()> {
@@ -535,6 +531,14 @@ async fn move_batch(
             for (name, value) in letter.source_attributes() {
                 entry = entry.message_attributes(name, value.clone());
             }
+            entry = entry.message_attributes(
+                dead_letter::REDRIVE_RUN,
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(run)
+                    .build()
+                    .expect("data type is set"),
+            );
             entry.build().expect("id and body are set")
         })
         .collect();
@@ -607,6 +611,7 @@ mod tests {
             failure_kind: kind.map(str::to_owned),
             body: body.into(),
             sent_ms,
+            redrive_run: None,
             attributes: Vec::new(),
             receipt_handle: String::new(),
         }
@@ -626,14 +631,18 @@ mod tests {
         };
         let mut run = RedriveRun {
             options: &options,
+            id: "run-1".into(),
             started_ms: 1_000,
-            moved_bodies: HashSet::new(),
         };
-        let exhausted = letter("a", 900, Some(dead_letter::EXHAUSTED));
+        let mut exhausted = letter("a", 900, Some(dead_letter::EXHAUSTED));
         assert_eq!(run.verdict(&exhausted), Verdict::Move);
-        run.moved_bodies.insert(body_digest("a"));
-        // The same event back in the DLQ, even stamped before the start (a skewed clock).
+        // A copy with the same body, there at the start, moves too (the workers absorb it).
+        assert_eq!(run.verdict(&letter("a", 950, None)), Verdict::Move);
+        // Back from this run, even stamped before the start (a skewed clock): it stays.
+        exhausted.redrive_run = Some("run-1".into());
         assert_eq!(run.verdict(&exhausted), Verdict::ArrivedSinceStart);
+        exhausted.redrive_run = Some("an-earlier-run".into());
+        assert_eq!(run.verdict(&exhausted), Verdict::Move);
         assert_eq!(
             run.verdict(&letter("b", 1_001, None)),
             Verdict::ArrivedSinceStart
