@@ -19,9 +19,42 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 type HmacSha1 = Hmac<Sha1>;
+type HmacSha256 = Hmac<Sha256>;
 
 /// The header Twilio signs every webhook with.
 pub const SIGNATURE_HEADER: &str = "x-twilio-signature";
+/// Names the SharedKey and the algorithm of a SharedKey signature
+/// (`key=webhooks_sharedkey_…,algorithm=HMAC_SHA256`); absent for the auth-token signature.
+pub const SIGNATURE_SETTINGS_HEADER: &str = "x-twilio-webhooks-signature-settings";
+
+/// The HMACs Twilio signs webhooks with: the auth token's HMAC-SHA1, or a SharedKey's
+/// HMAC-SHA256, over the same string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    HmacSha1,
+    HmacSha256,
+}
+
+impl Algorithm {
+    /// The algorithm `X-Twilio-Webhooks-Signature-Settings` names, read as twilio-python
+    /// 9.13.0 does (`get_signature_algorithm`, then `validate`'s upper-casing): the first
+    /// comma-separated `algorithm=` part whose trimmed name is exactly `algorithm` and whose
+    /// trimmed value is not empty; none means HMAC-SHA1. `None`: an algorithm we do not
+    /// know, which fails validation, as it does in the official libraries.
+    pub fn from_settings(settings: Option<&str>) -> Option<Self> {
+        let named = settings
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|part| part.split_once('='))
+            .find(|(name, value)| name.trim() == "algorithm" && !value.trim().is_empty())
+            .map(|(_, value)| value.trim().to_ascii_uppercase());
+        match named.as_deref() {
+            None | Some("HMAC_SHA1") => Some(Self::HmacSha1),
+            Some("HMAC_SHA256") => Some(Self::HmacSha256),
+            Some(_) => None,
+        }
+    }
+}
 /// The query parameter that carries the SHA-256 of a JSON body.
 pub const BODY_SHA256_PARAM: &str = "bodySHA256";
 
@@ -30,9 +63,24 @@ pub fn compute_signature<'a, I>(auth_token: &str, url: &str, params: I) -> Strin
 where
     I: IntoIterator<Item = (&'a str, &'a str)>,
 {
+    compute_signature_with(Algorithm::HmacSha1, auth_token, url, params)
+}
+
+/// [`compute_signature`] with `algorithm`, keyed with the auth token or SharedKey secret.
+pub fn compute_signature_with<'a, I>(
+    algorithm: Algorithm,
+    key: &str,
+    url: &str,
+    params: I,
+) -> String
+where
+    I: IntoIterator<Item = (&'a str, &'a str)>,
+{
     let mut sorted: Vec<(&str, &str)> = params.into_iter().collect();
     sort_params(&mut sorted);
-    BASE64.encode(sign(auth_token, url, &sorted))
+    let mut out = [0u8; 44];
+    let n = encode_mac(algorithm, key, url, &sorted, &mut out);
+    String::from_utf8_lossy(&out[..n]).into_owned()
 }
 
 /// Validates a form-encoded webhook against one auth token.
@@ -40,20 +88,45 @@ pub fn validate_form<'a, I>(auth_token: &str, url: &str, params: I, signature: &
 where
     I: IntoIterator<Item = (&'a str, &'a str)>,
 {
+    validate_form_with(Algorithm::HmacSha1, auth_token, url, params, signature)
+}
+
+/// [`validate_form`] with `algorithm` and its key.
+pub fn validate_form_with<'a, I>(
+    algorithm: Algorithm,
+    key: &str,
+    url: &str,
+    params: I,
+    signature: &str,
+) -> bool
+where
+    I: IntoIterator<Item = (&'a str, &'a str)>,
+{
     let mut sorted: Vec<(&str, &str)> = params.into_iter().collect();
     sort_params(&mut sorted);
-    matches_any_port_variant(auth_token, url, &sorted, signature)
+    matches_any_port_variant(algorithm, key, url, &sorted, signature)
 }
 
 /// Validates a JSON-bodied webhook against one auth token. `None` means the URL carries no
 /// `bodySHA256`, which Twilio always adds for JSON bodies: such a request cannot be validated.
 pub fn validate_json(auth_token: &str, url: &str, body: &[u8], signature: &str) -> Option<bool> {
+    validate_json_with(Algorithm::HmacSha1, auth_token, url, body, signature)
+}
+
+/// [`validate_json`] with `algorithm` and its key.
+pub fn validate_json_with(
+    algorithm: Algorithm,
+    key: &str,
+    url: &str,
+    body: &[u8],
+    signature: &str,
+) -> Option<bool> {
     let expected_hash = body_sha256_param(url)?;
     let body_ok = ct_eq(
         hex::encode(Sha256::digest(body)).as_bytes(),
         expected_hash.as_bytes(),
     );
-    let signature_ok = matches_any_port_variant(auth_token, url, &[], signature);
+    let signature_ok = matches_any_port_variant(algorithm, key, url, &[], signature);
     Some(body_ok & signature_ok)
 }
 
@@ -75,17 +148,16 @@ fn sort_params(params: &mut Vec<(&str, &str)>) {
 }
 
 fn matches_any_port_variant(
+    algorithm: Algorithm,
     token: &str,
     url: &str,
     sorted: &[(&str, &str)],
     signature: &str,
 ) -> bool {
     let matches = |url: &str| {
-        // base64 of 20 bytes is 28: encoded on the stack, not into a String.
-        let mut encoded = [0u8; 28];
-        let n = BASE64
-            .encode_slice(sign(token, url, sorted), &mut encoded)
-            .unwrap_or(0);
+        // base64 of a 32-byte MAC is 44: encoded on the stack, not into a String.
+        let mut encoded = [0u8; 44];
+        let n = encode_mac(algorithm, token, url, sorted, &mut encoded);
         ct_eq(&encoded[..n], signature.as_bytes())
     };
     // Twilio signs the URL as configured: the URL as given first, which with a lowercase
@@ -104,15 +176,34 @@ fn matches_any_port_variant(
         || (variants.with_port != url && matches(&variants.with_port))
 }
 
-fn sign(token: &str, url: &str, sorted: &[(&str, &str)]) -> [u8; 20] {
+/// The base64 of the signature into `out` (44 bytes hold either); returns its length.
+fn encode_mac(
+    algorithm: Algorithm,
+    key: &str,
+    url: &str,
+    sorted: &[(&str, &str)],
+    out: &mut [u8; 44],
+) -> usize {
+    let encoded = match algorithm {
+        Algorithm::HmacSha1 => BASE64.encode_slice(sign::<HmacSha1>(key, url, sorted), out),
+        Algorithm::HmacSha256 => BASE64.encode_slice(sign::<HmacSha256>(key, url, sorted), out),
+    };
+    encoded.unwrap_or(0)
+}
+
+fn sign<M: Mac + hmac::digest::KeyInit>(
+    key: &str,
+    url: &str,
+    sorted: &[(&str, &str)],
+) -> hmac::digest::Output<M> {
     let mut mac =
-        HmacSha1::new_from_slice(token.as_bytes()).expect("HMAC accepts keys of any length");
+        <M as Mac>::new_from_slice(key.as_bytes()).expect("HMAC accepts keys of any length");
     mac.update(url.as_bytes());
     for (name, value) in sorted {
         mac.update(name.as_bytes());
         mac.update(value.as_bytes());
     }
-    mac.finalize().into_bytes().into()
+    mac.finalize().into_bytes()
 }
 
 /// Why a signature does or does not match: what `voicectl verify` explains. Not a request
@@ -155,14 +246,41 @@ pub fn diagnose(
     body: Option<&[u8]>,
     signature: &str,
 ) -> Diagnosis {
+    diagnose_with(
+        Algorithm::HmacSha1,
+        auth_token,
+        url,
+        params,
+        body,
+        signature,
+    )
+}
+
+/// [`diagnose`] for `algorithm` (a SharedKey signature: its secret as `auth_token`).
+pub fn diagnose_with(
+    algorithm: Algorithm,
+    auth_token: &str,
+    url: &str,
+    params: &[(&str, &str)],
+    body: Option<&[u8]>,
+    signature: &str,
+) -> Diagnosis {
     let mut sorted: Vec<(&str, &str)> = match body {
         Some(_) => Vec::new(),
         None => params.to_vec(),
     };
     sort_params(&mut sorted);
     let valid = match body {
-        Some(body) => validate_json(auth_token, url, body, signature).unwrap_or(false),
-        None => validate_form(auth_token, url, sorted.iter().copied(), signature),
+        Some(body) => {
+            validate_json_with(algorithm, auth_token, url, body, signature).unwrap_or(false)
+        }
+        None => validate_form_with(
+            algorithm,
+            auth_token,
+            url,
+            sorted.iter().copied(),
+            signature,
+        ),
     };
     let attempts = |url: &str| {
         let variants = PortVariants::of(url);
@@ -173,7 +291,9 @@ pub fn diagnose(
         forms
             .into_iter()
             .map(|url| {
-                let expected_signature = BASE64.encode(sign(auth_token, &url, &sorted));
+                let mut encoded = [0u8; 44];
+                let n = encode_mac(algorithm, auth_token, &url, &sorted, &mut encoded);
+                let expected_signature = String::from_utf8_lossy(&encoded[..n]).into_owned();
                 let matched = expected_signature == signature;
                 Attempt {
                     url,
@@ -309,6 +429,44 @@ impl PortVariants {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_settings_header_names_the_algorithm_as_the_official_libraries_read_it() {
+        let key = "key=webhooks_sharedkey_5f2a";
+        for (settings, expected) in [
+            (None, Some(Algorithm::HmacSha1)),
+            (Some(""), Some(Algorithm::HmacSha1)),
+            (Some(key), Some(Algorithm::HmacSha1)),
+            (Some("key=k,algorithm="), Some(Algorithm::HmacSha1)),
+            (
+                Some("key=k,algorithm=HMAC_SHA256"),
+                Some(Algorithm::HmacSha256),
+            ),
+            (
+                Some("key=k, algorithm = hmac_sha256 "),
+                Some(Algorithm::HmacSha256),
+            ),
+            (Some("algorithm=HMAC_SHA1,key=k"), Some(Algorithm::HmacSha1)),
+            // The name is compared exactly (trimmed, not case-folded), as twilio-python does.
+            (
+                Some("key=k,Algorithm=HMAC_SHA256"),
+                Some(Algorithm::HmacSha1),
+            ),
+            (Some("key=k,algorithm=HMAC_SHA512"), None),
+        ] {
+            assert_eq!(Algorithm::from_settings(settings), expected, "{settings:?}");
+        }
+        let signed = compute_signature_with(Algorithm::HmacSha256, "secret", "https://h/x", []);
+        assert_eq!(signed.len(), 44);
+        assert!(validate_form_with(
+            Algorithm::HmacSha256,
+            "secret",
+            "https://h/x",
+            [],
+            &signed
+        ));
+        assert!(!validate_form("secret", "https://h/x", [], &signed));
+    }
 
     const DOC_PARAMS: [(&str, &str); 5] = [
         ("Digits", "1234"),
