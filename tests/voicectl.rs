@@ -863,22 +863,31 @@ async fn replaying_files_onto_queues() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn verify_batch_agrees_with_every_conformance_vector() {
-    let vectors: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            Workspace::locate()
-                .root
-                .join("shared/tests/conformance/signature_vectors.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    let cases = vectors["cases"].as_array().unwrap();
+    // The HMAC-SHA1 cases and the SharedKey ones (with their settings header).
+    let cases: Vec<Value> = ["signature_vectors.json", "sharedkey_vectors.json"]
+        .iter()
+        .flat_map(|file| {
+            let vectors: Value = serde_json::from_str(
+                &std::fs::read_to_string(
+                    Workspace::locate()
+                        .root
+                        .join("shared/tests/conformance")
+                        .join(file),
+                )
+                .unwrap(),
+            )
+            .unwrap();
+            vectors["cases"].as_array().unwrap().clone()
+        })
+        .collect();
+    assert!(cases.len() >= 66 + 45);
     let lines: String = cases
         .iter()
         .map(|c| {
             serde_json::json!({
                 "url": c["url"], "params": c["params"], "body": c["body"],
                 "auth_token": c["auth_token"], "signature": c["signature_header"],
+                "signature_settings": c["signature_settings"],
             })
             .to_string()
                 + "\n"

@@ -2,7 +2,9 @@
 //!
 //! The secret is JSON: `{"account_sid": "AC…", "auth_token": "…"}`, optionally with
 //! `"api_key_sid": "SK…", "api_key_secret": "…"`, which media downloads then use instead of
-//! the auth token (Twilio's recommended way to call its REST API). A rotation keeps the old
+//! the auth token (Twilio's recommended way to call its REST API), and
+//! `"webhook_shared_keys": [{"sid": "webhooks_sharedkey_…", "secret": "…"}]` when webhooks are
+//! signed with SharedKeys (HMAC-SHA256) instead of the auth token. A rotation keeps the old
 //! token as `AWSPREVIOUS`, so webhooks signed just before the rotation still validate. The
 //! happy path costs one Secrets Manager read per cold start and per TTL; `AWSPREVIOUS` is
 //! read only when a signature fails with the current token.
@@ -24,6 +26,26 @@ pub struct TwilioCredentials {
     pub api_key_sid: Option<String>,
     #[serde(default)]
     pub api_key_secret: Option<String>,
+    /// Twilio's SharedKeys for webhook signatures (HMAC-SHA256), when the account uses them:
+    /// the current one and, during a rotation, the one before it.
+    #[serde(default)]
+    pub webhook_shared_keys: Vec<SharedKey>,
+}
+
+/// A SharedKey: its SID (named in `X-Twilio-Webhooks-Signature-Settings`) and its secret.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+pub struct SharedKey {
+    pub sid: String,
+    pub secret: String,
+}
+
+impl fmt::Debug for SharedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedKey")
+            .field("sid", &self.sid)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
 }
 
 impl TwilioCredentials {
@@ -33,7 +55,17 @@ impl TwilioCredentials {
             auth_token: auth_token.into(),
             api_key_sid: None,
             api_key_secret: None,
+            webhook_shared_keys: Vec::new(),
         }
+    }
+
+    /// The SharedKey secrets a signature naming `sid` may be checked with: that key's, or
+    /// every key's when the header names none.
+    pub fn shared_key_secrets<'a>(&'a self, sid: Option<&'a str>) -> impl Iterator<Item = &'a str> {
+        self.webhook_shared_keys
+            .iter()
+            .filter(move |k| sid.is_none_or(|sid| k.sid == sid))
+            .map(|k| k.secret.as_str())
     }
 
     /// Basic auth for Twilio's REST API: the API key when there is one, else the account.
@@ -55,6 +87,7 @@ impl fmt::Debug for TwilioCredentials {
             .field("account_sid", &self.account_sid)
             .field("auth_token", &"<redacted>")
             .field("api_key_sid", &self.api_key_sid)
+            .field("webhook_shared_keys", &self.webhook_shared_keys)
             .finish_non_exhaustive()
     }
 }

@@ -14,11 +14,12 @@ use http::{HeaderMap, Method, StatusCode};
 use crate::events::{Envelope, EventKind, IDEMPOTENCY_HEADER};
 use crate::metrics::{self, name};
 use crate::queue::EventQueue;
-use crate::secrets::{AuthTokens, SecretsError};
+use crate::secrets::{AuthTokens, SecretsError, TwilioCredentials};
 use crate::spill::{self, Deadlines, Delivery, NoSpill, SpillStore};
 use crate::telemetry::mask_phone;
 use crate::twilio::overrides;
 use crate::twilio::params::{DecodeError, ParamError};
+use crate::twilio::signature::Algorithm;
 use crate::twilio::signature::{self, SIGNATURE_HEADER};
 use crate::twilio::{Params, RecordingCallback, StatusCallback, TranscriptionCallback};
 
@@ -230,20 +231,38 @@ impl<T: AuthTokens> Verifier<T> {
             .filter(|s| !s.is_empty())
             .ok_or(Rejection::MissingSignature)?;
 
+        // The auth token's HMAC-SHA1, or a SharedKey's HMAC-SHA256 when the settings header
+        // names it; an algorithm we do not know is refused, as the official libraries do.
+        let settings = req.header(signature::SIGNATURE_SETTINGS_HEADER);
+        let algorithm = signature::Algorithm::from_settings(settings);
+        let key_sid = settings.and_then(signature::settings_key);
         // Whether Twilio signs a URL's fragment (its connection overrides) is undocumented:
         // the URL as the request shows it first, then with the fragment this route was given.
-        let valid_for = |token: &str, url: &str| match kind {
-            BodyKind::Form => signature::validate_form(token, url, params.iter(), signature),
+        let valid_for = |algorithm, key: &str, url: &str| match kind {
+            BodyKind::Form => {
+                signature::validate_form_with(algorithm, key, url, params.iter(), signature)
+            }
             BodyKind::Json => {
-                signature::validate_json(token, url, req.body, signature).unwrap_or(false)
+                signature::validate_json_with(algorithm, key, url, req.body, signature)
+                    .unwrap_or(false)
             }
         };
-        let valid_with = |token: &str| {
-            valid_for(token, &url)
+        let valid_with_key = |algorithm, key: &str| {
+            valid_for(algorithm, key, &url)
                 || valid_for(
-                    token,
+                    algorithm,
+                    key,
                     &overrides::with_overrides(&url, overrides::for_path(req.raw_path)),
                 )
+        };
+        let valid_with = |credentials: &TwilioCredentials| match algorithm {
+            Some(Algorithm::HmacSha1) => {
+                valid_with_key(Algorithm::HmacSha1, &credentials.auth_token)
+            }
+            Some(Algorithm::HmacSha256) => credentials
+                .shared_key_secrets(key_sid)
+                .any(|secret| valid_with_key(Algorithm::HmacSha256, secret)),
+            None => false,
         };
         let mut tokens_tried = Vec::new();
         if !self
@@ -270,18 +289,18 @@ impl<T: AuthTokens> Verifier<T> {
     /// had (Secrets Manager down) a signature the current one refuses is a 403, not a 503.
     async fn any_token_validates(
         &self,
-        valid_with: impl Fn(&str) -> bool,
+        valid_with: impl Fn(&TwilioCredentials) -> bool,
         tried: &mut Vec<&'static str>,
     ) -> Result<bool, SecretsError> {
         let current = self.tokens.current().await?;
         tried.push("current");
-        if valid_with(&current.auth_token) {
+        if valid_with(&current) {
             return Ok(true);
         }
         match self.tokens.previous().await {
             Ok(Some(previous)) => {
                 tried.push("previous");
-                if valid_with(&previous.auth_token) {
+                if valid_with(&previous) {
                     return Ok(true);
                 }
             }
@@ -294,7 +313,7 @@ impl<T: AuthTokens> Verifier<T> {
         match self.tokens.refresh_current().await {
             Ok(Some(fresh)) => {
                 tried.push("current re-read");
-                Ok(valid_with(&fresh.auth_token))
+                Ok(valid_with(&fresh))
             }
             Ok(None) => Ok(false),
             Err(e) => {

@@ -371,3 +371,95 @@ async fn a_signature_over_the_url_with_its_overrides_is_accepted_too() {
         expect_rejected(&call, StatusCode::FORBIDDEN, "invalid X-Twilio-Signature").await;
     }
 }
+
+/// Stack credentials whose secret holds a SharedKey (and, mid-rotation, the key before it).
+fn with_shared_keys(
+    queue: &Arc<MemoryQueue>,
+) -> Acknowledger<Arc<MemoryQueue>, shared::secrets::StaticTokens> {
+    let mut credentials = shared::secrets::TwilioCredentials::new(ACCOUNT_SID, TOKEN);
+    credentials.webhook_shared_keys = vec![
+        shared::secrets::SharedKey {
+            sid: "webhooks_sharedkey_new".into(),
+            secret: "the new shared key secret".into(),
+        },
+        shared::secrets::SharedKey {
+            sid: "webhooks_sharedkey_old".into(),
+            secret: "the old shared key secret".into(),
+        },
+    ];
+    shared::webhook::Acknowledger::new(
+        BASE,
+        queue.clone(),
+        shared::secrets::StaticTokens {
+            current: Arc::new(credentials),
+            previous: None,
+        },
+    )
+}
+
+fn sharedkey_call(secret: &str, settings: &str) -> Call {
+    let params = status_params("ringing");
+    let mut call = Call::form(PATH, &params);
+    let signature = shared::twilio::signature::compute_signature_with(
+        shared::twilio::signature::Algorithm::HmacSha256,
+        secret,
+        &call.url(),
+        params.iter(),
+    );
+    call.header("x-twilio-signature", &signature);
+    call.header("x-twilio-webhooks-signature-settings", settings);
+    call
+}
+
+#[tokio::test]
+async fn a_sharedkey_signature_is_accepted_with_either_key_of_a_rotation() {
+    for (secret, sid) in [
+        ("the new shared key secret", "webhooks_sharedkey_new"),
+        ("the old shared key secret", "webhooks_sharedkey_old"),
+    ] {
+        let queue = Arc::new(MemoryQueue::default());
+        let call = sharedkey_call(secret, &format!("key={sid}, algorithm = hmac_sha256"));
+        let reply = call.send(&with_shared_keys(&queue)).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::NO_CONTENT,
+            "{sid}: {}",
+            reply.body
+        );
+        assert_eq!(queue.sent().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_sharedkey_header_with_the_wrong_key_algorithm_or_hmac_is_403() {
+    let settings = "key=webhooks_sharedkey_new,algorithm=HMAC_SHA256";
+    let cases = [
+        // The secret of another key than the one the header names.
+        sharedkey_call("the old shared key secret", settings),
+        // An algorithm Twilio's libraries do not know.
+        sharedkey_call(
+            "the new shared key secret",
+            "key=webhooks_sharedkey_new,algorithm=HMAC_SHA512",
+        ),
+        // The auth token's HMAC-SHA1 under SHA-256 settings.
+        {
+            let mut call = Call::form(PATH, &status_params("ringing"));
+            call.header("x-twilio-webhooks-signature-settings", settings);
+            call
+        },
+        // SHA-256 keyed with the auth token, not a SharedKey.
+        sharedkey_call(TOKEN, settings),
+    ];
+    for call in cases {
+        let queue = Arc::new(MemoryQueue::default());
+        let reply = call.send(&with_shared_keys(&queue)).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+        assert!(queue.sent().is_empty());
+    }
+    // Without the header, the auth token's signature still works on the same stack.
+    let queue = Arc::new(MemoryQueue::default());
+    let reply = Call::form(PATH, &status_params("ringing"))
+        .send(&with_shared_keys(&queue))
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+}

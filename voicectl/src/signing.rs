@@ -189,6 +189,10 @@ struct BatchCase {
     auth_token: String,
     #[serde(alias = "signature_header")]
     signature: String,
+    /// `X-Twilio-Webhooks-Signature-Settings` as received: a SharedKey signature, with
+    /// `auth_token` holding the key's secret.
+    #[serde(default)]
+    signature_settings: Option<String>,
     #[serde(default)]
     id: Option<serde_json::Value>,
 }
@@ -221,18 +225,30 @@ pub fn verify_batch(input: impl BufRead, mut output: impl std::io::Write) -> any
                     body: case.body,
                 };
                 let pairs = request.pairs();
-                let diagnosis = signature::diagnose(
-                    &case.auth_token,
-                    &request.url,
-                    &pairs,
-                    request.body.as_deref().map(str::as_bytes),
-                    &case.signature,
-                );
-                BatchVerdict {
-                    valid: diagnosis.valid,
-                    id: case.id,
-                    error: None,
-                    diagnosis: Some(diagnosis),
+                match signature::Algorithm::from_settings(case.signature_settings.as_deref()) {
+                    Some(algorithm) => {
+                        let diagnosis = signature::diagnose_with(
+                            algorithm,
+                            &case.auth_token,
+                            &request.url,
+                            &pairs,
+                            request.body.as_deref().map(str::as_bytes),
+                            &case.signature,
+                        );
+                        BatchVerdict {
+                            valid: diagnosis.valid,
+                            id: case.id,
+                            error: None,
+                            diagnosis: Some(diagnosis),
+                        }
+                    }
+                    // As the official libraries: an algorithm they do not know fails.
+                    None => BatchVerdict {
+                        valid: false,
+                        id: case.id,
+                        error: Some("unsupported signature algorithm".into()),
+                        diagnosis: None,
+                    },
                 }
             }
             Err(e) => BatchVerdict {

@@ -35,6 +35,15 @@ pub enum Algorithm {
     HmacSha256,
 }
 
+/// The SharedKey SID a settings header names (`key=…`), if any.
+pub fn settings_key(settings: &str) -> Option<&str> {
+    settings
+        .split(',')
+        .filter_map(|part| part.split_once('='))
+        .find(|(name, value)| name.trim() == "key" && !value.trim().is_empty())
+        .map(|(_, value)| value.trim())
+}
+
 impl Algorithm {
     /// The algorithm `X-Twilio-Webhooks-Signature-Settings` names, read as twilio-python
     /// 9.13.0 does (`get_signature_algorithm`, then `validate`'s upper-casing): the first
