@@ -966,6 +966,29 @@ async fn verify_batch_agrees_with_every_conformance_vector() {
         "{text}"
     );
     assert!(!text.contains("12345"), "the token is never shown");
+
+    // A SharedKey signature: signed and verified with the settings header's algorithm.
+    let settings = "key=webhooks_sharedkey_1,algorithm=HMAC_SHA256";
+    let request = ["--url", public, "-p", "CallSid=CA1"];
+    let signed = voicectl(
+        &token,
+        &[&["sign"], &request[..], &["--signature-settings", settings]].concat(),
+    )
+    .await;
+    let sharedkey = text_of(&signed).trim().to_owned();
+    assert_eq!(sharedkey.len(), 44, "HMAC-SHA256 in base64: {sharedkey}");
+    let verify = [&["verify"], &request[..], &["--signature", &sharedkey]].concat();
+    let valid = voicectl(
+        &token,
+        &[&verify[..], &["--signature-settings", settings]].concat(),
+    )
+    .await;
+    assert!(valid.status.success(), "{}", text_of(&valid));
+    let without = voicectl(&token, &verify).await;
+    assert!(
+        !without.status.success(),
+        "HMAC-SHA1 is not what was signed"
+    );
 }
 
 /// The README's incident, on the local stack: a worker fault sends a call's events to the

@@ -14,6 +14,7 @@ use shared::config::local;
 use shared::flows::{self, Flows, Step, Urls};
 use shared::stack::Pipeline;
 use shared::twilio::Params;
+use shared::twilio::signature::{self, Algorithm};
 use voicectl::dlq::{self, Filter, RedriveOptions};
 use voicectl::media::MediaServer;
 use voicectl::signing::{self, Request};
@@ -306,9 +307,13 @@ impl RequestArgs {
 struct SignArgs {
     #[command(flatten)]
     request: RequestArgs,
-    /// Sign with this token instead of the stack secret's current one.
+    /// Sign with this token (or SharedKey secret) instead of the stack secret's.
     #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
     auth_token: Option<String>,
+    /// Sign as a SharedKey does: `key=<sid>,algorithm=HMAC_SHA256` (the
+    /// X-Twilio-Webhooks-Signature-Settings header's value), with that key's secret.
+    #[arg(long)]
+    signature_settings: Option<String>,
 }
 
 #[derive(Args)]
@@ -321,9 +326,14 @@ struct VerifyArgs {
     /// The X-Twilio-Signature header as received.
     #[arg(long, required_unless_present = "batch")]
     signature: Option<String>,
-    /// Check this token instead of the stack secret's current and previous ones.
+    /// Check this token (or SharedKey secret) instead of the stack secret's current and
+    /// previous ones.
     #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
     auth_token: Option<String>,
+    /// The X-Twilio-Webhooks-Signature-Settings header as received: a SharedKey signature,
+    /// checked with the secret's webhook_shared_keys (or --auth-token as the key's secret).
+    #[arg(long)]
+    signature_settings: Option<String>,
 }
 
 #[derive(Args)]
@@ -726,22 +736,42 @@ async fn verify(
     stack: impl Future<Output = Stack>,
 ) -> anyhow::Result<ExitCode> {
     let request = args.request.request()?;
+    let settings = args.signature_settings.as_deref();
+    let Some(algorithm) = Algorithm::from_settings(settings) else {
+        println!("INVALID: the settings name an algorithm Twilio's libraries do not know");
+        return Ok(ExitCode::FAILURE);
+    };
     // With a token given, the check is offline: the stack's base URL only from the
-    // environment. Otherwise the stack's own, as deployed.
+    // environment. Otherwise the stack's own, as deployed; a SharedKey signature is checked
+    // with the secret's shared keys (the one the settings name).
     let (tokens, stack_base) = match args.auth_token {
         Some(token) => (vec![("given".to_owned(), token)], PublicBase::from_env()),
         None => {
             let stack = stack.await;
+            let sid = settings.and_then(signature::settings_key);
             let tokens = stack
                 .credentials()
                 .await?
                 .into_iter()
-                .map(|(stage, c)| (stage.to_owned(), c.auth_token.clone()))
+                .flat_map(|(stage, c)| match algorithm {
+                    Algorithm::HmacSha1 => vec![(stage.to_owned(), c.auth_token.clone())],
+                    Algorithm::HmacSha256 => c
+                        .webhook_shared_keys
+                        .iter()
+                        .filter(|k| sid.is_none_or(|sid| k.sid == sid))
+                        .map(|k| (format!("{stage} {}", k.sid), k.secret.clone()))
+                        .collect(),
+                })
                 .collect();
             (tokens, stack.public_base_url().await)
         }
     };
-    let results = signing::verify(&tokens, &request, &args.signature.unwrap_or_default());
+    let results = signing::verify_with(
+        algorithm,
+        &tokens,
+        &request,
+        &args.signature.unwrap_or_default(),
+    );
     let valid = results.iter().any(|r| r.diagnosis.valid);
     // Whether the stack would rebuild the URL Twilio signed: the usual cause of a 403 whose
     // signature is fine.
@@ -1084,11 +1114,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(exit(view.call.is_some() || !view.recordings.is_empty()))
         }
         Command::Sign(args) => {
-            let token = match args.auth_token {
-                Some(token) => token,
-                None => stack().await.signing_token(None).await?,
+            let settings = args.signature_settings.as_deref();
+            let algorithm = Algorithm::from_settings(settings)
+                .ok_or_else(|| anyhow::anyhow!("--signature-settings: unknown algorithm"))?;
+            let token = match (args.auth_token, algorithm) {
+                (Some(token), _) => token,
+                (None, Algorithm::HmacSha1) => stack().await.signing_token(None).await?,
+                (None, Algorithm::HmacSha256) => {
+                    let sid = settings.and_then(signature::settings_key);
+                    let credentials = stack().await.current_credentials().await?;
+                    credentials
+                        .shared_key_secrets(sid)
+                        .next()
+                        .map(str::to_owned)
+                        .ok_or_else(|| {
+                            anyhow::anyhow!("the stack's secret has no such webhook_shared_keys")
+                        })?
+                }
             };
-            let signed = signing::sign(&token, &args.request.request()?);
+            let signed = signing::sign_with(algorithm, &token, &args.request.request()?);
             if json {
                 print_json(&signed)?;
             } else {

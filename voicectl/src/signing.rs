@@ -34,6 +34,11 @@ pub struct Signed {
 }
 
 pub fn sign(auth_token: &str, request: &Request) -> Signed {
+    sign_with(signature::Algorithm::HmacSha1, auth_token, request)
+}
+
+/// [`sign`] with `algorithm` (a SharedKey's HMAC-SHA256: its secret as `key`).
+pub fn sign_with(algorithm: signature::Algorithm, key: &str, request: &Request) -> Signed {
     match &request.body {
         Some(body) => {
             let url = if signature::body_sha256_param(&request.url).is_some() {
@@ -44,13 +49,18 @@ pub fn sign(auth_token: &str, request: &Request) -> Signed {
                 format!("{}{joiner}{BODY_SHA256_PARAM}={hash}", request.url)
             };
             Signed {
-                signature: signature::compute_signature(auth_token, &url, []),
+                signature: signature::compute_signature_with(algorithm, key, &url, []),
                 url,
             }
         }
         None => Signed {
             url: request.url.clone(),
-            signature: signature::compute_signature(auth_token, &request.url, request.pairs()),
+            signature: signature::compute_signature_with(
+                algorithm,
+                key,
+                &request.url,
+                request.pairs(),
+            ),
         },
     }
 }
@@ -74,11 +84,22 @@ pub fn verify(
     request: &Request,
     signature: &str,
 ) -> Vec<TokenDiagnosis> {
+    verify_with(signature::Algorithm::HmacSha1, tokens, request, signature)
+}
+
+/// [`verify`] with `algorithm` (SharedKey secrets as the tokens for HMAC-SHA256).
+pub fn verify_with(
+    algorithm: signature::Algorithm,
+    tokens: &[(String, String)],
+    request: &Request,
+    signature: &str,
+) -> Vec<TokenDiagnosis> {
     tokens
         .iter()
         .map(|(label, token)| TokenDiagnosis {
             token: fingerprint(label, token),
-            diagnosis: signature::diagnose(
+            diagnosis: signature::diagnose_with(
+                algorithm,
                 token,
                 &request.url,
                 &request.pairs(),
