@@ -64,25 +64,20 @@ fn verdict(case: &Case) -> bool {
     }
 }
 
-#[test]
-fn every_signature_case_agrees_with_the_official_validator() {
-    let text = std::fs::read_to_string(vendored().join("signature_vectors.json"))
-        .expect("vendored vectors");
+/// Every case of `file` (at least `at_least` of them) gets its expected verdict from `verdict`.
+fn agree(file: &str, at_least: usize, verdict: fn(&Case) -> bool) {
+    let text = std::fs::read_to_string(vendored().join(file)).expect("vendored vectors");
     let vectors: Vectors = serde_json::from_str(&text).expect("vectors parse");
-    assert_eq!(
-        vectors.cases.len(),
-        vectors.count,
-        "vector file is complete"
-    );
-    assert!(vectors.count >= 66);
+    assert_eq!(vectors.cases.len(), vectors.count, "{file} is complete");
+    assert!(vectors.count >= at_least);
     let disagreements: Vec<String> = vectors
         .cases
         .iter()
         .filter(|case| verdict(case) != case.expected_valid)
         .map(|case| {
             format!(
-                "{} (expected {}): {}",
-                case.id, case.expected_valid, case.note
+                "{} {} (expected {}): {}",
+                case.id, case.variant, case.expected_valid, case.note
             )
         })
         .collect();
@@ -94,10 +89,15 @@ fn every_signature_case_agrees_with_the_official_validator() {
     );
     let valid = vectors.cases.iter().filter(|c| c.expected_valid).count();
     println!(
-        "signature conformance: {} cases agree ({valid} valid, {} invalid)",
+        "{file}: {} cases agree ({valid} valid, {} invalid)",
         vectors.count,
         vectors.count - valid
     );
+}
+
+#[test]
+fn every_signature_case_agrees_with_the_official_validator() {
+    agree("signature_vectors.json", 66, verdict);
 }
 
 /// A SharedKey case: the algorithm from its settings header, as the official libraries read
@@ -131,38 +131,7 @@ fn sharedkey_verdict(case: &Case) -> bool {
 
 #[test]
 fn every_sharedkey_case_agrees_with_the_official_validators() {
-    let text = std::fs::read_to_string(vendored().join("sharedkey_vectors.json"))
-        .expect("vendored vectors");
-    let vectors: Vectors = serde_json::from_str(&text).expect("vectors parse");
-    assert_eq!(
-        vectors.cases.len(),
-        vectors.count,
-        "vector file is complete"
-    );
-    assert!(vectors.count >= 45);
-    let disagreements: Vec<String> = vectors
-        .cases
-        .iter()
-        .filter(|case| sharedkey_verdict(case) != case.expected_valid)
-        .map(|case| {
-            format!(
-                "{} {} (expected {})",
-                case.id, case.variant, case.expected_valid
-            )
-        })
-        .collect();
-    assert!(
-        disagreements.is_empty(),
-        "{} disagreements:\n{}",
-        disagreements.len(),
-        disagreements.join("\n")
-    );
-    let valid = vectors.cases.iter().filter(|c| c.expected_valid).count();
-    println!(
-        "SharedKey conformance: {} cases agree ({valid} valid, {} invalid)",
-        vectors.count,
-        vectors.count - valid
-    );
+    agree("sharedkey_vectors.json", 45, sharedkey_verdict);
 }
 
 #[test]
