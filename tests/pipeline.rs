@@ -335,16 +335,7 @@ async fn with_secrets_manager_down_warm_webhooks_keep_checking_and_cold_ones_ref
         .unwrap();
     let post = |sid: &str, status, seq| {
         let params = status_params(sid, status, Some(seq));
-        async move {
-            post_form(
-                &stack.status_webhook_target(),
-                &stack.status_webhook_public(),
-                &params,
-                Some(local::AUTH_TOKEN),
-            )
-            .await
-            .status()
-        }
+        async move { post_status(stack, params).await.status() }
     };
     let sid = call_sid(0x5ec);
     // Warm: the token is read while Secrets Manager is up.

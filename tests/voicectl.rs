@@ -13,7 +13,6 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_sqs::types::MessageAttributeValue;
 use devstack::process::free_port;
 use devstack::workspace::Workspace;
 use devstack::{LocalStack, StackOptions};
@@ -83,19 +82,11 @@ fn envelope(sid: &str, status: CallStatus, seq: u32) -> Envelope {
     Envelope::call_status(&callback, &params, Some(&format!("{sid}-{seq}")))
 }
 
-fn attribute(value: &str) -> MessageAttributeValue {
-    MessageAttributeValue::builder()
-        .data_type("String")
-        .string_value(value)
-        .build()
-        .unwrap()
-}
-
 /// Puts a message on a queue as the webhooks (and the workers' dead-lettering) do.
 async fn put(sqs: &aws_sdk_sqs::Client, url: &str, body: &str, attributes: &[(&str, &str)]) {
     let mut send = sqs.send_message().queue_url(url).message_body(body);
     for (name, value) in attributes {
-        send = send.message_attributes(*name, attribute(value));
+        send = send.message_attributes(*name, shared::queue::string_attribute(value));
     }
     send.send().await.unwrap();
 }

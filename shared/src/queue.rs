@@ -53,7 +53,8 @@ pub mod dead_letter {
     pub const ALL: [&str; 4] = [FAILURE_REASON, FAILED_BY, FAILURE_KIND, REDRIVE_RUN];
 }
 
-pub(crate) fn string_attribute(value: &str) -> MessageAttributeValue {
+/// An SQS `String` message attribute.
+pub fn string_attribute(value: &str) -> MessageAttributeValue {
     MessageAttributeValue::builder()
         .data_type("String")
         .string_value(value)

@@ -59,13 +59,17 @@ impl TwilioCredentials {
         }
     }
 
-    /// The SharedKey secrets a signature naming `sid` may be checked with: that key's, or
-    /// every key's when the header names none.
-    pub fn shared_key_secrets<'a>(&'a self, sid: Option<&'a str>) -> impl Iterator<Item = &'a str> {
+    /// The SharedKeys a signature naming `sid` may be checked with: that key, or every key
+    /// when the header names none.
+    pub fn shared_keys<'a>(&'a self, sid: Option<&'a str>) -> impl Iterator<Item = &'a SharedKey> {
         self.webhook_shared_keys
             .iter()
             .filter(move |k| sid.is_none_or(|sid| k.sid == sid))
-            .map(|k| k.secret.as_str())
+    }
+
+    /// [`Self::shared_keys`]' secrets.
+    pub fn shared_key_secrets<'a>(&'a self, sid: Option<&'a str>) -> impl Iterator<Item = &'a str> {
+        self.shared_keys(sid).map(|k| k.secret.as_str())
     }
 
     /// Basic auth for Twilio's REST API: the API key when there is one, else the account.

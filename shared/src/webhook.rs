@@ -234,7 +234,7 @@ impl<T: AuthTokens> Verifier<T> {
         // The auth token's HMAC-SHA1, or a SharedKey's HMAC-SHA256 when the settings header
         // names it; an algorithm we do not know is refused, as the official libraries do.
         let settings = req.header(signature::SIGNATURE_SETTINGS_HEADER);
-        let algorithm = signature::Algorithm::from_settings(settings);
+        let algorithm = Algorithm::from_settings(settings);
         let key_sid = settings.and_then(signature::settings_key);
         // Whether Twilio signs a URL's fragment (its connection overrides) is undocumented:
         // the URL as the request shows it first, then with the fragment this route was given.

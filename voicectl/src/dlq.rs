@@ -106,6 +106,7 @@ impl DeadLetter {
         };
         let body = message.body().unwrap_or_default().to_owned();
         let (kind, call_sid, subject) = describe(&body);
+        let sent = system(MessageSystemAttributeName::SentTimestamp);
         Self {
             pipeline,
             message_id: message.message_id().unwrap_or_default().to_owned(),
@@ -114,9 +115,8 @@ impl DeadLetter {
             subject,
             receive_count: system(MessageSystemAttributeName::ApproximateReceiveCount)
                 .map_or(0, |n| n as u32),
-            sent_ms: system(MessageSystemAttributeName::SentTimestamp).unwrap_or(0),
-            age_secs: system(MessageSystemAttributeName::SentTimestamp)
-                .map_or(0, |sent| now_ms.saturating_sub(sent) / 1000),
+            sent_ms: sent.unwrap_or(0),
+            age_secs: sent.map_or(0, |sent| now_ms.saturating_sub(sent) / 1000),
             failure_reason: user(dead_letter::FAILURE_REASON),
             failed_by: user(dead_letter::FAILED_BY),
             failure_kind: user(dead_letter::FAILURE_KIND),
@@ -533,11 +533,7 @@ async fn move_batch(
             }
             entry = entry.message_attributes(
                 dead_letter::REDRIVE_RUN,
-                MessageAttributeValue::builder()
-                    .data_type("String")
-                    .string_value(run)
-                    .build()
-                    .expect("data type is set"),
+                shared::queue::string_attribute(run),
             );
             entry.build().expect("id and body are set")
         })

@@ -756,9 +756,7 @@ async fn verify(
                 .flat_map(|(stage, c)| match algorithm {
                     Algorithm::HmacSha1 => vec![(stage.to_owned(), c.auth_token.clone())],
                     Algorithm::HmacSha256 => c
-                        .webhook_shared_keys
-                        .iter()
-                        .filter(|k| sid.is_none_or(|sid| k.sid == sid))
+                        .shared_keys(sid)
                         .map(|k| (format!("{stage} {}", k.sid), k.secret.clone()))
                         .collect(),
                 })

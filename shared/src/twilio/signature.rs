@@ -87,9 +87,7 @@ where
 {
     let mut sorted: Vec<(&str, &str)> = params.into_iter().collect();
     sort_params(&mut sorted);
-    let mut out = [0u8; 44];
-    let n = encode_mac(algorithm, key, url, &sorted, &mut out);
-    String::from_utf8_lossy(&out[..n]).into_owned()
+    signature_string(algorithm, key, url, &sorted)
 }
 
 /// Validates a form-encoded webhook against one auth token.
@@ -183,6 +181,14 @@ fn matches_any_port_variant(
     let variants = PortVariants::of(url);
     (variants.without_port != url && matches(&variants.without_port))
         || (variants.with_port != url && matches(&variants.with_port))
+}
+
+/// The signature of already sorted params, as the header carries it.
+fn signature_string(algorithm: Algorithm, key: &str, url: &str, sorted: &[(&str, &str)]) -> String {
+    let mut out = [0u8; 44];
+    let n = encode_mac(algorithm, key, url, sorted, &mut out);
+    // base64 is ASCII.
+    String::from_utf8_lossy(&out[..n]).into_owned()
 }
 
 /// The base64 of the signature into `out` (44 bytes hold either); returns its length.
@@ -300,9 +306,7 @@ pub fn diagnose_with(
         forms
             .into_iter()
             .map(|url| {
-                let mut encoded = [0u8; 44];
-                let n = encode_mac(algorithm, auth_token, &url, &sorted, &mut encoded);
-                let expected_signature = String::from_utf8_lossy(&encoded[..n]).into_owned();
+                let expected_signature = signature_string(algorithm, auth_token, &url, &sorted);
                 let matched = expected_signature == signature;
                 Attempt {
                     url,
