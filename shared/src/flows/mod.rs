@@ -153,9 +153,18 @@ pub struct ConferenceRoom {
 #[serde(deny_unknown_fields)]
 pub struct Softphone {
     pub caller_id: String,
-    /// E.164 prefixes browser users may call; empty allows only other clients.
+    /// The countries (ISO 3166 regions, `US`) browser users may call, each number placed by
+    /// libphonenumber (`twilio::destination`); empty allows only other clients.
     #[serde(default)]
-    pub allowed_prefixes: Vec<String>,
+    pub allowed_countries: Vec<String>,
+    /// The number types they may call there; empty: ordinary-rate ones (fixed line, mobile,
+    /// toll free), never premium-rate or shared-cost.
+    #[serde(default)]
+    pub allowed_number_types: Vec<crate::twilio::destination::NumberType>,
+    /// No longer read: a prefix cannot tell +1 876 Jamaica or a 900 number from the US.
+    /// Kept so that a flows file with it gets that reason rather than "unknown field".
+    #[serde(default)]
+    pub allowed_prefixes: Option<Vec<String>>,
     #[serde(default = "default_ring_timeout")]
     pub timeout: u32,
     #[serde(default = "yes")]
@@ -490,10 +499,18 @@ fn validate(file: &FlowsFile, report: &mut dyn FnMut(Range<usize>, String)) {
                         s.caller_id
                     ));
                 }
-                for prefix in &s.allowed_prefixes {
-                    if !prefix.starts_with('+') || !prefix[1..].bytes().all(|b| b.is_ascii_digit())
-                    {
-                        problem(format!("allowed prefix {prefix:?} is not + and digits"));
+                if s.allowed_prefixes.is_some() {
+                    problem(
+                        "allowed_prefixes is replaced by allowed_countries: a prefix such as +1 \
+                         also admits Caribbean countries and premium-rate numbers"
+                            .into(),
+                    );
+                }
+                for country in &s.allowed_countries {
+                    if !crate::twilio::destination::is_known_country(country) {
+                        problem(format!(
+                            "allowed country {country:?} is not an ISO 3166 region code"
+                        ));
                     }
                 }
             }

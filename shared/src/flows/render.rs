@@ -10,7 +10,7 @@ use crate::twilio::twiml::{
     Client, Conference, Dial, DialNoun, Gather, LegCallbacks, Method, Number, Prompt, Record,
     Redirect, Say, Sip, Verb, VoiceResponse,
 };
-use crate::twilio::{Params, overrides};
+use crate::twilio::{Params, destination, identity, overrides};
 
 use super::{ConferenceRoom, Flow, Flows, Forward, Menu, Softphone, Voicemail, is_e164};
 
@@ -491,14 +491,20 @@ impl<'a> Builder<'a> {
     /// failure is what makes softphone calls hard to support).
     fn softphone(&mut self, name: &str, s: &Softphone) -> &'static str {
         let to = self.params.get("To").unwrap_or_default().trim().to_owned();
+        let allowed = destination::Allowed {
+            countries: &s.allowed_countries,
+            types: &s.allowed_number_types,
+        };
         let target = if let Some(identity) = to.strip_prefix("client:") {
-            is_client_identity(identity).then(|| to.clone())
-        } else if is_e164(&to)
-            && s.allowed_prefixes
-                .iter()
-                .any(|p| to.starts_with(p.as_str()))
-        {
-            Some(to.clone())
+            identity::check(identity).is_ok().then(|| to.clone())
+        } else if is_e164(&to) {
+            match allowed.check(&to) {
+                Ok(_) => Some(to.clone()),
+                Err(refusal) => {
+                    tracing::info!(flow = name, %refusal, "softphone destination refused");
+                    None
+                }
+            }
         } else {
             None
         };
@@ -519,15 +525,6 @@ impl<'a> Builder<'a> {
         self.twiml.verbs.push(Verb::Dial(dial));
         "entered"
     }
-}
-
-/// Client identities as Twilio's access tokens allow them: letters, digits and `_-.@`.
-fn is_client_identity(identity: &str) -> bool {
-    !identity.is_empty()
-        && identity.len() <= 121
-        && identity
-            .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'))
 }
 
 /// Lower-case words separated by single spaces and padded, so `contains` matches whole words.

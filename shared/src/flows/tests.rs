@@ -272,6 +272,10 @@ fn softphone_dials_the_requested_number_from_the_verified_caller_id() {
     assert!(xml.contains(">bob</Client>"), "{xml}");
     for refused in [
         "+442071838750",
+        // +1, but Jamaica; and a US premium-rate number.
+        "+18765551234",
+        "+19005551234",
+        "client:bob|x",
         "",
         "911",
         "client:",

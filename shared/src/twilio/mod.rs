@@ -1,5 +1,7 @@
 //! Twilio's side of the contract: request signatures, webhook parameters and TwiML.
 
+pub mod destination;
+pub mod identity;
 pub mod overrides;
 pub mod params;
 pub mod signature;
