@@ -18,7 +18,7 @@ export SAM_CLI_TELEMETRY := 0
 export PATH := $(CURDIR)/$(STACK_BIN):$(PATH)
 
 # Every Lambda function (one binary each under functions/).
-FUNCTIONS := webhook-status webhook-voice webhook-fallback webhook-recording webhook-transcription status-worker recording-worker transcript-worker spill-drainer
+FUNCTIONS := webhook-status webhook-voice webhook-fallback softphone-token webhook-recording webhook-transcription status-worker recording-worker transcript-worker spill-drainer
 
 CALLS ?= 300
 SEED ?= 42
@@ -40,7 +40,7 @@ help: ## List the verbs
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 # ---------------------------------------------------------------- tools
-# One virtualenv per tool set: moto and cargo-lambda, the linters, and SAM pin
+# One virtualenv per tool set: moto and cargo-lambda, the linters, SAM and the test oracles pin
 # conflicting versions of boto3 and friends.
 $(VENV)/%/.installed: infra/requirements/%.txt
 	rm -rf $(VENV)/$*
@@ -49,7 +49,7 @@ $(VENV)/%/.installed: infra/requirements/%.txt
 	touch $@
 
 .PHONY: venv
-venv: $(VENV)/stack/.installed $(VENV)/lint/.installed $(VENV)/sam/.installed ## Install the pinned Python tools into .venv/
+venv: $(VENV)/stack/.installed $(VENV)/lint/.installed $(VENV)/sam/.installed $(VENV)/oracle/.installed ## Install the pinned Python tools into .venv/
 
 # ---------------------------------------------------------------- build
 .PHONY: build-local

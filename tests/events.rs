@@ -166,6 +166,20 @@ async fn every_sample_event_gets_the_answer_its_name_promises() {
         let response = invoke(&lambda, function, path).await;
         assert_eq!(response["statusCode"], expected, "{path}: {response}");
     }
+    for (path, expected) in [
+        ("softphone-token/signed-in.json", 200),
+        ("softphone-token/identity-refused.json", 400),
+        ("softphone-token/no-authorizer.json", 401),
+    ] {
+        let response = invoke(&lambda, "softphone-token", path).await;
+        assert_eq!(response["statusCode"], expected, "{path}: {response}");
+        let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+        if expected == 200 {
+            assert_eq!(body["identity"], "alice", "{path}");
+        } else {
+            assert!(body["error"].is_string(), "{path}: {body}");
+        }
+    }
     let response = invoke(
         &lambda,
         "recording-worker",

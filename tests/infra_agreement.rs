@@ -33,7 +33,7 @@ fn functions(template: &Value) -> Vec<String> {
         .filter(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::Function"))
         .map(|(name, _)| name.as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(functions.len(), 9, "{functions:?}");
+    assert_eq!(functions.len(), 10, "{functions:?}");
     functions
 }
 
@@ -367,6 +367,14 @@ fn functions_get_the_environment_they_read() {
         sorted(vec![config::PUBLIC_BASE_URL, config::TWILIO_SECRET_ID])
     );
     assert_eq!(
+        env_names("SoftphoneTokenFunction"),
+        sorted(vec![
+            config::TWILIO_SECRET_ID,
+            config::SOFTPHONE_IDENTITY_CLAIM,
+            config::SOFTPHONE_TTL_SECS,
+        ])
+    );
+    assert_eq!(
         env_names("SpillDrainerFunction"),
         sorted(vec![
             config::SPILL_BUCKET,
@@ -522,6 +530,10 @@ fn every_webhook_route_is_one_the_local_stack_serves_and_the_function_answers() 
                 "ANY /twilio/voice/{step}".to_owned(),
                 "integrations/${WebhookVoiceIntegration}".to_owned()
             ),
+            (
+                "POST /softphone/token".to_owned(),
+                "integrations/${SoftphoneTokenIntegration}".to_owned()
+            ),
         ]
     );
     // Every action URL the flows emit is served by a route and understood by the function.
@@ -543,6 +555,51 @@ fn every_webhook_route_is_one_the_local_stack_serves_and_the_function_answers() 
         );
         shared::flows::Step::from_request(path, query).unwrap();
     }
+}
+
+#[test]
+fn softphone_tokens_sit_behind_a_jwt_authorizer_of_the_configured_issuer() {
+    let t = template();
+    let route = resource(&t, "SoftphoneTokenRoute");
+    assert_eq!(route["AuthorizationType"].as_str(), Some("JWT"));
+    assert_eq!(
+        referenced(&route["AuthorizerId"]).as_deref(),
+        Some("SoftphoneTokenAuthorizer")
+    );
+    let authorizer = resource(&t, "SoftphoneTokenAuthorizer");
+    assert_eq!(authorizer["AuthorizerType"].as_str(), Some("JWT"));
+    assert_eq!(
+        authorizer["IdentitySource"][0].as_str(),
+        Some("$request.header.Authorization")
+    );
+    let jwt = &authorizer["JwtConfiguration"];
+    assert_eq!(
+        referenced(&jwt["Issuer"]).as_deref(),
+        Some("SoftphoneTokenIssuer")
+    );
+    assert_eq!(
+        referenced(&jwt["Audience"]).as_deref(),
+        Some("SoftphoneTokenAudience")
+    );
+    // The TTL parameter cannot exceed what Twilio accepts, nor the function's own bound.
+    let ttl = &t["Parameters"]["SoftphoneTokenTtlSeconds"];
+    assert_eq!(
+        number(&ttl["MaxValue"]),
+        shared::softphone::MAX_TTL.as_secs()
+    );
+    assert_eq!(
+        number(&ttl["Default"]),
+        shared::softphone::DEFAULT_TTL.as_secs()
+    );
+    let env = &resource(&t, "SoftphoneTokenFunction")["Environment"]["Variables"];
+    assert_eq!(
+        referenced(&env[config::SOFTPHONE_TTL_SECS]).as_deref(),
+        Some("SoftphoneTokenTtlSeconds")
+    );
+    assert_eq!(
+        referenced(&env[config::SOFTPHONE_IDENTITY_CLAIM]).as_deref(),
+        Some("SoftphoneIdentityClaim")
+    );
 }
 
 /// What a `!Ref X` or `!GetAtt X.Attr` points at (`X`), or a `!Sub` ARN with each
@@ -624,6 +681,11 @@ fn each_function_may_do_only_its_own_job() {
         // The fallback reads the token and nothing else.
         (
             "WebhookFallbackFunction",
+            vec![("secretsmanager:GetSecretValue", SECRET)],
+        ),
+        // Softphone tokens are signed with the API key in the secret: nothing else.
+        (
+            "SoftphoneTokenFunction",
             vec![("secretsmanager:GetSecretValue", SECRET)],
         ),
         (

@@ -3,6 +3,8 @@
 //! - [`emulator`]: moto's server on a free loopback port, the AWS APIs the SDK talks to;
 //! - [`resources`]: the queues, table, bucket and secret that `infra/template.yaml` declares;
 //! - [`functions`]: the real function binaries under `cargo lambda watch`;
+//! - [`gateway`]: API Gateway's JWT authorizer in front of the softphone-token route, and a
+//!   local identity provider's key;
 //! - [`poller`]: the SQS event source mapping Lambda would run;
 //! - [`transcribe_completer`]: the one emulated step, what AWS does when a Transcribe job
 //!   finishes (output document, EventBridge event);
@@ -21,6 +23,7 @@ pub mod emf;
 pub mod emulator;
 pub mod faults;
 pub mod functions;
+pub mod gateway;
 pub mod poller;
 pub mod process;
 pub mod resources;

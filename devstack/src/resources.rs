@@ -153,7 +153,14 @@ pub async fn bootstrap(sdk: &SdkConfig, names: StackNames) -> anyhow::Result<Res
         .create_secret()
         .name(names.twilio_secret())
         .secret_string(
-            json!({"account_sid": local::ACCOUNT_SID, "auth_token": local::AUTH_TOKEN}).to_string(),
+            json!({
+                "account_sid": local::ACCOUNT_SID,
+                "auth_token": local::AUTH_TOKEN,
+                "api_key_sid": local::API_KEY_SID,
+                "api_key_secret": local::API_KEY_SECRET,
+                "twiml_app_sid": local::TWIML_APP_SID,
+            })
+            .to_string(),
         )
         .send()
         .await?;

@@ -513,7 +513,72 @@ pub fn all() -> Vec<SampleEvent> {
         json: json!({ "Records": mixed }),
     });
     events.extend(recording_samples());
+    events.extend(softphone_samples());
     events
+}
+
+/// `POST /softphone/token` as API Gateway invokes it after its JWT authorizer passed the
+/// bearer token: the claims as strings under `requestContext.authorizer.jwt`.
+fn softphone_token_request(claims: Option<Value>) -> Value {
+    let route = shared::softphone::TOKEN_PATH;
+    let mut request = json!({
+        "version": "2.0",
+        "routeKey": format!("POST {route}"),
+        "rawPath": route,
+        "rawQueryString": "",
+        "headers": {
+            "authorization": "Bearer eyJ…(checked by the authorizer, not the function)",
+            "content-length": "0",
+            "host": local::PUBLIC_BASE_URL.trim_start_matches("https://"),
+            "origin": "https://softphone.example.com",
+            "user-agent": "Mozilla/5.0",
+            "x-forwarded-proto": "https",
+        },
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "local",
+            "domainName": local::PUBLIC_BASE_URL.trim_start_matches("https://"),
+            "domainPrefix": "hooks",
+            "http": { "method": "POST", "path": route, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.7", "userAgent": "Mozilla/5.0" },
+            "requestId": "req-softphone",
+            "routeKey": format!("POST {route}"),
+            "stage": "$default",
+            "time": "22/Nov/2026:10:00:00 +0000",
+            "timeEpoch": 1_795_341_600_000u64
+        },
+        "isBase64Encoded": false
+    });
+    if let Some(claims) = claims {
+        request["requestContext"]["authorizer"] =
+            json!({ "jwt": { "claims": claims, "scopes": null } });
+    }
+    request
+}
+
+fn softphone_samples() -> Vec<SampleEvent> {
+    let claims = |sub: &str| {
+        json!({
+            "iss": crate::gateway::LOCAL_ISSUER,
+            "aud": crate::gateway::LOCAL_AUDIENCE,
+            "sub": sub,
+            "iat": "1795341590",
+            "exp": "1795345190",
+            "email": "alice@example.com",
+        })
+    };
+    [
+        ("signed-in", Some(claims("alice"))),
+        // An Auth0 subject: `|` is a character Twilio refuses in an identity.
+        ("identity-refused", Some(claims("auth0|5f1c0a9e"))),
+        // Reached without the authorizer (a misrouted URL): nothing is minted.
+        ("no-authorizer", None),
+    ]
+    .into_iter()
+    .map(|(name, claims)| SampleEvent {
+        path: format!("softphone-token/{name}.json"),
+        json: softphone_token_request(claims),
+    })
+    .collect()
 }
 
 /// The file text of a sample event (stable formatting, trailing newline).

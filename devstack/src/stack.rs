@@ -13,6 +13,7 @@ use voicectl::media::MediaServer;
 use crate::emulator::Emulator;
 use crate::faults::{FaultPlan, FaultProxy};
 use crate::functions::{FunctionHost, FunctionSpec};
+use crate::gateway::{JwtRoute, LocalIssuer};
 use crate::poller::{Poller, PollerConfig};
 use crate::resources::{self, Resources, StackNames};
 use crate::schedule::Schedule;
@@ -28,6 +29,7 @@ pub const RECORDING_WORKER: &str = "recording-worker";
 pub const TRANSCRIPT_WORKER: &str = "transcript-worker";
 pub const SPILL_DRAINER: &str = "spill-drainer";
 pub const WEBHOOK_FALLBACK: &str = "webhook-fallback";
+pub const SOFTPHONE_TOKEN: &str = "softphone-token";
 /// How often the local schedule runs the spill drainer (every minute on AWS).
 const SPILL_DRAIN_PERIOD: Duration = Duration::from_secs(2);
 /// The template's function timeouts (`Timeout`; Globals' 10 s for the webhooks).
@@ -105,6 +107,10 @@ pub struct LocalStack {
     pub media: MediaServer,
     /// Between the functions and the emulator when the options asked for faults.
     pub proxy: Option<FaultProxy>,
+    /// The softphones' identity provider, and API Gateway's JWT authorizer in front of
+    /// `POST /softphone/token`.
+    pub issuer: std::sync::Arc<LocalIssuer>,
+    pub softphone_route: JwtRoute,
     // Dropped in declaration order: pollers, then functions, then the emulator.
     pub functions: FunctionHost,
     pub emulator: Emulator,
@@ -128,6 +134,7 @@ impl LocalStack {
             env
         };
         let media = MediaServer::start(local::ACCOUNT_SID, local::AUTH_TOKEN).await?;
+        media.accept_api_key(local::API_KEY_SID, local::API_KEY_SECRET);
         // The token cache's TTL, where the options shorten it.
         let secret_ttl: Vec<(String, String)> = options
             .secret_ttl
@@ -199,6 +206,9 @@ impl LocalStack {
         ]);
         let mut recording_worker_env = recording_worker_env;
         recording_worker_env.extend(secret_ttl.iter().cloned());
+        let mut softphone_env =
+            with_emulator(&[(config::TWILIO_SECRET_ID, &resources.twilio_secret_id)]);
+        softphone_env.extend(secret_ttl.iter().cloned());
         let mut fallback_env = fallback_env;
         fallback_env.extend(secret_ttl);
         let recording_worker_timeout = options
@@ -250,6 +260,12 @@ impl LocalStack {
             FunctionSpec {
                 name: WEBHOOK_FALLBACK,
                 env: fallback_env,
+                instances: 1,
+                timeout: WEBHOOK_TIMEOUT,
+            },
+            FunctionSpec {
+                name: SOFTPHONE_TOKEN,
+                env: softphone_env,
                 instances: 1,
                 timeout: WEBHOOK_TIMEOUT,
             },
@@ -340,6 +356,15 @@ impl LocalStack {
             SPILL_DRAIN_PERIOD,
             ("drained", "left"),
         );
+        let issuer = std::sync::Arc::new(LocalIssuer::new()?);
+        let softphone_route = JwtRoute::start(
+            &sdk,
+            &functions.endpoint(),
+            SOFTPHONE_TOKEN,
+            shared::softphone::TOKEN_PATH,
+            issuer.clone(),
+        )
+        .await?;
         let completer = TranscribeCompleter::start(
             &sdk,
             &resources.recordings_bucket,
@@ -357,6 +382,8 @@ impl LocalStack {
             spill_schedule,
             media,
             proxy,
+            issuer,
+            softphone_route,
             functions,
             emulator,
         })
@@ -404,6 +431,11 @@ impl LocalStack {
             )
         })
         .collect()
+    }
+
+    /// Where softphones ask for their Access Tokens (behind the JWT authorizer).
+    pub fn softphone_token_url(&self) -> String {
+        self.softphone_route.url(shared::softphone::TOKEN_PATH)
     }
 
     /// Where the local "Twilio" delivers status callbacks (the function URL).

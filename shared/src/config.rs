@@ -51,6 +51,10 @@ pub const SECRET_MAX_STALE_SECS: &str = "VOICEHOOKS_SECRET_MAX_STALE_SECS";
 /// The bucket accepted events are spilled to when SQS does not take them in time
 /// (`shared::spill`); the spill drainer reads it.
 pub const SPILL_BUCKET: &str = "VOICEHOOKS_SPILL_BUCKET";
+/// Which of the authorizer's JWT claims names a softphone's identity (default `sub`).
+pub const SOFTPHONE_IDENTITY_CLAIM: &str = "VOICEHOOKS_SOFTPHONE_IDENTITY_CLAIM";
+/// Seconds a softphone's Access Token lives (default 600, at most 86400: Twilio's limit).
+pub const SOFTPHONE_TTL_SECS: &str = "VOICEHOOKS_SOFTPHONE_TTL_SECS";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -84,12 +88,7 @@ impl VerifierConfig {
             public_base_url: public_base_url.trim_end_matches('/').to_owned(),
             secret_id: required(TWILIO_SECRET_ID)?,
             secret_ttl: secret_ttl()?,
-            secret_max_staleness: duration_var(
-                SECRET_MAX_STALE_SECS,
-                crate::secrets::MAX_STALENESS.as_secs(),
-                Duration::from_secs,
-                "seconds",
-            )?,
+            secret_max_staleness: secret_max_staleness()?,
         })
     }
 }
@@ -279,6 +278,44 @@ impl TranscriptWorkerConfig {
     }
 }
 
+/// What `softphone-token` needs: the secret with the API key, and how it mints.
+#[derive(Debug, Clone)]
+pub struct SoftphoneTokenConfig {
+    pub secret_id: String,
+    pub secret_ttl: Duration,
+    pub secret_max_staleness: Duration,
+    pub settings: crate::softphone::TokenSettings,
+}
+
+impl SoftphoneTokenConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let ttl = duration_var(
+            SOFTPHONE_TTL_SECS,
+            crate::softphone::DEFAULT_TTL.as_secs(),
+            Duration::from_secs,
+            "seconds",
+        )?;
+        if ttl.is_zero() || ttl > crate::softphone::MAX_TTL {
+            return Err(ConfigError::Invalid {
+                name: SOFTPHONE_TTL_SECS,
+                why: format!(
+                    "{} s is outside 1 s to 24 h, the lifetimes Twilio accepts",
+                    ttl.as_secs()
+                ),
+            });
+        }
+        Ok(Self {
+            secret_id: required(TWILIO_SECRET_ID)?,
+            secret_ttl: secret_ttl()?,
+            secret_max_staleness: secret_max_staleness()?,
+            settings: crate::softphone::TokenSettings {
+                identity_claim: optional(SOFTPHONE_IDENTITY_CLAIM).unwrap_or_else(|| "sub".into()),
+                ttl,
+            },
+        })
+    }
+}
+
 /// The voice webhook's wait for its `call.started` enqueue.
 pub fn enqueue_deadline() -> Result<Duration, ConfigError> {
     duration_var(
@@ -317,6 +354,15 @@ fn secret_ttl() -> Result<Duration, ConfigError> {
     duration_var(SECRET_TTL_SECS, 300, Duration::from_secs, "seconds")
 }
 
+fn secret_max_staleness() -> Result<Duration, ConfigError> {
+    duration_var(
+        SECRET_MAX_STALE_SECS,
+        crate::secrets::MAX_STALENESS.as_secs(),
+        Duration::from_secs,
+        "seconds",
+    )
+}
+
 /// A whole number of `unit`s from the environment, or the default when unset.
 fn duration_var(
     name: &'static str,
@@ -345,4 +391,9 @@ pub mod local {
     pub const ACCOUNT_SID: &str = "AC10ca1000000000000000000000000001";
     /// Not a secret: the local stand-in's auth token, stored in the local Secrets Manager.
     pub const AUTH_TOKEN: &str = "local-auth-token-not-a-secret-00";
+    /// The local account's API key (REST calls and softphone tokens), and the TwiML App
+    /// softphones dial out through. Not secrets either.
+    pub const API_KEY_SID: &str = "SK10ca1000000000000000000000000001";
+    pub const API_KEY_SECRET: &str = "local-api-key-secret-not-a-secret";
+    pub const TWIML_APP_SID: &str = "AP10ca1000000000000000000000000001";
 }

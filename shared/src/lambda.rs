@@ -5,14 +5,15 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_http::{Body, Request, RequestExt, Response};
 
 use crate::config::{
-    RecordingWorkerConfig, SpillDrainerConfig, TranscriptWorkerConfig, VerifierConfig,
-    WebhookConfig,
+    RecordingWorkerConfig, SoftphoneTokenConfig, SpillDrainerConfig, TranscriptWorkerConfig,
+    VerifierConfig, WebhookConfig,
 };
 use crate::media::MediaHosts;
 use crate::queue::SqsQueue;
 use crate::recording::store::DynamoRecordingStore;
 use crate::recording::{ArchiveSettings, RecordingWorker, default_fetch_backoff, media_client};
 use crate::secrets::SecretsManagerTokens;
+use crate::softphone::TokenIssuer;
 use crate::spill::{Deadlines, S3Spill, SpillDrainer};
 use crate::stack::Pipeline;
 use crate::transcribe::{Transcriber, TranscriptWorker};
@@ -34,6 +35,37 @@ pub fn aws_verifier(
         )
         .with_max_staleness(config.secret_max_staleness),
     )
+}
+
+/// The softphone token issuer on AWS: the API key from Secrets Manager, cached across
+/// invocations. Called once per cold start.
+pub fn aws_token_issuer(
+    config: &SoftphoneTokenConfig,
+    aws: &aws_config::SdkConfig,
+) -> TokenIssuer<SecretsManagerTokens> {
+    TokenIssuer::new(
+        SecretsManagerTokens::new(
+            crate::aws::ack_secrets_client(aws, TOKEN_READ_DEADLINE),
+            config.secret_id.clone(),
+            config.secret_ttl,
+        )
+        .with_max_staleness(config.secret_max_staleness),
+        config.settings.clone(),
+    )
+}
+
+/// The claims API Gateway's JWT authorizer passed on (`requestContext.authorizer.jwt`), as
+/// strings, the way HTTP APIs give them; `None` when no JWT authorizer ran.
+pub fn jwt_claims(req: &Request) -> Option<&std::collections::HashMap<String, String>> {
+    match req.request_context_ref()? {
+        lambda_http::request::RequestContext::ApiGatewayV2(context) => context
+            .authorizer
+            .as_ref()?
+            .jwt
+            .as_ref()
+            .map(|jwt| &jwt.claims),
+        _ => None,
+    }
 }
 
 /// The webhook checks on AWS: the configured queue, the spill beside it, tokens from Secrets

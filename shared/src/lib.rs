@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod queue;
 pub mod recording;
 pub mod secrets;
+pub mod softphone;
 pub mod spill;
 pub mod stack;
 pub mod store;

@@ -2,7 +2,8 @@
 //!
 //! The secret is JSON: `{"account_sid": "AC…", "auth_token": "…"}`, optionally with
 //! `"api_key_sid": "SK…", "api_key_secret": "…"`, which media downloads then use instead of
-//! the auth token (Twilio's recommended way to call its REST API), and
+//! the auth token (Twilio's recommended way to call its REST API) and which, with
+//! `"twiml_app_sid": "AP…"`, sign softphones' Access Tokens, and
 //! `"webhook_shared_keys": [{"sid": "webhooks_sharedkey_…", "secret": "…"}]` when webhooks are
 //! signed with SharedKeys (HMAC-SHA256) instead of the auth token. A rotation keeps the old
 //! token as `AWSPREVIOUS`, so webhooks signed just before the rotation still validate. The
@@ -26,6 +27,10 @@ pub struct TwilioCredentials {
     pub api_key_sid: Option<String>,
     #[serde(default)]
     pub api_key_secret: Option<String>,
+    /// The TwiML App softphones' outgoing calls use (`AP…`): with the API key, what
+    /// `softphone-token` mints Access Tokens from.
+    #[serde(default)]
+    pub twiml_app_sid: Option<String>,
     /// Twilio's SharedKeys for webhook signatures (HMAC-SHA256), when the account uses them:
     /// the current one and, during a rotation, the one before it.
     #[serde(default)]
@@ -55,6 +60,7 @@ impl TwilioCredentials {
             auth_token: auth_token.into(),
             api_key_sid: None,
             api_key_secret: None,
+            twiml_app_sid: None,
             webhook_shared_keys: Vec::new(),
         }
     }
@@ -91,6 +97,7 @@ impl fmt::Debug for TwilioCredentials {
             .field("account_sid", &self.account_sid)
             .field("auth_token", &"<redacted>")
             .field("api_key_sid", &self.api_key_sid)
+            .field("twiml_app_sid", &self.twiml_app_sid)
             .field("webhook_shared_keys", &self.webhook_shared_keys)
             .finish_non_exhaustive()
     }

@@ -394,6 +394,12 @@ struct SimulateArgs {
     /// The auth token to sign with (read from the environment so it stays out of `ps`).
     #[arg(long, env = "TWILIO_AUTH_TOKEN", default_value = local::AUTH_TOKEN, hide_default_value = true, hide_env_values = true)]
     auth_token: String,
+    /// With --serve-media: an API key the media also accepts (the worker uses the secret's
+    /// API key when it has one, as Twilio recommends).
+    #[arg(long, env = "TWILIO_API_KEY_SID", default_value = local::API_KEY_SID)]
+    api_key_sid: String,
+    #[arg(long, env = "TWILIO_API_KEY_SECRET", default_value = local::API_KEY_SECRET, hide_default_value = true, hide_env_values = true)]
+    api_key_secret: String,
 }
 
 #[derive(Args)]
@@ -820,11 +826,11 @@ async fn simulate(args: SimulateArgs, json: bool) -> anyhow::Result<ExitCode> {
     };
     let media = if args.serve_media {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.media_port));
-        Some(
-            MediaServer::start_on(addr, &options.account_sid, &options.auth_token)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot serve media on {addr}: {e}"))?,
-        )
+        let media = MediaServer::start_on(addr, &options.account_sid, &options.auth_token)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot serve media on {addr}: {e}"))?;
+        media.accept_api_key(&args.api_key_sid, &args.api_key_secret);
+        Some(media)
     } else {
         None
     };

@@ -98,6 +98,9 @@ struct Held {
 struct MediaState {
     account_sid: String,
     auth_token: String,
+    /// API keys (SID, secret) of the account, which Twilio's REST API accepts as Basic auth
+    /// just as it does the Account SID and auth token.
+    api_keys: std::sync::RwLock<Vec<(String, String)>>,
     recordings: Mutex<HashMap<String, Held>>,
     /// Every request the server got, to any path: what a worker asked of "Twilio".
     all_requests: std::sync::atomic::AtomicU64,
@@ -130,6 +133,7 @@ impl MediaServer {
         let state = Arc::new(MediaState {
             account_sid: account_sid.to_owned(),
             auth_token: auth_token.to_owned(),
+            api_keys: Default::default(),
             recordings: Mutex::default(),
             all_requests: Default::default(),
         });
@@ -161,6 +165,16 @@ impl MediaServer {
             state,
             shutdown: Some(shutdown),
         })
+    }
+
+    /// Accepts the account's API key as credentials too (`SK…` and its secret), as Twilio's
+    /// REST API does.
+    pub fn accept_api_key(&self, sid: &str, secret: &str) {
+        self.state
+            .api_keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((sid.to_owned(), secret.to_owned()));
     }
 
     /// `host:port`, for the worker's allow-list.
@@ -242,13 +256,23 @@ impl MediaState {
         if account != self.account_sid {
             return false;
         }
-        let expected = base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", self.account_sid, self.auth_token));
-        headers
+        let encode = |user: &str, password: &str| {
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        };
+        let Some(given) = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Basic "))
-            .is_some_and(|given| given == expected)
+        else {
+            return false;
+        };
+        given == encode(&self.account_sid, &self.auth_token)
+            || self
+                .api_keys
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .iter()
+                .any(|(sid, secret)| given == encode(sid, secret))
     }
 }
 
