@@ -1,15 +1,20 @@
 //! The security check on what a run logged: every function's captured output is read for
-//! the auth token and for phone numbers that were not masked (`+14155550234` must appear
+//! the stack's secrets (the auth token, the API key's secret) and for phone numbers that were not masked (`+14155550234` must appear
 //! as `+1415****234`, see `shared::telemetry::mask_phone`).
 
 use std::path::Path;
+
+use shared::config::local;
+
+/// The local stack's secrets: what no log line may hold.
+pub const LOCAL_SECRETS: &[&str] = &[local::AUTH_TOKEN, local::API_KEY_SECRET];
 
 /// What the logs of a run held.
 #[derive(Debug, Default)]
 pub struct LogAudit {
     pub files: usize,
     pub lines: usize,
-    /// Lines that carry the auth token (any part of it 16 characters long or more).
+    /// Lines that carry a secret (any part of one 16 characters long or more).
     pub token_lines: Vec<String>,
     /// Lines with a phone number in full.
     pub unmasked_lines: Vec<String>,
@@ -23,7 +28,7 @@ impl LogAudit {
     /// What was read and found, for a run's figures.
     pub fn summary(&self) -> String {
         format!(
-            "{} lines in {} files: {} with the auth token, {} with an unmasked phone number",
+            "{} lines in {} files: {} with a secret (auth token, API key secret), {} with an unmasked phone number",
             self.lines,
             self.files,
             self.token_lines.len(),
@@ -36,7 +41,7 @@ impl LogAudit {
         let token = self
             .token_lines
             .iter()
-            .map(|l| format!("log line carries the auth token: {}", redact(l)));
+            .map(|l| format!("log line carries a secret: {}", redact(l)));
         let numbers = self
             .unmasked_lines
             .iter()
@@ -46,12 +51,15 @@ impl LogAudit {
 }
 
 /// Reads every `*.log` file of `dir` but the emulator's own (moto logs request lines, not
-/// our code) for `token` and unmasked phone numbers.
-pub fn audit_logs(dir: &Path, token: &str) -> anyhow::Result<LogAudit> {
+/// our code) for `secrets` and unmasked phone numbers.
+pub fn audit_logs(dir: &Path, secrets: &[&str]) -> anyhow::Result<LogAudit> {
     let mut audit = LogAudit::default();
-    // A fragment of the token is as bad as the whole: a log that truncates still leaks.
-    let fragments: Vec<&str> = (0..token.len().saturating_sub(15))
-        .filter_map(|i| token.get(i..i + 16))
+    // A fragment of a secret is as bad as the whole: a log that truncates still leaks.
+    let fragments: Vec<&str> = secrets
+        .iter()
+        .flat_map(|secret| {
+            (0..secret.len().saturating_sub(15)).filter_map(|i| secret.get(i..i + 16))
+        })
         .collect();
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.path());
@@ -127,7 +135,7 @@ mod tests {
         )
         .unwrap();
         std::fs::write(dir.join("moto.log"), format!("{token}\n")).unwrap();
-        let audit = audit_logs(&dir, token).unwrap();
+        let audit = audit_logs(&dir, &["another-secret-of-some-length", token]).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!((audit.files, audit.lines), (1, 3));
         assert_eq!(audit.token_lines.len(), 1);

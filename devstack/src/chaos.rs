@@ -194,7 +194,10 @@ pub async fn play(stack: &LocalStack, options: &ChaosOptions) -> anyhow::Result<
         .proxy
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("the chaos run needs a stack with a fault proxy"))?;
-    let simulate_options = options.simulate_options(stack.routes());
+    let simulate_options = SimulateOptions {
+        softphone: Some(stack.softphone_sign_in()),
+        ..options.simulate_options(stack.routes())
+    };
     let done = AtomicBool::new(false);
     let driving = async {
         proxy.start_clock();
@@ -349,7 +352,7 @@ pub async fn run_checked(options: &ChaosOptions, label: &str) -> anyhow::Result<
     let outcome = play(&stack, options).await;
     stack.stop().await;
     let mut outcome = outcome?;
-    outcome.logs = audit_logs(&log_dir, local::AUTH_TOKEN)?;
+    outcome.logs = audit_logs(&log_dir, crate::audit::LOCAL_SECRETS)?;
     let (emf, _) = Emf::read(&log_dir, &BTreeMap::new())?;
     outcome.tokens_stale = emf.total(shared::metrics::name::TOKENS_STALE) as u64;
     let secrets_down = options

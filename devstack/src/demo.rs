@@ -196,6 +196,7 @@ impl DemoOptions {
             duplicate_rate: self.duplicate_rate,
             reorder_rate: self.reorder_rate,
             routes: stack.routes(),
+            softphone: Some(stack.softphone_sign_in()),
             ..SimulateOptions::default()
         }
     }
@@ -298,6 +299,12 @@ pub async fn check(
             .iter()
             .map(|e| format!("voice webhook: {e}")),
     );
+    mismatches.extend(
+        report
+            .sign_in_failures
+            .iter()
+            .map(|e| format!("softphone sign-in: {e}")),
+    );
     // The spill is empty (the drain waited for it); what went through it, from the
     // functions' own metrics. Duplicate deliveries spilled at once write one object, so
     // fewer may be drained than were spilled.
@@ -342,7 +349,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<bool> {
     let outcome = play(&stack, &options).await;
     stack.stop().await;
     let mut outcome = outcome?;
-    let audit = crate::audit::audit_logs(&log_dir, shared::config::local::AUTH_TOKEN)?;
+    let audit = crate::audit::audit_logs(&log_dir, crate::audit::LOCAL_SECRETS)?;
     outcome.mismatches.extend(audit.findings());
     print_figures(&outcome);
     println!("  logs audited             {}", audit.summary());
@@ -468,6 +475,11 @@ pub fn print_figures(outcome: &DemoOutcome) {
         report.voice_latency_ms(99.0),
         report.voice_fallbacks.len(),
         report.voice_errors.len()
+    );
+    println!(
+        "  softphone sign-ins       {} Access Tokens minted (JWT authorizer → softphone-token) and accepted as Twilio checks them; {} refused",
+        report.softphone_sign_ins,
+        report.sign_in_failures.len()
     );
     println!(
         "  callback ack latency     p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms",

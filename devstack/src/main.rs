@@ -245,6 +245,12 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("  calls table          {}", stack.resources.calls_table);
             println!("  logs                 {}", stack.log_dir.display());
             println!("  voicectl environment {}", env_file.display());
+            // A bearer token from the local identity provider, good for an hour.
+            println!(
+                "  softphone token      curl -X POST -H 'Authorization: Bearer {}' {}",
+                stack.issuer.bearer("agent-1", serde_json::json!({})),
+                stack.softphone_token_url()
+            );
             interrupted().await;
             let _ = std::fs::remove_file(&env_file);
             stack.stop().await;

@@ -433,6 +433,23 @@ impl LocalStack {
         .collect()
     }
 
+    /// How the stand-in's softphones sign in on this stack: bearer tokens from the local
+    /// issuer, Access Tokens checked with the local API key.
+    pub fn softphone_sign_in(&self) -> voicectl::simulate::SoftphoneSignIn {
+        let issuer = self.issuer.clone();
+        voicectl::simulate::SoftphoneSignIn {
+            token_url: self.softphone_token_url(),
+            identity_provider: std::sync::Arc::new(move |identity: &str| {
+                issuer.bearer(identity, serde_json::json!({}))
+            }),
+            account_sid: local::ACCOUNT_SID.into(),
+            api_key_sid: local::API_KEY_SID.into(),
+            api_key_secret: local::API_KEY_SECRET.into(),
+            twiml_app_sid: local::TWIML_APP_SID.into(),
+            http: reqwest::Client::new(),
+        }
+    }
+
     /// Where softphones ask for their Access Tokens (behind the JWT authorizer).
     pub fn softphone_token_url(&self) -> String {
         self.softphone_route.url(shared::softphone::TOKEN_PATH)

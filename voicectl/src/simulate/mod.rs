@@ -12,6 +12,7 @@
 
 pub mod call;
 pub mod delivery;
+pub mod softphone;
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
@@ -34,6 +35,7 @@ use time::{Duration as TimeDelta, OffsetDateTime};
 
 pub use call::{Conversation, Leg, NumberUrls, Requested, Script, VoiceFailure, VoiceServer};
 pub use delivery::{Deliverer, Delivery, FragmentSigning};
+pub use softphone::SoftphoneSignIn;
 
 use crate::media::{MediaServer, Recording as StagedRecording};
 
@@ -63,6 +65,8 @@ pub struct SimulateOptions {
     pub numbers: Vec<String>,
     /// Share of calls placed from a browser softphone (`client:` caller) instead.
     pub softphone_rate: f64,
+    /// How those softphones sign in first (`None`: they are taken as signed in).
+    pub softphone: Option<SoftphoneSignIn>,
     pub account_sid: String,
     pub auth_token: String,
     /// Share of recordings whose media answers 404 at first (Twilio's "not ready yet" right
@@ -98,6 +102,7 @@ impl Default for SimulateOptions {
                 .map(|flows| flows.numbers().map(|(n, _)| n.to_owned()).collect())
                 .unwrap_or_default(),
             softphone_rate: 0.1,
+            softphone: None,
             account_sid: local::ACCOUNT_SID.into(),
             auth_token: local::AUTH_TOKEN.into(),
             media_not_ready_rate: 0.2,
@@ -397,6 +402,11 @@ pub struct SimulationReport {
     pub voice_errors: Vec<String>,
     pub ack_latency_us: Vec<u64>,
     pub voice_latency_us: Vec<u64>,
+    /// Softphone calls placed after their Access Token was minted and accepted.
+    pub softphone_sign_ins: u64,
+    /// Softphone calls never placed: the token request failed or Twilio would refuse the
+    /// token (the reason each).
+    pub sign_in_failures: Vec<String>,
     pub elapsed: Duration,
 }
 
@@ -633,7 +643,7 @@ pub async fn run_with_media(
     let number = options.number_urls();
     let start = OffsetDateTime::from_unix_timestamp(1_795_000_000).expect("valid epoch");
     let started = Instant::now();
-    let results: Vec<(SimulatedCall, Delivered)> =
+    let results: Vec<Result<(SimulatedCall, Delivered), String>> =
         futures::stream::iter(plan(options).into_iter().enumerate())
             .map(|(i, script)| {
                 let (twilio, number) = (&twilio, &number);
@@ -641,6 +651,13 @@ pub async fn run_with_media(
                     if let Some(rate) = options.rate.filter(|r| *r > 0.0) {
                         let due = started + Duration::from_secs_f64(i as f64 / rate);
                         tokio::time::sleep_until(due.into()).await;
+                    }
+                    if let (Some(sign_in), Some(identity)) =
+                        (&options.softphone, script.from.strip_prefix("client:"))
+                        && let Err(why) = sign_in.sign_in(identity).await
+                    {
+                        progress.inc(1);
+                        return Err(format!("{} ({}): {why}", script.call_sid, script.from));
                     }
                     let mut conversation =
                         call::play(twilio, &script, number, &options.account_sid).await;
@@ -662,7 +679,7 @@ pub async fn run_with_media(
                     };
                     let delivered = deliver_call(twilio, &call).await;
                     progress.inc(1);
-                    (call, delivered)
+                    Ok((call, delivered))
                 }
             })
             .buffer_unordered(options.concurrency.max(1))
@@ -681,9 +698,21 @@ pub async fn run_with_media(
         voice_errors: Vec::new(),
         ack_latency_us: Vec::new(),
         voice_latency_us: Vec::new(),
+        softphone_sign_ins: 0,
+        sign_in_failures: Vec::new(),
         elapsed: started.elapsed(),
     };
-    for (call, delivered) in results {
+    for result in results {
+        let (call, delivered) = match result {
+            Ok(played) => played,
+            Err(why) => {
+                report.sign_in_failures.push(why);
+                continue;
+            }
+        };
+        if options.softphone.is_some() && call.script.from.starts_with("client:") {
+            report.softphone_sign_ins += 1;
+        }
         report.acknowledged += delivered.latency_us.len() as u64;
         report.ack_latency_us.extend(delivered.latency_us);
         for (cause, n) in delivered.retries {
