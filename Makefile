@@ -162,6 +162,12 @@ lint: $(VENV)/lint/.installed $(VENV)/sam/.installed ## rustfmt, clippy, call fl
 deploy: $(VENV)/sam/.installed $(VENV)/stack/.installed ## sam build + sam deploy --guided (needs AWS credentials)
 	$(SAM_BIN)/sam build --beta-features --template-file $(TEMPLATE)
 	$(SAM_BIN)/sam deploy --guided
+	@echo
+	@echo "Deployed. Next: put the Twilio credentials into the secret (README, Deploy), then wire"
+	@echo "the account's numbers and TwiML App to the stack and check them for drift:"
+	@echo "  cargo run -q -p voicectl -- --stack <stack> numbers check"
+	@echo "  cargo run -q -p voicectl -- --stack <stack> numbers apply --dry-run   # the diff"
+	@echo "  cargo run -q -p voicectl -- --stack <stack> numbers apply"
 
 .PHONY: clean
 clean: ## Remove build output, logs and virtualenvs

@@ -1499,3 +1499,80 @@ async fn every_request_voicectl_sends_is_granted_by_the_operator_policy() {
         "requests sent vs the OperatorPolicy's grants"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn numbers_are_checked_and_applied_through_twilios_rest_api() {
+    let stack = LocalStack::start(StackOptions {
+        label: "voicectl-numbers".into(),
+        webhook_instances: 1,
+        ..Default::default()
+    })
+    .await
+    .expect("the local stack starts");
+    let env = stack_env(&stack);
+    let code = |output: &Output| output.status.code();
+
+    // The stand-in account starts drifted: check says so, and exits 2.
+    let check = voicectl(&env, &["numbers", "check"]).await;
+    assert_eq!(code(&check), Some(2), "{}", text_of(&check));
+    let text = text_of(&check);
+    assert!(text.contains("4 of 5 drifted"), "{text}");
+    assert!(text.contains("GET instead of POST"), "{text}");
+    assert!(text.contains("no connection overrides"), "{text}");
+    let report: Value =
+        serde_json::from_slice(&voicectl(&env, &["--json", "numbers", "check"]).await.stdout)
+            .unwrap();
+    let drifted = |report: &Value| -> Vec<String> {
+        report["wired"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|w| !w["drift"].as_array().unwrap().is_empty())
+            .map(|w| w["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        drifted(&report),
+        ["+14155550101", "+14155550102", "+14155550103", "softphone"]
+    );
+
+    // A dry run shows the diff, changes nothing, and exits 2 for a script.
+    let dry = voicectl(&env, &["numbers", "apply", "--dry-run"]).await;
+    assert_eq!(code(&dry), Some(2));
+    assert!(
+        text_of(&dry).contains(r#""GET" → "POST""#),
+        "{}",
+        text_of(&dry)
+    );
+    assert_eq!(code(&voicectl(&env, &["numbers", "check"]).await), Some(2));
+
+    // One number, then the rest; Twilio is read back each time.
+    let one = voicectl(&env, &["numbers", "apply", "--number", "+14155550101"]).await;
+    assert_eq!(code(&one), Some(0), "{}", text_of(&one));
+    let report: Value =
+        serde_json::from_slice(&voicectl(&env, &["--json", "numbers", "check"]).await.stdout)
+            .unwrap();
+    assert_eq!(
+        drifted(&report),
+        ["+14155550102", "+14155550103", "softphone"]
+    );
+    let rest = voicectl(&env, &["numbers", "apply"]).await;
+    assert_eq!(code(&rest), Some(0), "{}", text_of(&rest));
+    assert!(text_of(&rest).contains("3 changed; 0 still drifted"));
+    let check = voicectl(&env, &["numbers", "check"]).await;
+    assert_eq!(code(&check), Some(0), "{}", text_of(&check));
+    assert!(text_of(&check).contains("0 of 5 drifted"));
+
+    // Twilio unreachable: an error, exit 1, with the reason.
+    let mut unreachable = env.clone();
+    unreachable.retain(|(k, _)| k != "TWILIO_API_BASE");
+    unreachable.push(("TWILIO_API_BASE".into(), "http://127.0.0.1:9".into()));
+    let failed = voicectl(&unreachable, &["numbers", "check"]).await;
+    assert_eq!(code(&failed), Some(1));
+    assert!(
+        String::from_utf8_lossy(&failed.stderr).contains("could not be reached"),
+        "{}",
+        String::from_utf8_lossy(&failed.stderr)
+    );
+    stack.stop().await;
+}

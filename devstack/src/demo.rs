@@ -346,15 +346,79 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<bool> {
         stack.log_dir.display()
     );
     let log_dir = stack.log_dir.clone();
+    let wiring = wire_numbers(&stack).await;
+    if let Ok(wiring) = &wiring {
+        println!("\n  $ voicectl numbers check");
+        for line in voicectl::numbers::render(&wiring.before).lines() {
+            println!("  {line}");
+        }
+        println!("  $ voicectl numbers apply (then check again)");
+        for line in voicectl::numbers::render_changes(wiring.before.drifted(), false).lines() {
+            println!("  {line}");
+        }
+        println!();
+    }
     let outcome = play(&stack, &options).await;
     stack.stop().await;
     let mut outcome = outcome?;
+    let wiring = wiring?;
     let audit = crate::audit::audit_logs(&log_dir, crate::audit::LOCAL_SECRETS)?;
     outcome.mismatches.extend(audit.findings());
+    if !wiring.after.in_sync() {
+        outcome
+            .mismatches
+            .push("numbers still drifted after `numbers apply`".into());
+    }
     print_figures(&outcome);
+    println!("  {}", wiring.summary());
     println!("  logs audited             {}", audit.summary());
     print_mismatches(&outcome.mismatches);
     Ok(outcome.mismatches.is_empty())
+}
+
+/// `voicectl numbers` on the stand-in account, as an operator moving to us runs it first:
+/// check, apply, check again.
+pub struct Wiring {
+    pub before: voicectl::numbers::NumbersReport,
+    pub changed: usize,
+    pub after: voicectl::numbers::NumbersReport,
+}
+
+impl Wiring {
+    pub fn summary(&self) -> String {
+        let problems: usize = self.before.drifted().map(|w| w.drift.len()).sum();
+        format!(
+            "numbers (Twilio REST)    check: {} of {} drifted ({problems} settings); apply: {} updated; check again: {} drifted",
+            self.before.drifted().count(),
+            self.before.wired.len(),
+            self.changed,
+            self.after.drifted().count()
+        )
+    }
+}
+
+pub async fn wire_numbers(stack: &LocalStack) -> anyhow::Result<Wiring> {
+    use shared::config::local;
+    use voicectl::numbers;
+    let mut auth = shared::secrets::TwilioCredentials::new(local::ACCOUNT_SID, local::AUTH_TOKEN);
+    auth.api_key_sid = Some(local::API_KEY_SID.into());
+    auth.api_key_secret = Some(local::API_KEY_SECRET.into());
+    let twilio = shared::twilio::rest::RestClient::new(
+        reqwest::Client::new(),
+        &stack.media.api_base(),
+        local::ACCOUNT_SID,
+        auth.basic_auth(),
+    );
+    let expected = numbers::Expected::for_base(local::PUBLIC_BASE_URL);
+    let app = Some(local::TWIML_APP_SID);
+    let before = numbers::check(&twilio, local::ACCOUNT_SID, &expected, app).await?;
+    let changed = numbers::apply(&twilio, &before, &[]).await?.len();
+    let after = numbers::check(&twilio, local::ACCOUNT_SID, &expected, app).await?;
+    Ok(Wiring {
+        before,
+        changed,
+        after,
+    })
 }
 
 /// One row of the table: what the calls that a flow answered did.

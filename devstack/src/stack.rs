@@ -135,6 +135,7 @@ impl LocalStack {
         };
         let media = MediaServer::start(local::ACCOUNT_SID, local::AUTH_TOKEN).await?;
         media.accept_api_key(local::API_KEY_SID, local::API_KEY_SECRET);
+        provision_drifted_account(&media);
         // The token cache's TTL, where the options shorten it.
         let secret_ttl: Vec<(String, String)> = options
             .secret_ttl
@@ -408,6 +409,8 @@ impl LocalStack {
                 local::PUBLIC_BASE_URL.to_owned(),
             ),
             ("VOICEHOOKS_ROUTES".to_owned(), routes.join(",")),
+            // `voicectl numbers` talks to the stand-in's REST API.
+            ("TWILIO_API_BASE".to_owned(), self.media.api_base()),
         ]);
         env.iter().map(|(k, v)| format!("{k}='{v}'\n")).collect()
     }
@@ -524,6 +527,64 @@ impl LocalStack {
         self.functions.stop();
         self.emulator.stop();
     }
+}
+
+/// The stand-in account's numbers (the flows' own) and TwiML App, wired the way accounts
+/// moving to us are: one right, the others with each kind of drift `voicectl numbers check`
+/// finds, so the demo shows check → apply → check.
+fn provision_drifted_account(media: &MediaServer) {
+    let right = voicectl::numbers::Expected::for_base(local::PUBLIC_BASE_URL);
+    let wired = |voice_url: &str, fallback: &str, status: &str, method: &str| {
+        voicectl::twilio_api::Wiring {
+            voice_url: voice_url.into(),
+            voice_method: method.into(),
+            voice_fallback_url: fallback.into(),
+            voice_fallback_method: "POST".into(),
+            status_callback: status.into(),
+            status_callback_method: "POST".into(),
+        }
+    };
+    let old_server = "https://4f2a9c.ngrok-free.app";
+    let drifts = [
+        wired(
+            &right.voice_url,
+            &right.voice_fallback_url,
+            &right.status_callback,
+            "POST",
+        ),
+        wired(
+            &right.voice_url,
+            &right.voice_fallback_url,
+            &right.status_callback,
+            "GET",
+        ),
+        wired(
+            &format!("{old_server}/voice"),
+            "",
+            &format!("{old_server}/status"),
+            "POST",
+        ),
+        wired(
+            right.voice_url.split('#').next().unwrap_or_default(),
+            &right.voice_fallback_url,
+            &right.status_callback,
+            "POST",
+        ),
+        wired(&right.voice_url, &right.voice_fallback_url, "", "POST"),
+    ];
+    let flows = shared::flows::Flows::built_in().expect("the built-in flows load");
+    let provisioned = media.provisioned();
+    for (i, (number, _)) in flows.numbers().enumerate() {
+        provisioned.add_number(
+            local::ACCOUNT_SID,
+            &format!("PN{:032x}", i + 1),
+            number,
+            &drifts[i % drifts.len()],
+        );
+    }
+    let mut app = wired(&right.voice_url, "", &right.status_callback, "POST");
+    app.status_callback_method = "GET".into();
+    provisioned.add_application(local::ACCOUNT_SID, local::TWIML_APP_SID, "softphone", &app);
 }
 
 /// Messages in a queue: visible plus in flight.

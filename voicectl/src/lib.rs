@@ -6,16 +6,20 @@
 //! - [`timeline`]: one call's story (`voicectl call`).
 //! - [`signing`]: `sign` and `verify`.
 //! - [`smoke`]: one synthetic call through a stack.
-//! - [`simulate`]: the Twilio stand-in; [`media`] serves its recordings.
+//! - [`numbers`]: phone numbers and TwiML Apps wired to the stack, drift found and fixed.
+//! - [`simulate`]: the Twilio stand-in; [`media`] serves its recordings and, with
+//!   [`twilio_api`], its numbers and Apps.
 
 pub mod dlq;
 pub mod media;
+pub mod numbers;
 pub mod replay;
 pub mod signing;
 pub mod simulate;
 pub mod smoke;
 pub mod stack;
 pub mod timeline;
+pub mod twilio_api;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;

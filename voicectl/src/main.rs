@@ -21,7 +21,7 @@ use voicectl::signing::{self, Request};
 use voicectl::simulate::{self, SimulateOptions, Twilio};
 use voicectl::smoke::{self, SmokeOptions};
 use voicectl::stack::{DEFAULT_STACK, PublicBase, Stack};
-use voicectl::{progress_bar, replay, timeline};
+use voicectl::{numbers, progress_bar, replay, timeline};
 
 #[derive(Parser)]
 #[command(
@@ -105,6 +105,16 @@ enum Command {
     /// Example: voicectl smoke --base-url https://abc123.execute-api.eu-west-1.amazonaws.com
     #[command(verbatim_doc_comment)]
     Smoke(SmokeArgs),
+    /// The account's phone numbers and TwiML App, read from Twilio's REST API, against the
+    /// stack's outputs: drift found and fixed. Exit codes: 0 in sync, 2 drift found (check,
+    /// apply --dry-run), 1 an error (Twilio or the secret unreachable).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+                      voicectl numbers check\n  \
+                      voicectl numbers apply --number +14155550100 --dry-run"
+    )]
+    Numbers(NumbersCommand),
     /// Check the call flows, or print the TwiML a call would get, before deploying.
     #[command(
         subcommand,
@@ -917,6 +927,83 @@ async fn simulate(args: SimulateArgs, json: bool) -> anyhow::Result<ExitCode> {
     Ok(exit(failed == 0))
 }
 
+/// Exit code of `numbers check` and `apply --dry-run` when something drifted.
+const DRIFT: u8 = 2;
+
+async fn numbers_command(
+    stack: &Stack,
+    command: NumbersCommand,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let (api, only, apply, dry_run) = match command {
+        NumbersCommand::Check(api) => (api, Vec::new(), false, true),
+        NumbersCommand::Apply {
+            numbers,
+            dry_run,
+            api,
+        } => (api, numbers, true, dry_run),
+    };
+    let credentials = stack.current_credentials().await?;
+    let base = stack.public_base_url().await.ok_or_else(|| {
+        anyhow::anyhow!(
+            "the stack's public base URL is unknown: no deployed webhook-status, and VOICEHOOKS_PUBLIC_BASE_URL is not set"
+        )
+    })?;
+    let twilio = shared::twilio::rest::RestClient::new(
+        reqwest::Client::new(),
+        &api.api_base,
+        &credentials.account_sid,
+        credentials.basic_auth(),
+    );
+    let expected = numbers::Expected::for_base(&base.url);
+    let app = credentials.twiml_app_sid.as_deref();
+    let report = numbers::check(&twilio, &credentials.account_sid, &expected, app).await?;
+    if !apply {
+        if json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", numbers::render(&report));
+        }
+        return Ok(if report.in_sync() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(DRIFT)
+        });
+    }
+    let selected: Vec<&numbers::Wired> = numbers::selected(&report, &only).collect();
+    if dry_run {
+        if json {
+            println!("{}", serde_json::to_string_pretty(&selected)?);
+        } else {
+            print!(
+                "{}",
+                numbers::render_changes(selected.iter().copied(), true)
+            );
+        }
+        return Ok(if selected.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(DRIFT)
+        });
+    }
+    let changed = numbers::apply(&twilio, &report, &only).await?;
+    // Read back: Twilio is the word on what is now wired.
+    let after = numbers::check(&twilio, &credentials.account_sid, &expected, app).await?;
+    let still: Vec<&numbers::Wired> = numbers::selected(&after, &only).collect();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"changed": changed, "still_drifted": still})
+            )?
+        );
+    } else {
+        print!("{}", numbers::render_changes(changed.iter(), false));
+        println!("  {} changed; {} still drifted", changed.len(), still.len());
+    }
+    Ok(exit(still.is_empty()))
+}
+
 async fn smoke_command(stack: &Stack, args: SmokeArgs, json: bool) -> anyhow::Result<ExitCode> {
     let current = stack.current_credentials().await?;
     let twilio = Twilio::with_routes(args.routes, &current.auth_token, Duration::from_secs(15))?;
@@ -949,6 +1036,40 @@ async fn smoke_command(stack: &Stack, args: SmokeArgs, json: bool) -> anyhow::Re
         report.problems.iter().for_each(|p| println!("  {p}"));
     }
     Ok(exit(report.ok()))
+}
+
+#[derive(Subcommand)]
+enum NumbersCommand {
+    /// Every number and the TwiML App: VoiceUrl, VoiceFallbackUrl and StatusCallback with
+    /// their methods, each compared with the stack's output (a wrong URL, GET instead of
+    /// POST, a missing fallback or status callback, missing connection overrides).
+    ///
+    /// Example: voicectl numbers check --json
+    #[command(verbatim_doc_comment)]
+    Check(TwilioApiArgs),
+    /// Shows the diff, then points the drifted numbers and App at the stack.
+    ///
+    /// Examples:
+    ///   voicectl numbers apply --dry-run
+    ///   voicectl numbers apply --number +14155550100 --number +14155550101
+    #[command(verbatim_doc_comment)]
+    Apply {
+        /// Only these numbers (E.164) or SIDs (PN…, AP…); repeatable.
+        #[arg(long = "number")]
+        numbers: Vec<String>,
+        /// Show what would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        api: TwilioApiArgs,
+    },
+}
+
+#[derive(Args)]
+struct TwilioApiArgs {
+    /// Twilio's REST API (the stand-in's on the local stack).
+    #[arg(long, env = "TWILIO_API_BASE", default_value = shared::twilio::rest::API_BASE)]
+    api_base: String,
 }
 
 #[derive(Subcommand)]
@@ -1153,6 +1274,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(args) => verify(args, json, stack()).await,
         Command::Simulate(args) => simulate(args, json).await,
         Command::Smoke(args) => smoke_command(&stack().await, args, json).await,
+        Command::Numbers(command) => numbers_command(&stack().await, command, json).await,
         Command::Flows(FlowsCommand::Check { file }) => Ok(match load(&file)? {
             Ok(flows) => {
                 println!("{}: {} flows, valid", file.display(), flows.names().count());

@@ -95,7 +95,7 @@ struct Held {
     deleted: bool,
 }
 
-struct MediaState {
+pub(crate) struct MediaState {
     account_sid: String,
     auth_token: String,
     /// API keys (SID, secret) of the account, which Twilio's REST API accepts as Basic auth
@@ -104,6 +104,8 @@ struct MediaState {
     recordings: Mutex<HashMap<String, Held>>,
     /// Every request the server got, to any path: what a worker asked of "Twilio".
     all_requests: std::sync::atomic::AtomicU64,
+    /// The account's phone numbers and TwiML Apps (`crate::twilio_api`).
+    pub(crate) provisioned: crate::twilio_api::Provisioned,
 }
 
 /// The running media server; stopped when dropped.
@@ -136,11 +138,20 @@ impl MediaServer {
             api_keys: Default::default(),
             recordings: Mutex::default(),
             all_requests: Default::default(),
+            provisioned: Default::default(),
         });
         let app = Router::new()
             .route(
                 "/2010-04-01/Accounts/{account}/Recordings/{file}",
                 get(fetch).delete(delete),
+            )
+            .route(
+                "/2010-04-01/Accounts/{account}/{file}",
+                get(crate::twilio_api::list),
+            )
+            .route(
+                "/2010-04-01/Accounts/{account}/{resource}/{file}",
+                axum::routing::post(crate::twilio_api::update),
             )
             // Any other resource of Twilio's API: counted, and not found here.
             .fallback(|State(state): State<Arc<MediaState>>| async move {
@@ -175,6 +186,16 @@ impl MediaServer {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push((sid.to_owned(), secret.to_owned()));
+    }
+
+    /// The account's phone numbers and TwiML Apps, which the REST API serves.
+    pub fn provisioned(&self) -> &crate::twilio_api::Provisioned {
+        &self.state.provisioned
+    }
+
+    /// The REST API's base URL (`https://api.twilio.com` on Twilio).
+    pub fn api_base(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// `host:port`, for the worker's allow-list.
@@ -251,8 +272,13 @@ impl MediaState {
         self.recordings.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    pub(crate) fn count_request(&self) {
+        self.all_requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// The request is for our account and carries its credentials.
-    fn authorized(&self, account: &str, headers: &HeaderMap) -> bool {
+    pub(crate) fn authorized(&self, account: &str, headers: &HeaderMap) -> bool {
         if account != self.account_sid {
             return false;
         }

@@ -4,6 +4,7 @@ pub mod destination;
 pub mod identity;
 pub mod overrides;
 pub mod params;
+pub mod rest;
 pub mod signature;
 pub mod twiml;
 
