@@ -1576,3 +1576,79 @@ async fn numbers_are_checked_and_applied_through_twilios_rest_api() {
     );
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reconcile_repairs_what_twilio_gave_up_on_and_nothing_else() {
+    let stack = LocalStack::start(StackOptions {
+        label: "voicectl-reconcile".into(),
+        webhook_instances: 1,
+        ..Default::default()
+    })
+    .await
+    .expect("the local stack starts");
+    let env = stack_env(&stack);
+    // A call whose callbacks all arrived: reconcile leaves it alone.
+    let delivered = call_sid(0xdead);
+    for (seq, status) in [CallStatus::Ringing, CallStatus::Completed]
+        .into_iter()
+        .enumerate()
+    {
+        let params = status_params(&delivered, status, Some(seq as u32));
+        let response = voicehooks_tests::post_form(
+            &stack.status_webhook_target(),
+            &stack.status_webhook_public(),
+            &params,
+            Some(local::AUTH_TOKEN),
+        )
+        .await;
+        assert_eq!(response.status(), 204);
+    }
+    stack.media.provisioned().add_call(
+        local::ACCOUNT_SID,
+        &voicectl::twilio_api::CallResource {
+            sid: delivered.clone(),
+            parent_call_sid: None,
+            status: "completed".into(),
+            from: "+14155550100".into(),
+            to: "+16285550123".into(),
+            direction: "outbound-api".into(),
+            duration: 12,
+        },
+    );
+    let lost = devstack::reconcile::place(&stack, 5, 77).await.unwrap();
+    stack
+        .wait_until_drained(Duration::from_secs(60))
+        .await
+        .unwrap();
+
+    let first = json_of(&voicectl(&env, &["--json", "reconcile", "--since", "2h"]).await);
+    assert_eq!(first["calls_listed"], 6, "{first}");
+    let repaired: Vec<&str> = first["statuses_repaired"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pair| pair[0].as_str().unwrap())
+        .collect();
+    assert_eq!(repaired.len(), 5, "{first}");
+    assert!(!repaired.contains(&delivered.as_str()), "{first}");
+    assert_eq!(first["recordings_queued"].as_array().unwrap().len(), 3);
+    stack
+        .wait_until_drained(Duration::from_secs(120))
+        .await
+        .unwrap();
+    let unrepaired = devstack::reconcile::unrepaired(&stack, &lost)
+        .await
+        .unwrap();
+    assert!(unrepaired.is_empty(), "{unrepaired:#?}");
+
+    // The timeline says where the status came from.
+    let (sid, _) = &lost.calls[0];
+    let timeline = text_of(&voicectl(&env, &["call", sid]).await);
+    assert!(timeline.contains("reconciled"), "{timeline}");
+
+    // Run again: nothing left to repair.
+    let again = json_of(&voicectl(&env, &["--json", "reconcile", "--since", "2h"]).await);
+    assert_eq!(again["statuses_repaired"], serde_json::json!([]), "{again}");
+    assert_eq!(again["recordings_queued"], serde_json::json!([]), "{again}");
+    stack.stop().await;
+}

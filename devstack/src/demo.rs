@@ -359,9 +359,14 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<bool> {
         println!();
     }
     let outcome = play(&stack, &options).await;
+    let repairs = repair_gave_up(&stack, options.seed).await;
     stack.stop().await;
     let mut outcome = outcome?;
     let wiring = wiring?;
+    let repairs = repairs?;
+    outcome
+        .mismatches
+        .extend(repairs.unrepaired.iter().cloned());
     let audit = crate::audit::audit_logs(&log_dir, crate::audit::LOCAL_SECRETS)?;
     outcome.mismatches.extend(audit.findings());
     if !wiring.after.in_sync() {
@@ -371,9 +376,63 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<bool> {
     }
     print_figures(&outcome);
     println!("  {}", wiring.summary());
+    println!("  {}", repairs.summary());
     println!("  logs audited             {}", audit.summary());
     print_mismatches(&outcome.mismatches);
     Ok(outcome.mismatches.is_empty())
+}
+
+/// Calls whose callbacks Twilio gave up on, and what `voicectl reconcile` made of them.
+pub struct Repairs {
+    pub lost: crate::reconcile::GaveUp,
+    pub report: shared::reconcile::ReconcileReport,
+    pub unrepaired: Vec<String>,
+    pub took: Duration,
+}
+
+impl Repairs {
+    pub fn summary(&self) -> String {
+        format!(
+            "reconcile (Twilio REST)  {} calls and {} recordings listed; {} calls whose final callback Twilio gave up on got their status (`reconciled`), {} lost recordings archived; {} unrepaired, in {:.1} s",
+            self.report.calls_listed,
+            self.report.recordings_listed,
+            self.report.statuses_repaired.len(),
+            self.report.recordings_queued.len(),
+            self.unrepaired.len(),
+            self.took.as_secs_f64()
+        )
+    }
+}
+
+/// After the calls: a few more whose callbacks Twilio gave up on, then `voicectl reconcile
+/// --since 2h`, and a check that every one is repaired and nothing else was touched.
+pub async fn repair_gave_up(stack: &LocalStack, seed: u64) -> anyhow::Result<Repairs> {
+    let lost = crate::reconcile::place(stack, 6, seed).await?;
+    stack.wait_until_drained(Duration::from_secs(120)).await?;
+    let started = Instant::now();
+    let report = crate::reconcile::run(stack, Duration::from_secs(2 * 3600)).await?;
+    stack.wait_until_drained(Duration::from_secs(300)).await?;
+    let mut unrepaired = crate::reconcile::unrepaired(stack, &lost).await?;
+    if report.statuses_repaired.len() != lost.calls.len() {
+        unrepaired.push(format!(
+            "reconcile repaired {} statuses; {} were lost (it must touch nothing else)",
+            report.statuses_repaired.len(),
+            lost.calls.len()
+        ));
+    }
+    if report.recordings_queued.len() != lost.recordings.len() {
+        unrepaired.push(format!(
+            "reconcile queued {} recordings; {} were lost",
+            report.recordings_queued.len(),
+            lost.recordings.len()
+        ));
+    }
+    Ok(Repairs {
+        lost,
+        report,
+        unrepaired,
+        took: started.elapsed(),
+    })
 }
 
 /// `voicectl numbers` on the stand-in account, as an operator moving to us runs it first:

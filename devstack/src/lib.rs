@@ -26,6 +26,7 @@ pub mod functions;
 pub mod gateway;
 pub mod poller;
 pub mod process;
+pub mod reconcile;
 pub mod resources;
 pub mod runtime_deadline;
 pub mod sample_events;

@@ -10,6 +10,7 @@ pub mod lambda;
 pub mod media;
 pub mod metrics;
 pub mod queue;
+pub mod reconcile;
 pub mod recording;
 pub mod secrets;
 pub mod softphone;

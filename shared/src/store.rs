@@ -230,6 +230,8 @@ pub struct TimelineEntry {
     pub received_at: String,
     pub idempotency_key: String,
     pub applied: bool,
+    /// Entered by reconciliation (Twilio's REST API), not delivered by a callback.
+    pub reconciled: bool,
 }
 
 /// A call as stored.
@@ -834,13 +836,17 @@ fn call_record(call_sid: &str, item: &HashMap<String, AttributeValue>) -> CallRe
         Some(AttributeValue::L(entries)) => entries
             .iter()
             .filter_map(|e| e.as_m().ok())
-            .map(|e| TimelineEntry {
-                status: text(e, "status").unwrap_or_default(),
-                sequence_number: number(e, "seq").filter(|&s| s >= 0),
-                timestamp: text(e, "at"),
-                received_at: text(e, "received_at").unwrap_or_default(),
-                idempotency_key: text(e, "key").unwrap_or_default(),
-                applied: matches!(e.get("applied"), Some(AttributeValue::Bool(true))),
+            .map(|e| {
+                let idempotency_key = text(e, "key").unwrap_or_default();
+                TimelineEntry {
+                    status: text(e, "status").unwrap_or_default(),
+                    sequence_number: number(e, "seq").filter(|&s| s >= 0),
+                    timestamp: text(e, "at"),
+                    received_at: text(e, "received_at").unwrap_or_default(),
+                    reconciled: crate::reconcile::is_reconciled(&idempotency_key),
+                    idempotency_key,
+                    applied: matches!(e.get("applied"), Some(AttributeValue::Bool(true))),
+                }
             })
             .collect(),
         _ => Vec::new(),

@@ -115,6 +115,22 @@ enum Command {
                       voicectl numbers apply --number +14155550100 --dry-run"
     )]
     Numbers(NumbersCommand),
+    /// Twilio is the source of truth: list its Calls and Recordings of the window (every
+    /// page) and repair what no callback delivered. A call that ended at Twilio without a
+    /// final status here gets it (a `reconciled` timeline entry, never undoing an applied
+    /// event); a completed recording that is not archived is queued for the recording worker.
+    ///
+    /// Examples:
+    ///   voicectl reconcile --since 2h
+    ///   voicectl --json reconcile --since 30m
+    #[command(verbatim_doc_comment)]
+    Reconcile {
+        /// How far back (Twilio's start time of the call, creation of the recording).
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "2h")]
+        since: Duration,
+        #[command(flatten)]
+        api: TwilioApiArgs,
+    },
     /// Check the call flows, or print the TwiML a call would get, before deploying.
     #[command(
         subcommand,
@@ -927,6 +943,65 @@ async fn simulate(args: SimulateArgs, json: bool) -> anyhow::Result<ExitCode> {
     Ok(exit(failed == 0))
 }
 
+async fn reconcile_command(
+    stack: &Stack,
+    since: Duration,
+    api: &TwilioApiArgs,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let twilio = twilio_client(stack, api).await?;
+    let status = stack.queues(Pipeline::Status).await?;
+    let recording = stack.queues(Pipeline::Recording).await?;
+    let queue = |url: &str| shared::queue::SqsQueue::new(stack.sqs.clone(), url);
+    let (status_queue, recording_queue) = (queue(&status.queue_url), queue(&recording.queue_url));
+    let report = shared::reconcile::Reconciler {
+        twilio: &twilio,
+        calls: &stack.calls(),
+        recordings: &stack.recordings(),
+        status_queue: &status_queue,
+        recording_queue: &recording_queue,
+    }
+    .run(time::OffsetDateTime::now_utc() - since)
+    .await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "Twilio since {}: {} calls, {} recordings listed",
+            report.since, report.calls_listed, report.recordings_listed
+        );
+        println!(
+            "  final statuses queued  {}",
+            report.statuses_repaired.len()
+        );
+        for (sid, status) in &report.statuses_repaired {
+            println!("    {sid}  {status} (reconciled)");
+        }
+        println!(
+            "  recordings queued      {}",
+            report.recordings_queued.len()
+        );
+        for (call, recording) in &report.recordings_queued {
+            println!("    {call}  {recording}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Twilio's REST API with the account's credentials from the stack's secret.
+async fn twilio_client(
+    stack: &Stack,
+    api: &TwilioApiArgs,
+) -> anyhow::Result<shared::twilio::rest::RestClient> {
+    let credentials = stack.current_credentials().await?;
+    Ok(shared::twilio::rest::RestClient::new(
+        reqwest::Client::new(),
+        &api.api_base,
+        &credentials.account_sid,
+        credentials.basic_auth(),
+    ))
+}
+
 /// Exit code of `numbers check` and `apply --dry-run` when something drifted.
 const DRIFT: u8 = 2;
 
@@ -944,17 +1019,12 @@ async fn numbers_command(
         } => (api, numbers, true, dry_run),
     };
     let credentials = stack.current_credentials().await?;
+    let twilio = twilio_client(stack, &api).await?;
     let base = stack.public_base_url().await.ok_or_else(|| {
         anyhow::anyhow!(
             "the stack's public base URL is unknown: no deployed webhook-status, and VOICEHOOKS_PUBLIC_BASE_URL is not set"
         )
     })?;
-    let twilio = shared::twilio::rest::RestClient::new(
-        reqwest::Client::new(),
-        &api.api_base,
-        &credentials.account_sid,
-        credentials.basic_auth(),
-    );
     let expected = numbers::Expected::for_base(&base.url);
     let app = credentials.twiml_app_sid.as_deref();
     let report = numbers::check(&twilio, &credentials.account_sid, &expected, app).await?;
@@ -1275,6 +1345,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Simulate(args) => simulate(args, json).await,
         Command::Smoke(args) => smoke_command(&stack().await, args, json).await,
         Command::Numbers(command) => numbers_command(&stack().await, command, json).await,
+        Command::Reconcile { since, api } => {
+            reconcile_command(&stack().await, since, &api, json).await
+        }
         Command::Flows(FlowsCommand::Check { file }) => Ok(match load(&file)? {
             Ok(flows) => {
                 println!("{}: {} flows, valid", file.display(), flows.names().count());

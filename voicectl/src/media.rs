@@ -272,6 +272,15 @@ impl MediaState {
         self.recordings.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether the recording was deleted from "Twilio".
+    pub(crate) fn is_deleted(&self, recording_sid: &str) -> bool {
+        self.recordings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(recording_sid)
+            .is_some_and(|held| held.deleted)
+    }
+
     pub(crate) fn count_request(&self) {
         self.all_requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

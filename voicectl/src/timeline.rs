@@ -156,7 +156,13 @@ pub fn render(view: &CallView) -> String {
                     or_dash(entry.sequence_number),
                     or_dash(entry.timestamp.as_deref()),
                     entry.received_at.clone(),
-                    if entry.applied { "applied" } else { "late" }.to_owned(),
+                    match (entry.applied, entry.reconciled) {
+                        (true, true) => "reconciled",
+                        (true, false) => "applied",
+                        (false, true) => "reconciled, late",
+                        (false, false) => "late",
+                    }
+                    .to_owned(),
                 ]);
             }
             out.push_str(&format!("{table}\n"));

@@ -1,9 +1,11 @@
-//! The stand-in's phone numbers and TwiML Apps, served as Twilio's REST API serves them
+//! The stand-in's phone numbers, TwiML Apps, calls and recordings, served as Twilio's REST
+//! API serves them
 //! (shapes from Twilio's OpenAPI description, `twilio/twilio-oai`
 //! `spec/json/twilio_api_v2010.json`):
-//! - `GET /2010-04-01/Accounts/{AccountSid}/IncomingPhoneNumbers.json` and
-//!   `.../Applications.json`: pages of `PageSize` (default 50, at most 1000) under
-//!   `incoming_phone_numbers` / `applications`, with `page`, `page_size`, `start`, `end`,
+//! - `GET /2010-04-01/Accounts/{AccountSid}/IncomingPhoneNumbers.json`, `.../Applications.json`,
+//!   `.../Calls.json` (`StartTime>`: on or after a `YYYY-MM-DD` day) and `.../Recordings.json`
+//!   (`DateCreated>`; a recording deleted from Twilio is no longer listed): pages of
+//!   `PageSize` (default 50, at most 1000) under the resource's snake_case key, with `page`, `page_size`, `start`, `end`,
 //!   `uri`, `first_page_uri`, `previous_page_uri` and `next_page_uri` (`null` on the last);
 //! - `POST .../IncomingPhoneNumbers/{Sid}.json` and `.../Applications/{Sid}.json`: form
 //!   parameters (`VoiceUrl`, `VoiceMethod`, `VoiceFallbackUrl`, `VoiceFallbackMethod`,
@@ -21,6 +23,18 @@ use serde_json::{Value, json};
 
 use crate::media::MediaState;
 
+/// A call for the Calls list.
+#[derive(Debug, Clone)]
+pub struct CallResource {
+    pub sid: String,
+    pub parent_call_sid: Option<String>,
+    pub status: String,
+    pub from: String,
+    pub to: String,
+    pub direction: String,
+    pub duration: u32,
+}
+
 /// What a number or App is wired to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Wiring {
@@ -37,6 +51,15 @@ pub struct Wiring {
 pub struct Provisioned {
     numbers: Mutex<Vec<Value>>,
     applications: Mutex<Vec<Value>>,
+    calls: Mutex<Vec<Value>>,
+    recordings: Mutex<Vec<Value>>,
+}
+
+/// Now in Twilio's RFC 2822 form.
+pub fn rfc2822_now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc2822)
+        .unwrap_or_default()
 }
 
 const DATE: &str = "Mon, 16 Nov 2026 10:00:00 +0000";
@@ -75,10 +98,50 @@ impl Provisioned {
         lock(&self.applications).push(app);
     }
 
+    /// A call Twilio placed: its final `status` as the Calls list reports it.
+    pub fn add_call(&self, account: &str, call: &CallResource) {
+        let uri = format!("/2010-04-01/Accounts/{account}/Calls/{}.json", call.sid);
+        let now = rfc2822_now();
+        lock(&self.calls).push(json!({
+            "account_sid": account, "answered_by": null, "api_version": "2010-04-01",
+            "caller_name": null, "date_created": now, "date_updated": now,
+            "direction": call.direction, "duration": call.duration.to_string(),
+            "end_time": now, "forwarded_from": null, "from": call.from,
+            "from_formatted": call.from, "group_sid": null,
+            "parent_call_sid": call.parent_call_sid, "phone_number_sid": null, "price": null,
+            "price_unit": "USD", "queue_time": "0", "sid": call.sid, "start_time": now,
+            "status": call.status, "subresource_uris": {}, "to": call.to,
+            "to_formatted": call.to, "trunk_sid": null, "uri": uri,
+        }));
+    }
+
+    /// A recording Twilio holds, whose media is at `media_url`.
+    pub fn add_recording(
+        &self,
+        account: &str,
+        call_sid: &str,
+        sid: &str,
+        (duration, channels): (u32, u16),
+        media_url: &str,
+    ) {
+        let uri = format!("/2010-04-01/Accounts/{account}/Recordings/{sid}.json");
+        let now = rfc2822_now();
+        lock(&self.recordings).push(json!({
+            "account_sid": account, "api_version": "2010-04-01", "call_sid": call_sid,
+            "channels": channels, "conference_sid": null, "date_created": now,
+            "date_updated": now, "duration": duration.to_string(), "encryption_details": null,
+            "error_code": null, "media_url": media_url, "price": null, "price_unit": "USD",
+            "sid": sid, "source": "RecordVerb", "start_time": now, "status": "completed",
+            "subresource_uris": {}, "uri": uri,
+        }));
+    }
+
     fn list(&self, resource: &str) -> Option<&Mutex<Vec<Value>>> {
         match resource {
             "IncomingPhoneNumbers" => Some(&self.numbers),
             "Applications" => Some(&self.applications),
+            "Calls" => Some(&self.calls),
+            "Recordings" => Some(&self.recordings),
             _ => None,
         }
     }
@@ -172,7 +235,32 @@ pub(crate) async fn list(
         .unwrap_or(50)
         .clamp(1, 1000);
     let page: usize = query.get("Page").and_then(|s| s.parse().ok()).unwrap_or(0);
-    let items = lock(list).clone();
+    // Twilio filters these lists by day: on or after `YYYY-MM-DD`.
+    let on_or_after = |item: &Value, field: &str, filter: &str| {
+        let Some(day) = query.get(filter) else {
+            return true;
+        };
+        item[field]
+            .as_str()
+            .and_then(|t| {
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc2822).ok()
+            })
+            .is_some_and(|t| t.date().to_string() >= *day)
+    };
+    let items: Vec<Value> = match resource {
+        "Calls" => lock(list)
+            .iter()
+            .filter(|c| on_or_after(c, "start_time", "StartTime>"))
+            .cloned()
+            .collect(),
+        "Recordings" => lock(list)
+            .iter()
+            .filter(|r| on_or_after(r, "date_created", "DateCreated>"))
+            .filter(|r| !state.is_deleted(r["sid"].as_str().unwrap_or_default()))
+            .cloned()
+            .collect(),
+        _ => lock(list).clone(),
+    };
     let start = page * page_size;
     let slice: Vec<Value> = items.iter().skip(start).take(page_size).cloned().collect();
     let page_uri = |page: usize| {
@@ -185,6 +273,8 @@ pub(crate) async fn list(
     };
     let key = match resource {
         "IncomingPhoneNumbers" => "incoming_phone_numbers",
+        "Calls" => "calls",
+        "Recordings" => "recordings",
         _ => "applications",
     };
     let more = start + slice.len() < items.len();

@@ -212,3 +212,66 @@ impl RestClient {
         serde_json::from_str(&text).map_err(|e| RestError::Shape(uri.to_owned(), e.to_string()))
     }
 }
+
+/// A call as Twilio's Calls list gives it. Times are RFC 2822 (`Wed, 02 Dec 2026 04:00:00
+/// +0000`), `duration` whole seconds as a string.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Call {
+    pub sid: String,
+    pub account_sid: String,
+    #[serde(default)]
+    pub parent_call_sid: Option<String>,
+    pub status: String,
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Option<String>,
+    #[serde(default)]
+    pub direction: Option<String>,
+    #[serde(default)]
+    pub duration: Option<String>,
+    #[serde(default)]
+    pub start_time: Option<String>,
+    #[serde(default)]
+    pub end_time: Option<String>,
+}
+
+/// A recording as Twilio's Recordings list gives it.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Recording {
+    pub sid: String,
+    pub account_sid: String,
+    #[serde(default)]
+    pub call_sid: Option<String>,
+    pub status: String,
+    #[serde(default)]
+    pub duration: Option<String>,
+    #[serde(default)]
+    pub channels: Option<u32>,
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub start_time: Option<String>,
+    pub date_created: String,
+    /// The media's URL (`…/Recordings/RE….json` minus `.json` is what callbacks carry).
+    #[serde(default)]
+    pub media_url: Option<String>,
+}
+
+impl RestClient {
+    /// Calls that started on or after `date` (`YYYY-MM-DD`, UTC: Twilio filters by day).
+    pub async fn calls_since(&self, date: &str) -> Result<Vec<Call>, RestError> {
+        self.list("Calls.json", "calls", &[("StartTime>", date.to_owned())])
+            .await
+    }
+
+    /// Recordings created on or after `date` (`YYYY-MM-DD`, UTC).
+    pub async fn recordings_since(&self, date: &str) -> Result<Vec<Recording>, RestError> {
+        self.list(
+            "Recordings.json",
+            "recordings",
+            &[("DateCreated>", date.to_owned())],
+        )
+        .await
+    }
+}

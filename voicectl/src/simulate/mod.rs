@@ -587,6 +587,48 @@ pub async fn run(options: &SimulateOptions) -> anyhow::Result<SimulationReport> 
 
 /// Puts each recording the calls made on `media` (some not ready at first) and points its
 /// callbacks' `RecordingUrl` there, as Twilio's API would serve it.
+/// What Twilio's REST API then lists: every leg as a Call with its final status, every
+/// recording as a Recording (what reconciliation reads).
+fn list_in_rest_api(media: &MediaServer, conversation: &Conversation, account_sid: &str) {
+    let provisioned = media.provisioned();
+    for (i, leg) in conversation.legs.iter().enumerate() {
+        provisioned.add_call(
+            account_sid,
+            &crate::twilio_api::CallResource {
+                sid: leg.call_sid.clone(),
+                parent_call_sid: leg.parent_call_sid.clone(),
+                status: leg.final_status().as_str().to_owned(),
+                from: leg.from.clone(),
+                to: leg.to.clone(),
+                direction: if i == 0 { "inbound" } else { "outbound-dial" }.to_owned(),
+                duration: if leg.final_status() == CallStatus::Completed {
+                    leg.talk_secs
+                } else {
+                    0
+                },
+            },
+        );
+    }
+    for requested in &conversation.requested {
+        let param = |name: &str| requested.params.get(name).unwrap_or_default();
+        if param("RecordingStatus") != "completed"
+            || requested.params.get("TranscriptionSid").is_some()
+        {
+            continue;
+        }
+        provisioned.add_recording(
+            account_sid,
+            param("CallSid"),
+            param("RecordingSid"),
+            (
+                param("RecordingDuration").parse().unwrap_or(1),
+                param("RecordingChannels").parse().unwrap_or(1),
+            ),
+            param("RecordingUrl"),
+        );
+    }
+}
+
 fn stage_media(
     media: &MediaServer,
     conversation: &mut Conversation,
@@ -666,6 +708,7 @@ pub async fn run_with_media(
                         ChaCha8Rng::seed_from_u64(options.seed ^ (script.sid_seed as u64));
                     if let Some(media) = media {
                         stage_media(media, &mut conversation, &mut rng, options);
+                        list_in_rest_api(media, &conversation, &options.account_sid);
                     }
                     let at = start + TimeDelta::seconds(i as i64 * 3);
                     let legs = std::mem::take(&mut conversation.legs)
