@@ -18,7 +18,7 @@ export SAM_CLI_TELEMETRY := 0
 export PATH := $(CURDIR)/$(STACK_BIN):$(PATH)
 
 # Every Lambda function (one binary each under functions/).
-FUNCTIONS := webhook-status webhook-voice webhook-fallback softphone-token webhook-recording webhook-transcription status-worker recording-worker transcript-worker spill-drainer
+FUNCTIONS := webhook-status webhook-voice webhook-fallback softphone-token reconciler webhook-recording webhook-transcription status-worker recording-worker transcript-worker spill-drainer
 
 CALLS ?= 300
 SEED ?= 42

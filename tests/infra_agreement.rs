@@ -33,7 +33,7 @@ fn functions(template: &Value) -> Vec<String> {
         .filter(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::Function"))
         .map(|(name, _)| name.as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(functions.len(), 10, "{functions:?}");
+    assert_eq!(functions.len(), 11, "{functions:?}");
     functions
 }
 
@@ -367,6 +367,16 @@ fn functions_get_the_environment_they_read() {
         sorted(vec![config::PUBLIC_BASE_URL, config::TWILIO_SECRET_ID])
     );
     assert_eq!(
+        env_names("ReconcilerFunction"),
+        sorted(vec![
+            config::TWILIO_SECRET_ID,
+            config::CALLS_TABLE,
+            config::STATUS_QUEUE_URL,
+            config::RECORDING_QUEUE_URL,
+            config::RECONCILE_WINDOW_SECS,
+        ])
+    );
+    assert_eq!(
         env_names("SoftphoneTokenFunction"),
         sorted(vec![
             config::TWILIO_SECRET_ID,
@@ -682,6 +692,16 @@ fn each_function_may_do_only_its_own_job() {
         (
             "WebhookFallbackFunction",
             vec![("secretsmanager:GetSecretValue", SECRET)],
+        ),
+        // The reconciler reads Twilio's credentials and the table, and queues repairs.
+        (
+            "ReconcilerFunction",
+            vec![
+                ("secretsmanager:GetSecretValue", SECRET),
+                ("dynamodb:GetItem", TABLE),
+                ("sqs:SendMessage", "StatusQueue"),
+                ("sqs:SendMessage", "RecordingQueue"),
+            ],
         ),
         // Softphone tokens are signed with the API key in the secret: nothing else.
         (

@@ -1650,5 +1650,41 @@ async fn reconcile_repairs_what_twilio_gave_up_on_and_nothing_else() {
     let again = json_of(&voicectl(&env, &["--json", "reconcile", "--since", "2h"]).await);
     assert_eq!(again["statuses_repaired"], serde_json::json!([]), "{again}");
     assert_eq!(again["recordings_queued"], serde_json::json!([]), "{again}");
+
+    // The scheduled function does the same, invoked as EventBridge would.
+    let later = devstack::reconcile::place(&stack, 4, 78).await.unwrap();
+    stack
+        .wait_until_drained(Duration::from_secs(60))
+        .await
+        .unwrap();
+    let lambda = aws_sdk_lambda::Client::from_conf(
+        aws_sdk_lambda::config::Builder::from(&stack.sdk)
+            .endpoint_url(stack.functions.endpoint())
+            .build(),
+    );
+    let output = lambda
+        .invoke()
+        .function_name(devstack::stack::RECONCILER)
+        .payload(aws_sdk_lambda::primitives::Blob::new(
+            r#"{"source":"aws.events","detail-type":"Scheduled Event","detail":{}}"#,
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(output.function_error().is_none(), "{output:?}");
+    let report: Value = serde_json::from_slice(output.payload().unwrap().as_ref()).unwrap();
+    assert_eq!(
+        report["statuses_repaired"].as_array().unwrap().len(),
+        4,
+        "{report}"
+    );
+    stack
+        .wait_until_drained(Duration::from_secs(120))
+        .await
+        .unwrap();
+    let unrepaired = devstack::reconcile::unrepaired(&stack, &later)
+        .await
+        .unwrap();
+    assert!(unrepaired.is_empty(), "{unrepaired:#?}");
     stack.stop().await;
 }

@@ -129,6 +129,8 @@ pub struct Kill {
 /// What the run did and found.
 pub struct ChaosOutcome {
     pub demo: DemoOutcome,
+    /// Calls whose callbacks Twilio gave up on, and what reconciliation made of them.
+    pub repairs: demo::Repairs,
     pub poisoned: Vec<String>,
     pub injected: BTreeMap<Fault, u64>,
     pub kills: Vec<Kill>,
@@ -257,8 +259,13 @@ pub async fn play(stack: &LocalStack, options: &ChaosOptions) -> anyhow::Result<
             outcome.recordings.archived
         ));
     }
+    // Last, after the S3 count: calls whose callbacks Twilio gave up on, repaired by
+    // reconciliation from Twilio's REST API.
+    let repairs = demo::repair_gave_up(stack, options.seed).await?;
+    problems.extend(repairs.unrepaired.iter().cloned());
     outcome.mismatches.extend(problems);
     Ok(ChaosOutcome {
+        repairs,
         failed_invocations: [
             &stack.status_poller,
             &stack.recording_poller,
@@ -410,6 +417,7 @@ pub async fn run(options: ChaosOptions) -> anyhow::Result<bool> {
 
 pub fn print_outcome(outcome: &ChaosOutcome, elapsed: Duration) {
     demo::print_figures(&outcome.demo);
+    println!("  {}", outcome.repairs.summary());
     println!();
     println!("  faults");
     for (fault, n) in &outcome.injected {

@@ -61,12 +61,10 @@ pub async fn place(stack: &LocalStack, calls: u64, seed: u64) -> anyhow::Result<
                 ]
                 .into_iter()
                 .collect();
+                // Under chaos an early callback may be lost too: reconciliation's final
+                // status covers it either way.
                 let token = format!("gave-up-{call_sid}-{seq}");
-                let delivered = twilio.deliver(&status_url, &params, Some(&token)).await;
-                anyhow::ensure!(
-                    delivered.is_some_and(|d| d.result.is_ok()),
-                    "the {early} callback of {call_sid} was not acknowledged"
-                );
+                let _ = twilio.deliver(&status_url, &params, Some(&token)).await;
             }
         }
         stack.media.provisioned().add_call(

@@ -30,6 +30,7 @@ pub const TRANSCRIPT_WORKER: &str = "transcript-worker";
 pub const SPILL_DRAINER: &str = "spill-drainer";
 pub const WEBHOOK_FALLBACK: &str = "webhook-fallback";
 pub const SOFTPHONE_TOKEN: &str = "softphone-token";
+pub const RECONCILER: &str = "reconciler";
 /// How often the local schedule runs the spill drainer (every minute on AWS).
 const SPILL_DRAIN_PERIOD: Duration = Duration::from_secs(2);
 /// The template's function timeouts (`Timeout`; Globals' 10 s for the webhooks).
@@ -207,6 +208,14 @@ impl LocalStack {
         ]);
         let mut recording_worker_env = recording_worker_env;
         recording_worker_env.extend(secret_ttl.iter().cloned());
+        // Not on a schedule locally: the tests and `make invoke` run it when they mean to.
+        let reconciler_env = with_emulator(&[
+            (config::TWILIO_SECRET_ID, &resources.twilio_secret_id),
+            (config::CALLS_TABLE, &resources.calls_table),
+            (config::STATUS_QUEUE_URL, &resources.status_queue_url),
+            (config::RECORDING_QUEUE_URL, &resources.recording.url),
+            (config::LOCAL_TWILIO_API, &media.api_base()),
+        ]);
         let mut softphone_env =
             with_emulator(&[(config::TWILIO_SECRET_ID, &resources.twilio_secret_id)]);
         softphone_env.extend(secret_ttl.iter().cloned());
@@ -263,6 +272,12 @@ impl LocalStack {
                 env: fallback_env,
                 instances: 1,
                 timeout: WEBHOOK_TIMEOUT,
+            },
+            FunctionSpec {
+                name: RECONCILER,
+                env: reconciler_env,
+                instances: 1,
+                timeout: SPILL_DRAINER_TIMEOUT,
             },
             FunctionSpec {
                 name: SOFTPHONE_TOKEN,

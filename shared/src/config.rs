@@ -51,6 +51,13 @@ pub const SECRET_MAX_STALE_SECS: &str = "VOICEHOOKS_SECRET_MAX_STALE_SECS";
 /// The bucket accepted events are spilled to when SQS does not take them in time
 /// (`shared::spill`); the spill drainer reads it.
 pub const SPILL_BUCKET: &str = "VOICEHOOKS_SPILL_BUCKET";
+/// Seconds back the scheduled reconciler looks at Twilio's calls and recordings (default
+/// 7200; the `ReconcileWindowSeconds` parameter).
+pub const RECONCILE_WINDOW_SECS: &str = "VOICEHOOKS_RECONCILE_WINDOW_SECS";
+/// Local stack only: the stand-in's REST API base (`http://127.0.0.1:…`). Never set on AWS,
+/// where the reconciler talks to `https://api.twilio.com` only.
+pub const LOCAL_TWILIO_API: &str = "VOICEHOOKS_LOCAL_TWILIO_API";
+
 /// Which of the authorizer's JWT claims names a softphone's identity (default `sub`).
 pub const SOFTPHONE_IDENTITY_CLAIM: &str = "VOICEHOOKS_SOFTPHONE_IDENTITY_CLAIM";
 /// Seconds a softphone's Access Token lives (default 600, at most 86400: Twilio's limit).
@@ -274,6 +281,33 @@ impl TranscriptWorkerConfig {
             calls_table: required(CALLS_TABLE)?,
             bucket: required(RECORDINGS_BUCKET)?,
             queue: WorkerQueue::from_env(TRANSCRIPT_QUEUE_URL)?,
+        })
+    }
+}
+
+/// What the scheduled reconciler needs.
+#[derive(Debug, Clone)]
+pub struct ReconcilerConfig {
+    pub secret_id: String,
+    pub secret_ttl: Duration,
+    pub calls_table: String,
+    pub status_queue_url: String,
+    pub recording_queue_url: String,
+    pub window: Duration,
+    pub api_base: String,
+}
+
+impl ReconcilerConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            secret_id: required(TWILIO_SECRET_ID)?,
+            secret_ttl: secret_ttl()?,
+            calls_table: required(CALLS_TABLE)?,
+            status_queue_url: required(STATUS_QUEUE_URL)?,
+            recording_queue_url: required(RECORDING_QUEUE_URL)?,
+            window: duration_var(RECONCILE_WINDOW_SECS, 7200, Duration::from_secs, "seconds")?,
+            api_base: optional(LOCAL_TWILIO_API)
+                .unwrap_or_else(|| crate::twilio::rest::API_BASE.to_owned()),
         })
     }
 }

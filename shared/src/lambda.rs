@@ -54,6 +54,67 @@ pub fn aws_token_issuer(
     )
 }
 
+/// The scheduled reconciler on AWS: clients built once per cold start; the account's
+/// credentials read (cached) at each run, so a rotated key is picked up.
+pub struct AwsReconciler {
+    tokens: SecretsManagerTokens,
+    http: reqwest::Client,
+    calls: crate::store::DynamoCallStore,
+    recordings: DynamoRecordingStore,
+    status_queue: SqsQueue,
+    recording_queue: SqsQueue,
+    config: crate::config::ReconcilerConfig,
+}
+
+impl AwsReconciler {
+    pub fn new(config: &crate::config::ReconcilerConfig, aws: &aws_config::SdkConfig) -> Self {
+        let dynamodb = crate::aws::dynamodb_client(aws);
+        let sqs = crate::aws::sqs_client(aws);
+        Self {
+            tokens: SecretsManagerTokens::new(
+                crate::aws::secrets_client(aws),
+                config.secret_id.clone(),
+                config.secret_ttl,
+            ),
+            http: reqwest::Client::new(),
+            calls: crate::store::DynamoCallStore::new(dynamodb.clone(), &config.calls_table),
+            recordings: DynamoRecordingStore::new(dynamodb, &config.calls_table),
+            status_queue: SqsQueue::new(sqs.clone(), config.status_queue_url.clone()),
+            recording_queue: SqsQueue::new(sqs, config.recording_queue_url.clone()),
+            config: config.clone(),
+        }
+    }
+
+    /// One run over the configured window, ending now.
+    pub async fn run(&self) -> Result<crate::reconcile::ReconcileReport, lambda_http::Error> {
+        use crate::secrets::AuthTokens;
+        let credentials = self.tokens.current().await?;
+        let twilio = crate::twilio::rest::RestClient::new(
+            self.http.clone(),
+            &self.config.api_base,
+            &credentials.account_sid,
+            credentials.basic_auth(),
+        );
+        let report = crate::reconcile::Reconciler {
+            twilio: &twilio,
+            calls: &self.calls,
+            recordings: &self.recordings,
+            status_queue: &self.status_queue,
+            recording_queue: &self.recording_queue,
+        }
+        .run(time::OffsetDateTime::now_utc() - self.config.window)
+        .await?;
+        tracing::info!(
+            calls_listed = report.calls_listed,
+            recordings_listed = report.recordings_listed,
+            statuses_repaired = report.statuses_repaired.len(),
+            recordings_queued = report.recordings_queued.len(),
+            "reconciled with Twilio"
+        );
+        Ok(report)
+    }
+}
+
 /// The claims API Gateway's JWT authorizer passed on (`requestContext.authorizer.jwt`), as
 /// strings, the way HTTP APIs give them; `None` when no JWT authorizer ran.
 pub fn jwt_claims(req: &Request) -> Option<&std::collections::HashMap<String, String>> {
