@@ -459,15 +459,7 @@ impl Wiring {
 pub async fn wire_numbers(stack: &LocalStack) -> anyhow::Result<Wiring> {
     use shared::config::local;
     use voicectl::numbers;
-    let mut auth = shared::secrets::TwilioCredentials::new(local::ACCOUNT_SID, local::AUTH_TOKEN);
-    auth.api_key_sid = Some(local::API_KEY_SID.into());
-    auth.api_key_secret = Some(local::API_KEY_SECRET.into());
-    let twilio = shared::twilio::rest::RestClient::new(
-        reqwest::Client::new(),
-        &stack.media.api_base(),
-        local::ACCOUNT_SID,
-        auth.basic_auth(),
-    );
+    let twilio = stack.twilio_rest();
     let expected = numbers::Expected::for_base(local::PUBLIC_BASE_URL);
     let app = Some(local::TWIML_APP_SID);
     let before = numbers::check(&twilio, local::ACCOUNT_SID, &expected, app).await?;

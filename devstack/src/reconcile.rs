@@ -148,15 +148,7 @@ pub async fn run(
     stack: &LocalStack,
     since: std::time::Duration,
 ) -> anyhow::Result<shared::reconcile::ReconcileReport> {
-    let mut auth = shared::secrets::TwilioCredentials::new(local::ACCOUNT_SID, local::AUTH_TOKEN);
-    auth.api_key_sid = Some(local::API_KEY_SID.into());
-    auth.api_key_secret = Some(local::API_KEY_SECRET.into());
-    let twilio = shared::twilio::rest::RestClient::new(
-        reqwest::Client::new(),
-        &stack.media.api_base(),
-        local::ACCOUNT_SID,
-        auth.basic_auth(),
-    );
+    let twilio = stack.twilio_rest();
     let dynamodb = aws_sdk_dynamodb::Client::new(&stack.sdk);
     let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
     let status_queue = shared::queue::SqsQueue::new(sqs.clone(), &stack.resources.status_queue_url);

@@ -468,6 +468,21 @@ impl LocalStack {
         }
     }
 
+    /// The stand-in's REST API with the local account's API key, as voicectl would call it
+    /// with the secret's credentials.
+    pub fn twilio_rest(&self) -> shared::twilio::rest::RestClient {
+        let mut credentials =
+            shared::secrets::TwilioCredentials::new(local::ACCOUNT_SID, local::AUTH_TOKEN);
+        credentials.api_key_sid = Some(local::API_KEY_SID.into());
+        credentials.api_key_secret = Some(local::API_KEY_SECRET.into());
+        shared::twilio::rest::RestClient::new(
+            reqwest::Client::new(),
+            &self.media.api_base(),
+            local::ACCOUNT_SID,
+            credentials.basic_auth(),
+        )
+    }
+
     /// Where softphones ask for their Access Tokens (behind the JWT authorizer).
     pub fn softphone_token_url(&self) -> String {
         self.softphone_route.url(shared::softphone::TOKEN_PATH)
