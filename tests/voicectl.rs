@@ -1478,6 +1478,59 @@ async fn every_request_voicectl_sends_is_granted_by_the_operator_policy() {
     stack.credentials().await.unwrap(); // verify (current and previous)
     stack.public_base_url().await; // verify: what the deployed webhook checks
     stack.signing_token(None).await.unwrap(); // sign, replay --url, smoke
+    // reconcile: a call Twilio ended that the table has not, and a recording never archived.
+    let twilio = voicectl::media::MediaServer::start(local::ACCOUNT_SID, local::AUTH_TOKEN)
+        .await
+        .unwrap();
+    let ended = call_sid(0x1a);
+    twilio.provisioned().add_call(
+        local::ACCOUNT_SID,
+        &voicectl::twilio_api::CallResource {
+            sid: ended.clone(),
+            parent_call_sid: None,
+            status: "busy".into(),
+            from: "+14155550100".into(),
+            to: "+16285550123".into(),
+            direction: "inbound".into(),
+            duration: 0,
+        },
+    );
+    twilio.provisioned().add_recording(
+        local::ACCOUNT_SID,
+        &ended,
+        "RE0000000000000000000000000000001a",
+        (3, 1),
+        &twilio.recording_url("RE0000000000000000000000000000001a"),
+    );
+    let rest = shared::twilio::rest::RestClient::new(
+        reqwest::Client::new(),
+        &twilio.api_base(),
+        local::ACCOUNT_SID,
+        shared::secrets::TwilioCredentials::new(local::ACCOUNT_SID, local::AUTH_TOKEN).basic_auth(),
+    );
+    let work = |pipeline| {
+        let stack = &stack;
+        async move {
+            let url = stack.queues(pipeline).await.unwrap().queue_url;
+            shared::queue::SqsQueue::new(stack.sqs.clone(), url)
+        }
+    };
+    let (status_queue, recording_queue) = (
+        work(Pipeline::Status).await,
+        work(Pipeline::Recording).await,
+    );
+    let repaired = shared::reconcile::Reconciler {
+        twilio: &rest,
+        calls: &stack.calls(),
+        recordings: &stack.recordings(),
+        status_queue: &status_queue,
+        recording_queue: &recording_queue,
+    }
+    .run(time::OffsetDateTime::now_utc() - Duration::from_secs(3600))
+    .await
+    .unwrap();
+    assert_eq!(repaired.statuses_repaired.len(), 1, "{repaired:?}");
+    assert_eq!(repaired.recordings_queued.len(), 1, "{repaired:?}");
 
     // Exactly: nothing voicectl sends is missing from the policy (AccessDenied at 3 a.m.),
     // and the policy grants nothing voicectl never sends. KMS is what SSE-KMS queues, table
