@@ -91,6 +91,12 @@ voicectl:
 dlq: voicectl ## DLQ depth, and the spill; ARGS="peek", ARGS="redrive --dry-run", ARGS="redrive --call CA…" (`voicectl dlq --help`)
 	@$(STACK_ENV); $(VOICECTL) dlq $(or $(ARGS),stats)
 
+.PHONY: numbers reconcile
+numbers: voicectl ## The numbers' and TwiML App's wiring in Twilio against the stack; ARGS="apply --dry-run", ARGS="apply" (`voicectl numbers --help`)
+	@$(STACK_ENV); $(VOICECTL) numbers $(or $(ARGS),check)
+reconcile: voicectl ## Repair from Twilio's REST API what no callback delivered: make reconcile SINCE=2h
+	@$(STACK_ENV); $(VOICECTL) reconcile --since $(or $(SINCE),2h)
+
 .PHONY: replay
 replay: voicectl ## Send events again: ARGS="files dlq-saved/ --queue", ARGS="calls CA…" (`voicectl replay --help`)
 	@$(STACK_ENV); $(VOICECTL) replay $(or $(ARGS),--help)
