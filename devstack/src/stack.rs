@@ -1,6 +1,7 @@
 //! The whole local stack in one value: start it, use it, drop it (everything stops).
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
@@ -521,7 +522,11 @@ impl LocalStack {
     pub async fn wait_until_drained(&self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         let mut quiet_checks = 0;
-        while quiet_checks < 8 {
+        let sweeps = || self.completer.stats.sweeps.load(Ordering::SeqCst);
+        let mut sweeps_at_quiet = sweeps();
+        // Quiet for a while, and over two whole sweeps of the Transcribe completer with no
+        // job left unfinished: a transcript's event comes only after its job completes.
+        while quiet_checks < 8 || sweeps() < sweeps_at_quiet + 2 {
             anyhow::ensure!(
                 Instant::now() < deadline,
                 "the queues did not drain within {timeout:?}"
@@ -538,6 +543,10 @@ impl LocalStack {
             }
             // Spilled events are on their way too, until the drainer has re-enqueued them.
             quiet = quiet && self.spill_depth().await?.events == 0;
+            quiet = quiet && self.completer.stats.pending.load(Ordering::SeqCst) == 0;
+            if !quiet || quiet_checks == 0 {
+                sweeps_at_quiet = sweeps();
+            }
             quiet_checks = if quiet { quiet_checks + 1 } else { 0 };
             tokio::time::sleep(Duration::from_millis(150)).await;
         }

@@ -29,6 +29,11 @@ use crate::task::Background;
 pub struct CompleterStats {
     pub completed: AtomicU64,
     pub failed: AtomicU64,
+    /// Jobs the last sweep found unfinished: the stack is not drained while there are any.
+    pub pending: AtomicU64,
+    /// Sweeps done: a wait for quiet sees at least two whole ones, so a job started after
+    /// one sweep listed the jobs is seen by the next.
+    pub sweeps: AtomicU64,
 }
 
 pub struct TranscribeCompleter {
@@ -103,14 +108,19 @@ impl Completer {
                 break;
             }
         }
+        let mut pending = 0;
         for name in names {
             if finished.contains(&name) {
                 continue;
             }
             if self.complete(&name, stats).await? {
                 finished.insert(name);
+            } else {
+                pending += 1;
             }
         }
+        stats.pending.store(pending, Ordering::SeqCst);
+        stats.sweeps.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 
