@@ -1502,11 +1502,10 @@ async fn every_request_voicectl_sends_is_granted_by_the_operator_policy() {
         (3, 1),
         &twilio.recording_url("RE0000000000000000000000000000001a"),
     );
-    let rest = shared::twilio::rest::RestClient::new(
+    let rest = shared::twilio::rest::RestClient::for_account(
         reqwest::Client::new(),
         &twilio.api_base(),
-        local::ACCOUNT_SID,
-        shared::secrets::TwilioCredentials::new(local::ACCOUNT_SID, local::AUTH_TOKEN).basic_auth(),
+        &shared::secrets::TwilioCredentials::new(local::ACCOUNT_SID, local::AUTH_TOKEN),
     );
     let work = |pipeline| {
         let stack = &stack;

@@ -476,11 +476,10 @@ impl LocalStack {
             shared::secrets::TwilioCredentials::new(local::ACCOUNT_SID, local::AUTH_TOKEN);
         credentials.api_key_sid = Some(local::API_KEY_SID.into());
         credentials.api_key_secret = Some(local::API_KEY_SECRET.into());
-        shared::twilio::rest::RestClient::new(
+        shared::twilio::rest::RestClient::for_account(
             reqwest::Client::new(),
             &self.media.api_base(),
-            local::ACCOUNT_SID,
-            credentials.basic_auth(),
+            &credentials,
         )
     }
 

@@ -28,13 +28,29 @@ pub fn aws_verifier(
 ) -> Verifier<SecretsManagerTokens> {
     Verifier::new(
         config.public_base_url.clone(),
-        SecretsManagerTokens::new(
-            crate::aws::ack_secrets_client(aws, TOKEN_READ_DEADLINE),
-            config.secret_id.clone(),
+        request_path_tokens(
+            aws,
+            &config.secret_id,
             config.secret_ttl,
-        )
-        .with_max_staleness(config.secret_max_staleness),
+            config.secret_max_staleness,
+        ),
     )
+}
+
+/// The Twilio secret as a function that answers a waiting client reads it: cached, each
+/// read bounded by [`TOKEN_READ_DEADLINE`], the last good value used up to `max_staleness`.
+fn request_path_tokens(
+    aws: &aws_config::SdkConfig,
+    secret_id: &str,
+    ttl: std::time::Duration,
+    max_staleness: std::time::Duration,
+) -> SecretsManagerTokens {
+    SecretsManagerTokens::new(
+        crate::aws::ack_secrets_client(aws, TOKEN_READ_DEADLINE),
+        secret_id,
+        ttl,
+    )
+    .with_max_staleness(max_staleness)
 }
 
 /// The softphone token issuer on AWS: the API key from Secrets Manager, cached across
@@ -44,12 +60,12 @@ pub fn aws_token_issuer(
     aws: &aws_config::SdkConfig,
 ) -> TokenIssuer<SecretsManagerTokens> {
     TokenIssuer::new(
-        SecretsManagerTokens::new(
-            crate::aws::ack_secrets_client(aws, TOKEN_READ_DEADLINE),
-            config.secret_id.clone(),
+        request_path_tokens(
+            aws,
+            &config.secret_id,
             config.secret_ttl,
-        )
-        .with_max_staleness(config.secret_max_staleness),
+            config.secret_max_staleness,
+        ),
         config.settings.clone(),
     )
 }
@@ -89,11 +105,10 @@ impl AwsReconciler {
     pub async fn run(&self) -> Result<crate::reconcile::ReconcileReport, lambda_http::Error> {
         use crate::secrets::AuthTokens;
         let credentials = self.tokens.current().await?;
-        let twilio = crate::twilio::rest::RestClient::new(
+        let twilio = crate::twilio::rest::RestClient::for_account(
             self.http.clone(),
             &self.config.api_base,
-            &credentials.account_sid,
-            credentials.basic_auth(),
+            &credentials,
         );
         let report = crate::reconcile::Reconciler {
             twilio: &twilio,

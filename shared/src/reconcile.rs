@@ -65,7 +65,8 @@ pub struct Reconciler<'a, Q> {
     pub recording_queue: &'a Q,
 }
 
-fn started_at(time: Option<&str>) -> Option<OffsetDateTime> {
+/// A Twilio time (RFC 2822) as an instant; `None` when absent or unreadable.
+fn twilio_time(time: Option<&str>) -> Option<OffsetDateTime> {
     time.and_then(|t| OffsetDateTime::parse(t, &Rfc2822).ok())
 }
 
@@ -86,7 +87,7 @@ impl<Q: EventQueue> Reconciler<'_, Q> {
             ..ReconcileReport::default()
         };
         for call in &calls {
-            if started_at(call.start_time.as_deref()).is_none_or(|t| t < since) {
+            if twilio_time(call.start_time.as_deref()).is_none_or(|t| t < since) {
                 continue;
             }
             if let Some(status) = self.repair_call(call).await? {
@@ -94,8 +95,7 @@ impl<Q: EventQueue> Reconciler<'_, Q> {
             }
         }
         for recording in &recordings {
-            let created = OffsetDateTime::parse(&recording.date_created, &Rfc2822).ok();
-            if created.is_none_or(|t| t < since) {
+            if twilio_time(Some(&recording.date_created)).is_none_or(|t| t < since) {
                 continue;
             }
             if let Some(call_sid) = self.repair_recording(recording).await? {

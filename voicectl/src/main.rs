@@ -949,7 +949,8 @@ async fn reconcile_command(
     api: &TwilioApiArgs,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let twilio = twilio_client(stack, api).await?;
+    let credentials = stack.current_credentials().await?;
+    let twilio = twilio_client(&credentials, api);
     let status = stack.queues(Pipeline::Status).await?;
     let recording = stack.queues(Pipeline::Recording).await?;
     let queue = |url: &str| shared::queue::SqsQueue::new(stack.sqs.clone(), url);
@@ -989,17 +990,15 @@ async fn reconcile_command(
 }
 
 /// Twilio's REST API with the account's credentials from the stack's secret.
-async fn twilio_client(
-    stack: &Stack,
+fn twilio_client(
+    credentials: &shared::secrets::TwilioCredentials,
     api: &TwilioApiArgs,
-) -> anyhow::Result<shared::twilio::rest::RestClient> {
-    let credentials = stack.current_credentials().await?;
-    Ok(shared::twilio::rest::RestClient::new(
+) -> shared::twilio::rest::RestClient {
+    shared::twilio::rest::RestClient::for_account(
         reqwest::Client::new(),
         &api.api_base,
-        &credentials.account_sid,
-        credentials.basic_auth(),
-    ))
+        credentials,
+    )
 }
 
 /// Exit code of `numbers check` and `apply --dry-run` when something drifted.
@@ -1019,7 +1018,7 @@ async fn numbers_command(
         } => (api, numbers, true, dry_run),
     };
     let credentials = stack.current_credentials().await?;
-    let twilio = twilio_client(stack, &api).await?;
+    let twilio = twilio_client(&credentials, &api);
     let base = stack.public_base_url().await.ok_or_else(|| {
         anyhow::anyhow!(
             "the stack's public base URL is unknown: no deployed webhook-status, and VOICEHOOKS_PUBLIC_BASE_URL is not set"

@@ -136,12 +136,13 @@ impl Provisioned {
         }));
     }
 
-    fn list(&self, resource: &str) -> Option<&Mutex<Vec<Value>>> {
+    /// A list resource's items and the key its pages hold them under.
+    fn list(&self, resource: &str) -> Option<(&Mutex<Vec<Value>>, &'static str)> {
         match resource {
-            "IncomingPhoneNumbers" => Some(&self.numbers),
-            "Applications" => Some(&self.applications),
-            "Calls" => Some(&self.calls),
-            "Recordings" => Some(&self.recordings),
+            "IncomingPhoneNumbers" => Some((&self.numbers, "incoming_phone_numbers")),
+            "Applications" => Some((&self.applications, "applications")),
+            "Calls" => Some((&self.calls, "calls")),
+            "Recordings" => Some((&self.recordings, "recordings")),
             _ => None,
         }
     }
@@ -226,7 +227,7 @@ pub(crate) async fn list(
     let Some(resource) = file.strip_suffix(".json") else {
         return not_found(&uri);
     };
-    let Some(list) = state.provisioned.list(resource) else {
+    let Some((list, key)) = state.provisioned.list(resource) else {
         return not_found(&uri);
     };
     let page_size: usize = query
@@ -271,12 +272,6 @@ pub(crate) async fn list(
             .unwrap_or_default();
         format!("{uri}?PageSize={page_size}&Page={page}{token}")
     };
-    let key = match resource {
-        "IncomingPhoneNumbers" => "incoming_phone_numbers",
-        "Calls" => "calls",
-        "Recordings" => "recordings",
-        _ => "applications",
-    };
     let more = start + slice.len() < items.len();
     let body = json!({
         key: slice,
@@ -309,7 +304,7 @@ pub(crate) async fn update(
     if !state.authorized(&account, &headers) {
         return unauthorized();
     }
-    let (Some(list), Some(sid)) = (
+    let (Some((list, _)), Some(sid)) = (
         state.provisioned.list(&resource),
         file.strip_suffix(".json"),
     ) else {

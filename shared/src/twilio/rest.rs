@@ -105,6 +105,23 @@ impl RestClient {
         }
     }
 
+    /// The REST API of `credentials`' account, authenticated as [`TwilioCredentials::basic_auth`]
+    /// says (the API key when there is one).
+    ///
+    /// [`TwilioCredentials::basic_auth`]: crate::secrets::TwilioCredentials::basic_auth
+    pub fn for_account(
+        http: reqwest::Client,
+        base: &str,
+        credentials: &crate::secrets::TwilioCredentials,
+    ) -> Self {
+        Self::new(
+            http,
+            base,
+            &credentials.account_sid,
+            credentials.basic_auth(),
+        )
+    }
+
     fn account_path(&self, resource: &str) -> String {
         format!("/2010-04-01/Accounts/{}/{resource}", self.account_sid)
     }
