@@ -8,7 +8,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::twilio::params::ParamError;
-use crate::twilio::{Params, RecordingCallback, StatusCallback, TranscriptionCallback};
+use crate::twilio::{
+    ConferenceCallback, Params, RecordingCallback, StatusCallback, TranscriptionCallback,
+};
 
 /// The envelope version this build writes and reads.
 pub const ENVELOPE_VERSION: u32 = 1;
@@ -47,15 +49,28 @@ pub enum EventKind {
     /// Twilio's own transcription of a `<Record transcribe>` finished.
     #[serde(rename = "transcription.twilio")]
     TranscriptionTwilio,
+    /// A conference room's event: it started or ended, or a participant joined, left, was
+    /// muted, held or changed.
+    #[serde(rename = "conference.status")]
+    ConferenceStatus,
 }
 
 impl EventKind {
+    pub const ALL: [Self; 5] = [
+        Self::CallStatus,
+        Self::CallStarted,
+        Self::RecordingStatus,
+        Self::TranscriptionTwilio,
+        Self::ConferenceStatus,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::CallStatus => "call.status",
             Self::CallStarted => "call.started",
             Self::RecordingStatus => "recording.status",
             Self::TranscriptionTwilio => "transcription.twilio",
+            Self::ConferenceStatus => "conference.status",
         }
     }
 
@@ -66,19 +81,17 @@ impl EventKind {
             Self::CallStarted => "/twilio/voice",
             Self::RecordingStatus => "/twilio/recording",
             Self::TranscriptionTwilio => "/twilio/transcription",
+            Self::ConferenceStatus => "/twilio/conference",
         }
     }
 
     /// The callback kind a webhook path receives (`call.started` is the voice webhook's
     /// own, made with the flow it chose, so no path maps to it).
     pub fn of_callback_path(path: &str) -> Option<Self> {
-        [
-            Self::CallStatus,
-            Self::RecordingStatus,
-            Self::TranscriptionTwilio,
-        ]
-        .into_iter()
-        .find(|kind| path.trim_end_matches('/').ends_with(kind.webhook_path()))
+        Self::ALL
+            .into_iter()
+            .filter(|kind| *kind != Self::CallStarted)
+            .find(|kind| path.trim_end_matches('/').ends_with(kind.webhook_path()))
     }
 }
 
@@ -96,6 +109,8 @@ pub struct Envelope {
     /// unsigned, so for tracing only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery_token: Option<String>,
+    /// The call the event is about; for a conference room's own events (start, end), which
+    /// concern no one call, the room's `ConferenceSid`.
     pub call_sid: String,
     pub account_sid: String,
     /// The webhook's POST params exactly as Twilio sent them.
@@ -148,11 +163,7 @@ impl Envelope {
         let kind = EventKind::CallStatus;
         let sids = (callback.call_sid, callback.account_sid);
         Self::new(kind, sids, params, idempotency_token, || {
-            let order = match (callback.sequence_number, callback.timestamp) {
-                (Some(seq), _) => seq.to_string(),
-                (None, Some(ts)) => ts.to_owned(),
-                (None, None) => String::new(),
-            };
+            let order = order(callback.sequence_number, callback.timestamp);
             format!(
                 "{}:{}:{}:{order}",
                 callback.call_sid,
@@ -198,6 +209,28 @@ impl Envelope {
         })
     }
 
+    /// Wraps an accepted conference callback. `SequenceNumber` orders one conference's
+    /// events, so with the room and the event it makes the event distinct.
+    pub fn conference_status(
+        callback: &ConferenceCallback<'_>,
+        params: &Params,
+        idempotency_token: Option<&str>,
+    ) -> Self {
+        let kind = EventKind::ConferenceStatus;
+        let subject = callback.call_sid.unwrap_or(callback.conference_sid);
+        let sids = (subject, callback.account_sid);
+        Self::new(kind, sids, params, idempotency_token, || {
+            let order = order(callback.sequence_number, callback.timestamp);
+            format!(
+                "{}:{}:{}:{}:{order}",
+                callback.conference_sid,
+                kind.as_str(),
+                callback.event.as_str(),
+                callback.call_sid.unwrap_or_default(),
+            )
+        })
+    }
+
     /// The envelope the webhook for `kind` queues for a callback's `params`.
     pub fn from_callback(
         kind: EventKind,
@@ -215,6 +248,11 @@ impl Envelope {
             ),
             EventKind::TranscriptionTwilio => Self::transcription(
                 &TranscriptionCallback::parse(params)?,
+                params,
+                idempotency_token,
+            ),
+            EventKind::ConferenceStatus => Self::conference_status(
+                &ConferenceCallback::parse(params)?,
                 params,
                 idempotency_token,
             ),
@@ -253,6 +291,16 @@ impl Envelope {
             return Err(EnvelopeError::UnsupportedVersion(v));
         }
         Ok(serde_json::from_str(body)?)
+    }
+}
+
+/// Where a callback stands among its call's or room's, for its key: Twilio's sequence
+/// number, else its timestamp.
+fn order(sequence_number: Option<u32>, timestamp: Option<&str>) -> String {
+    match (sequence_number, timestamp) {
+        (Some(seq), _) => seq.to_string(),
+        (None, Some(ts)) => ts.to_owned(),
+        (None, None) => String::new(),
     }
 }
 

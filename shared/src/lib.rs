@@ -3,6 +3,7 @@
 //! AWS-backed implementations sit beside the traits.
 
 pub mod aws;
+pub mod conference;
 pub mod config;
 pub mod events;
 pub mod flows;

@@ -67,14 +67,7 @@ pub fn key(envelope: &Envelope) -> String {
 pub fn kind_of_key(key: &str) -> Option<EventKind> {
     let rest = key.strip_prefix(PREFIX)?;
     let (kind, _) = rest.split_once('/')?;
-    [
-        EventKind::CallStatus,
-        EventKind::CallStarted,
-        EventKind::RecordingStatus,
-        EventKind::TranscriptionTwilio,
-    ]
-    .into_iter()
-    .find(|k| k.as_str() == kind)
+    EventKind::ALL.into_iter().find(|k| k.as_str() == kind)
 }
 
 /// [`SpillStore`] on S3.

@@ -36,7 +36,9 @@ impl Pipeline {
     /// The queue the webhooks put an envelope of this kind on.
     pub fn of(kind: EventKind) -> Self {
         match kind {
-            EventKind::CallStatus | EventKind::CallStarted => Self::Status,
+            EventKind::CallStatus | EventKind::CallStarted | EventKind::ConferenceStatus => {
+                Self::Status
+            }
             EventKind::RecordingStatus => Self::Recording,
             EventKind::TranscriptionTwilio => Self::Transcript,
         }

@@ -27,6 +27,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use serde::Serialize;
 
+use crate::conference::ConferenceEvent;
 use crate::events::{Envelope, EventKind};
 use crate::metrics::{self, name};
 use crate::twilio::params::ParamError;
@@ -84,6 +85,8 @@ pub struct CallStarted {
 pub enum CallEvent {
     Status(StatusEvent),
     Started(CallStarted),
+    /// A conference room's event (`crate::conference`).
+    Conference(ConferenceEvent),
 }
 
 impl CallEvent {
@@ -103,15 +106,29 @@ impl CallEvent {
                     envelope: envelope.to_json(),
                 }))
             }
+            EventKind::ConferenceStatus => {
+                ConferenceEvent::from_envelope(envelope).map(Self::Conference)
+            }
             // Recording events belong on the recording queue.
             other => Err(EventError::WrongKind(other)),
         }
     }
 
+    /// The call the event is about; a room's own events (start, end) name the room.
     pub fn call_sid(&self) -> &str {
         match self {
             Self::Status(e) => &e.call_sid,
             Self::Started(e) => &e.call_sid,
+            Self::Conference(e) => e.call_sid.as_deref().unwrap_or(&e.conference_sid),
+        }
+    }
+
+    /// What the event's writes go to, the call or the room: a batch applies one subject's
+    /// events one at a time.
+    pub fn subject(&self) -> &str {
+        match self {
+            Self::Conference(e) => &e.conference_sid,
+            other => other.call_sid(),
         }
     }
 
@@ -119,6 +136,7 @@ impl CallEvent {
         match self {
             Self::Status(_) => EventKind::CallStatus,
             Self::Started(_) => EventKind::CallStarted,
+            Self::Conference(_) => EventKind::ConferenceStatus,
         }
     }
 
@@ -127,6 +145,7 @@ impl CallEvent {
         match self {
             Self::Status(e) => &e.received_at,
             Self::Started(e) => &e.received_at,
+            Self::Conference(e) => &e.received_at,
         }
     }
 }
@@ -135,7 +154,7 @@ impl CallEvent {
 pub enum EventError {
     #[error("envelope kind {0:?} is not a call event")]
     WrongKind(EventKind),
-    #[error("envelope params are not a status callback: {0}")]
+    #[error("envelope params are not the callback its kind names: {0}")]
     Params(#[from] ParamError),
     #[error("call.started envelope without a flow")]
     NoFlow,
@@ -210,12 +229,20 @@ pub trait CallStore: Send + Sync {
         event: &CallStarted,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Keeps a conference event once and brings its room up to date, whatever order the
+    /// room's events arrive in.
+    fn apply_conference(
+        &self,
+        event: &ConferenceEvent,
+    ) -> impl Future<Output = Result<Outcome, StoreError>> + Send;
+
     /// Applies any event the status queue carries.
     fn apply(&self, event: &CallEvent) -> impl Future<Output = Result<Outcome, StoreError>> + Send {
         async move {
             match event {
                 CallEvent::Status(e) => self.apply_status(e).await,
                 CallEvent::Started(e) => self.record_started(e).await.map(|()| Outcome::Applied),
+                CallEvent::Conference(e) => self.apply_conference(e).await,
             }
         }
     }
@@ -246,6 +273,8 @@ pub struct CallRecord {
     pub timeline: Vec<TimelineEntry>,
     /// Events the timeline had no room for: counted, not listed.
     pub timeline_overflow: u64,
+    /// The conference rooms (`ConferenceSid`) the call joined, sorted.
+    pub conferences: Vec<String>,
 }
 
 impl CallRecord {
@@ -257,8 +286,8 @@ impl CallRecord {
 /// [`CallStore`] on DynamoDB.
 #[derive(Clone)]
 pub struct DynamoCallStore {
-    client: Client,
-    table: String,
+    pub(crate) client: Client,
+    pub(crate) table: String,
 }
 
 pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
@@ -269,7 +298,7 @@ pub(crate) fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-fn call_key(call_sid: &str) -> HashMap<String, AttributeValue> {
+pub(crate) fn call_key(call_sid: &str) -> HashMap<String, AttributeValue> {
     item_key(call_sid, STATE_SK)
 }
 
@@ -625,19 +654,21 @@ impl DynamoCallStore {
                 Outcome::Duplicate => replayed.duplicates += 1,
             }
         }
-        // Deliveries absorbed the first time, and events the timeline had no room for, are
-        // history the replay keeps (the latter it cannot re-apply: they were not listed).
-        for counter in ["duplicates", "timeline_overflow"] {
-            let Some(AttributeValue::N(count)) = source.get(counter) else {
+        // Deliveries absorbed the first time, events the timeline had no room for (which
+        // it cannot re-apply: they were not listed) and the rooms the call was in (their
+        // events live with the room) are history the replay keeps.
+        for kept in ["duplicates", "timeline_overflow", "conferences"] {
+            let Some(value @ (AttributeValue::N(_) | AttributeValue::Ss(_))) = source.get(kept)
+            else {
                 continue;
             };
             self.client
                 .update_item()
                 .table_name(&self.table)
                 .set_key(Some(call_key(call_sid)))
-                .update_expression("ADD #counter :n")
-                .expression_attribute_names("#counter", counter)
-                .expression_attribute_values(":n", AttributeValue::N(count.clone()))
+                .update_expression("ADD #kept :n")
+                .expression_attribute_names("#kept", kept)
+                .expression_attribute_values(":n", value.clone())
                 .send()
                 .await
                 .map_err(store_error)?;
@@ -801,6 +832,10 @@ impl CallStore for DynamoCallStore {
         Ok(())
     }
 
+    async fn apply_conference(&self, event: &ConferenceEvent) -> Result<Outcome, StoreError> {
+        DynamoCallStore::apply_conference(self, event).await
+    }
+
     async fn apply_status(&self, event: &StatusEvent) -> Result<Outcome, StoreError> {
         match self.write_in_order(event, true).await? {
             Ok(()) => Ok(Outcome::Applied),
@@ -859,5 +894,13 @@ fn call_record(call_sid: &str, item: &HashMap<String, AttributeValue>) -> CallRe
         duplicates: number(item, "duplicates").map_or(0, |d| d.max(0) as u64),
         timeline,
         timeline_overflow: number(item, "timeline_overflow").map_or(0, |d| d.max(0) as u64),
+        conferences: match item.get("conferences") {
+            Some(AttributeValue::Ss(rooms)) => {
+                let mut rooms = rooms.clone();
+                rooms.sort();
+                rooms
+            }
+            _ => Vec::new(),
+        },
     }
 }

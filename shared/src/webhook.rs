@@ -21,7 +21,9 @@ use crate::twilio::overrides;
 use crate::twilio::params::{DecodeError, ParamError};
 use crate::twilio::signature::Algorithm;
 use crate::twilio::signature::{self, SIGNATURE_HEADER};
-use crate::twilio::{Params, RecordingCallback, StatusCallback, TranscriptionCallback};
+use crate::twilio::{
+    ConferenceCallback, Params, RecordingCallback, StatusCallback, TranscriptionCallback,
+};
 
 /// Twilio's webhooks are a few KiB; anything past this is not Twilio.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -395,6 +397,16 @@ impl<Q: EventQueue, T: AuthTokens, S: SpillStore> Acknowledger<Q, T, S> {
             let status = callback.status.as_str();
             let envelope = Envelope::recording_status(&callback, &v.params, v.token());
             Ok((envelope, status))
+        })
+        .await
+    }
+
+    /// `POST /twilio/conference`: a conference room's event.
+    pub async fn conference_status(&self, req: &WebhookRequest<'_>) -> Reply {
+        self.acknowledge(req, EventKind::ConferenceStatus, |v| {
+            let callback = ConferenceCallback::parse(&v.params)?;
+            let envelope = Envelope::conference_status(&callback, &v.params, v.token());
+            Ok((envelope, callback.event.label()))
         })
         .await
     }

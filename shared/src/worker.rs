@@ -379,8 +379,8 @@ impl Settler {
 /// Applies every event of a batch (call status, call started) and returns the messages
 /// that were not applied, each with what to do about it ([`Settler::settle_all`] does it).
 ///
-/// Calls are applied concurrently; one call's events one after another, in arrival order, so
-/// a batch never races itself on a call's item (the store's conditional writes would keep
+/// Calls and conference rooms are applied concurrently; one call's (or room's) events one
+/// after another, in arrival order, so a batch never races itself on an item (the store's conditional writes would keep
 /// the state right, at the cost of wasted writes). A message that is not a call envelope is
 /// retried like any failure rather than dead-lettered at once: an envelope from a newer
 /// webhook (a version this worker does not know yet) becomes readable once the worker is
@@ -407,9 +407,9 @@ pub async fn decide_status_batch<'m, S: CallStore>(
     let mut calls: Vec<(String, Vec<(&QueuedMessage<'_>, CallEvent)>)> = Vec::new();
     for message in messages {
         match decode(message.body) {
-            Ok(event) => match calls.iter_mut().find(|(sid, _)| sid == event.call_sid()) {
+            Ok(event) => match calls.iter_mut().find(|(sid, _)| sid == event.subject()) {
                 Some((_, events)) => events.push((message, event)),
-                None => calls.push((event.call_sid().to_owned(), vec![(message, event)])),
+                None => calls.push((event.subject().to_owned(), vec![(message, event)])),
             },
             Err(reason) => {
                 metrics::count(name::POISON_MESSAGES, 1);
@@ -444,6 +444,7 @@ pub async fn decide_status_batch<'m, S: CallStore>(
                     );
                     let call_status = match event {
                         CallEvent::Status(e) => Some(e.status.as_str()),
+                        CallEvent::Conference(e) => Some(e.event.as_str()),
                         CallEvent::Started(_) => None,
                     };
                     tracing::info!(

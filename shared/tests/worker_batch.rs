@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use shared::events::Envelope;
+use shared::conference::ConferenceEvent;
+use shared::events::{Envelope, EventKind};
 use shared::store::{CallStarted, CallStore, Outcome, StatusEvent, StoreError};
 use shared::twilio::{CallStatus, Params, StatusCallback};
 use shared::worker::{Disposition, QueuedMessage, decide_status_batch};
@@ -15,30 +16,44 @@ use shared::worker::{Disposition, QueuedMessage, decide_status_batch};
 #[derive(Default)]
 struct RecordingStore {
     applied: Mutex<Vec<(String, CallStatus)>>,
+    /// (room, event) in the order applied.
+    rooms: Mutex<Vec<(String, String)>>,
     started: Mutex<Vec<(String, String)>>,
     in_flight: Mutex<HashMap<String, u32>>,
     most_at_once: Mutex<u32>,
     failing_call: Option<String>,
 }
 
-impl CallStore for RecordingStore {
-    async fn apply_status(&self, event: &StatusEvent) -> Result<Outcome, StoreError> {
+impl RecordingStore {
+    /// Holds `subject` for a few ms, failing the test if another of its events is applied
+    /// meanwhile.
+    async fn one_at_a_time(&self, subject: &str) {
         {
             let mut in_flight = self.in_flight.lock().unwrap();
-            let n = in_flight.entry(event.call_sid.clone()).or_default();
+            let n = in_flight.entry(subject.to_owned()).or_default();
             *n += 1;
-            assert_eq!(*n, 1, "two events of {} applied at once", event.call_sid);
+            assert_eq!(*n, 1, "two events of {subject} applied at once");
             let total: u32 = in_flight.values().sum();
             let mut most = self.most_at_once.lock().unwrap();
             *most = (*most).max(total);
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
-        *self
-            .in_flight
+        *self.in_flight.lock().unwrap().get_mut(subject).unwrap() -= 1;
+    }
+}
+
+impl CallStore for RecordingStore {
+    async fn apply_conference(&self, event: &ConferenceEvent) -> Result<Outcome, StoreError> {
+        self.one_at_a_time(&event.conference_sid).await;
+        self.rooms
             .lock()
             .unwrap()
-            .get_mut(&event.call_sid)
-            .unwrap() -= 1;
+            .push((event.conference_sid.clone(), event.event.clone()));
+        Ok(Outcome::Applied)
+    }
+
+    async fn apply_status(&self, event: &StatusEvent) -> Result<Outcome, StoreError> {
+        self.one_at_a_time(&event.call_sid).await;
         if self.failing_call.as_deref() == Some(event.call_sid.as_str()) {
             return Err(StoreError("throttled".into()));
         }
@@ -183,4 +198,52 @@ async fn call_started_events_are_applied_beside_statuses_and_need_a_flow() {
         [("CA7".to_owned(), "main-menu".to_owned())]
     );
     assert_eq!(store.applied.lock().unwrap().len(), 1);
+}
+
+fn room_event(room: &str, call: &str, event: &str, seq: u32) -> String {
+    let seq = seq.to_string();
+    let params: Params = [
+        ("ConferenceSid", room),
+        ("AccountSid", "AC1"),
+        ("CallSid", call),
+        ("StatusCallbackEvent", event),
+        ("SequenceNumber", seq.as_str()),
+    ]
+    .into_iter()
+    .collect();
+    Envelope::from_callback(EventKind::ConferenceStatus, &params, None)
+        .unwrap()
+        .to_json()
+}
+
+#[tokio::test]
+async fn one_rooms_events_are_applied_one_at_a_time_whichever_calls_they_name() {
+    let bodies = [
+        ("j1", room_event("CF1", "CA1", "participant-join", 1)),
+        ("j2", room_event("CF1", "CA2", "participant-join", 2)),
+        ("s", envelope("CA1", CallStatus::InProgress, 2)),
+        ("l1", room_event("CF1", "CA1", "participant-leave", 3)),
+        ("k", room_event("CF2", "CA3", "participant-join", 1)),
+    ];
+    let store = RecordingStore::default();
+    assert!(not_applied(&store, &queued(&bodies)).await.is_empty());
+    let rooms = store.rooms.lock().unwrap().clone();
+    let of = |room: &str| {
+        rooms
+            .iter()
+            .filter(|(r, _)| r == room)
+            .map(|(_, e)| e.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        of("CF1"),
+        ["participant-join", "participant-join", "participant-leave"]
+    );
+    assert_eq!(of("CF2"), ["participant-join"]);
+    assert_eq!(store.applied.lock().unwrap().len(), 1);
+    assert_eq!(
+        *store.most_at_once.lock().unwrap(),
+        3,
+        "rooms and calls overlapped"
+    );
 }

@@ -9,5 +9,6 @@ pub mod signature;
 pub mod twiml;
 
 pub use params::{
-    CallStatus, Params, RecordingCallback, RecordingStatus, StatusCallback, TranscriptionCallback,
+    CallStatus, ConferenceCallback, Params, RecordingCallback, RecordingStatus, RoomEvent,
+    StatusCallback, TranscriptionCallback,
 };

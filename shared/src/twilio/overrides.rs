@@ -317,6 +317,7 @@ mod tests {
     fn routes_know_their_fragment() {
         assert_eq!(for_path("/twilio/status"), CALLBACK);
         assert_eq!(for_path("/twilio/recording"), CALLBACK);
+        assert_eq!(for_path("/twilio/conference"), CALLBACK);
         assert_eq!(for_path("/twilio/voice"), VOICE);
         assert_eq!(for_path("/twilio/voice/menu"), VOICE);
         assert_eq!(for_path("/twilio/fallback"), FALLBACK);

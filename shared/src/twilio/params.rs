@@ -434,6 +434,142 @@ impl<'a> TranscriptionCallback<'a> {
     }
 }
 
+/// A conference's `StatusCallbackEvent`: what happened to the room or to one participant.
+/// Twilio's list (TwiML `<Conference>`, "statusCallbackEvent"): the room's start and end,
+/// and a participant's join, leave, mute/unmute, hold/unhold, modify (coaching changed),
+/// speech start/stop and announcement end/fail. A name Twilio adds later is kept as
+/// [`RoomEvent::Other`] rather than refused: a 400 would make Twilio drop the event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomEvent<'a> {
+    ConferenceStart,
+    ConferenceEnd,
+    ParticipantJoin,
+    ParticipantLeave,
+    ParticipantMute,
+    ParticipantUnmute,
+    ParticipantHold,
+    ParticipantUnhold,
+    ParticipantModify,
+    Other(&'a str),
+}
+
+impl<'a> RoomEvent<'a> {
+    const KNOWN: [(&'static str, RoomEvent<'static>); 9] = [
+        ("conference-start", RoomEvent::ConferenceStart),
+        ("conference-end", RoomEvent::ConferenceEnd),
+        ("participant-join", RoomEvent::ParticipantJoin),
+        ("participant-leave", RoomEvent::ParticipantLeave),
+        ("participant-mute", RoomEvent::ParticipantMute),
+        ("participant-unmute", RoomEvent::ParticipantUnmute),
+        ("participant-hold", RoomEvent::ParticipantHold),
+        ("participant-unhold", RoomEvent::ParticipantUnhold),
+        ("participant-modify", RoomEvent::ParticipantModify),
+    ];
+
+    /// Reads a `StatusCallbackEvent`: a known name, or another `[a-z-]` word of up to 40.
+    pub fn parse(value: &'a str) -> Result<Self, ParamError> {
+        if let Some((_, event)) = Self::KNOWN.iter().find(|(name, _)| *name == value) {
+            return Ok(*event);
+        }
+        let word = !value.is_empty()
+            && value.len() <= 40
+            && value.bytes().all(|b| b.is_ascii_lowercase() || b == b'-');
+        if word {
+            Ok(Self::Other(value))
+        } else {
+            Err(ParamError::Invalid {
+                name: "StatusCallbackEvent",
+                what: "conference event",
+                value: value.chars().take(40).collect(),
+            })
+        }
+    }
+
+    pub fn as_str(self) -> &'a str {
+        match self {
+            Self::Other(name) => name,
+            known => known.label(),
+        }
+    }
+
+    /// The name for logs and metrics: Twilio's, or `other` for one this build does not know.
+    pub fn label(self) -> &'static str {
+        Self::KNOWN
+            .iter()
+            .find(|(_, event)| *event == self)
+            .map_or("other", |(name, _)| name)
+    }
+
+    /// Whether the event is about one participant (and so carries its `CallSid`).
+    pub fn is_participant(self) -> bool {
+        match self {
+            Self::ConferenceStart | Self::ConferenceEnd => false,
+            Self::Other(name) => name.starts_with("participant-"),
+            _ => true,
+        }
+    }
+}
+
+/// The typed view of a conference's status callback
+/// (<https://www.twilio.com/docs/voice/twiml/conference#attributes-statuscallback-parameters>):
+/// the room's own events carry no `CallSid`; a participant's do, with its `Muted`, `Hold`
+/// and `Coaching`, and on `participant-leave` why it left (`ReasonParticipantLeft`,
+/// `ParticipantCallStatus`, added 2023-10-25 per Twilio's changelog). `SequenceNumber`
+/// orders the events of one conference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConferenceCallback<'a> {
+    pub conference_sid: &'a str,
+    pub account_sid: &'a str,
+    /// The room's name, as the TwiML gave it.
+    pub friendly_name: Option<&'a str>,
+    pub event: RoomEvent<'a>,
+    pub sequence_number: Option<u32>,
+    /// Twilio's RFC 2822 time of the event.
+    pub timestamp: Option<&'a str>,
+    /// The participant's call, on participant events.
+    pub call_sid: Option<&'a str>,
+    pub muted: Option<bool>,
+    pub hold: Option<bool>,
+    pub coaching: Option<bool>,
+    /// `participant-leave`: `participant_hung_up`, `participant_updated_via_api`, ...
+    pub reason_participant_left: Option<&'a str>,
+    pub participant_call_status: Option<&'a str>,
+    /// `conference-end`: `last-participant-left`, `conference-ended-via-api`, ...
+    pub reason_conference_ended: Option<&'a str>,
+    pub call_sid_ending_conference: Option<&'a str>,
+}
+
+impl<'a> ConferenceCallback<'a> {
+    pub fn parse(params: &'a Params) -> Result<Self, ParamError> {
+        let event = RoomEvent::parse(required(params, "StatusCallbackEvent")?)?;
+        let call_sid = match optional(params, "CallSid") {
+            Some(_) => Some(sid(params, "CallSid", "CA")?),
+            None if event.is_participant() => return Err(ParamError::Missing("CallSid")),
+            None => None,
+        };
+        let ending = match optional(params, "CallSidEndingConference") {
+            Some(_) => Some(sid(params, "CallSidEndingConference", "CA")?),
+            None => None,
+        };
+        Ok(Self {
+            conference_sid: sid(params, "ConferenceSid", "CF")?,
+            account_sid: sid(params, "AccountSid", "AC")?,
+            friendly_name: optional(params, "FriendlyName"),
+            event,
+            sequence_number: number(params, "SequenceNumber")?,
+            timestamp: optional(params, "Timestamp"),
+            call_sid,
+            muted: flag(params, "Muted")?,
+            hold: flag(params, "Hold")?,
+            coaching: flag(params, "Coaching")?,
+            reason_participant_left: optional(params, "ReasonParticipantLeft"),
+            participant_call_status: optional(params, "ParticipantCallStatus"),
+            reason_conference_ended: optional(params, "ReasonConferenceEnded"),
+            call_sid_ending_conference: ending,
+        })
+    }
+}
+
 fn optional<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
     params.get(name).filter(|v| !v.is_empty())
 }
@@ -472,6 +608,21 @@ fn number(params: &Params, name: &'static str) -> Result<Option<u32>, ParamError
                 what: "number",
                 value: v.chars().take(32).collect(),
             })
+        })
+        .transpose()
+}
+
+/// Twilio's `true`/`false`.
+fn flag(params: &Params, name: &'static str) -> Result<Option<bool>, ParamError> {
+    optional(params, name)
+        .map(|v| match v {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            other => Err(ParamError::Invalid {
+                name,
+                what: "true or false",
+                value: other.chars().take(32).collect(),
+            }),
         })
         .transpose()
 }
@@ -574,5 +725,68 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn conference_callbacks_need_a_call_on_participant_events_only() {
+        let room = |extra: &[(&'static str, &'static str)]| -> Params {
+            [
+                ("ConferenceSid", "CF1"),
+                ("AccountSid", "AC1"),
+                ("FriendlyName", "daily-standup"),
+                ("SequenceNumber", "3"),
+            ]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect()
+        };
+        let start = room(&[("StatusCallbackEvent", "conference-start")]);
+        let cb = ConferenceCallback::parse(&start).unwrap();
+        assert_eq!(
+            (cb.event, cb.call_sid, cb.sequence_number),
+            (RoomEvent::ConferenceStart, None, Some(3))
+        );
+        let join = room(&[
+            ("StatusCallbackEvent", "participant-join"),
+            ("CallSid", "CA1"),
+            ("Muted", "false"),
+            ("Hold", "true"),
+        ]);
+        let cb = ConferenceCallback::parse(&join).unwrap();
+        assert_eq!(
+            (cb.call_sid, cb.muted, cb.hold),
+            (Some("CA1"), Some(false), Some(true))
+        );
+        let no_call = room(&[("StatusCallbackEvent", "participant-leave")]);
+        assert_eq!(
+            ConferenceCallback::parse(&no_call),
+            Err(ParamError::Missing("CallSid"))
+        );
+        let newer = room(&[("StatusCallbackEvent", "conference-record-start")]);
+        assert_eq!(
+            ConferenceCallback::parse(&newer).unwrap().event,
+            RoomEvent::Other("conference-record-start")
+        );
+        for bad in [
+            room(&[("StatusCallbackEvent", "Participant Join")]),
+            room(&[
+                ("StatusCallbackEvent", "participant-mute"),
+                ("CallSid", "CA1"),
+                ("Muted", "yes"),
+            ]),
+            [
+                ("ConferenceSid", "CA1"),
+                ("AccountSid", "AC1"),
+                ("StatusCallbackEvent", "conference-end"),
+            ]
+            .into_iter()
+            .collect(),
+        ] {
+            assert!(ConferenceCallback::parse(&bad).is_err(), "{bad:?}");
+        }
+        for (name, event) in RoomEvent::KNOWN {
+            assert_eq!(RoomEvent::parse(name).unwrap().as_str(), name);
+            assert_eq!(RoomEvent::parse(name).unwrap(), event);
+        }
     }
 }
