@@ -517,6 +517,10 @@ fn every_webhook_route_is_one_the_local_stack_serves_and_the_function_answers() 
         routes,
         [
             (
+                "ANY /twilio/conference".to_owned(),
+                "integrations/${WebhookStatusIntegration}".to_owned()
+            ),
+            (
                 "ANY /twilio/fallback".to_owned(),
                 "integrations/${WebhookFallbackIntegration}".to_owned()
             ),
@@ -671,7 +675,11 @@ fn each_function_may_do_only_its_own_job() {
     let jobs: Vec<(&str, Vec<(&str, &str)>)> = vec![
         (
             "WebhookStatusFunction",
-            webhook("StatusQueue", "SpillBucket/spill/call.status/*"),
+            [
+                webhook("StatusQueue", "SpillBucket/spill/call.status/*"),
+                vec![("s3:PutObject", "SpillBucket/spill/conference.status/*")],
+            ]
+            .concat(),
         ),
         (
             "WebhookVoiceFunction",
@@ -724,6 +732,9 @@ fn each_function_may_do_only_its_own_job() {
             [
                 vec![
                     ("dynamodb:UpdateItem", TABLE),
+                    // Conference events and rooms, on their keys only (checked below).
+                    ("dynamodb:PutItem", TABLE),
+                    ("dynamodb:Query", TABLE),
                     ("sqs:SendMessage", "StatusDeadLetterQueue"),
                 ],
                 consume("StatusQueue").to_vec(),
@@ -772,6 +783,18 @@ fn each_function_may_do_only_its_own_job() {
     );
     for (function, allowed) in &jobs {
         assert_may_do_only(&t, function, allowed);
+    }
+    // The status worker writes whole items only under the rooms' keys: a call's item is
+    // only ever updated, never replaced.
+    for statement in statements(&t, "StatusWorkerFunction") {
+        let actions = actions(statement);
+        if actions.contains(&"dynamodb:PutItem") || actions.contains(&"dynamodb:Query") {
+            assert_eq!(
+                statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"],
+                serde_yaml::from_str::<Value>(r#"["CONF#*"]"#).unwrap(),
+                "{statement:?}"
+            );
+        }
     }
 }
 

@@ -434,6 +434,7 @@ impl LocalStack {
     pub fn routes(&self) -> Vec<(String, String)> {
         [
             (EventKind::CallStatus.webhook_path(), WEBHOOK_STATUS),
+            (EventKind::ConferenceStatus.webhook_path(), WEBHOOK_STATUS),
             (EventKind::CallStarted.webhook_path(), WEBHOOK_VOICE),
             (EventKind::RecordingStatus.webhook_path(), WEBHOOK_RECORDING),
             (

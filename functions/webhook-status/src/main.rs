@@ -1,7 +1,10 @@
-//! `POST /twilio/status`: Twilio's call-status callbacks. See `shared::webhook` for the contract.
+//! `POST /twilio/status`: Twilio's call-status callbacks, and `POST /twilio/conference`: the
+//! conference rooms' events (the same contract and queue, so one function serves both). See
+//! `shared::webhook` for the contract.
 
 use lambda_http::{Error, Request, run, service_fn};
 use shared::config::{self, WebhookConfig};
+use shared::events::EventKind;
 use shared::lambda::{aws_acknowledger, http_response, webhook_request};
 use shared::spill::Deadlines;
 
@@ -12,9 +15,12 @@ async fn main() -> Result<(), Error> {
     let aws = shared::aws::sdk_config().await;
     let acknowledger = &aws_acknowledger(&config, &aws, Deadlines::CALLBACK);
     run(service_fn(move |req: Request| async move {
-        Ok::<_, Error>(http_response(
-            acknowledger.call_status(&webhook_request(&req)).await,
-        ))
+        let req = webhook_request(&req);
+        let reply = match EventKind::of_callback_path(req.raw_path) {
+            Some(EventKind::ConferenceStatus) => acknowledger.conference_status(&req).await,
+            _ => acknowledger.call_status(&req).await,
+        };
+        Ok::<_, Error>(http_response(reply))
     }))
     .await
 }

@@ -6,6 +6,7 @@
 //! travels in the action URL's query, so no step touches a database; Twilio signs those URLs
 //! like any other.
 
+use crate::events::EventKind;
 use crate::twilio::twiml::{
     Client, Conference, Dial, DialNoun, Gather, LegCallbacks, Method, Number, Prompt, Record,
     Redirect, Say, Sip, Verb, VoiceResponse,
@@ -18,6 +19,9 @@ use super::{ConferenceRoom, Flow, Flows, Forward, Menu, Softphone, Voicemail, is
 const LEG_EVENTS: &str = "initiated ringing answered completed";
 /// The recording events asked for on every recording (in-progress is recorded only).
 const RECORDING_EVENTS: &str = "in-progress completed absent";
+/// Every room event a participant's story needs (TwiML `<Conference statusCallbackEvent>`;
+/// `speaker` and `announcement` are left out: they say nothing about who was there).
+const ROOM_EVENTS: &str = "start end join leave mute hold modify";
 
 /// The URLs TwiML points Twilio at, all under the public base URL that signatures use, each
 /// with the connection overrides of its route (`twilio::overrides`): Twilio retries a
@@ -28,6 +32,7 @@ pub struct Urls {
     status: String,
     recording: String,
     transcription: String,
+    conference: String,
 }
 
 impl Urls {
@@ -38,6 +43,7 @@ impl Urls {
             status: callback("/twilio/status"),
             recording: callback("/twilio/recording"),
             transcription: callback("/twilio/transcription"),
+            conference: callback(EventKind::ConferenceStatus.webhook_path()),
             base,
         }
     }
@@ -478,6 +484,9 @@ impl<'a> Builder<'a> {
             record: c.record.then(|| "record-from-start".to_owned()),
             recording_status_callback: c.record.then(|| self.urls.recording.clone()),
             recording_status_callback_event: c.record.then(|| RECORDING_EVENTS.to_owned()),
+            status_callback: Some(self.urls.conference.clone()),
+            status_callback_event: Some(ROOM_EVENTS.to_owned()),
+            status_callback_method: Some(Method::Post),
             ..Conference::default()
         };
         self.twiml.verbs.push(Verb::Dial(Dial {

@@ -235,7 +235,7 @@ fn voicemail_records_with_transcription_then_says_goodbye() {
 }
 
 #[test]
-fn conference_joins_the_room_with_recording_callbacks() {
+fn conference_joins_the_room_with_room_and_recording_callbacks() {
     let (r, xml) = render(
         &built_in(),
         &step("/twilio/voice", ""),
@@ -243,7 +243,7 @@ fn conference_joins_the_room_with_recording_callbacks() {
     );
     assert_eq!(r.flow, "standup");
     assert!(
-        xml.contains(r#"<Dial><Conference beep="true" startConferenceOnEnter="true" endConferenceOnExit="false" record="record-from-start" recordingStatusCallback="https://hooks.example.com/twilio/recording#ct=2000&amp;rt=5000&amp;tt=15000&amp;rc=2&amp;rp=all" recordingStatusCallbackEvent="in-progress completed absent">daily-standup</Conference></Dial>"#),
+        xml.contains(r#"<Dial><Conference beep="true" startConferenceOnEnter="true" endConferenceOnExit="false" record="record-from-start" statusCallback="https://hooks.example.com/twilio/conference#ct=2000&amp;rt=5000&amp;tt=15000&amp;rc=2&amp;rp=all" statusCallbackEvent="start end join leave mute hold modify" statusCallbackMethod="POST" recordingStatusCallback="https://hooks.example.com/twilio/recording#ct=2000&amp;rt=5000&amp;tt=15000&amp;rc=2&amp;rp=all" recordingStatusCallbackEvent="in-progress completed absent">daily-standup</Conference></Dial>"#),
         "{xml}"
     );
 }
