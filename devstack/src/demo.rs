@@ -25,6 +25,7 @@ pub struct DemoOptions {
 pub struct DemoOutcome {
     pub report: SimulationReport,
     pub recordings: RecordingsCheck,
+    pub rooms: crate::rooms::RoomsCheck,
     /// Per call, in `report.calls` order: each leg's stored record, in `legs` order.
     pub records: Vec<Vec<Option<CallRecord>>>,
     /// Per call: the flow the routes send it to (what `call.started` should have stored).
@@ -284,9 +285,11 @@ pub async fn check(
         })
         .collect();
     let recordings = check_recordings(stack, &report).await?;
+    let rooms = crate::rooms::check(&store, &report).await?;
     let verified = per_call.iter().map(Vec::is_empty).collect();
     let mut mismatches: Vec<String> = per_call.into_iter().flatten().collect();
     mismatches.extend(recordings.mismatches.iter().cloned());
+    mismatches.extend(rooms.mismatches.iter().cloned());
     mismatches.extend(
         report
             .gave_up
@@ -316,6 +319,7 @@ pub async fn check(
     Ok(DemoOutcome {
         report,
         recordings,
+        rooms,
         records,
         expected_flows,
         verified,
@@ -629,6 +633,11 @@ pub fn print_figures(outcome: &DemoOutcome) {
         r.dual_channel_transcripts,
         r.twilio_transcriptions,
         r.twilio_transcriptions_expected
+    );
+    let rooms = &outcome.rooms;
+    println!(
+        "  conference rooms         {}/{} stored as their {} events tell ({} delivered out of order): each participant's join, leave and reason",
+        rooms.verified, rooms.rooms, rooms.events, rooms.delivered_out_of_order
     );
     if !report.unrouted.is_empty() {
         let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();

@@ -10,6 +10,7 @@
 //!   finishes (output document, EventBridge event);
 //! - [`faults`]: a fault-injecting proxy in front of the emulator, and a counter of what
 //!   each function asks of AWS;
+//! - [`rooms`]: the demo's check of the conference rooms the calls joined;
 //! - [`chaos`]: `make chaos`, the demo with the faults turned up;
 //! - [`stack`]: all of it as one value that stops everything when dropped;
 //! - [`bench`] and [`coldstart`]: `make bench`'s report.
@@ -28,6 +29,7 @@ pub mod poller;
 pub mod process;
 pub mod reconcile;
 pub mod resources;
+pub mod rooms;
 pub mod runtime_deadline;
 pub mod sample_events;
 pub mod schedule;

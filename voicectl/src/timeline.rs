@@ -2,6 +2,7 @@
 
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use serde::Serialize;
+use shared::conference::Room;
 use shared::recording::store::RecordingRecord;
 use shared::store::CallRecord;
 
@@ -15,6 +16,8 @@ pub struct CallView {
     pub call_sid: String,
     /// `None`: the table has no state for the call (no status applied, no start recorded).
     pub call: Option<CallRecord>,
+    /// The conference rooms the call joined, as last folded from their events.
+    pub rooms: Vec<Room>,
     pub recordings: Vec<RecordingView>,
 }
 
@@ -31,11 +34,17 @@ pub struct RecordingView {
 }
 
 pub async fn load(stack: &Stack, call_sid: &str) -> anyhow::Result<CallView> {
-    let call = stack.calls().get_call(call_sid).await?;
+    let calls = stack.calls();
+    let call = calls.get_call(call_sid).await?;
+    let mut rooms = Vec::new();
+    for sid in call.iter().flat_map(|c| &c.conferences) {
+        rooms.extend(calls.get_conference(sid).await?);
+    }
     let recordings = stack.recordings().for_call(call_sid).await?;
     Ok(CallView {
         call_sid: call_sid.to_owned(),
         call,
+        rooms,
         recordings: recordings.into_iter().map(explain).collect(),
     })
 }
@@ -168,6 +177,9 @@ pub fn render(view: &CallView) -> String {
             out.push_str(&format!("{table}\n"));
         }
     }
+    if !view.rooms.is_empty() {
+        out.push_str(&rooms(&view.call_sid, &view.rooms));
+    }
     if view.recordings.is_empty() {
         out.push_str("no recordings\n");
         return out;
@@ -197,6 +209,52 @@ pub fn render(view: &CallView) -> String {
     }
     out.push_str(&format!("{table}\n"));
     out
+}
+
+/// The rooms a call joined: the room's state, and this call's part in it.
+fn rooms(call_sid: &str, rooms: &[Room]) -> String {
+    let mut table = Table::new();
+    table
+        .load_style(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_width(WIDTH)
+        .set_header(["room", "room state", "this call", "others"]);
+    for room in rooms {
+        let state = match (&room.status[..], &room.end_reason) {
+            ("completed", Some(reason)) => format!("ended\n{reason}"),
+            (status, _) => status.to_owned(),
+        };
+        let part = room.participant(call_sid).map_or_else(
+            || "-".to_owned(),
+            |p| {
+                let mut said = vec![format!("joined {}", or_dash(p.joined_at.as_deref()))];
+                if let Some(left) = &p.left_at {
+                    said.push(format!(
+                        "left {left} ({})",
+                        or_dash(p.left_reason.as_deref())
+                    ));
+                }
+                if p.muted {
+                    said.push("muted".into());
+                }
+                if p.hold {
+                    said.push("on hold".into());
+                }
+                said.join("; ")
+            },
+        );
+        table.add_row([
+            format!(
+                "{}\n{}",
+                or_dash(room.friendly_name.as_deref()),
+                room.conference_sid
+            ),
+            state,
+            part,
+            (room.participants.len().saturating_sub(1)).to_string(),
+        ]);
+    }
+    format!("{table}\n")
 }
 
 #[cfg(test)]
@@ -250,11 +308,35 @@ mod tests {
             views[1].detail.contains("Twilio error 16102") && views[1].detail.contains("silent")
         );
         assert_eq!(views[2].condition, "-");
+        let room = shared::conference::Room {
+            conference_sid: "CF0123456789abcdef0123456789abcdef".into(),
+            friendly_name: Some("daily-standup".into()),
+            status: "completed".into(),
+            end_reason: Some("last-participant-left".into()),
+            participants: vec![shared::conference::Participant {
+                call_sid: "CA1".into(),
+                joined_at: Some("Wed, 02 Dec 2026 12:00:04 +0000".into()),
+                left_at: Some("Wed, 02 Dec 2026 12:03:04 +0000".into()),
+                left_reason: Some("participant_hung_up".into()),
+                muted: true,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
         let text = render(&CallView {
             call_sid: "CA1".into(),
             call: None,
+            rooms: vec![room],
             recordings: views,
         });
+        assert!(
+            text.contains("daily-standup") && text.contains("last-participant-left"),
+            "{text}"
+        );
+        assert!(
+            text.contains("participant_hung_up") && text.contains("muted"),
+            "{text}"
+        );
         for line in text.lines() {
             assert!(line.chars().count() <= usize::from(WIDTH), "{line}");
         }

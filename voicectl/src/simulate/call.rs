@@ -298,6 +298,12 @@ pub async fn play<S: VoiceServer>(
                             ));
                         }
                     }
+                    if let Some(room) = nouns.iter().find(|n| n.tag_name().name() == "Conference") {
+                        children += 1;
+                        let sid = format!("CF{:032x}", script.sid_seed.wrapping_add(children));
+                        call.requested
+                            .extend(room_events(&script, room, &sid, account_sid));
+                    }
                     let dial_status = match outcome {
                         _ if conference => "completed",
                         CallStatus::Completed => "completed",
@@ -435,6 +441,104 @@ fn dialled_leg(
             .collect(),
         talk_secs: script.talk_secs,
     }
+}
+
+type RoomEventPlan<'a> = (&'static str, &'static str, Vec<(&'a str, &'a str)>);
+
+/// The room events a `<Conference>` noun asked for (`statusCallbackEvent`, a subset of
+/// `start end join leave mute hold modify speaker announcement`), as Twilio posts them for a
+/// caller alone in the room: it joins (and, `startConferenceOnEnter` being true, starts the
+/// room), talks, hangs up, and the room ends with its last participant. Each event carries
+/// the room's params and, for a participant, its state; `SequenceNumber` counts the room's
+/// events from 1 (<https://www.twilio.com/docs/voice/twiml/conference#attributes-statuscallback-parameters>).
+/// The caller is alone because the stand-in plays each call on its own, not in real time.
+/// `Timestamp` is added when the call is placed in time (`simulate::stamp_room_events`).
+fn room_events(
+    script: &Script,
+    room: &roxmltree::Node<'_, '_>,
+    conference_sid: &str,
+    account_sid: &str,
+) -> Vec<Requested> {
+    let Some(url) = room.attribute("statusCallback") else {
+        return Vec::new();
+    };
+    let asked: Vec<&str> = room
+        .attribute("statusCallbackEvent")
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let starts = room.attribute("startConferenceOnEnter") != Some("false");
+    let ends = room.attribute("endConferenceOnExit") == Some("true");
+    let muted = room.attribute("muted") == Some("true");
+    let name = room.text().unwrap_or_default().trim();
+    let participant = |extra: &[(&'static str, &'static str)]| -> Vec<(&str, &str)> {
+        let mut params = vec![
+            ("CallSid", script.call_sid.as_str()),
+            ("Muted", if muted { "true" } else { "false" }),
+            ("Hold", "false"),
+            ("Coaching", "false"),
+            ("EndConferenceOnExit", if ends { "true" } else { "false" }),
+            (
+                "StartConferenceOnEnter",
+                if starts { "true" } else { "false" },
+            ),
+        ];
+        params.extend_from_slice(extra);
+        params
+    };
+    // (the word that asks for it, the event, its params beyond the room's)
+    let happened: Vec<RoomEventPlan<'_>> = [
+        Some(("join", "participant-join", participant(&[]))),
+        starts.then(|| ("start", "conference-start", Vec::new())),
+        Some((
+            "leave",
+            "participant-leave",
+            participant(&[
+                ("ReasonParticipantLeft", "participant_hung_up"),
+                ("ParticipantCallStatus", "completed"),
+            ]),
+        )),
+        Some((
+            "end",
+            "conference-end",
+            vec![
+                (
+                    "ReasonConferenceEnded",
+                    if ends {
+                        "participant-with-end-conference-on-exit-left"
+                    } else {
+                        "last-participant-left"
+                    },
+                ),
+                ("CallSidEndingConference", script.call_sid.as_str()),
+            ],
+        )),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    happened
+        .into_iter()
+        .filter(|(word, _, _)| asked.contains(word))
+        .enumerate()
+        .map(|(i, (_, event, extra))| {
+            let seq = (i + 1).to_string();
+            let params: Params = [
+                ("AccountSid", account_sid),
+                ("ConferenceSid", conference_sid),
+                ("FriendlyName", name),
+                ("StatusCallbackEvent", event),
+                ("SequenceNumber", seq.as_str()),
+            ]
+            .into_iter()
+            .chain(extra)
+            .collect();
+            Requested {
+                url: url.to_owned(),
+                params,
+            }
+        })
+        .collect()
 }
 
 /// The recording-status callback Twilio posts when a recording is ready.

@@ -311,6 +311,69 @@ fn leg_callbacks(
     }
 }
 
+/// Places a call's room events in time (`Timestamp`: the join and start when the call is
+/// answered, the leave and end `talk_secs` later), and on a share of calls
+/// (`reorder_rate`) delivers them shuffled: a room's callbacks race each other like a call's.
+fn stamp_room_events(
+    rng: &mut ChaCha8Rng,
+    options: &SimulateOptions,
+    conversation: &mut Conversation,
+    call_started: OffsetDateTime,
+    script: &Script,
+) {
+    let rooms: Vec<usize> = (0..conversation.requested.len())
+        .filter(|&i| {
+            conversation.requested[i]
+                .params
+                .get("ConferenceSid")
+                .is_some()
+        })
+        .collect();
+    if rooms.is_empty() {
+        return;
+    }
+    let answered = call_started + TimeDelta::seconds(4);
+    for &i in &rooms {
+        let requested = &mut conversation.requested[i];
+        let event = requested
+            .params
+            .get("StatusCallbackEvent")
+            .unwrap_or_default();
+        let at = match event {
+            "participant-join" | "conference-start" => answered,
+            _ => answered + TimeDelta::seconds(i64::from(script.talk_secs)),
+        };
+        let timestamp = at.format(&Rfc2822).expect("RFC 2822 formats any UTC time");
+        requested.params = requested
+            .params
+            .iter()
+            .chain([("Timestamp", timestamp.as_str())])
+            .collect();
+    }
+    if rooms.len() > 1 && rng.random_bool(options.reorder_rate) {
+        let mut events: Vec<Requested> = rooms
+            .iter()
+            .map(|&i| conversation.requested[i].clone())
+            .collect();
+        let in_order = |events: &[Requested]| {
+            events.windows(2).all(|w| {
+                let seq = |r: &Requested| {
+                    r.params
+                        .get("SequenceNumber")
+                        .and_then(|n| n.parse::<u32>().ok())
+                };
+                seq(&w[0]) < seq(&w[1])
+            })
+        };
+        while in_order(&events) {
+            events.shuffle(rng);
+        }
+        for (&i, event) in rooms.iter().zip(events) {
+            conversation.requested[i] = event;
+        }
+    }
+}
+
 /// The parameters Twilio posts to a status callback URL.
 fn status_params(
     account_sid: &str,
@@ -715,6 +778,7 @@ pub async fn run_with_media(
                         .into_iter()
                         .map(|leg| leg_callbacks(&mut rng, options, leg, at))
                         .collect();
+                    stamp_room_events(&mut rng, options, &mut conversation, at, &script);
                     let call = SimulatedCall {
                         script,
                         conversation,
