@@ -609,6 +609,46 @@ async fn the_status_webhook_refuses_every_bad_request_and_queues_nothing() {
     check_webhook("webhook-status", "/twilio/status", valid, 400, extra).await;
 }
 
+/// The conference route is served by the status function: the same contract, its own
+/// params (a participant event needs the participant's CallSid, a room event names a CF).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_conference_webhook_refuses_every_bad_request_and_queues_nothing() {
+    let valid = params(&[
+        ("AccountSid", local::ACCOUNT_SID),
+        ("ConferenceSid", "CF0123456789abcdef0123456789abcdef"),
+        ("FriendlyName", "daily-standup"),
+        ("StatusCallbackEvent", "participant-join"),
+        ("SequenceNumber", "1"),
+        ("CallSid", CALL_SID),
+        ("Muted", "false"),
+        ("Hold", "false"),
+    ]);
+    let extra = vec![
+        signed_without(&valid, "CallSid"),
+        signed_without(&valid, "ConferenceSid"),
+        signed_without(&valid, "StatusCallbackEvent"),
+        Case::form(
+            "signed, a call SID as the ConferenceSid",
+            &with(&valid, "ConferenceSid", CALL_SID),
+            Sign::Valid,
+            400,
+        ),
+        Case::form(
+            "signed, Muted neither true nor false",
+            &with(&valid, "Muted", "yes"),
+            Sign::Valid,
+            400,
+        ),
+        Case::form(
+            "signed, an event name that is no word",
+            &with(&valid, "StatusCallbackEvent", "join; DROP TABLE"),
+            Sign::Valid,
+            400,
+        ),
+    ];
+    check_webhook("webhook-status", "/twilio/conference", valid, 400, extra).await;
+}
+
 fn recording_params() -> Params {
     params(&[
         ("AccountSid", local::ACCOUNT_SID),

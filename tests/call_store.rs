@@ -233,3 +233,82 @@ async fn a_missing_table_is_an_error_to_retry() {
         "{error}"
     );
 }
+
+fn room_event(
+    room: &str,
+    seq: u32,
+    event: &str,
+    call: Option<&str>,
+) -> shared::conference::ConferenceEvent {
+    let seq = seq.to_string();
+    let mut pairs = vec![
+        ("ConferenceSid", room),
+        ("AccountSid", "AC1"),
+        ("FriendlyName", "daily-standup"),
+        ("StatusCallbackEvent", event),
+        ("SequenceNumber", seq.as_str()),
+    ];
+    pairs.extend(call.map(|c| ("CallSid", c)));
+    if event == "participant-leave" {
+        pairs.push(("ReasonParticipantLeft", "participant_hung_up"));
+    }
+    if event == "conference-end" {
+        pairs.push(("ReasonConferenceEnded", "last-participant-left"));
+    }
+    let params: shared::twilio::Params = pairs.into_iter().collect();
+    let envelope = shared::events::Envelope::from_callback(
+        shared::events::EventKind::ConferenceStatus,
+        &params,
+        None,
+    )
+    .unwrap();
+    shared::conference::ConferenceEvent::from_envelope(&envelope).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rooms_events_applied_at_once_in_any_order_leave_the_room_they_tell() {
+    let aws = aws("call-store").await;
+    let (store, _) = counted_store(&aws);
+    let room = "CF00000000000000000000000000000001";
+    let (a, b) = (call_sid(41), call_sid(42));
+    let events = [
+        room_event(room, 1, "participant-join", Some(&a)),
+        room_event(room, 2, "participant-join", Some(&b)),
+        room_event(room, 3, "conference-start", None),
+        room_event(room, 4, "participant-mute", Some(&b)),
+        room_event(room, 5, "participant-leave", Some(&a)),
+        room_event(room, 6, "participant-leave", Some(&b)),
+        room_event(room, 7, "conference-end", None),
+    ];
+    // Latest first, all at once, each twice: as many workers as events race on the room.
+    let racing: Vec<_> = events.iter().rev().chain(events.iter()).collect();
+    let outcomes = join_all(racing.iter().map(|e| store.apply_conference(e))).await;
+    let outcomes: Vec<Outcome> = outcomes.into_iter().map(Result::unwrap).collect();
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == Outcome::Duplicate)
+            .count(),
+        events.len(),
+        "{outcomes:?}"
+    );
+    let stored = store.get_conference(room).await.unwrap().unwrap();
+    assert_eq!(stored, shared::conference::fold(room, &events));
+    assert_eq!(stored.status, "completed");
+    assert!(stored.participant(&b).unwrap().muted);
+    assert!(stored.participants.iter().all(|p| !p.in_room));
+    // Each participant's call names the room, and a replay of the call keeps it.
+    for call in [&a, &b] {
+        let record = store.get_call(call).await.unwrap().unwrap();
+        assert_eq!(record.conferences, [room]);
+    }
+    store
+        .apply_status(&status_event(&a, Completed, Some(3)))
+        .await
+        .unwrap();
+    store.replay_call(&a).await.unwrap().unwrap();
+    assert_eq!(
+        store.get_call(&a).await.unwrap().unwrap().conferences,
+        [room]
+    );
+}

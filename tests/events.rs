@@ -241,6 +241,40 @@ async fn every_sample_event_gets_the_answer_its_name_promises() {
         aws_sdk_dynamodb::Client::new(&stack.sdk),
         &stack.resources.calls_table,
     );
+    // The room's batch: its events out of order and one twice; the room as Twilio ran it.
+    let response = invoke(
+        &lambda,
+        "status-worker",
+        "status-worker/sqs-batch-conference.json",
+    )
+    .await;
+    assert_eq!(
+        response["batchItemFailures"],
+        serde_json::json!([]),
+        "{response}"
+    );
+    let room = store
+        .get_conference(sample_events::CONFERENCE_SID)
+        .await
+        .unwrap()
+        .expect("the sample room");
+    assert_eq!(
+        (
+            room.status.as_str(),
+            room.end_reason.as_deref(),
+            room.events
+        ),
+        ("completed", Some("last-participant-left"), 4),
+        "{room:?}"
+    );
+    let [caller] = room.participants.as_slice() else {
+        panic!("one participant: {room:?}");
+    };
+    assert!(!caller.in_room && caller.joined_at.is_some(), "{caller:?}");
+    assert_eq!(caller.left_reason.as_deref(), Some("participant_hung_up"));
+    let joined = store.get_call(&caller.call_sid).await.unwrap().unwrap();
+    assert_eq!(joined.conferences, [sample_events::CONFERENCE_SID]);
+
     let record = store
         .get_call("CAe1a2b3c4d5e6f708192a3b4c5d6e7f80")
         .await

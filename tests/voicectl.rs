@@ -1010,17 +1010,21 @@ async fn incident_redrive_timeline_smoke_and_simulate_on_the_local_stack() {
         .await
         .unwrap();
     let events = Workspace::locate().events().join("webhook-status");
-    let files: Vec<String> = ["initiated", "ringing", "in-progress", "completed"]
-        .iter()
-        .map(|f| {
+    let replay_files = |names: &[&str]| -> Vec<String> {
+        let files = names.iter().map(|f| {
             events
                 .join(format!("{f}.json"))
                 .to_string_lossy()
                 .into_owned()
-        })
-        .collect();
-    let mut args = vec!["--json", "replay", "files"];
-    args.extend(files.iter().map(String::as_str));
+        });
+        ["--json", "replay", "files"]
+            .map(str::to_owned)
+            .into_iter()
+            .chain(files)
+            .collect()
+    };
+    let args = replay_files(&["initiated", "ringing", "in-progress", "completed"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let sent = json_of(&voicectl(&env, &args).await);
     assert!(
         sent.as_array()
@@ -1115,6 +1119,43 @@ async fn incident_redrive_timeline_smoke_and_simulate_on_the_local_stack() {
     let view = json_of(&voicectl(&env, &["--json", "call", sid]).await);
     assert_eq!(view["call"]["timeline"].as_array().unwrap().len(), 4);
     assert!(view["call"]["duplicates"].as_u64().unwrap() >= 4);
+
+    // A standup room's callbacks, latest first: `voicectl call` shows the room the call
+    // was in, and how it left.
+    let room_args = replay_files(&[
+        "room-conference-end",
+        "room-participant-leave",
+        "room-conference-start",
+        "room-participant-join",
+    ]);
+    let room_args: Vec<&str> = room_args.iter().map(String::as_str).collect();
+    let sent = json_of(&voicectl(&env, &room_args).await);
+    assert!(
+        sent.as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["outcome"] == "sent"),
+        "{sent:#?}"
+    );
+    stack
+        .wait_until_drained(Duration::from_secs(60))
+        .await
+        .unwrap();
+    let caller = "CAf0e1d2c3b4a5968778695a4b3c2d1e0f";
+    let view = json_of(&voicectl(&env, &["--json", "call", caller]).await);
+    let room = &view["rooms"][0];
+    assert_eq!(room["friendly_name"], "daily-standup", "{view:#}");
+    assert_eq!(room["status"], "completed");
+    assert_eq!(room["participants"][0]["call_sid"], caller);
+    assert_eq!(
+        room["participants"][0]["left_reason"],
+        "participant_hung_up"
+    );
+    let text = text_of(&voicectl(&env, &["call", caller]).await);
+    assert!(
+        text.contains("daily-standup") && text.contains("last-participant-left"),
+        "{text}"
+    );
 
     // smoke: one synthetic call lands whole.
     let smoke = json_of(&voicectl(&env, &["--json", "smoke"]).await);

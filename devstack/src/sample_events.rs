@@ -6,7 +6,7 @@
 use base64::Engine as _;
 use serde_json::{Value, json};
 use shared::config::local;
-use shared::events::Envelope;
+use shared::events::{Envelope, EventKind};
 use shared::twilio::signature::compute_signature;
 use shared::twilio::{
     CallStatus, Params, RecordingCallback, StatusCallback, TranscriptionCallback,
@@ -266,6 +266,84 @@ fn voice_samples() -> Vec<(&'static str, &'static str, &'static str, Params)> {
     ]
 }
 
+/// The sample standup room (`tests/events.rs` reads it back).
+pub const CONFERENCE_SID: &str = "CF7d6c5b4a39281706f5e4d3c2b1a09f8e";
+
+/// A conference callback of the sample room: `VOICE_CALL_SID` alone in `daily-standup`.
+fn conference_params(event: &str, seq: u32) -> Params {
+    let seq = seq.to_string();
+    let mut params = vec![
+        ("AccountSid", local::ACCOUNT_SID),
+        ("ConferenceSid", CONFERENCE_SID),
+        ("FriendlyName", "daily-standup"),
+        ("StatusCallbackEvent", event),
+        ("SequenceNumber", seq.as_str()),
+        ("Timestamp", TIMESTAMP),
+    ];
+    if event.starts_with("participant-") {
+        params.extend([
+            ("CallSid", VOICE_CALL_SID),
+            ("Muted", "false"),
+            ("Hold", "false"),
+            ("Coaching", "false"),
+            ("EndConferenceOnExit", "false"),
+            ("StartConferenceOnEnter", "true"),
+        ]);
+    }
+    if event == "participant-leave" {
+        params.extend([
+            ("ReasonParticipantLeft", "participant_hung_up"),
+            ("ParticipantCallStatus", "completed"),
+        ]);
+    }
+    if event == "conference-end" {
+        params.extend([
+            ("ReasonConferenceEnded", "last-participant-left"),
+            ("CallSidEndingConference", VOICE_CALL_SID),
+        ]);
+    }
+    params.into_iter().collect()
+}
+
+/// The sample room's events: the webhook's requests, and the worker's batch with them out
+/// of order (a room is folded in `SequenceNumber` order whatever the arrival order).
+fn conference_samples() -> Vec<SampleEvent> {
+    let events = [
+        ("participant-join", 1),
+        ("conference-start", 2),
+        ("participant-leave", 3),
+        ("conference-end", 4),
+    ];
+    let mut samples: Vec<SampleEvent> = events
+        .iter()
+        .map(|&(event, seq)| SampleEvent {
+            path: format!("webhook-status/room-{event}.json"),
+            json: signed_request(
+                EventKind::ConferenceStatus.webhook_path(),
+                &conference_params(event, seq),
+                &format!("conference-{seq}"),
+            ),
+        })
+        .collect();
+    let records: Vec<Value> = [3, 0, 3, 1, 2]
+        .into_iter()
+        .enumerate()
+        .map(|(i, at)| {
+            let (event, seq) = events[at];
+            let params = conference_params(event, seq);
+            let mut envelope = Envelope::from_callback(EventKind::ConferenceStatus, &params, None)
+                .expect("sample params are a conference callback");
+            envelope.received_at = format!("2026-11-22T10:00:0{i}.000Z");
+            sqs_record(&format!("room-{i}"), envelope.to_json())
+        })
+        .collect();
+    samples.push(SampleEvent {
+        path: "status-worker/sqs-batch-conference.json".into(),
+        json: json!({ "Records": records }),
+    });
+    samples
+}
+
 const RECORDING_SID: &str = "RE5a3b1c0d9e8f7a6b5c4d3e2f1a0b9c8d";
 
 /// A recording-status callback of the sample call's recording.
@@ -514,6 +592,7 @@ pub fn all() -> Vec<SampleEvent> {
     });
     events.extend(recording_samples());
     events.extend(softphone_samples());
+    events.extend(conference_samples());
     events
 }
 
