@@ -20,7 +20,7 @@ use indicatif::ProgressBar;
 use serde_json::Value;
 use shared::aws::RequestCounter;
 use shared::config::local;
-use shared::events::Envelope;
+use shared::events::{Envelope, EventKind};
 use shared::stack::{Pipeline, StackNames};
 use shared::store::{CallStore, DynamoCallStore};
 use shared::twilio::signature::compute_signature;
@@ -813,11 +813,16 @@ async fn replaying_files_onto_queues() {
     );
     let sent = sent.as_array().unwrap();
     let outcome = |o: &str| sent.iter().filter(|s| s["outcome"] == o).count();
-    // Eleven requests, one of them a GET (not Twilio's); a batch of a Twilio transcription
-    // and a Transcribe state change.
-    assert_eq!((outcome("sent"), outcome("skipped")), (12, 1), "{sent:#?}");
+    // Fifteen requests (eleven call statuses, one of them a GET, not Twilio's; four room
+    // events); a batch of a Twilio transcription and a Transcribe state change.
+    assert_eq!((outcome("sent"), outcome("skipped")), (16, 1), "{sent:#?}");
     let on_status = bodies(&sqs, &aws.resources.status_queue_url).await;
-    assert_eq!(on_status.len(), 10);
+    assert_eq!(on_status.len(), 14);
+    let rooms = on_status
+        .iter()
+        .filter(|b| Envelope::from_json(b).unwrap().kind == EventKind::ConferenceStatus)
+        .count();
+    assert_eq!(rooms, 4, "the room events go on the status queue");
     let ringing = on_status
         .iter()
         .map(|b| Envelope::from_json(b).unwrap())
@@ -848,7 +853,7 @@ async fn replaying_files_onto_queues() {
     assert_eq!(sent[0]["outcome"], "skipped");
     assert_eq!(
         bodies(&sqs, &aws.resources.status_queue_url).await.len(),
-        11
+        on_status.len() + 1
     );
 }
 
