@@ -54,13 +54,13 @@ pub async fn check(
                 continue;
             };
             // Ground truth: the last of each param the events carried, in Twilio's order.
+            let mut ordered = events.clone();
+            ordered.sort_by_key(|e| {
+                e.params
+                    .get("SequenceNumber")
+                    .and_then(|s| s.parse::<u32>().ok())
+            });
             let last = |name: &str| {
-                let mut ordered = events.clone();
-                ordered.sort_by_key(|e| {
-                    e.params
-                        .get("SequenceNumber")
-                        .and_then(|s| s.parse::<u32>().ok())
-                });
                 ordered
                     .iter()
                     .rev()

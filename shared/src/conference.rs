@@ -25,10 +25,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::events::{Envelope, EventKind};
 use crate::store::{DynamoCallStore, EventError, Outcome, PARTITION_KEY, SORT_KEY, StoreError};
-use crate::store::{n, s, store_error};
+use crate::store::{STATE_SK, n, s, store_error, table_key};
 use crate::twilio::{ConferenceCallback, RoomEvent};
 
-const STATE_SK: &str = "STATE";
 const EVENT_SK_PREFIX: &str = "EVENT#";
 
 /// One conference callback, as the status worker applies it.
@@ -154,7 +153,8 @@ pub struct Participant {
 /// The room `events` describe, applied in Twilio's order whatever order they came in.
 pub fn fold(conference_sid: &str, events: &[ConferenceEvent]) -> Room {
     let mut ordered: Vec<&ConferenceEvent> = events.iter().collect();
-    ordered.sort_by_key(|e| e.order());
+    // Cached: the order parses the arrival time.
+    ordered.sort_by_cached_key(|e| e.order());
     let mut room = Room {
         conference_sid: conference_sid.to_owned(),
         status: "init".to_owned(),
@@ -244,13 +244,7 @@ pub fn fold(conference_sid: &str, events: &[ConferenceEvent]) -> Room {
 }
 
 fn room_key(conference_sid: &str, sort_key: &str) -> HashMap<String, AttributeValue> {
-    HashMap::from([
-        (
-            PARTITION_KEY.to_owned(),
-            s(format!("CONF#{conference_sid}")),
-        ),
-        (SORT_KEY.to_owned(), s(sort_key)),
-    ])
+    table_key(format!("CONF#{conference_sid}"), sort_key)
 }
 
 impl DynamoCallStore {

@@ -36,7 +36,8 @@ use crate::twilio::{CallStatus, StatusCallback};
 /// The key attributes of the calls table (the template declares the same).
 pub const PARTITION_KEY: &str = "pk";
 pub const SORT_KEY: &str = "sk";
-const STATE_SK: &str = "STATE";
+/// The sort key of a call's (or a room's) current state.
+pub(crate) const STATE_SK: &str = "STATE";
 /// At most this many timeline entries per call (with the keys they carry).
 pub const MAX_TIMELINE_ENTRIES: usize = 64;
 /// At most this many bytes of timeline entries per call, envelopes included.
@@ -303,8 +304,13 @@ pub(crate) fn call_key(call_sid: &str) -> HashMap<String, AttributeValue> {
 }
 
 fn item_key(call_sid: &str, sort_key: &str) -> HashMap<String, AttributeValue> {
+    table_key(format!("CALL#{call_sid}"), sort_key)
+}
+
+/// The key of an item of the calls table: `CALL#…` for calls, `CONF#…` for rooms.
+pub(crate) fn table_key(partition: String, sort_key: &str) -> HashMap<String, AttributeValue> {
     HashMap::from([
-        (PARTITION_KEY.to_owned(), s(format!("CALL#{call_sid}"))),
+        (PARTITION_KEY.to_owned(), s(partition)),
         (SORT_KEY.to_owned(), s(sort_key)),
     ])
 }
