@@ -26,6 +26,21 @@ cause of two events a chaos run's webhooks had queued and no worker ever receive
 backlog of thousands making the copy slow). SQS never loses an accepted message; adding and
 deleting now take the queue's lock.
 
+Two things let the local stack be made by CloudFormation from infra/template.yaml:
+
+- moto's CloudFormation has no model for `AWS::SecretsManager::Secret` (its `Ref` resolves to
+  nothing, and the policies naming the secret are then refused as "Policy statement must
+  contain resources"). `_CfnSecret` is that model: the secret as Secrets Manager makes it
+  (`GenerateSecretString` included), its ARN as `Ref`, as the resource's documentation says
+  (AWS::SecretsManager::Secret, "Return values").
+- moto runs an SQS event source mapping itself: each SendMessage receives a batch and invokes
+  the function (in Docker, which is not here), deleting the messages. On AWS it is Lambda's
+  pollers that do this, and locally it is devstack's (devstack/src/poller.rs, configured from
+  the mappings the stack made), so a queue never hands its messages to moto's invoker.
+- CloudFormation passes a function's environment to Lambda as strings (Lambda's
+  `Environment.Variables` is a map of strings; `MaxReceiveCount` is a Number parameter), where
+  moto keeps the number and answers GetFunctionConfiguration with it, which no SDK reads.
+
 It also answers `GET /__devstack/id` with $DEVSTACK_EMULATOR_ID, so that the harness knows the
 server on its port is the one it started (another test may have taken the port first).
 
@@ -39,6 +54,9 @@ import threading
 from collections import defaultdict
 
 from moto import backends, server
+from moto.awslambda.models import LambdaFunction
+from moto.core.common_models import CloudFormationModel
+from moto.secretsmanager.models import secretsmanager_backends
 from moto.core.utils import unix_time
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.sqs.models import Queue, SQSBackend
@@ -133,6 +151,116 @@ def _locked(method):
 
 Queue.add_message = _locked(Queue.add_message)
 Queue.delete_message = _locked(Queue.delete_message)
+
+
+
+class _CfnSecret(CloudFormationModel):
+    """AWS::SecretsManager::Secret for moto's CloudFormation (moto 5.2.5 has none)."""
+
+    # moto's model metaclass files each model under the service its module names.
+    __module__ = "moto.secretsmanager.cloudformation"
+
+    def __init__(self, account_id, region_name, arn, name):
+        self.account_id = account_id
+        self.region_name = region_name
+        self.arn = arn
+        self.name = name
+
+    @staticmethod
+    def cloudformation_name_type():
+        return "Name"
+
+    @staticmethod
+    def cloudformation_type():
+        return "AWS::SecretsManager::Secret"
+
+    @property
+    def physical_resource_id(self):
+        return self.arn
+
+    @classmethod
+    def has_cfn_attr(cls, attr):
+        return attr == "Id"
+
+    def get_cfn_attribute(self, attribute_name):
+        return self.arn
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        properties = cloudformation_json["Properties"]
+        backend = secretsmanager_backends[account_id][region_name]
+        secret_string = properties.get("SecretString")
+        generate = properties.get("GenerateSecretString")
+        if generate is not None:
+            password = json.loads(
+                backend.get_random_password(
+                    password_length=int(generate.get("PasswordLength", 32)),
+                    exclude_characters=generate.get("ExcludeCharacters", ""),
+                    exclude_numbers=_flag(generate, "ExcludeNumbers"),
+                    exclude_punctuation=_flag(generate, "ExcludePunctuation"),
+                    exclude_uppercase=_flag(generate, "ExcludeUppercase"),
+                    exclude_lowercase=_flag(generate, "ExcludeLowercase"),
+                    include_space=_flag(generate, "IncludeSpace"),
+                    require_each_included_type=_flag(generate, "RequireEachIncludedType", True),
+                )
+            )["RandomPassword"]
+            if "SecretStringTemplate" in generate:
+                secret = json.loads(generate["SecretStringTemplate"])
+                secret[generate["GenerateStringKey"]] = password
+                secret_string = json.dumps(secret)
+            else:
+                secret_string = password
+        created = json.loads(
+            backend.create_secret(
+                name=resource_name,
+                secret_string=secret_string,
+                secret_binary=None,
+                description=properties.get("Description"),
+                tags=properties.get("Tags"),
+                kms_key_id=properties.get("KmsKeyId"),
+                client_request_token=None,
+                replica_regions=[],
+                force_overwrite=False,
+            )
+        )
+        return cls(account_id, region_name, created["ARN"], resource_name)
+
+    @classmethod
+    def delete_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name):
+        secretsmanager_backends[account_id][region_name].delete_secret(
+            resource_name, recovery_window_in_days=None, force_delete_without_recovery=True
+        )
+
+
+def _flag(properties, name, default=False):
+    value = properties.get(name, default)
+    return value if isinstance(value, bool) else str(value).lower() == "true"
+
+
+class _NoMotoInvoker(dict):
+    """A queue's event source mappings, as moto's SQS sees them: none (see the docstring)."""
+
+    def __setitem__(self, key, value):
+        pass
+
+
+Queue.lambda_event_source_mappings = property(lambda self: _NoMotoInvoker(), lambda self, value: None)
+
+_create_function = LambdaFunction.create_from_cloudformation_json.__func__
+
+
+def _function_with_string_environment(cls, resource_name, cloudformation_json, *args, **kwargs):
+    variables = cloudformation_json.get("Properties", {}).get("Environment", {}).get("Variables")
+    if variables:
+        for name, value in variables.items():
+            if isinstance(value, bool):
+                variables[name] = str(value).lower()
+            elif not isinstance(value, str):
+                variables[name] = str(value)
+    return _create_function(cls, resource_name, cloudformation_json, *args, **kwargs)
+
+
+LambdaFunction.create_from_cloudformation_json = classmethod(_function_with_string_environment)
 
 if __name__ == "__main__":
     server.main()

@@ -199,7 +199,7 @@ impl Rig {
                 queue_url: self.aws.resources.recording.url.clone(),
                 dead_letter_queue_url: self.aws.resources.recording.dlq_url.clone(),
                 retry_base: Duration::from_secs(30),
-                max_receives: devstack::resources::MAX_RECEIVE_COUNT,
+                max_receives: self.aws.resources.max_receive_count,
             },
             "recording-worker",
         )
@@ -417,7 +417,7 @@ async fn media_not_ready_is_retried_then_archived() {
         (
             "retrying",
             Some(2),
-            Some(devstack::resources::MAX_RECEIVE_COUNT)
+            Some(rig.aws.resources.max_receive_count)
         )
     );
     assert!(trouble.reason.contains("not ready") && trouble.next_at.is_some());

@@ -11,8 +11,8 @@ use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterce
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
+use devstack::deploy::{self, Resources};
 use devstack::emulator::Emulator;
-use devstack::resources::{self, Resources, StackNames};
 use devstack::workspace::Workspace;
 use shared::config::local;
 use shared::events::Envelope;
@@ -20,7 +20,7 @@ use shared::store::StatusEvent;
 use shared::twilio::signature::compute_signature;
 use shared::twilio::{CallStatus, Params, StatusCallback};
 
-/// The emulator alone, with the stack's resources created.
+/// The emulator alone, with the template deployed on it (no functions running).
 pub struct Aws {
     pub sdk: SdkConfig,
     pub resources: Resources,
@@ -34,9 +34,16 @@ pub async fn aws(label: &str) -> Aws {
         .await
         .expect("the emulator starts (run `make venv`)");
     let sdk = emulator.sdk_config().await;
-    let resources = resources::bootstrap(&sdk, StackNames::new(local::STACK_NAME))
-        .await
-        .expect("bootstrap");
+    let resources = deploy::deploy_local(
+        &workspace,
+        &sdk,
+        &workspace.template(),
+        &deploy::local_parameters(true),
+    )
+    .await
+    .expect("the template deploys")
+    .resources()
+    .expect("the stack's resources");
     Aws {
         sdk,
         resources,

@@ -1064,7 +1064,7 @@ async fn incident_redrive_timeline_smoke_and_simulate_on_the_local_stack() {
     assert!(text.contains("why: gave up after 5 receives"), "{text}");
 
     // The fix, the redrive, the timeline.
-    devstack::resources::create_calls_table(sdk, table)
+    devstack::deploy::restore_table(sdk, shared::config::local::STACK_NAME, table)
         .await
         .unwrap();
     let moved = json_of(&voicectl(&env, &["--json", "dlq", "redrive", "--queue", "status"]).await);

@@ -12,8 +12,8 @@
 use std::time::Instant;
 
 use backon::ExponentialBuilder;
+use devstack::deploy;
 use devstack::emulator::Emulator;
-use devstack::resources::{self, StackNames};
 use devstack::workspace::Workspace;
 use shared::config::{MediaFormat, local};
 use shared::events::Envelope;
@@ -54,7 +54,14 @@ async fn main() -> anyhow::Result<()> {
     let log_dir = workspace.log_dir("bench-archive")?;
     let mut emulator = Emulator::start(&workspace, &log_dir).await?;
     let sdk = emulator.sdk_config().await;
-    let resources = resources::bootstrap(&sdk, StackNames::new(local::STACK_NAME)).await?;
+    let resources = deploy::deploy_local(
+        &workspace,
+        &sdk,
+        &workspace.template(),
+        &deploy::local_parameters(true),
+    )
+    .await?
+    .resources()?;
     let media = MediaServer::start(local::ACCOUNT_SID, local::AUTH_TOKEN).await?;
     let hosts = MediaHosts::with_local(media.host_port());
     let worker = RecordingWorker {

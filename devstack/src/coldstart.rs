@@ -118,7 +118,7 @@ pub async fn measure(
 
     let command = lambda_command(binary, &format!("http://{address}"), spec);
     let exec = Instant::now();
-    let mut process = ManagedProcess::spawn(spec.name, command, log)?;
+    let mut process = ManagedProcess::spawn(&spec.name, command, log)?;
     let answered = tokio::time::timeout(Duration::from_secs(30), api.answered.notified()).await;
     process.kill();
     server.abort();

@@ -18,12 +18,14 @@ use crate::workspace::Workspace;
 /// One function to run: its binary name (also its Lambda name) and environment.
 #[derive(Debug, Clone)]
 pub struct FunctionSpec {
-    pub name: &'static str,
+    pub name: String,
     pub env: Vec<(String, String)>,
     /// Processes polling the function's Runtime API, like concurrent Lambda instances.
     pub instances: usize,
     /// The function's timeout: each invocation's deadline is its start plus this.
     pub timeout: Duration,
+    /// `MemorySize`, which Lambda tells the function in `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`.
+    pub memory_mb: i32,
 }
 
 pub struct FunctionHost {
@@ -33,7 +35,7 @@ pub struct FunctionHost {
     specs: Vec<FunctionSpec>,
     /// Each running instance: (function, instance number, process). Behind a lock so that a
     /// chaos run can kill and restart instances while the stack is in use.
-    functions: Mutex<Vec<(&'static str, usize, ManagedProcess)>>,
+    functions: Mutex<Vec<(String, usize, ManagedProcess)>>,
     /// Between the functions and cargo-lambda's Runtime API, setting each invocation's
     /// deadline as Lambda does.
     runtime: RuntimeProxy,
@@ -62,9 +64,12 @@ pub fn lambda_command(binary: &Path, runtime_api: &str, spec: &FunctionSpec) -> 
     }
     command
         .env("AWS_LAMBDA_RUNTIME_API", runtime_api)
-        .env("AWS_LAMBDA_FUNCTION_NAME", spec.name)
+        .env("AWS_LAMBDA_FUNCTION_NAME", &spec.name)
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env(
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+            spec.memory_mb.to_string(),
+        )
         .envs(spec.env.iter().map(|(k, v)| (k, v)));
     command
 }
@@ -79,7 +84,7 @@ impl FunctionHost {
         release: bool,
     ) -> anyhow::Result<Self> {
         for spec in &specs {
-            let binary = binary(workspace, spec.name, release);
+            let binary = binary(workspace, &spec.name, release);
             anyhow::ensure!(
                 binary.exists(),
                 "{} is missing: build the functions first (`make build-local`, or `cargo build --release` for release)",
@@ -133,13 +138,13 @@ impl FunctionHost {
         for spec in &host.specs {
             for instance in 0..spec.instances.max(1) {
                 let process = host.spawn_function(spec, instance)?;
-                host.running().push((spec.name, instance, process));
+                host.running().push((spec.name.clone(), instance, process));
             }
         }
         Ok(host)
     }
 
-    fn running(&self) -> std::sync::MutexGuard<'_, Vec<(&'static str, usize, ManagedProcess)>> {
+    fn running(&self) -> std::sync::MutexGuard<'_, Vec<(String, usize, ManagedProcess)>> {
         self.functions
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -151,6 +156,14 @@ impl FunctionHost {
             .iter()
             .find(|s| s.name == name)
             .map_or(0, |s| s.instances.max(1))
+    }
+
+    /// `name`'s timeout (each invocation's deadline).
+    pub fn timeout(&self, name: &str) -> Option<Duration> {
+        self.specs
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.timeout)
     }
 
     /// Kills instance `instance` of `name` with SIGKILL, whatever it is doing (a crash, an
@@ -177,12 +190,12 @@ impl FunctionHost {
         instance: usize,
     ) -> anyhow::Result<ManagedProcess> {
         let command = lambda_command(
-            &binary(&self.workspace, spec.name, self.release),
-            &self.runtime.runtime_api(spec.name),
+            &binary(&self.workspace, &spec.name, self.release),
+            &self.runtime.runtime_api(&spec.name),
             spec,
         );
         let log = self.log_dir.join(format!("{}-{instance}.log", spec.name));
-        ManagedProcess::spawn(spec.name, command, &log)
+        ManagedProcess::spawn(&spec.name, command, &log)
     }
 
     /// The functions and their environments.

@@ -148,7 +148,7 @@ struct Route {
     issuer: Arc<LocalIssuer>,
     lambda: aws_sdk_lambda::Client,
     function: String,
-    path: &'static str,
+    path: String,
 }
 
 /// The route, served on a loopback port until dropped.
@@ -164,7 +164,7 @@ impl JwtRoute {
         sdk: &aws_config::SdkConfig,
         lambda_endpoint: &str,
         function: &str,
-        path: &'static str,
+        path: &str,
         issuer: Arc<LocalIssuer>,
     ) -> anyhow::Result<Self> {
         let lambda = aws_sdk_lambda::Client::from_conf(
@@ -176,7 +176,7 @@ impl JwtRoute {
             issuer,
             lambda,
             function: function.to_owned(),
-            path,
+            path: path.to_owned(),
         });
         let app = axum::Router::new().fallback(handle).with_state(state);
         let (addr, stop) = crate::task::serve(app).await?;

@@ -1,7 +1,8 @@
 //! The local stack the demo and the integration tests run on: no Docker, no AWS account.
 //!
 //! - [`emulator`]: moto's server on a free loopback port, the AWS APIs the SDK talks to;
-//! - [`resources`]: the queues, table, bucket and secret that `infra/template.yaml` declares;
+//! - [`deploy`]: `infra/template.yaml` through the SAM transform and onto the emulator's
+//!   CloudFormation; what the stack made, read back (functions, mappings, routes);
 //! - [`functions`]: the real function binaries under `cargo lambda watch`;
 //! - [`gateway`]: API Gateway's JWT authorizer in front of the softphone-token route, and a
 //!   local identity provider's key;
@@ -20,6 +21,7 @@ pub mod bench;
 pub mod chaos;
 pub mod coldstart;
 pub mod demo;
+pub mod deploy;
 pub mod emf;
 pub mod emulator;
 pub mod faults;
@@ -28,7 +30,6 @@ pub mod gateway;
 pub mod poller;
 pub mod process;
 pub mod reconcile;
-pub mod resources;
 pub mod rooms;
 pub mod runtime_deadline;
 pub mod sample_events;

@@ -112,7 +112,7 @@ enum Command {
 }
 
 /// The local stack's calls table, refusing anything but the local emulator.
-async fn local_table() -> anyhow::Result<(aws_config::SdkConfig, String)> {
+async fn local_table() -> anyhow::Result<(aws_config::SdkConfig, String, String)> {
     let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
     if !endpoint.starts_with("http://127.0.0.1:") {
         anyhow::bail!(
@@ -123,7 +123,7 @@ async fn local_table() -> anyhow::Result<(aws_config::SdkConfig, String)> {
     }
     let stack = std::env::var("VOICEHOOKS_STACK").unwrap_or_else(|_| local::STACK_NAME.into());
     let table = shared::stack::StackNames::new(&stack).calls_table();
-    Ok((shared::aws::sdk_config().await, table))
+    Ok((shared::aws::sdk_config().await, stack, table))
 }
 
 #[tokio::main]
@@ -257,7 +257,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::BreakTable => {
-            let (sdk, table) = local_table().await?;
+            let (sdk, _, table) = local_table().await?;
             aws_sdk_dynamodb::Client::new(&sdk)
                 .delete_table()
                 .table_name(&table)
@@ -268,8 +268,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::RestoreTable => {
-            let (sdk, table) = local_table().await?;
-            devstack::resources::create_calls_table(&sdk, &table).await?;
+            let (sdk, stack, table) = local_table().await?;
+            devstack::deploy::restore_table(&sdk, &stack, &table).await?;
             println!("{table} is back (empty, as the template declares it)");
             Ok(ExitCode::SUCCESS)
         }

@@ -1,6 +1,10 @@
-//! A local stand-in for Lambda's SQS event source mapping: receives batches, invokes the
-//! worker through the Lambda Invoke API with an SQS event, and deletes only the messages the
-//! worker did not report as failed (`ReportBatchItemFailures`). Failed messages come back
+//! A local stand-in for Lambda's SQS event source mapping, configured from the mapping the
+//! stack made: receives batches of up to `BatchSize`, gathering for up to
+//! `MaximumBatchingWindowInSeconds`, with up to `MaximumConcurrency` batches in flight;
+//! invokes the worker through the Lambda Invoke API with an SQS event; and deletes what
+//! succeeded. With `ReportBatchItemFailures` that is every message the worker did not report
+//! as failed; without it, a successful invocation deletes the whole batch ("Handling errors
+//! for an SQS event source in Lambda", Lambda Developer Guide). Failed messages come back
 //! after their visibility timeout and, past maxReceiveCount, SQS moves them to the DLQ.
 
 use std::collections::{HashMap, HashSet};
@@ -28,6 +32,8 @@ pub struct PollerStats {
     pub timed_out: AtomicU64,
     /// Batches currently being handled (0 when idle).
     pub in_flight: AtomicU64,
+    /// The most messages one invocation was given.
+    pub largest_batch: AtomicU64,
 }
 
 pub struct PollerConfig {
@@ -35,6 +41,10 @@ pub struct PollerConfig {
     pub queue_arn: String,
     pub function: String,
     pub batch_size: i32,
+    /// How long a batch is gathered before it is invoked short of `batch_size`.
+    pub batching_window: Duration,
+    /// Whether the worker's `batchItemFailures` answer is read (else it is ignored).
+    pub report_batch_item_failures: bool,
     /// Overrides the queue's visibility timeout on receive, so that locally a failed
     /// message is retried within seconds rather than after the deployed 60 s.
     pub visibility_timeout_secs: i32,
@@ -44,6 +54,28 @@ pub struct PollerConfig {
     /// The function's timeout: an invocation that has not answered by then (its instance
     /// crashed) fails the batch, as on Lambda.
     pub function_timeout: Duration,
+}
+
+impl PollerConfig {
+    /// As the stack's mapping has it, with failed messages back after
+    /// `visibility_timeout_secs` and invocations cut off at the function's `function_timeout`.
+    pub fn from_mapping(
+        mapping: &crate::deploy::QueueMapping,
+        visibility_timeout_secs: i32,
+        function_timeout: Duration,
+    ) -> Self {
+        Self {
+            queue_url: mapping.queue_url.clone(),
+            queue_arn: mapping.queue_arn.clone(),
+            function: mapping.function.clone(),
+            batch_size: mapping.batch_size,
+            batching_window: mapping.batching_window,
+            report_batch_item_failures: mapping.report_batch_item_failures,
+            visibility_timeout_secs,
+            concurrency: mapping.max_concurrency,
+            function_timeout,
+        }
+    }
 }
 
 pub struct Poller {
@@ -61,9 +93,19 @@ impl Poller {
         let stats = Arc::new(PollerStats::default());
         let task_stats = stats.clone();
         let task = Background::spawn(|mut stopped| async move {
-            let pollers = (0..config.concurrency.max(1)).map(|_| async {
-                loop {
-                    poll_once(&sqs, &lambda, &config, &task_stats).await;
+            let scale = Scaling::new(config.concurrency);
+            let pollers = (0..config.concurrency.max(1)).map(|slot| {
+                let (sqs, lambda, config, stats, scale) =
+                    (&sqs, &lambda, &config, &task_stats, &scale);
+                async move {
+                    loop {
+                        if slot >= scale.active() {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                        let received = poll_once(sqs, lambda, config, stats).await;
+                        scale.after(received, config.batch_size);
+                    }
                 }
             });
             tokio::select! {
@@ -83,40 +125,120 @@ impl Poller {
     }
 }
 
+/// How many batches the mapping processes at once, as Lambda scales an SQS mapping ("Configuring
+/// scaling behavior for SQS event source mappings", Lambda Developer Guide): five when
+/// messages are available, up by as many as 300 a minute while they still are (one more at
+/// most every 200 ms here), never past `MaximumConcurrency`, and back to five when traffic
+/// is low (a receive comes back empty).
+struct Scaling {
+    active: std::sync::atomic::AtomicUsize,
+    last_raised: std::sync::Mutex<tokio::time::Instant>,
+    floor: usize,
+    max: usize,
+}
+
+impl Scaling {
+    const START: usize = 5;
+    const RAISE_EVERY: Duration = Duration::from_millis(200);
+
+    fn new(max: usize) -> Self {
+        let floor = Self::START.min(max.max(1));
+        Self {
+            active: floor.into(),
+            last_raised: std::sync::Mutex::new(tokio::time::Instant::now()),
+            floor,
+            max: max.max(1),
+        }
+    }
+
+    fn active(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// After a receive of `received` messages (a full batch means a backlog).
+    fn after(&self, received: usize, batch_size: i32) {
+        if received == 0 {
+            self.active.store(self.floor, Ordering::Relaxed);
+            return;
+        }
+        if received < usize::try_from(batch_size).unwrap_or(usize::MAX) {
+            return;
+        }
+        let mut last = self
+            .last_raised
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.elapsed() >= Self::RAISE_EVERY && self.active() < self.max {
+            self.active.fetch_add(1, Ordering::Relaxed);
+            *last = tokio::time::Instant::now();
+        }
+    }
+}
+
+/// Receives one batch and has the worker handle it; how many messages it received.
 async fn poll_once(
     sqs: &aws_sdk_sqs::Client,
     lambda: &aws_sdk_lambda::Client,
     config: &PollerConfig,
     stats: &PollerStats,
-) {
-    let received = sqs
-        .receive_message()
-        .queue_url(&config.queue_url)
-        .max_number_of_messages(config.batch_size)
-        .wait_time_seconds(1)
-        .visibility_timeout(config.visibility_timeout_secs)
-        .message_system_attribute_names(MessageSystemAttributeName::All)
-        .message_attribute_names("All")
-        .send()
-        .await;
-    let messages = match received {
-        Ok(output) => output.messages.unwrap_or_default(),
+) -> usize {
+    let mut messages = match receive(sqs, config, config.batch_size).await {
+        Ok(messages) => messages,
         Err(e) => {
             tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(e), "receive failed");
             tokio::time::sleep(Duration::from_millis(500)).await;
-            return;
+            return 0;
         }
     };
     if messages.is_empty() {
-        return;
+        return 0;
+    }
+    // The batching window: more of the batch is gathered until it is full or the window,
+    // counted from the first message, has passed.
+    let window_ends = tokio::time::Instant::now() + config.batching_window;
+    while messages.len() < usize::try_from(config.batch_size).unwrap_or(0)
+        && tokio::time::Instant::now() < window_ends
+    {
+        let room = config.batch_size - i32::try_from(messages.len()).unwrap_or(0);
+        match receive(sqs, config, room).await {
+            Ok(more) if more.is_empty() => break,
+            Ok(more) => messages.extend(more),
+            Err(_) => break,
+        }
     }
     stats.in_flight.fetch_add(1, Ordering::SeqCst);
     stats.batches.fetch_add(1, Ordering::Relaxed);
     stats
         .received
         .fetch_add(messages.len() as u64, Ordering::Relaxed);
+    stats
+        .largest_batch
+        .fetch_max(messages.len() as u64, Ordering::Relaxed);
     handle_batch(sqs, lambda, config, stats, &messages).await;
     stats.in_flight.fetch_sub(1, Ordering::SeqCst);
+    messages.len()
+}
+
+async fn receive(
+    sqs: &aws_sdk_sqs::Client,
+    config: &PollerConfig,
+    up_to: i32,
+) -> Result<
+    Vec<Message>,
+    aws_sdk_sqs::error::SdkError<aws_sdk_sqs::operation::receive_message::ReceiveMessageError>,
+> {
+    // SQS hands out at most 10 messages a receive.
+    let output = sqs
+        .receive_message()
+        .queue_url(&config.queue_url)
+        .max_number_of_messages(up_to.clamp(1, 10))
+        .wait_time_seconds(1)
+        .visibility_timeout(config.visibility_timeout_secs)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .message_attribute_names("All")
+        .send()
+        .await?;
+    Ok(output.messages.unwrap_or_default())
 }
 
 async fn handle_batch(
@@ -148,6 +270,11 @@ async fn handle_batch(
             all_ids(messages)
         }
         Ok(invoked) => match invoked {
+            Ok(output)
+                if output.function_error().is_none() && !config.report_batch_item_failures =>
+            {
+                HashSet::new()
+            }
             Ok(output) if output.function_error().is_none() => {
                 let payload = output
                     .payload()

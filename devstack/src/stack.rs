@@ -7,19 +7,18 @@ use std::time::{Duration, Instant};
 use aws_config::SdkConfig;
 use aws_sdk_sqs::types::QueueAttributeName;
 use shared::config::{self, local};
-use shared::events::EventKind;
-use shared::twilio::overrides;
 use voicectl::media::MediaServer;
 
+use crate::deploy::{self, Deployment, Resources};
 use crate::emulator::Emulator;
 use crate::faults::{FaultPlan, FaultProxy};
 use crate::functions::{FunctionHost, FunctionSpec};
 use crate::gateway::{JwtRoute, LocalIssuer};
 use crate::poller::{Poller, PollerConfig};
-use crate::resources::{self, Resources, StackNames};
 use crate::schedule::Schedule;
 use crate::transcribe_completer::TranscribeCompleter;
 use crate::workspace::Workspace;
+use anyhow::Context as _;
 
 pub const WEBHOOK_STATUS: &str = "webhook-status";
 pub const WEBHOOK_VOICE: &str = "webhook-voice";
@@ -34,18 +33,12 @@ pub const SOFTPHONE_TOKEN: &str = "softphone-token";
 pub const RECONCILER: &str = "reconciler";
 /// How often the local schedule runs the spill drainer (every minute on AWS).
 const SPILL_DRAIN_PERIOD: Duration = Duration::from_secs(2);
-/// The template's function timeouts (`Timeout`; Globals' 10 s for the webhooks).
-const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
-const STATUS_WORKER_TIMEOUT: Duration = Duration::from_secs(10);
-const TRANSCRIPT_WORKER_TIMEOUT: Duration = Duration::from_secs(30);
-const SPILL_DRAINER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Shorter than the template's 120 s: a killed instance's batch comes back within the run
 /// (a live one finishes well inside it, or settles before it).
 const RECORDING_WORKER_TIMEOUT: Duration = Duration::from_secs(30);
-/// Status-worker instances, and batches the poller keeps in flight.
-const WORKER_INSTANCES: usize = 3;
-/// Recording-worker instances (each batch streams media, so fewer and smaller batches).
-const RECORDING_WORKER_INSTANCES: usize = 2;
+/// Instances of the webhooks other than status and voice (Lambda scales each as it needs;
+/// locally a process per instance runs from the start).
+const WEBHOOK_RECORDING_INSTANCES: usize = 2;
 
 /// Retries come back within seconds locally (15 s minimum on AWS).
 const LOCAL_RETRY_BASE_SECS: &str = "1";
@@ -75,6 +68,8 @@ pub struct StackOptions {
     pub secret_ttl: Option<Duration>,
     /// The recording worker's timeout (each invocation's deadline); 30 s when `None`.
     pub recording_worker_timeout: Option<Duration>,
+    /// The template to deploy; `infra/template.yaml` when `None`.
+    pub template: Option<PathBuf>,
 }
 
 impl Default for StackOptions {
@@ -90,6 +85,7 @@ impl Default for StackOptions {
             release: false,
             secret_ttl: None,
             recording_worker_timeout: None,
+            template: None,
         }
     }
 }
@@ -98,6 +94,8 @@ pub struct LocalStack {
     pub workspace: Workspace,
     pub log_dir: PathBuf,
     pub sdk: SdkConfig,
+    /// What CloudFormation made of the template.
+    pub deployment: Deployment,
     pub resources: Resources,
     pub status_poller: Poller,
     pub recording_poller: Poller,
@@ -124,182 +122,86 @@ impl LocalStack {
         let log_dir = workspace.log_dir(&options.label)?;
         let emulator = Emulator::start(&workspace, &log_dir).await?;
         let sdk = emulator.sdk_config().await;
-        let resources = resources::bootstrap(&sdk, StackNames::new(local::STACK_NAME)).await?;
+        let template = options
+            .template
+            .clone()
+            .unwrap_or_else(|| workspace.template());
+        let deployment = deploy::deploy_local(
+            &workspace,
+            &sdk,
+            &template,
+            &deploy::local_parameters(options.delete_from_twilio),
+        )
+        .await?;
+        let resources = deployment.resources()?;
 
-        let with_emulator = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
-            let mut env = emulator.env();
-            env.extend(
-                pairs
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-            );
-            env
-        };
         let media = MediaServer::start(local::ACCOUNT_SID, local::AUTH_TOKEN).await?;
         media.accept_api_key(local::API_KEY_SID, local::API_KEY_SECRET);
         provision_drifted_account(&media);
-        // The token cache's TTL, where the options shorten it.
-        let secret_ttl: Vec<(String, String)> = options
-            .secret_ttl
-            .map(|ttl| {
-                (
-                    config::SECRET_TTL_SECS.to_owned(),
-                    ttl.as_secs().to_string(),
-                )
-            })
-            .into_iter()
-            .collect();
-        let mut webhook_env = with_emulator(&[
-            (config::PUBLIC_BASE_URL, local::PUBLIC_BASE_URL),
-            (config::STATUS_QUEUE_URL, &resources.status_queue_url),
-            (config::RECORDING_QUEUE_URL, &resources.recording.url),
-            (config::TRANSCRIPT_QUEUE_URL, &resources.transcript.url),
-            (config::TWILIO_SECRET_ID, &resources.twilio_secret_id),
-            (config::SPILL_BUCKET, &resources.spill_bucket),
-        ]);
-        webhook_env.extend(secret_ttl.iter().cloned());
         let media_host = options
             .media_host
             .clone()
             .unwrap_or_else(|| media.host_port());
-        let max_receives = resources::MAX_RECEIVE_COUNT.to_string();
-        let recording_worker_env = with_emulator(&[
-            (config::CALLS_TABLE, &resources.calls_table),
-            (config::RECORDINGS_BUCKET, &resources.recordings_bucket),
-            (config::RECORDINGS_KMS_KEY_ID, &resources.recordings_kms_key),
-            (config::TWILIO_SECRET_ID, &resources.twilio_secret_id),
-            (config::RECORDING_QUEUE_URL, &resources.recording.url),
-            (config::DEAD_LETTER_QUEUE_URL, &resources.recording.dlq_url),
-            (config::MAX_RECEIVE_COUNT, &max_receives),
-            (config::LOCAL_MEDIA_HOST, &media_host),
-            (
-                config::DELETE_FROM_TWILIO,
-                if options.delete_from_twilio {
-                    "true"
-                } else {
-                    "false"
-                },
-            ),
-            (config::RETRY_BASE_SECS, LOCAL_RETRY_BASE_SECS),
-        ]);
-        let transcript_worker_env = with_emulator(&[
-            (config::CALLS_TABLE, &resources.calls_table),
-            (config::RECORDINGS_BUCKET, &resources.recordings_bucket),
-            (config::TRANSCRIPT_QUEUE_URL, &resources.transcript.url),
-            (config::DEAD_LETTER_QUEUE_URL, &resources.transcript.dlq_url),
-            (config::MAX_RECEIVE_COUNT, &max_receives),
-            (config::RETRY_BASE_SECS, LOCAL_RETRY_BASE_SECS),
-        ]);
-        let status_worker_env = with_emulator(&[
-            (config::CALLS_TABLE, &resources.calls_table),
-            (config::STATUS_QUEUE_URL, &resources.status_queue_url),
-            (config::DEAD_LETTER_QUEUE_URL, &resources.status_dlq_url),
-            (config::MAX_RECEIVE_COUNT, &max_receives),
-            (config::RETRY_BASE_SECS, LOCAL_RETRY_BASE_SECS),
-        ]);
-        let fallback_env = with_emulator(&[
-            (config::PUBLIC_BASE_URL, local::PUBLIC_BASE_URL),
-            (config::TWILIO_SECRET_ID, &resources.twilio_secret_id),
-        ]);
-        let spill_drainer_env = with_emulator(&[
-            (config::SPILL_BUCKET, &resources.spill_bucket),
-            (config::STATUS_QUEUE_URL, &resources.status_queue_url),
-            (config::RECORDING_QUEUE_URL, &resources.recording.url),
-            (config::TRANSCRIPT_QUEUE_URL, &resources.transcript.url),
-        ]);
-        let mut recording_worker_env = recording_worker_env;
-        recording_worker_env.extend(secret_ttl.iter().cloned());
-        // Not on a schedule locally: the tests and `make invoke` run it when they mean to.
-        let reconciler_env = with_emulator(&[
-            (config::TWILIO_SECRET_ID, &resources.twilio_secret_id),
-            (config::CALLS_TABLE, &resources.calls_table),
-            (config::STATUS_QUEUE_URL, &resources.status_queue_url),
-            (config::RECORDING_QUEUE_URL, &resources.recording.url),
-            (config::LOCAL_TWILIO_API, &media.api_base()),
-        ]);
-        let mut softphone_env =
-            with_emulator(&[(config::TWILIO_SECRET_ID, &resources.twilio_secret_id)]);
-        softphone_env.extend(secret_ttl.iter().cloned());
-        let mut fallback_env = fallback_env;
-        fallback_env.extend(secret_ttl);
+        // What only the local stack adds to a function's deployed environment: the
+        // emulator, the stand-in's hosts, and retries and caches compressed into seconds.
+        let mut local_env = emulator.env();
+        local_env.extend(
+            [
+                (config::LOCAL_MEDIA_HOST, media_host.clone()),
+                (config::LOCAL_TWILIO_API, media.api_base()),
+                (config::RETRY_BASE_SECS, LOCAL_RETRY_BASE_SECS.to_owned()),
+            ]
+            .into_iter()
+            .chain(
+                options
+                    .secret_ttl
+                    .map(|ttl| (config::SECRET_TTL_SECS, ttl.as_secs().to_string())),
+            )
+            .map(|(k, v)| (k.to_owned(), v)),
+        );
         let recording_worker_timeout = options
             .recording_worker_timeout
             .unwrap_or(RECORDING_WORKER_TIMEOUT);
-        let mut specs = vec![
-            FunctionSpec {
-                name: WEBHOOK_STATUS,
-                env: webhook_env.clone(),
-                instances: options.webhook_instances,
-                timeout: WEBHOOK_TIMEOUT,
-            },
-            FunctionSpec {
-                name: WEBHOOK_VOICE,
-                env: webhook_env.clone(),
-                instances: options.webhook_instances,
-                timeout: WEBHOOK_TIMEOUT,
-            },
-            FunctionSpec {
-                name: WEBHOOK_RECORDING,
-                env: webhook_env.clone(),
-                instances: 2,
-                timeout: WEBHOOK_TIMEOUT,
-            },
-            FunctionSpec {
-                name: WEBHOOK_TRANSCRIPTION,
-                env: webhook_env,
-                instances: 1,
-                timeout: WEBHOOK_TIMEOUT,
-            },
-            FunctionSpec {
-                name: RECORDING_WORKER,
-                env: recording_worker_env,
-                instances: RECORDING_WORKER_INSTANCES,
-                timeout: recording_worker_timeout,
-            },
-            FunctionSpec {
-                name: TRANSCRIPT_WORKER,
-                env: transcript_worker_env,
-                instances: 1,
-                timeout: TRANSCRIPT_WORKER_TIMEOUT,
-            },
-            FunctionSpec {
-                name: STATUS_WORKER,
-                env: status_worker_env,
-                instances: WORKER_INSTANCES,
-                timeout: STATUS_WORKER_TIMEOUT,
-            },
-            FunctionSpec {
-                name: WEBHOOK_FALLBACK,
-                env: fallback_env,
-                instances: 1,
-                timeout: WEBHOOK_TIMEOUT,
-            },
-            FunctionSpec {
-                name: RECONCILER,
-                env: reconciler_env,
-                instances: 1,
-                timeout: SPILL_DRAINER_TIMEOUT,
-            },
-            FunctionSpec {
-                name: SOFTPHONE_TOKEN,
-                env: softphone_env,
-                instances: 1,
-                timeout: WEBHOOK_TIMEOUT,
-            },
-            FunctionSpec {
-                name: SPILL_DRAINER,
-                env: spill_drainer_env,
-                instances: 1,
-                timeout: SPILL_DRAINER_TIMEOUT,
-            },
-        ];
+        let mut specs: Vec<FunctionSpec> = deployment
+            .functions
+            .iter()
+            .map(|function| {
+                let mut env: Vec<(String, String)> = function
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                env.extend(local_env.iter().cloned());
+                let binary = function.binary.as_str();
+                // A worker runs as many instances as its mapping may invoke at once.
+                let instances = match deployment.mapping(binary) {
+                    Ok(mapping) => mapping.max_concurrency,
+                    Err(_) if [WEBHOOK_STATUS, WEBHOOK_VOICE].contains(&binary) => {
+                        options.webhook_instances
+                    }
+                    Err(_) if binary == WEBHOOK_RECORDING => WEBHOOK_RECORDING_INSTANCES,
+                    Err(_) => 1,
+                };
+                FunctionSpec {
+                    name: function.binary.clone(),
+                    env,
+                    instances,
+                    timeout: if binary == RECORDING_WORKER {
+                        recording_worker_timeout
+                    } else {
+                        function.timeout
+                    },
+                    memory_mb: function.memory_mb,
+                }
+            })
+            .collect();
         let proxy = match options.faults {
             Some(plan) => Some(FaultProxy::new(&emulator.endpoint, plan)?),
             None => None,
         };
         if let Some(proxy) = &proxy {
             for spec in &mut specs {
-                let endpoint = proxy.listen(spec.name).await?;
+                let endpoint = proxy.listen(&spec.name).await?;
                 for (name, value) in &mut spec.env {
                     if name == "AWS_ENDPOINT_URL" {
                         value.clone_from(&endpoint);
@@ -324,48 +226,24 @@ impl LocalStack {
                 .build(),
             None => sdk.clone(),
         };
-        let status_poller = Poller::start(
-            &poller_sdk,
-            &functions.endpoint(),
-            PollerConfig {
-                queue_url: resources.status_queue_url.clone(),
-                queue_arn: resources::queue_arn(&resources.names.status_queue()),
-                function: STATUS_WORKER.into(),
-                batch_size: 10,
-                visibility_timeout_secs: options.retry_after_secs,
-                concurrency: WORKER_INSTANCES,
-                function_timeout: STATUS_WORKER_TIMEOUT,
-            },
-        );
-        let recording_poller = Poller::start(
-            &poller_sdk,
-            &functions.endpoint(),
-            PollerConfig {
-                queue_url: resources.recording.url.clone(),
-                queue_arn: resources.recording.arn.clone(),
-                function: RECORDING_WORKER.into(),
-                batch_size: 5,
-                // Longer than a download with its in-invocation retries takes, so a message
-                // is never handed to a second worker while the first still has it; a retry
-                // sets its own delay.
-                visibility_timeout_secs: 60,
-                concurrency: RECORDING_WORKER_INSTANCES,
-                function_timeout: recording_worker_timeout,
-            },
-        );
-        let transcript_poller = Poller::start(
-            &poller_sdk,
-            &functions.endpoint(),
-            PollerConfig {
-                queue_url: resources.transcript.url.clone(),
-                queue_arn: resources.transcript.arn.clone(),
-                function: TRANSCRIPT_WORKER.into(),
-                batch_size: 10,
-                visibility_timeout_secs: options.retry_after_secs.max(10),
-                concurrency: 1,
-                function_timeout: TRANSCRIPT_WORKER_TIMEOUT,
-            },
-        );
+        // Each queue's poller as its mapping is configured; only how soon a failed message
+        // comes back is the local stack's (the queues' deployed visibility is minutes).
+        let poller = |function: &str, visibility_timeout_secs: i32| -> anyhow::Result<Poller> {
+            let mapping = deployment.mapping(function)?;
+            let timeout = functions
+                .timeout(function)
+                .with_context(|| format!("{function} is not running"))?;
+            Ok(Poller::start(
+                &poller_sdk,
+                &functions.endpoint(),
+                PollerConfig::from_mapping(mapping, visibility_timeout_secs, timeout),
+            ))
+        };
+        let status_poller = poller(STATUS_WORKER, options.retry_after_secs)?;
+        // Longer than a download with its in-invocation retries takes, so a message is never
+        // handed to a second worker while the first still has it; a retry sets its own delay.
+        let recording_poller = poller(RECORDING_WORKER, 60)?;
+        let transcript_poller = poller(TRANSCRIPT_WORKER, options.retry_after_secs.max(10))?;
         let spill_schedule = Schedule::start(
             &sdk,
             &functions.endpoint(),
@@ -374,11 +252,16 @@ impl LocalStack {
             ("drained", "left"),
         );
         let issuer = std::sync::Arc::new(LocalIssuer::new()?);
+        let token_route = deployment
+            .routes
+            .iter()
+            .find(|r| r.jwt)
+            .context("the template has no route behind a JWT authorizer")?;
         let softphone_route = JwtRoute::start(
             &sdk,
             &functions.endpoint(),
-            SOFTPHONE_TOKEN,
-            shared::softphone::TOKEN_PATH,
+            &token_route.function,
+            &token_route.path,
             issuer.clone(),
         )
         .await?;
@@ -391,6 +274,7 @@ impl LocalStack {
             workspace,
             log_dir,
             sdk,
+            deployment,
             resources,
             status_poller,
             recording_poller,
@@ -432,25 +316,20 @@ impl LocalStack {
     }
 
     pub fn routes(&self) -> Vec<(String, String)> {
-        [
-            (EventKind::CallStatus.webhook_path(), WEBHOOK_STATUS),
-            (EventKind::ConferenceStatus.webhook_path(), WEBHOOK_STATUS),
-            (EventKind::CallStarted.webhook_path(), WEBHOOK_VOICE),
-            (EventKind::RecordingStatus.webhook_path(), WEBHOOK_RECORDING),
-            (
-                EventKind::TranscriptionTwilio.webhook_path(),
-                WEBHOOK_TRANSCRIPTION,
-            ),
-            (overrides::FALLBACK_PATH, WEBHOOK_FALLBACK),
-        ]
-        .into_iter()
-        .map(|(path, function)| {
-            (
-                format!("{}{path}", local::PUBLIC_BASE_URL),
-                format!("{}{path}", self.functions.function_url(function)),
-            )
-        })
-        .collect()
+        let mut routes: Vec<(String, String)> = Vec::new();
+        // The template's routes, but the JWT one (its authorizer is `softphone_route`). A
+        // route with a path parameter (`/twilio/voice/{step}`) takes what starts with its
+        // literal part, which the route before it already covers.
+        for route in self.deployment.routes.iter().filter(|r| !r.jwt) {
+            let prefix = route.prefix().trim_end_matches('/');
+            let public = format!("{}{prefix}", local::PUBLIC_BASE_URL);
+            if routes.iter().any(|(p, _)| *p == public) {
+                continue;
+            }
+            let target = format!("{}{prefix}", self.functions.function_url(&route.function));
+            routes.push((public, target));
+        }
+        routes
     }
 
     /// How the stand-in's softphones sign in on this stack: bearer tokens from the local
