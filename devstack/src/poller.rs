@@ -71,7 +71,11 @@ impl PollerConfig {
             batch_size: mapping.batch_size,
             batching_window: mapping.batching_window,
             report_batch_item_failures: mapping.report_batch_item_failures,
-            visibility_timeout_secs,
+            // A message waits in the batching window while its visibility runs: the window
+            // is added so that it never reappears to another poller before its invocation
+            // (on AWS the queue's visibility, minutes, dwarfs the window).
+            visibility_timeout_secs: visibility_timeout_secs
+                + i32::try_from(mapping.batching_window.as_secs()).unwrap_or(0),
             concurrency: mapping.max_concurrency,
             function_timeout,
         }
