@@ -41,6 +41,35 @@ Two things let the local stack be made by CloudFormation from infra/template.yam
   `Environment.Variables` is a map of strings; `MaxReceiveCount` is a Number parameter), where
   moto keeps the number and answers GetFunctionConfiguration with it, which no SDK reads.
 
+And it makes IAM enforcement (moto's `INITIAL_NO_AUTH_ACTION_COUNT`, which devstack turns on
+with `POST /moto-api/reset-auth` once the stack is deployed) judge a request as IAM does for
+the calls this project makes, where moto 5.2.5 does not:
+
+- moto names the resource of a request only for SQS, S3 and IAM; for every other service it
+  asks about `*`, which no statement with a resource ARN matches, so every least-privilege
+  policy is refused. `_RESOURCES` names the resource for DynamoDB (the table), Secrets Manager
+  (the secret's ARN, whatever id the caller gave), Lambda (the function) and Transcribe (the
+  job), as their "Actions, resources, and condition keys" pages in the Service Authorization
+  Reference define them. For a request whose resource is still unknown, only the action is
+  checked (any statement's resource matches).
+- moto evaluates a statement's `Condition` as a trust policy's and answers an unmet condition
+  of an Allow with a Deny of the whole request. In IAM an Allow whose condition does not hold
+  simply does not apply ("Policy evaluation logic", IAM User Guide). `_permitted` evaluates
+  identity policies so: an explicit Deny wins, else an applicable Allow is needed; the
+  condition operators the template uses (`StringLike`, `StringEquals`, `ArnLike`, `ArnEquals`,
+  `Bool`, with `ForAllValues:`/`ForAnyValue:` and `...IfExists`) over the keys it reads from
+  the request (`s3:prefix`, `dynamodb:LeadingKeys`); a key the request does not carry fails a
+  condition, as in IAM, except under `ForAllValues:`.
+- moto signs a Lambda GET again over its parsed headers as if they were the body, so every
+  signed Lambda GET (GetFunctionConfiguration) fails as SignatureDoesNotMatch; a request with
+  no body is signed over an empty payload, as SigV4 defines it.
+- moto asks for `sqs:DeleteMessageBatch` (and the other batch actions) where IAM asks for the
+  single action: "You cannot set permissions explicitly for SendMessageBatch,
+  DeleteMessageBatch, or ChangeMessageVisibilityBatch" (SQS Developer Guide, "Amazon SQS
+  batch actions"). `_SINGLE_ACTIONS` maps them back.
+- AWS-managed policies attached to a role (the functions' `AWSLambdaBasicExecutionRole`) are
+  read from their default version.
+
 It also answers `GET /__devstack/id` with $DEVSTACK_EMULATOR_ID, so that the harness knows the
 server on its port is the one it started (another test may have taken the port first).
 
@@ -50,6 +79,7 @@ Run with the arguments of `moto_server` (-H HOST -p PORT).
 import io
 import json
 import os
+import sys
 import threading
 from collections import defaultdict
 
@@ -261,6 +291,222 @@ def _function_with_string_environment(cls, resource_name, cloudformation_json, *
 
 
 LambdaFunction.create_from_cloudformation_json = classmethod(_function_with_string_environment)
+
+# ---------------------------------------------------------------- IAM (see the docstring)
+import re
+from urllib.parse import parse_qs, urlparse
+
+from moto.awslambda.responses import LambdaResponse
+from moto.dynamodb.models import dynamodb_backends
+from moto.dynamodb.responses import DynamoHandler
+from moto.iam.access_control import IAMRequestBase
+from moto.secretsmanager.responses import SecretsManagerResponse
+from moto.transcribe.responses import TranscribeResponse
+
+
+def _json_body(response):
+    try:
+        return json.loads(response.body or "{}")
+    except (TypeError, ValueError):
+        return {}
+
+
+def _table_resource(self):
+    name = _json_body(self).get("TableName")
+    if not name:
+        return "*"
+    return f"arn:aws:dynamodb:{self.region}:{self.current_account}:table/{name}"
+
+
+def _secret_resource(self):
+    secret_id = _json_body(self).get("SecretId")
+    try:
+        return secretsmanager_backends[self.current_account][self.region].secrets[secret_id].arn
+    except (KeyError, TypeError):
+        return "*"
+
+
+def _function_resource(self):
+    match = re.match(r"^/20\d\d-\d\d-\d\d/functions/([^/]+)", urlparse(self.uri).path)
+    if not match:
+        return "*"
+    name = match.group(1).split(":")[-1] if match.group(1).startswith("arn:") else match.group(1)
+    return f"arn:aws:lambda:{self.region}:{self.current_account}:function:{name}"
+
+
+def _job_resource(self):
+    name = _json_body(self).get("TranscriptionJobName")
+    if not name:
+        return "*"
+    return f"arn:aws:transcribe:{self.region}:{self.current_account}:transcription-job/{name}"
+
+
+DynamoHandler._determine_resource = _table_resource
+SecretsManagerResponse._determine_resource = _secret_resource
+LambdaResponse._determine_resource = _function_resource
+TranscribeResponse._determine_resource = _job_resource
+
+
+def _document(policy):
+    if isinstance(policy, str):
+        return json.loads(policy)
+    if isinstance(policy, dict) and "Statement" in policy:
+        return policy
+    if isinstance(policy, dict):
+        document = policy.get("policy_document") or policy.get("PolicyDocument")
+    elif getattr(policy, "versions", None):
+        document = next(v.document for v in policy.versions if v.is_default)
+    else:
+        document = policy.document
+    document = json.loads(document) if isinstance(document, str) else document
+    if not isinstance(document, dict):
+        raise TypeError(f"no policy document in {type(policy).__name__}: {policy!r}"[:300])
+    return document
+
+
+def _as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def _like(pattern, value, case_sensitive=True):
+    """IAM's wildcard match: `*` any run of characters, `?` any one."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, 0 if case_sensitive else re.IGNORECASE) is not None
+
+
+_OPERATORS = {
+    "StringLike": _like,
+    "StringEquals": lambda expected, value: expected == value,
+    "ArnLike": _like,
+    "ArnEquals": lambda expected, value: expected == value,
+    "Bool": lambda expected, value: str(expected).lower() == str(value).lower(),
+}
+
+
+def _condition_holds(operator, values, expected):
+    qualifier = ""
+    if operator.startswith(("ForAllValues:", "ForAnyValue:")):
+        qualifier, operator = operator.split(":", 1)
+    if_exists = operator.endswith("IfExists")
+    operator = operator.removesuffix("IfExists")
+    match = _OPERATORS.get(operator)
+    if match is None:
+        # An operator this evaluator does not know is never taken as met.
+        return False
+    if values is None:
+        return qualifier == "ForAllValues" or if_exists
+    expected = [str(e) for e in _as_list(expected)]
+    hits = [any(match(e, v) for e in expected) for v in values]
+    return all(hits) if qualifier == "ForAllValues" else any(hits)
+
+
+def _leading_keys(request, body):
+    """The partition key values a DynamoDB request touches (`dynamodb:LeadingKeys`)."""
+    try:
+        account = request.account_id
+        table = dynamodb_backends[account][request._region].get_table(body["TableName"])
+    except Exception:
+        return None
+    hash_key = table.hash_key_attr
+    for field in ("Key", "Item"):
+        if field in body and hash_key in body[field]:
+            return [next(iter(body[field][hash_key].values()))]
+    expression = body.get("KeyConditionExpression")
+    if expression:
+        names = body.get("ExpressionAttributeNames", {})
+        for name, placeholder in re.findall(r"(#?[\w]+)\s*=\s*(:[\w]+)", expression):
+            if names.get(name, name) == hash_key:
+                value = body.get("ExpressionAttributeValues", {}).get(placeholder)
+                if value:
+                    return [next(iter(value.values()))]
+    return None
+
+
+def _context(request):
+    """The condition keys this request carries, as IAM would see them."""
+    context = {}
+    query = parse_qs(urlparse(request._path).query)
+    if request._service == "s3" and "prefix" in query:
+        context["s3:prefix"] = query["prefix"]
+    if request._service == "dynamodb":
+        try:
+            body = json.loads(request._body or b"{}")
+        except ValueError:
+            body = {}
+        keys = _leading_keys(request, body)
+        if keys is not None:
+            context["dynamodb:LeadingKeys"] = keys
+    return context
+
+
+def _applies(statement, action, resource, context):
+    if "NotAction" in statement:
+        if any(_like(a, action, False) for a in _as_list(statement["NotAction"])):
+            return False
+    elif not any(_like(a, action, False) for a in _as_list(statement.get("Action", []))):
+        return False
+    if resource != "*":
+        if "NotResource" in statement:
+            if any(_like(r, resource) for r in _as_list(statement["NotResource"])):
+                return False
+        elif not any(_like(r, resource) for r in _as_list(statement.get("Resource", []))):
+            return False
+    for operator, keys in (statement.get("Condition") or {}).items():
+        for key, expected in keys.items():
+            if not _condition_holds(operator, context.get(key), expected):
+                return False
+    return True
+
+
+_SINGLE_ACTIONS = {
+    "sqs:SendMessageBatch": "sqs:SendMessage",
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+}
+
+
+def _permitted(self, resource):
+    if self._action == "sts:GetCallerIdentity":
+        return
+    self._action = _SINGLE_ACTIONS.get(self._action, self._action)
+    context = _context(self)
+    allowed = False
+    for policy in self._access_key.collect_policies():
+        for statement in _as_list(_document(policy).get("Statement", [])):
+            if _applies(statement, self._action, resource, context):
+                if statement.get("Effect") == "Deny":
+                    _log_denial(self, resource, f"denied by {statement.get('Sid', 'a statement')}")
+                    self._raise_access_denied()
+                allowed = True
+    if not allowed:
+        _log_denial(self, resource, "no statement allows it")
+        self._raise_access_denied()
+
+
+def _log_denial(request, resource, why):
+    # One line per refusal, which devstack's runs count (devstack/src/audit.rs).
+    print(
+        f"IAM-DENIED {request._access_key.arn} {request._action} on {resource}: {why}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+IAMRequestBase.check_action_permitted = _permitted
+_aws_request = IAMRequestBase._create_aws_request
+
+
+def _aws_request_over_its_body(self):
+    if not self._body and self._method in ("GET", "HEAD", "DELETE"):
+        data, self._data = self._data, b""
+        try:
+            return _aws_request(self)
+        finally:
+            self._data = data
+    return _aws_request(self)
+
+
+IAMRequestBase._create_aws_request = _aws_request_over_its_body
 
 if __name__ == "__main__":
     server.main()

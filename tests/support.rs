@@ -22,9 +22,19 @@ use shared::twilio::{CallStatus, Params, StatusCallback};
 
 /// The emulator alone, with the template deployed on it (no functions running).
 pub struct Aws {
+    /// As the account's administrator.
     pub sdk: SdkConfig,
     pub resources: Resources,
+    pub deployment: deploy::Deployment,
     pub emulator: Emulator,
+}
+
+impl Aws {
+    /// What voicectl needs to reach the emulator as the stack's operator (`OperatorPolicy`).
+    pub fn operator_env(&self) -> Vec<(String, String)> {
+        self.emulator
+            .env_as(self.deployment.operator().expect("an operator"))
+    }
 }
 
 pub async fn aws(label: &str) -> Aws {
@@ -34,19 +44,19 @@ pub async fn aws(label: &str) -> Aws {
         .await
         .expect("the emulator starts (run `make venv`)");
     let sdk = emulator.sdk_config().await;
-    let resources = deploy::deploy_local(
+    let deployment = deploy::deploy_local(
         &workspace,
-        &sdk,
+        &emulator,
         &workspace.template(),
         &deploy::local_parameters(true),
     )
     .await
-    .expect("the template deploys")
-    .resources()
-    .expect("the stack's resources");
+    .expect("the template deploys");
+    let resources = deployment.resources().expect("the stack's resources");
     Aws {
         sdk,
         resources,
+        deployment,
         emulator,
     }
 }

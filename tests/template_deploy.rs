@@ -123,3 +123,135 @@ async fn the_stack_follows_a_copy_of_the_template() {
     assert_eq!(stats.received.load(Ordering::Relaxed), 12);
     assert_eq!(stats.largest_batch.load(Ordering::Relaxed), 4);
 }
+
+/// IAM is enforced on the emulator once the stack is deployed: unknown credentials are
+/// refused, and each identity may do what its policy in the template allows and nothing else.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_identity_may_do_what_its_template_policy_allows_and_nothing_more() {
+    use aws_credential_types::Credentials;
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let aws = voicehooks_tests::aws("iam-enforced").await;
+    let r = &aws.resources;
+    let as_identity = |credentials: &Credentials| {
+        aws.sdk
+            .to_builder()
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(credentials.clone()),
+            )
+            .build()
+    };
+    let refused = |result: Result<(), String>, what: &str| match result {
+        Err(e) => assert!(
+            e.contains("AccessDenied") || e.contains("InvalidClientTokenId") || e.contains("403"),
+            "{what}: {e}"
+        ),
+        Ok(()) => panic!("{what} was allowed"),
+    };
+    let summary = |e: &dyn std::fmt::Debug| format!("{e:?}");
+
+    // Credentials the account never issued.
+    let stranger = as_identity(&Credentials::new("AKIAUNKNOWN", "nope", None, None, "test"));
+    refused(
+        aws_sdk_sqs::Client::new(&stranger)
+            .get_queue_attributes()
+            .queue_url(&r.status_queue_url)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| summary(&e)),
+        "unknown credentials",
+    );
+
+    // The status worker's role: its own queue and the table's call items, not the
+    // recording queue, the secret, or a room's key outside `CONF#` for PutItem.
+    let worker = as_identity(
+        aws.deployment
+            .function("status-worker")
+            .unwrap()
+            .credentials
+            .as_ref()
+            .unwrap(),
+    );
+    let sqs = aws_sdk_sqs::Client::new(&worker);
+    sqs.receive_message()
+        .queue_url(&r.status_queue_url)
+        .send()
+        .await
+        .expect("the worker reads its queue");
+    refused(
+        sqs.receive_message()
+            .queue_url(&r.recording.url)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| summary(&e)),
+        "the status worker reading the recording queue",
+    );
+    refused(
+        aws_sdk_secretsmanager::Client::new(&worker)
+            .get_secret_value()
+            .secret_id(&r.twilio_secret_id)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| summary(&e)),
+        "the status worker reading the Twilio secret",
+    );
+    let dynamodb = aws_sdk_dynamodb::Client::new(&worker);
+    let item = |pk: &str| {
+        [
+            ("pk".to_owned(), AttributeValue::S(pk.to_owned())),
+            ("sk".to_owned(), AttributeValue::S("STATE".to_owned())),
+        ]
+        .into_iter()
+        .collect::<std::collections::HashMap<_, _>>()
+    };
+    dynamodb
+        .put_item()
+        .table_name(&r.calls_table)
+        .set_item(Some(item("CONF#CF1")))
+        .send()
+        .await
+        .expect("a room's item, under the LeadingKeys condition");
+    refused(
+        dynamodb
+            .put_item()
+            .table_name(&r.calls_table)
+            .set_item(Some(item("CALL#CA1")))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| summary(&e)),
+        "the status worker putting a call's item (only UpdateItem is granted there)",
+    );
+
+    // voicectl's operator: the DLQs and the table, not deleting the table or reading the
+    // recordings.
+    let operator = as_identity(aws.deployment.operator().unwrap());
+    aws_sdk_sqs::Client::new(&operator)
+        .get_queue_attributes()
+        .queue_url(&r.status_dlq_url)
+        .send()
+        .await
+        .expect("the operator reads a DLQ's depth");
+    refused(
+        aws_sdk_dynamodb::Client::new(&operator)
+            .delete_table()
+            .table_name(&r.calls_table)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| summary(&e)),
+        "the operator deleting the table",
+    );
+    refused(
+        shared::aws::s3_client(&operator)
+            .list_objects_v2()
+            .bucket(&r.recordings_bucket)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| summary(&e)),
+        "the operator listing the recordings",
+    );
+}

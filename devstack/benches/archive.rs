@@ -56,7 +56,7 @@ async fn main() -> anyhow::Result<()> {
     let sdk = emulator.sdk_config().await;
     let resources = deploy::deploy_local(
         &workspace,
-        &sdk,
+        &emulator,
         &workspace.template(),
         &deploy::local_parameters(true),
     )

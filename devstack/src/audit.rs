@@ -18,21 +18,25 @@ pub struct LogAudit {
     pub token_lines: Vec<String>,
     /// Lines with a phone number in full.
     pub unmasked_lines: Vec<String>,
+    /// Requests the emulator's IAM refused (its `IAM-DENIED` lines, devstack/moto_server.py):
+    /// a policy that lacks an action a function or voicectl needs.
+    pub iam_denials: Vec<String>,
 }
 
 impl LogAudit {
     pub fn is_clean(&self) -> bool {
-        self.token_lines.is_empty() && self.unmasked_lines.is_empty()
+        self.token_lines.is_empty() && self.unmasked_lines.is_empty() && self.iam_denials.is_empty()
     }
 
     /// What was read and found, for a run's figures.
     pub fn summary(&self) -> String {
         format!(
-            "{} lines in {} files: {} with a secret (auth token, API key secret), {} with an unmasked phone number",
+            "{} lines in {} files: {} with a secret (auth token, API key secret), {} with an unmasked phone number; {} AWS requests refused by IAM",
             self.lines,
             self.files,
             self.token_lines.len(),
-            self.unmasked_lines.len()
+            self.unmasked_lines.len(),
+            self.iam_denials.len()
         )
     }
 
@@ -46,12 +50,16 @@ impl LogAudit {
             .unmasked_lines
             .iter()
             .map(|l| format!("log line carries an unmasked phone number: {l}"));
-        token.chain(numbers).collect()
+        let denials = self
+            .iam_denials
+            .iter()
+            .map(|l| format!("IAM refused a request: {l}"));
+        token.chain(numbers).chain(denials).collect()
     }
 }
 
 /// Reads every `*.log` file of `dir` but the emulator's own (moto logs request lines, not
-/// our code) for `secrets` and unmasked phone numbers.
+/// our code) for `secrets` and unmasked phone numbers, and the emulator's for what IAM refused.
 pub fn audit_logs(dir: &Path, secrets: &[&str]) -> anyhow::Result<LogAudit> {
     let mut audit = LogAudit::default();
     // A fragment of a secret is as bad as the whole: a log that truncates still leaks.
@@ -69,7 +77,16 @@ pub fn audit_logs(dir: &Path, secrets: &[&str]) -> anyhow::Result<LogAudit> {
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default();
-        if !name.ends_with(".log") || name.starts_with("moto") {
+        if name.starts_with("moto") && name.ends_with(".log") {
+            let text = String::from_utf8_lossy(&std::fs::read(&path)?).into_owned();
+            audit.iam_denials.extend(
+                text.lines()
+                    .filter_map(|l| l.strip_prefix("IAM-DENIED "))
+                    .map(str::to_owned),
+            );
+            continue;
+        }
+        if !name.ends_with(".log") {
             continue;
         }
         audit.files += 1;
@@ -134,12 +151,17 @@ mod tests {
             "clean line\nsecret=456789abcdef012345\n{\"from\":\"+1415****234\"}\n",
         )
         .unwrap();
-        std::fs::write(dir.join("moto.log"), format!("{token}\n")).unwrap();
+        std::fs::write(
+            dir.join("moto.log"),
+            format!("{token}\nIAM-DENIED arn:aws:sts::1:assumed-role/r/s sqs:SendMessage on q: no statement allows it\n"),
+        )
+        .unwrap();
         let audit = audit_logs(&dir, &["another-secret-of-some-length", token]).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!((audit.files, audit.lines), (1, 3));
         assert_eq!(audit.token_lines.len(), 1);
         assert!(audit.unmasked_lines.is_empty());
+        assert_eq!(audit.iam_denials.len(), 1);
         assert!(!audit.findings()[0].contains("456789abcdef0123"));
     }
 }

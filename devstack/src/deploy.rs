@@ -21,7 +21,9 @@ use aws_sdk_cloudformation::types::{Capability, Parameter, StackStatus};
 use serde_json::{Value, json};
 use shared::config::local;
 
-use crate::emulator::{ACCOUNT_ID, REGION};
+use aws_credential_types::Credentials;
+
+use crate::emulator::{ACCOUNT_ID, Emulator, REGION};
 use crate::workspace::Workspace;
 
 pub use shared::stack::StackNames;
@@ -40,6 +42,8 @@ pub struct DeployedFunction {
     pub env: BTreeMap<String, String>,
     pub timeout: Duration,
     pub memory_mb: i32,
+    /// Its role's credentials (sts:AssumeRole), which Lambda would give it.
+    pub credentials: Option<Credentials>,
 }
 
 /// An SQS event source mapping as Lambda has it.
@@ -120,6 +124,8 @@ pub struct Deployment {
     pub functions: Vec<DeployedFunction>,
     pub mappings: Vec<QueueMapping>,
     pub routes: Vec<Route>,
+    /// An IAM user with the stack's `OperatorPolicy` attached, and nothing else: voicectl's.
+    pub operator: Option<Credentials>,
 }
 
 /// The template's parameters for the local stack (as `sam deploy --parameter-overrides`).
@@ -261,6 +267,7 @@ pub async fn deploy(
         functions: Vec::new(),
         mappings: Vec::new(),
         routes: Vec::new(),
+        operator: None,
     };
     deployment.functions = read_functions(sdk, &deployment).await?;
     deployment.mappings = read_mappings(sdk, &deployment).await?;
@@ -330,6 +337,7 @@ async fn read_functions(
                 .unwrap_or_default(),
             timeout: Duration::from_secs(u64::try_from(config.timeout().unwrap_or(3))?),
             memory_mb: config.memory_size().unwrap_or(128),
+            credentials: None,
         });
     }
     Ok(functions)
@@ -490,15 +498,20 @@ impl Deployment {
 }
 
 /// The local stack's template deployed, and the local Twilio account's credentials put in
-/// its secret, as the README has an operator do after the first deploy.
+/// its secret, as the README has an operator do after the first deploy. Then each function
+/// gets its role's credentials (as Lambda assumes the role; no user may, by the roles' trust
+/// policies), voicectl an IAM user with the `OperatorPolicy` and nothing else, and the
+/// emulator starts enforcing IAM: from then on a request is refused unless its identity's
+/// policies allow it, and unknown credentials are refused.
 pub async fn deploy_local(
     workspace: &Workspace,
-    sdk: &SdkConfig,
+    emulator: &Emulator,
     template: &Path,
     parameters: &[(String, String)],
 ) -> anyhow::Result<Deployment> {
-    let deployment = deploy(workspace, sdk, template, local::STACK_NAME, parameters).await?;
-    aws_sdk_secretsmanager::Client::new(sdk)
+    let sdk = emulator.sdk_config().await;
+    let mut deployment = deploy(workspace, &sdk, template, local::STACK_NAME, parameters).await?;
+    aws_sdk_secretsmanager::Client::new(&sdk)
         .put_secret_value()
         .secret_id(deployment.physical_id("TwilioSecret")?)
         .secret_string(
@@ -514,7 +527,78 @@ pub async fn deploy_local(
         .send()
         .await
         .map_err(|e| anyhow::anyhow!("PutSecretValue: {}", shared::aws::error_summary(&e)))?;
+    let sts = aws_sdk_sts::Client::new(&sdk);
+    for function in &mut deployment.functions {
+        let assumed = sts
+            .assume_role()
+            .role_arn(&function.role_arn)
+            .role_session_name(&function.binary)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "AssumeRole {}: {}",
+                    function.role_arn,
+                    shared::aws::error_summary(&e)
+                )
+            })?;
+        let c = assumed
+            .credentials()
+            .with_context(|| format!("no credentials for {}", function.role_arn))?;
+        function.credentials = Some(Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_owned()),
+            None,
+            "sts:AssumeRole",
+        ));
+    }
+    let iam = aws_sdk_iam::Client::new(&sdk);
+    let operator = format!("{}-on-call", local::STACK_NAME);
+    iam.create_user().user_name(&operator).send().await?;
+    iam.attach_user_policy()
+        .user_name(&operator)
+        .policy_arn(
+            deployment
+                .outputs
+                .get("OperatorPolicyArn")
+                .context("the stack has no OperatorPolicyArn output")?,
+        )
+        .send()
+        .await?;
+    deployment.operator = Some(crate::emulator::access_key(&iam, &operator).await?);
+    emulator.enforce_iam().await?;
     Ok(deployment)
+}
+
+impl Deployment {
+    /// The environment of an SDK user of the stack as voicectl: the operator's credentials.
+    pub fn operator(&self) -> anyhow::Result<&Credentials> {
+        self.operator
+            .as_ref()
+            .context("the stack has no operator (deploy_local makes one)")
+    }
+}
+
+/// The incident rehearsal's fault: `table` deleted. The template protects it from deletion
+/// (`DeletionProtectionEnabled`), so, as an operator on AWS would have to, the protection is
+/// turned off first.
+pub async fn break_table(sdk: &SdkConfig, table: &str) -> anyhow::Result<()> {
+    let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+    dynamodb
+        .update_table()
+        .table_name(table)
+        .deletion_protection_enabled(false)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{table}: {}", shared::aws::error_summary(&e)))?;
+    dynamodb
+        .delete_table()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{table}: {}", shared::aws::error_summary(&e)))?;
+    Ok(())
 }
 
 /// Creates `table` again as the stack's template declares its table (keys, billing), read
@@ -541,7 +625,8 @@ pub async fn restore_table(sdk: &SdkConfig, stack_name: &str, table: &str) -> an
     let mut create = aws_sdk_dynamodb::Client::new(sdk)
         .create_table()
         .table_name(table)
-        .billing_mode(BillingMode::from(text(properties, "BillingMode").as_str()));
+        .billing_mode(BillingMode::from(text(properties, "BillingMode").as_str()))
+        .deletion_protection_enabled(properties["DeletionProtectionEnabled"] == true);
     for key in properties["KeySchema"].as_array().into_iter().flatten() {
         create = create.key_schema(
             KeySchemaElement::builder()

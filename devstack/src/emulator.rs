@@ -18,6 +18,9 @@ pub const ACCOUNT_ID: &str = "123456789012";
 
 pub struct Emulator {
     pub endpoint: String,
+    /// The account's administrator (an IAM user allowed everything), made before IAM is
+    /// enforced: what devstack itself deploys, inspects and plays AWS's own part with.
+    pub admin: Credentials,
     process: ManagedProcess,
 }
 
@@ -62,6 +65,7 @@ impl Emulator {
         wait_for_port(port, &mut process, Duration::from_secs(30)).await?;
         let mut emulator = Self {
             endpoint: format!("http://127.0.0.1:{port}"),
+            admin: Credentials::new("test", "test", None, None, "devstack"),
             process,
         };
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -76,7 +80,38 @@ impl Emulator {
             .reset()
             .await
             .map_err(|e| e.context("moto did not answer its reset API"))?;
+        emulator.admin = emulator.create_admin().await?;
         Ok(emulator)
+    }
+
+    /// An IAM user with every action on every resource, and its access key.
+    async fn create_admin(&self) -> anyhow::Result<Credentials> {
+        let iam = aws_sdk_iam::Client::new(&self.sdk_config().await);
+        let user = "devstack-admin";
+        iam.create_user().user_name(user).send().await?;
+        iam.put_user_policy()
+            .user_name(user)
+            .policy_name("administrator")
+            .policy_document(
+                serde_json::json!({"Version": "2012-10-17", "Statement": [
+                    {"Effect": "Allow", "Action": "*", "Resource": "*"}]})
+                .to_string(),
+            )
+            .send()
+            .await?;
+        access_key(&iam, user).await
+    }
+
+    /// From now on every request must be signed by a known identity whose policies allow it
+    /// (moto's `/moto-api/reset-auth`: no request left unauthenticated).
+    pub async fn enforce_iam(&self) -> anyhow::Result<()> {
+        reqwest::Client::new()
+            .post(format!("{}/moto-api/reset-auth", self.endpoint))
+            .body("0")
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
     }
 
     async fn answers_as(&self, id: &str) -> bool {
@@ -97,24 +132,28 @@ impl Emulator {
             .http_client(shared::aws::http_client())
             .region(Region::new(REGION))
             .endpoint_url(&self.endpoint)
-            .credentials_provider(Credentials::new("test", "test", None, None, "devstack"))
+            .credentials_provider(self.admin.clone())
             .load()
             .await
     }
 
-    /// The environment a function (or any SDK user) needs to reach the emulator.
-    pub fn env(&self) -> Vec<(String, String)> {
-        [
+    /// The environment an SDK user needs to reach the emulator as `credentials`.
+    pub fn env_as(&self, credentials: &Credentials) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = [
             ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
             ("AWS_REGION", REGION),
             ("AWS_DEFAULT_REGION", REGION),
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_ACCESS_KEY_ID", credentials.access_key_id()),
+            ("AWS_SECRET_ACCESS_KEY", credentials.secret_access_key()),
             ("AWS_EC2_METADATA_DISABLED", "true"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
+        .collect();
+        if let Some(token) = credentials.session_token() {
+            env.push(("AWS_SESSION_TOKEN".to_owned(), token.to_owned()));
+        }
+        env
     }
 
     /// Forgets every resource (moto's `POST /moto-api/reset`).
@@ -130,4 +169,22 @@ impl Emulator {
     pub fn stop(&mut self) {
         self.process.stop();
     }
+}
+
+/// A new access key of IAM user `user`.
+pub async fn access_key(iam: &aws_sdk_iam::Client, user: &str) -> anyhow::Result<Credentials> {
+    let key = iam
+        .create_access_key()
+        .user_name(user)
+        .send()
+        .await?
+        .access_key
+        .ok_or_else(|| anyhow::anyhow!("no access key for {user}"))?;
+    Ok(Credentials::new(
+        key.access_key_id(),
+        key.secret_access_key(),
+        None,
+        None,
+        "devstack",
+    ))
 }

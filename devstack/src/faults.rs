@@ -387,8 +387,9 @@ fn injected_error(service: &str) -> Response {
 
 /// Headers that describe one hop, not the message (a request's length is set again from
 /// the buffered body; a response's is kept: a HEAD's answer has no body but a length).
+/// `Host` is passed on: the caller signed it (SigV4), and the emulator checks signatures.
 fn hop_by_hop(name: &header::HeaderName) -> bool {
-    [header::HOST, header::CONNECTION, header::TRANSFER_ENCODING].contains(name)
+    [header::CONNECTION, header::TRANSFER_ENCODING].contains(name)
 }
 
 async fn forward(

@@ -123,7 +123,31 @@ async fn local_table() -> anyhow::Result<(aws_config::SdkConfig, String, String)
     }
     let stack = std::env::var("VOICEHOOKS_STACK").unwrap_or_else(|_| local::STACK_NAME.into());
     let table = shared::stack::StackNames::new(&stack).calls_table();
-    Ok((shared::aws::sdk_config().await, stack, table))
+    // As the account's administrator (`make up` writes its key beside the operator's).
+    let admin = match (
+        std::env::var("DEVSTACK_ADMIN_ACCESS_KEY_ID"),
+        std::env::var("DEVSTACK_ADMIN_SECRET_ACCESS_KEY"),
+    ) {
+        (Ok(id), Ok(secret)) => Some(aws_credential_types::Credentials::new(
+            id,
+            secret,
+            None,
+            None,
+            "devstack-admin",
+        )),
+        _ => None,
+    };
+    let sdk = shared::aws::sdk_config().await;
+    let sdk = match admin {
+        Some(admin) => sdk
+            .to_builder()
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(admin),
+            )
+            .build(),
+        None => sdk,
+    };
+    Ok((sdk, stack, table))
 }
 
 #[tokio::main]
@@ -258,12 +282,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::BreakTable => {
             let (sdk, _, table) = local_table().await?;
-            aws_sdk_dynamodb::Client::new(&sdk)
-                .delete_table()
-                .table_name(&table)
-                .send()
-                .await
-                .map_err(|e| anyhow::anyhow!("{table}: {}", shared::aws::error_summary(&e)))?;
+            devstack::deploy::break_table(&sdk, &table).await?;
             println!("{table} deleted: the status worker now fails and retries, then dead-letters");
             Ok(ExitCode::SUCCESS)
         }

@@ -128,7 +128,7 @@ impl LocalStack {
             .unwrap_or_else(|| workspace.template());
         let deployment = deploy::deploy_local(
             &workspace,
-            &sdk,
+            &emulator,
             &template,
             &deploy::local_parameters(options.delete_from_twilio),
         )
@@ -144,7 +144,7 @@ impl LocalStack {
             .unwrap_or_else(|| media.host_port());
         // What only the local stack adds to a function's deployed environment: the
         // emulator, the stand-in's hosts, and retries and caches compressed into seconds.
-        let mut local_env = emulator.env();
+        let mut local_env: Vec<(String, String)> = Vec::new();
         local_env.extend(
             [
                 (config::LOCAL_MEDIA_HOST, media_host.clone()),
@@ -171,6 +171,10 @@ impl LocalStack {
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
+                // Its role's credentials, as Lambda gives them.
+                if let Some(credentials) = &function.credentials {
+                    env.extend(emulator.env_as(credentials));
+                }
                 env.extend(local_env.iter().cloned());
                 let binary = function.binary.as_str();
                 // A worker runs as many instances as its mapping may invoke at once.
@@ -228,13 +232,26 @@ impl LocalStack {
         };
         // Each queue's poller as its mapping is configured; only how soon a failed message
         // comes back is the local stack's (the queues' deployed visibility is minutes).
+        // A mapping reads its queue with the function's execution role, as Lambda does ("Lambda
+        // needs permissions to manage messages in your Amazon SQS queue", the execution role's).
         let poller = |function: &str, visibility_timeout_secs: i32| -> anyhow::Result<Poller> {
             let mapping = deployment.mapping(function)?;
             let timeout = functions
                 .timeout(function)
                 .with_context(|| format!("{function} is not running"))?;
+            let role = deployment
+                .function(function)?
+                .credentials
+                .clone()
+                .with_context(|| format!("{function} has no role credentials"))?;
+            let as_role = poller_sdk
+                .to_builder()
+                .credentials_provider(
+                    aws_credential_types::provider::SharedCredentialsProvider::new(role),
+                )
+                .build();
             Ok(Poller::start(
-                &poller_sdk,
+                &as_role,
                 &functions.endpoint(),
                 PollerConfig::from_mapping(mapping, visibility_timeout_secs, timeout),
             ))
@@ -301,8 +318,22 @@ impl LocalStack {
             .into_iter()
             .map(|(public, target)| format!("{public}={target}"))
             .collect();
-        let mut env = self.emulator.env();
+        let operator = self
+            .deployment
+            .operator()
+            .expect("deploy_local makes the operator");
+        let mut env = self.emulator.env_as(operator);
         env.extend([
+            // The incident rehearsal's break-table and restore-table act as the account's
+            // administrator, which voicectl never is.
+            (
+                "DEVSTACK_ADMIN_ACCESS_KEY_ID".to_owned(),
+                self.emulator.admin.access_key_id().to_owned(),
+            ),
+            (
+                "DEVSTACK_ADMIN_SECRET_ACCESS_KEY".to_owned(),
+                self.emulator.admin.secret_access_key().to_owned(),
+            ),
             ("VOICEHOOKS_STACK".to_owned(), local::STACK_NAME.to_owned()),
             (
                 "VOICEHOOKS_PUBLIC_BASE_URL".to_owned(),
