@@ -175,6 +175,13 @@ deploy: $(VENV)/sam/.installed $(VENV)/stack/.installed ## sam build + sam deplo
 	@echo "  cargo run -q -p voicectl -- --stack <stack> numbers apply --dry-run   # the diff"
 	@echo "  cargo run -q -p voicectl -- --stack <stack> numbers apply"
 
+# sam build in a target of its own (cargo-lambda, arm64), then sam deploy against the local
+# emulator instead of an account (devstack/src/rehearsal.rs says what that shows and what not).
+.PHONY: deploy-rehearsal
+deploy-rehearsal: $(VENV)/sam/.installed $(VENV)/stack/.installed build-local ## `sam build` + `sam deploy` rehearsed against the local emulator, no account needed
+	CARGO_TARGET_DIR=$(CURDIR)/target/sam $(SAM_BIN)/sam build --beta-features --template-file $(TEMPLATE)
+	target/debug/devstack rehearse-deploy --build-dir .aws-sam/build
+
 .PHONY: clean
 clean: ## Remove build output, logs and virtualenvs
 	cargo clean

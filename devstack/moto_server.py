@@ -70,6 +70,14 @@ the calls this project makes, where moto 5.2.5 does not:
 - AWS-managed policies attached to a role (the functions' `AWSLambdaBasicExecutionRole`) are
   read from their default version.
 
+And CloudFormation's `AWS::Serverless-2016-10-31` transform, which moto does not apply: a
+template that names it (what `sam deploy` sends in its change set) is translated with the
+pinned aws-sam-translator (devstack/sam_translate.py) before moto creates the stack, as
+CloudFormation does with a transform ("AWS::Serverless transform", CloudFormation User Guide).
+That is what lets `make deploy-rehearsal` run `sam deploy` against the emulator; moto reads
+a TemplateURL on a loopback endpoint (`http://127.0.0.1:PORT/bucket/key`, what SAM CLI sends
+with AWS_ENDPOINT_URL set) path-style, as it already does for `localhost`.
+
 It also answers `GET /__devstack/id` with $DEVSTACK_EMULATOR_ID, so that the harness knows the
 server on its port is the one it started (another test may have taken the port first).
 
@@ -507,6 +515,56 @@ def _aws_request_over_its_body(self):
 
 
 IAMRequestBase._create_aws_request = _aws_request_over_its_body
+
+# ---------------------------------------------------------------- the SAM transform
+from moto.cloudformation.models import CloudFormationBackend
+from samtranslator.yaml_helper import yaml_parse
+
+import sam_translate
+
+SAM_TRANSFORM = "AWS::Serverless-2016-10-31"
+
+
+def _transformed(template, parameters, region):
+    try:
+        parsed = json.loads(template)
+    except ValueError:
+        parsed = yaml_parse(template)
+    transforms = parsed.get("Transform") if isinstance(parsed, dict) else None
+    if SAM_TRANSFORM not in (transforms if isinstance(transforms, list) else [transforms]):
+        return template
+    values = {k: v for k, v in (parameters or {}).items() if isinstance(v, str)}
+    return json.dumps(sam_translate.translate(parsed, region, values))
+
+
+_create_change_set = CloudFormationBackend.create_change_set
+_create_stack = CloudFormationBackend.create_stack
+
+
+def _change_set_transformed(self, *args, **kwargs):
+    kwargs["template"] = _transformed(kwargs["template"], kwargs.get("parameters"), self.region_name)
+    return _create_change_set(self, *args, **kwargs)
+
+
+def _stack_transformed(self, *args, **kwargs):
+    kwargs["template"] = _transformed(kwargs["template"], kwargs.get("parameters"), self.region_name)
+    return _create_stack(self, *args, **kwargs)
+
+
+import moto.cloudformation.responses as _cloudformation_responses
+from moto.cloudformation.utils import get_stack_from_s3_url as _stack_from_s3_url
+
+
+def _stack_from_loopback_url(template_url, account_id, partition):
+    parts = urlparse(template_url)
+    if parts.hostname == "127.0.0.1":
+        template_url = template_url.replace(parts.netloc, "localhost", 1)
+    return _stack_from_s3_url(template_url, account_id=account_id, partition=partition)
+
+
+_cloudformation_responses.get_stack_from_s3_url = _stack_from_loopback_url
+CloudFormationBackend.create_change_set = _change_set_transformed
+CloudFormationBackend.create_stack = _stack_transformed
 
 if __name__ == "__main__":
     server.main()

@@ -22,14 +22,8 @@ from samtranslator.translator.translator import Translator
 from samtranslator.yaml_helper import yaml_parse
 
 
-def main(argv):
-    template_path, region, code_uri, *overrides = argv
-    with open(template_path, encoding="utf-8") as f:
-        template = yaml_parse(f.read())
-    for resource in template.get("Resources", {}).values():
-        if resource.get("Type") == "AWS::Serverless::Function":
-            resource["Properties"]["CodeUri"] = code_uri
-    parameters = dict(override.split("=", 1) for override in overrides)
+def translate(template, region, parameters):
+    """The SAM transform of `template` (a dict) with `parameters` (name → value)."""
     # The template names only its own inline policies and AWS-managed ARNs, never a managed
     # policy by name, so the transform needs no IAM lookup (the map stays empty).
     translator = Translator(
@@ -38,12 +32,23 @@ def main(argv):
         plugins=[],
         boto_session=boto3.Session(region_name=region),
     )
+    return translator.translate(
+        sam_template=template,
+        parameter_values=parameters,
+        get_managed_policy_map=lambda: {},
+    )
+
+
+def main(argv):
+    template_path, region, code_uri, *overrides = argv
+    with open(template_path, encoding="utf-8") as f:
+        template = yaml_parse(f.read())
+    for resource in template.get("Resources", {}).values():
+        if resource.get("Type") == "AWS::Serverless::Function":
+            resource["Properties"]["CodeUri"] = code_uri
+    parameters = dict(override.split("=", 1) for override in overrides)
     try:
-        translated = translator.translate(
-            sam_template=template,
-            parameter_values=parameters,
-            get_managed_policy_map=lambda: {},
-        )
+        translated = translate(template, region, parameters)
     except InvalidDocumentException as e:
         causes = "; ".join(str(cause) for cause in e.causes)
         sys.exit(f"the SAM transform refused {template_path}: {e} {causes}")

@@ -30,6 +30,7 @@ pub mod gateway;
 pub mod poller;
 pub mod process;
 pub mod reconcile;
+pub mod rehearsal;
 pub mod rooms;
 pub mod runtime_deadline;
 pub mod sample_events;

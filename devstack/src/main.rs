@@ -99,6 +99,15 @@ enum Command {
     },
     /// Rewrite the sample events under events/ (signed for the local token and public URL).
     Events,
+    /// `sam deploy` of what `sam build` made, against a fresh emulator (`make
+    /// deploy-rehearsal` builds first): packaging, the change set with the SAM transform,
+    /// its execution, and the stack read back.
+    ///
+    /// Example: make deploy-rehearsal
+    RehearseDeploy {
+        #[arg(long, default_value = ".aws-sam/build")]
+        build_dir: std::path::PathBuf,
+    },
     /// Incident rehearsal on `make up`'s stack (.local/stack.env loaded, as `make
     /// break-table` does): delete the calls table, so the status worker fails the way it
     /// would on AWS after a bad role or key-policy change, while the webhooks keep accepting.
@@ -290,6 +299,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let (sdk, stack, table) = local_table().await?;
             devstack::deploy::restore_table(&sdk, &stack, &table).await?;
             println!("{table} is back (empty, as the template declares it)");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::RehearseDeploy { build_dir } => {
+            devstack::rehearsal::rehearse(&build_dir).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Events => {
