@@ -1040,17 +1040,7 @@ async fn a_hostile_retry_after_neither_panics_the_worker_nor_makes_it_loop_hot()
         0
     );
     assert_eq!(stack.media.requests(&sid), 1, "not a hot loop");
-    // Whichever of the worker's instances (its mapping's MaximumConcurrency) took it.
-    let log: String = std::fs::read_dir(&stack.log_dir)
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("recording-worker-")
-        })
-        .map(|e| std::fs::read_to_string(e.path()).unwrap())
-        .collect();
+    let log = recording_worker_log(&stack);
     assert!(!log.contains("panicked"), "{log}");
     assert!(log.contains("rate limited"), "the reason is logged");
 }
@@ -1081,16 +1071,9 @@ async fn a_recording_longer_than_one_invocation_resumes_its_upload_until_archive
         "the progress is cleared once archived"
     );
     // It took several invocations, each resuming where the last stopped (Range requests).
-    let mut continued = 0;
-    for instance in 0..2 {
-        let log = std::fs::read_to_string(
-            stack
-                .log_dir
-                .join(format!("recording-worker-{instance}.log")),
-        )
-        .unwrap();
-        continued += log.matches("\"outcome\":\"continue\"").count();
-    }
+    let continued = recording_worker_log(&stack)
+        .matches("\"outcome\":\"continue\"")
+        .count();
     assert!(continued >= 2, "{continued} continuations");
     assert!(
         stack.media.requests(&sid) as usize > continued,
@@ -1149,4 +1132,19 @@ async fn a_recording_longer_than_one_invocation_resumes_its_upload_until_archive
         continued + 1,
         document.len() / 1024
     );
+}
+
+/// Every recording-worker instance's log: it runs its mapping's MaximumConcurrency of them, and
+/// any one may take a batch.
+fn recording_worker_log(stack: &LocalStack) -> String {
+    std::fs::read_dir(&stack.log_dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("recording-worker-")
+        })
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect()
 }
