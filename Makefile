@@ -28,7 +28,7 @@ LAMBDA_PORT ?= 9000
 TO ?= +14155550100
 # voicectl works on `make up`'s stack when .local/stack.env exists (it says where the emulator
 # is); otherwise on the stack named by VOICEHOOKS_STACK with your AWS credentials.
-# STACK_ENV_FILE names another one (the README's test runs the incident on its own stack).
+# STACK_ENV_FILE names another one (tests/walkthroughs.rs runs the documented incident on its own stack).
 VOICECTL := target/debug/voicectl
 STACK_ENV_FILE ?= .local/stack.env
 STACK_ENV := if [ -f "$(STACK_ENV_FILE)" ]; then set -a; . "$(STACK_ENV_FILE)"; set +a; \
@@ -110,7 +110,7 @@ verify: voicectl ## Why a request got 403: make verify ARGS="--url … --signatu
 	@$(STACK_ENV); $(VOICECTL) verify $(ARGS)
 
 .PHONY: break-table restore-table
-break-table: ## Incident rehearsal on `make up`'s stack: delete the calls table (the README's incident)
+break-table: ## Incident rehearsal on `make up`'s stack: delete the calls table (docs/OPERATIONS.md, the incident)
 	@$(STACK_ENV); cargo run --quiet -p devstack -- break-table
 restore-table: ## The rehearsal's fix: the calls table back, empty
 	@$(STACK_ENV); cargo run --quiet -p devstack -- restore-table
@@ -169,7 +169,7 @@ deploy: $(VENV)/sam/.installed $(VENV)/stack/.installed ## sam build + sam deplo
 	$(SAM_BIN)/sam build --beta-features --template-file $(TEMPLATE)
 	$(SAM_BIN)/sam deploy --guided
 	@echo
-	@echo "Deployed. Next: put the Twilio credentials into the secret (README, Deploy), then wire"
+	@echo "Deployed. Next: put the Twilio credentials into the secret (docs/OPERATIONS.md, Deploy), then wire"
 	@echo "the account's numbers and TwiML App to the stack and check them for drift:"
 	@echo "  cargo run -q -p voicectl -- --stack <stack> numbers check"
 	@echo "  cargo run -q -p voicectl -- --stack <stack> numbers apply --dry-run   # the diff"

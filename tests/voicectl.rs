@@ -1,7 +1,7 @@
 //! `voicectl`, the real binary, against the emulator and the local stack: DLQ stats, peek
 //! and selective redrive (one interrupted by SIGKILL), replays of files and of a call's
 //! stored events, the call timeline, sign and verify (every conformance vector), simulate
-//! and smoke, and the README's incident end to end; and that every AWS request the
+//! and smoke, and the documented incident end to end; and that every AWS request the
 //! commands send is one the template's `OperatorPolicy` grants.
 
 #![allow(clippy::unwrap_used)] // test code: an unwrap is an assertion
@@ -987,7 +987,7 @@ async fn verify_batch_agrees_with_every_conformance_vector() {
     );
 }
 
-/// The README's incident, on the local stack: a worker fault sends a call's events to the
+/// The documented incident (docs/OPERATIONS.md), on the local stack: a worker fault sends a call's events to the
 /// DLQ; the fault is fixed; `dlq redrive` moves them back; `voicectl call` shows the call
 /// whole. Then `smoke`, and `simulate` serving its recordings.
 #[tokio::test(flavor = "multi_thread")]

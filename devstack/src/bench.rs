@@ -1,4 +1,4 @@
-//! `make bench`'s report (issue 7), every figure beside its goal:
+//! `make bench`'s report, every figure beside its goal:
 //! 1. ingress compute per request, read from criterion's estimates, beside twilio-node (the
 //!    official helper) timed on the same inputs;
 //! 2. cold starts of every function binary against a stand-in Runtime API, and the size of

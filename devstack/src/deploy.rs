@@ -498,7 +498,7 @@ impl Deployment {
 }
 
 /// The local stack's template deployed, and the local Twilio account's credentials put in
-/// its secret, as the README has an operator do after the first deploy. Then each function
+/// its secret, as docs/OPERATIONS.md has an operator do after the first deploy. Then each function
 /// gets its role's credentials (as Lambda assumes the role; no user may, by the roles' trust
 /// policies), voicectl an IAM user with the `OperatorPolicy` and nothing else, and the
 /// emulator starts enforcing IAM: from then on a request is refused unless its identity's

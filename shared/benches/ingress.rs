@@ -1,8 +1,8 @@
-//! `make bench`: the compute a webhook spends per request, without I/O. Goal (issue 7): under
+//! `make bench`: the compute a webhook spends per request, without I/O. Goal: under
 //! 2 µs each on a developer machine.
 //!
 //! A status callback is measured twice: form decode + signature check + envelope encode
-//! (the issue's measure), and the webhook's whole acknowledge path (method and content-type
+//! (the measure docs/PERFORMANCE.md reports), and the webhook's whole acknowledge path (method and content-type
 //! checks, the same, metrics and the log line's fields) with the two edges in memory: tokens
 //! already cached, a queue that only encodes. The signature check and
 //! the TwiML documents are also written to `target/bench/peer-inputs.json`, so that
@@ -102,7 +102,7 @@ fn ingress(c: &mut Criterion) {
         raw_query: "",
         body: &body,
     };
-    // The issue's measure: form decode + signature check + envelope encode.
+    // The reported measure: form decode + signature check + envelope encode.
     group.bench_function("status_callback", |b| {
         b.iter(|| {
             let params = Params::from_form(black_box(&body)).expect("form");

@@ -65,7 +65,7 @@ pub const SOFTPHONE_TTL_SECS: &str = "VOICEHOOKS_SOFTPHONE_TTL_SECS";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("environment variable {0} is not set; see the README's configuration section")]
+    #[error("environment variable {0} is not set; see docs/OPERATIONS.md, Configuration")]
     Missing(&'static str),
     #[error("environment variable {name} is invalid: {why}")]
     Invalid { name: &'static str, why: String },

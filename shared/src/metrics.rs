@@ -20,7 +20,7 @@ pub const NAMESPACE: &str = "Voicehooks";
 /// Where the stack's name comes from (the template sets it on every function).
 pub const STACK_ENV: &str = "VOICEHOOKS_STACK_NAME";
 
-/// The metric names, one place for the code, the template and the README.
+/// The metric names, one place for the code, the template and docs/OPERATIONS.md.
 pub mod name {
     pub const ACK_LATENCY: &str = "AckLatency";
     pub const ACCEPTED: &str = "WebhooksAccepted";

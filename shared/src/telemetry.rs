@@ -6,7 +6,7 @@ use tracing_subscriber::prelude::*;
 /// Installs the JSON log subscriber and names the function its metrics come from (pass
 /// `env!("CARGO_PKG_NAME")`). The level comes from `RUST_LOG` (`info`, or per target:
 /// `warn,shared=debug`), else Lambda's `AWS_LAMBDA_LOG_LEVEL`, else `info`. `Targets`, not
-/// `EnvFilter`: the same directives without a regex engine in every bootstrap (issue 7).
+/// `EnvFilter`: the same directives without a regex engine in every bootstrap (binary size, docs/PERFORMANCE.md).
 pub fn init(function: &'static str) {
     crate::metrics::init(function);
     let filter = ["RUST_LOG", "AWS_LAMBDA_LOG_LEVEL"]

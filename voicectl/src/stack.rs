@@ -10,7 +10,7 @@ use shared::secrets::{AuthTokens, SecretsManagerTokens, TwilioCredentials};
 use shared::stack::{Pipeline, StackNames};
 use shared::store::DynamoCallStore;
 
-/// The name `sam deploy` is given in the README.
+/// The name `sam deploy` is given in docs/OPERATIONS.md.
 pub const DEFAULT_STACK: &str = "voicehooks";
 
 pub struct Stack {

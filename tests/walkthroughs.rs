@@ -1,6 +1,7 @@
-//! The README's on-call sections run as written: each `$ make …` line of their console blocks
-//! runs in the repository, on a local stack of this test's own (the Makefile's
-//! `STACK_ENV_FILE`), and prints what the README shows, numbers, ids and times aside.
+//! The on-call walkthroughs of `docs/OPERATIONS.md` run as written: each `$ make …` line of
+//! their console blocks runs in the repository, on a local stack of this test's own (the
+//! Makefile's `STACK_ENV_FILE`), and prints what the document shows, numbers, ids and times
+//! aside.
 
 #![allow(clippy::unwrap_used)] // test code: an unwrap is an assertion
 
@@ -12,22 +13,25 @@ use devstack::{LocalStack, StackOptions};
 
 /// The sections whose console blocks are run, in order.
 const SECTIONS: [&str; 2] = [
-    "### An incident, end to end",
-    "### A webhook rejected with 403",
+    "## An incident, end to end",
+    "## A webhook rejected with 403",
 ];
 
-/// One `$ command` and the lines the README shows it print.
+/// Where the walkthroughs are written.
+const DOCUMENT: &str = "docs/OPERATIONS.md";
+
+/// One `$ command` and the lines the document shows it print.
 struct Step {
     command: String,
     shown: Vec<String>,
 }
 
 /// The console blocks of `section` (up to the next heading), as steps.
-fn steps(readme: &str, section: &str) -> Vec<Step> {
-    let start = readme
+fn steps(document: &str, section: &str) -> Vec<Step> {
+    let start = document
         .find(section)
         .unwrap_or_else(|| panic!("no {section:?}"));
-    let body = &readme[start + section.len()..];
+    let body = &document[start + section.len()..];
     let body = &body[..body.find("\n#").unwrap_or(body.len())];
     let mut steps: Vec<Step> = Vec::new();
     let mut in_block = false;
@@ -97,7 +101,7 @@ fn depth_of_status_dlq(env_file: &std::path::Path) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_on_call_walkthroughs_run_as_written() {
     let stack = LocalStack::start(StackOptions {
-        label: "readme".into(),
+        label: "walkthroughs".into(),
         retry_after_secs: 1,
         ..Default::default()
     })
@@ -106,17 +110,17 @@ async fn the_on_call_walkthroughs_run_as_written() {
     let root = Workspace::locate().root;
     let env_file = stack.log_dir.join("stack.env");
     std::fs::write(&env_file, stack.voicectl_env()).unwrap();
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    let steps: Vec<Step> = SECTIONS.iter().flat_map(|s| steps(&readme, s)).collect();
+    let document = std::fs::read_to_string(root.join(DOCUMENT)).unwrap();
+    let steps: Vec<Step> = SECTIONS.iter().flat_map(|s| steps(&document, s)).collect();
     assert!(steps.len() >= 10, "the walkthroughs have their commands");
 
     for step in &steps {
         assert!(
             step.command.starts_with("make "),
-            "README commands go through make: {}",
+            "the walkthroughs' commands go through make: {}",
             step.command
         );
-        // The README's reader waits for the worker to give up, and for the redrive to drain.
+        // The reader waits for the worker to give up, and for the redrive to drain.
         if step.command == "make dlq" {
             let started = Instant::now();
             while !depth_of_status_dlq(&env_file)
@@ -151,7 +155,7 @@ async fn the_on_call_walkthroughs_run_as_written() {
         .await
         .unwrap();
         let printed = String::from_utf8_lossy(&output.stdout);
-        // `verify` exits 1 when it finds a mismatch, as the README's case does.
+        // `verify` exits 1 when it finds a mismatch, as the documented case does.
         assert!(
             output.status.success() || step.command.starts_with("make verify"),
             "{}: {printed}{}",
@@ -166,7 +170,7 @@ async fn the_on_call_walkthroughs_run_as_written() {
         {
             assert!(
                 printed.contains(&normalized(shown)),
-                "{}: the README shows\n{shown}\nbut it printed\n{}",
+                "{}: {DOCUMENT} shows\n{shown}\nbut it printed\n{}",
                 step.command,
                 printed.join("\n")
             );
