@@ -131,7 +131,7 @@ test: venv build-local ## Unit and integration tests (local AWS emulator), then 
 
 .PHONY: bench
 bench: $(VENV)/stack/.installed build-local build ## Every performance figure beside its goal: ingress compute vs twilio-node, cold starts, arm64 sizes, AWS calls per event and cost, end-to-end acks at rising rates, archiving a four-hour recording (460.8 MB)
-	cargo bench -p shared --bench ingress -- --warm-up-time 1 --measurement-time 3
+	cargo bench -p voicehooks --bench ingress -- --warm-up-time 1 --measurement-time 3
 	cargo build --release $(addprefix --bin ,$(FUNCTIONS))
 	cargo run --quiet -p devstack -- bench
 	cargo bench -p devstack --bench archive

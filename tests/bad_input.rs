@@ -13,9 +13,9 @@ use devstack::faults::FaultPlan;
 use devstack::{LocalStack, StackOptions};
 use reqwest::Method;
 use sha2::{Digest, Sha256};
-use shared::config::local;
-use shared::twilio::Params;
-use shared::twilio::signature::compute_signature;
+use voicehooks::config::local;
+use voicehooks::twilio::Params;
+use voicehooks::twilio::signature::compute_signature;
 
 const CALL_SID: &str = "CA0123456789abcdef0123456789abcdef";
 const RECORDING_SID: &str = "RE0123456789abcdef0123456789abcdef";

@@ -4,9 +4,9 @@
 #![allow(clippy::unwrap_used)] // test code: an unwrap is an assertion
 
 use futures::future::join_all;
-use shared::aws::RequestCounter;
-use shared::store::{CallStore, DynamoCallStore, Outcome};
-use shared::twilio::CallStatus::{self, *};
+use voicehooks::aws::RequestCounter;
+use voicehooks::calls::{CallStore, DynamoCallStore, Outcome};
+use voicehooks::twilio::CallStatus::{self, *};
 use voicehooks_tests::{Aws, aws, call_sid, status_event};
 
 fn counted_store(aws: &Aws) -> (DynamoCallStore, RequestCounter) {
@@ -239,7 +239,7 @@ fn room_event(
     seq: u32,
     event: &str,
     call: Option<&str>,
-) -> shared::conference::ConferenceEvent {
+) -> voicehooks::calls::conference::ConferenceEvent {
     let seq = seq.to_string();
     let mut pairs = vec![
         ("ConferenceSid", room),
@@ -255,14 +255,14 @@ fn room_event(
     if event == "conference-end" {
         pairs.push(("ReasonConferenceEnded", "last-participant-left"));
     }
-    let params: shared::twilio::Params = pairs.into_iter().collect();
-    let envelope = shared::events::Envelope::from_callback(
-        shared::events::EventKind::ConferenceStatus,
+    let params: voicehooks::twilio::Params = pairs.into_iter().collect();
+    let envelope = voicehooks::events::Envelope::from_callback(
+        voicehooks::events::EventKind::ConferenceStatus,
         &params,
         None,
     )
     .unwrap();
-    shared::conference::ConferenceEvent::from_envelope(&envelope).unwrap()
+    voicehooks::calls::conference::ConferenceEvent::from_envelope(&envelope).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -293,7 +293,7 @@ async fn a_rooms_events_applied_at_once_in_any_order_leave_the_room_they_tell() 
         "{outcomes:?}"
     );
     let stored = store.get_conference(room).await.unwrap().unwrap();
-    assert_eq!(stored, shared::conference::fold(room, &events));
+    assert_eq!(stored, voicehooks::calls::conference::fold(room, &events));
     assert_eq!(stored.status, "completed");
     assert!(stored.participant(&b).unwrap().muted);
     assert!(stored.participants.iter().all(|p| !p.in_room));

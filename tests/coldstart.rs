@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)] // test code: an unwrap is an assertion
 
 use devstack::coldstart;
-use devstack::stack::{STATUS_WORKER, WEBHOOK_STATUS};
+use devstack::local_stack::{STATUS_WORKER, WEBHOOK_STATUS};
 use devstack::workspace::Workspace;
 use devstack::{LocalStack, StackOptions};
 use serde_json::Value;

@@ -8,8 +8,8 @@ use devstack::sample_events;
 use devstack::workspace::Workspace;
 use devstack::{LocalStack, StackOptions};
 use serde_json::Value;
-use shared::recording::store::DynamoRecordingStore;
-use shared::store::DynamoCallStore;
+use voicehooks::calls::DynamoCallStore;
+use voicehooks::recording::store::DynamoRecordingStore;
 
 #[test]
 fn committed_events_are_current() {
@@ -95,7 +95,7 @@ async fn every_sample_event_gets_the_answer_its_name_promises() {
             "text/xml; charset=utf-8"
         );
         let body = response["body"].as_str().unwrap();
-        shared::twilio::twiml::check(body).unwrap();
+        voicehooks::twilio::twiml::check(body).unwrap();
         assert!(body.contains(expected), "{path}: {body}");
     }
     let voice_samples = sample_events::all()

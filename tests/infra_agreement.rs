@@ -8,9 +8,9 @@
 
 use devstack::workspace::Workspace;
 use serde_yaml::Value;
-use shared::config::{self, local};
-use shared::stack::StackNames;
-use shared::store::{PARTITION_KEY, SORT_KEY};
+use voicehooks::config::{self, local};
+use voicehooks::dynamodb::{PARTITION_KEY, SORT_KEY};
+use voicehooks::stack_names::StackNames;
 use voicehooks_tests::template::{actions, resource, statements, template};
 
 /// Resolves a `!Sub` that names only `${AWS::StackName}`, as CloudFormation would.
@@ -134,7 +134,7 @@ fn the_spill_is_private_tls_only_never_expires_events_and_needs_no_kms_key() {
 
 #[test]
 fn every_url_to_paste_into_twilio_carries_our_connection_overrides() {
-    use shared::twilio::overrides;
+    use voicehooks::twilio::overrides;
     let t = template();
     for (output, path, fragment) in [
         ("StatusCallbackUrl", "/twilio/status", overrides::CALLBACK),
@@ -185,7 +185,7 @@ fn the_bucket_is_private_encrypted_tls_only_and_expires_audio_only() {
         .filter(|r| r.get("ExpirationInDays").is_some())
         .map(|r| r["Prefix"].as_str().unwrap())
         .collect();
-    assert_eq!(expiring, [shared::recording::keys::AUDIO_PREFIX]);
+    assert_eq!(expiring, [voicehooks::recording::keys::AUDIO_PREFIX]);
     let policy = &resource(&t, "RecordingsBucketPolicy")["PolicyDocument"]["Statement"][0];
     assert_eq!(policy["Effect"].as_str(), Some("Deny"));
     assert_eq!(
@@ -519,7 +519,7 @@ fn every_webhook_route_is_one_the_local_stack_serves_and_the_function_answers() 
         ]
     );
     // Every action URL the flows emit is served by a route and understood by the function.
-    let urls = shared::flows::Urls::new("https://x.test");
+    let urls = voicehooks::flows::Urls::new("https://x.test");
     for url in [
         urls.voice("a"),
         urls.menu("a", 1, 2),
@@ -529,13 +529,13 @@ fn every_webhook_route_is_one_the_local_stack_serves_and_the_function_answers() 
         let rest = &url["https://x.test".len()..];
         let (rest, fragment) = rest.split_once('#').unwrap();
         let (path, query) = rest.split_once('?').unwrap();
-        assert_eq!(fragment, shared::twilio::overrides::VOICE, "{url}");
+        assert_eq!(fragment, voicehooks::twilio::overrides::VOICE, "{url}");
         let steps = path.matches('/').count();
         assert!(
             path.starts_with("/twilio/voice") && steps <= 3,
             "{path} has no route"
         );
-        shared::flows::Step::from_request(path, query).unwrap();
+        voicehooks::flows::Step::from_request(path, query).unwrap();
     }
 }
 
@@ -567,11 +567,11 @@ fn softphone_tokens_sit_behind_a_jwt_authorizer_of_the_configured_issuer() {
     let ttl = &t["Parameters"]["SoftphoneTokenTtlSeconds"];
     assert_eq!(
         number(&ttl["MaxValue"]),
-        shared::softphone::MAX_TTL.as_secs()
+        voicehooks::softphone::MAX_TTL.as_secs()
     );
     assert_eq!(
         number(&ttl["Default"]),
-        shared::softphone::DEFAULT_TTL.as_secs()
+        voicehooks::softphone::DEFAULT_TTL.as_secs()
     );
     let env = &resource(&t, "SoftphoneTokenFunction")["Environment"]["Variables"];
     assert_eq!(

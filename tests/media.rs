@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use shared::config::local;
-use shared::media::{self, ArchiveError, ArchiveTarget, BasicAuth, FetchError, MediaHosts};
-use voicectl::media::{MediaServer, Recording, wav_sha256};
+use voicectl::media_server::{MediaServer, Recording, wav_sha256};
+use voicehooks::config::local;
+use voicehooks::recording::media::{
+    self, ArchiveError, ArchiveTarget, BasicAuth, FetchError, MediaHosts,
+};
 use voicehooks_tests::aws;
 
 const BUCKET: &str = "voicehooks-local-media";

@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use devstack::demo::{self, DemoOptions};
 use devstack::{LocalStack, StackOptions};
 use reqwest::StatusCode;
-use shared::config::WorkerQueue;
-use shared::config::local;
-use shared::events::Envelope;
-use shared::store::DynamoCallStore;
-use shared::twilio::{CallStatus, Params, StatusCallback};
-use shared::worker::{Disposition, QueuedMessage, Settler};
+use voicehooks::calls::DynamoCallStore;
+use voicehooks::config::QueueSettings;
+use voicehooks::config::local;
+use voicehooks::events::Envelope;
+use voicehooks::twilio::{CallStatus, Params, StatusCallback};
+use voicehooks::worker::{Disposition, QueuedMessage, Settler};
 use voicehooks_tests::{FailOperation, call_sid, item_count, post_form, status_params};
 
 async fn stack(label: &str, retry_after_secs: i32) -> LocalStack {
@@ -202,7 +202,7 @@ async fn drained_call(
     stack: &LocalStack,
     sid: &str,
     within: Duration,
-) -> shared::store::CallRecord {
+) -> voicehooks::calls::CallRecord {
     stack.wait_until_drained(within).await.unwrap();
     DynamoCallStore::new(
         aws_sdk_dynamodb::Client::new(&stack.sdk),
@@ -235,7 +235,7 @@ async fn eventually<T: std::fmt::Debug>(
 async fn a_callback_sqs_does_not_take_is_spilled_drained_later_and_only_both_stores_down_is_503() {
     let stack = &stack("queue-down", 2).await;
     let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
-    let s3 = shared::aws::s3_client(&stack.sdk);
+    let s3 = voicehooks::aws::s3_client(&stack.sdk);
     let r = &stack.resources;
     sqs.delete_queue()
         .queue_url(&r.status_queue_url)
@@ -259,7 +259,7 @@ async fn a_callback_sqs_does_not_take_is_spilled_drained_later_and_only_both_sto
     let response = post_form(&target, &public, &params, Some(local::AUTH_TOKEN)).await;
     assert_eq!(response.status(), StatusCode::OK);
     let twiml = response.text().await.unwrap();
-    shared::twilio::twiml::check(&twiml).unwrap();
+    voicehooks::twilio::twiml::check(&twiml).unwrap();
     assert!(twiml.contains("<Gather "), "{twiml}");
     assert_eq!(stack.spill_depth().await.unwrap().events, 2);
 
@@ -396,7 +396,7 @@ async fn with_secrets_manager_down_warm_webhooks_keep_checking_and_cold_ones_ref
     .await;
     assert_eq!(response.status(), StatusCode::OK);
     let twiml = response.text().await.unwrap();
-    shared::twilio::twiml::check(&twiml).unwrap();
+    voicehooks::twilio::twiml::check(&twiml).unwrap();
     for revealing in ["<Gather", "<Dial", "<Record", "http"] {
         assert!(!twiml.contains(revealing), "{revealing} in {twiml}");
     }
@@ -425,7 +425,7 @@ async fn a_thousand_distinct_signed_deliveries_cannot_outgrow_a_call_or_keep_out
             .header("content-type", "application/x-www-form-urlencoded")
             .header(
                 "x-twilio-signature",
-                shared::twilio::signature::compute_signature(
+                voicehooks::twilio::signature::compute_signature(
                     local::AUTH_TOKEN,
                     &stack.status_webhook_public(),
                     ringing.iter(),
@@ -463,7 +463,7 @@ async fn a_thousand_distinct_signed_deliveries_cannot_outgrow_a_call_or_keep_out
     );
     let call = drained_call(stack, &sid, Duration::from_secs(300)).await;
     assert_eq!(call.status.as_deref(), Some("completed"));
-    assert!(call.timeline.len() <= shared::store::MAX_TIMELINE_ENTRIES);
+    assert!(call.timeline.len() <= voicehooks::calls::MAX_TIMELINE_ENTRIES);
     assert!(call.timeline_overflow > 0, "{call:?}");
     assert!(
         call.duplicates >= 19,
@@ -587,7 +587,7 @@ async fn a_message_failing_on_its_last_receive_is_dead_lettered_with_its_reason(
     let aws = voicehooks_tests::aws("last-receive").await;
     let r = &aws.resources;
     let sqs = aws_sdk_sqs::Client::new(&aws.sdk);
-    let queue = WorkerQueue {
+    let queue = QueueSettings {
         queue_url: r.status_queue_url.clone(),
         dead_letter_queue_url: r.status_dlq_url.clone(),
         retry_base: Duration::from_secs(1),
@@ -616,7 +616,7 @@ async fn a_message_failing_on_its_last_receive_is_dead_lettered_with_its_reason(
     };
     let retry = Disposition::retry("the call store failed: throttled");
     let dlq_depth = || async {
-        devstack::stack::queue_depth(&aws.sdk, &r.status_dlq_url)
+        devstack::local_stack::queue_depth(&aws.sdk, &r.status_dlq_url)
             .await
             .unwrap()
     };

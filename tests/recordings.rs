@@ -11,18 +11,18 @@ use std::time::{Duration, Instant};
 use backon::ExponentialBuilder;
 use devstack::transcribe_completer::{NOT_AUDIO, TranscribeCompleter};
 use devstack::{LocalStack, StackOptions};
-use shared::config::WorkerQueue;
-use shared::config::{MediaFormat, local};
-use shared::events::Envelope;
-use shared::media::MediaHosts;
-use shared::recording::keys::RecordingKey;
-use shared::recording::store::{DynamoRecordingStore, RecordingRecord};
-use shared::recording::{ArchiveSettings, RecordingWorker, media_client};
-use shared::secrets::{StaticTokens, TwilioCredentials};
-use shared::transcribe::{JobStart, Transcriber, TranscriptWorker, TranscriptionRequest};
-use shared::twilio::{Params, RecordingCallback, TranscriptionCallback};
-use shared::worker::{Disposition, QueuedMessage, Settler};
-use voicectl::media::{MediaServer, Recording};
+use voicectl::media_server::{MediaServer, Recording};
+use voicehooks::config::QueueSettings;
+use voicehooks::config::{MediaFormat, local};
+use voicehooks::events::Envelope;
+use voicehooks::recording::keys::RecordingKey;
+use voicehooks::recording::media::MediaHosts;
+use voicehooks::recording::store::{DynamoRecordingStore, RecordingRecord};
+use voicehooks::recording::{ArchiveSettings, RecordingWorker, media_client};
+use voicehooks::secrets::{StaticTokens, TwilioCredentials};
+use voicehooks::transcribe::{JobStart, Transcriber, TranscriptWorker, TranscriptionRequest};
+use voicehooks::twilio::{Params, RecordingCallback, TranscriptionCallback};
+use voicehooks::worker::{Disposition, QueuedMessage, Settler};
 use voicehooks_tests::{Aws, FailOperation, aws, post_form};
 
 /// A deadline no test reaches: an invocation with time to spare.
@@ -95,7 +95,7 @@ async fn rig_with_s3(
             .with_max_times(3)
             .with_jitter(),
     };
-    let s3 = shared::aws::s3_client(&aws.sdk);
+    let s3 = voicehooks::aws::s3_client(&aws.sdk);
     let transcripts = TranscriptWorker {
         transcriber: Transcriber::new(transcribe.clone(), "en-US", false),
         s3: s3.clone(),
@@ -195,7 +195,7 @@ impl Rig {
     fn settler(&self) -> Settler {
         Settler::new(
             aws_sdk_sqs::Client::new(&self.aws.sdk),
-            &WorkerQueue {
+            &QueueSettings {
                 queue_url: self.aws.resources.recording.url.clone(),
                 dead_letter_queue_url: self.aws.resources.recording.dlq_url.clone(),
                 retry_base: Duration::from_secs(30),
@@ -849,7 +849,7 @@ async fn a_recording_callback_goes_through_the_real_functions_to_s3_and_a_transc
 async fn archived_byte_exact(
     stack: &LocalStack,
     sid: &str,
-) -> shared::recording::store::RecordingRecord {
+) -> voicehooks::recording::store::RecordingRecord {
     let store = DynamoRecordingStore::new(
         aws_sdk_dynamodb::Client::new(&stack.sdk),
         &stack.resources.calls_table,
@@ -1079,7 +1079,7 @@ async fn a_recording_longer_than_one_invocation_resumes_its_upload_until_archive
         stack.media.requests(&sid) as usize > continued,
         "one fetch per invocation"
     );
-    let s3 = shared::aws::s3_client(&stack.sdk);
+    let s3 = voicehooks::aws::s3_client(&stack.sdk);
     let uploads = s3
         .list_multipart_uploads()
         .bucket(&stack.resources.recordings_bucket)
@@ -1101,7 +1101,7 @@ async fn a_recording_longer_than_one_invocation_resumes_its_upload_until_archive
         stored.transcript_text.as_ref().map(String::len)
     );
     let preview = stored.transcript_text.as_deref().unwrap();
-    assert!(preview.chars().count() <= shared::recording::store::TRANSCRIPT_PREVIEW_CHARS);
+    assert!(preview.chars().count() <= voicehooks::recording::store::TRANSCRIPT_PREVIEW_CHARS);
     assert!(preview.contains(&sid));
     assert!(stored.transcript_channels.is_empty());
     let document_key = stored.transcript_s3_key.clone().unwrap();
@@ -1117,7 +1117,7 @@ async fn a_recording_longer_than_one_invocation_resumes_its_upload_until_archive
         .await
         .unwrap()
         .into_bytes();
-    assert!(document.len() > shared::recording::store::INLINE_TRANSCRIPT_BYTES);
+    assert!(document.len() > voicehooks::recording::store::INLINE_TRANSCRIPT_BYTES);
     let item = voicehooks_tests::stored_item(
         &stack.sdk,
         &stack.resources.calls_table,

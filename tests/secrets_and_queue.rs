@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use shared::aws::RequestCounter;
-use shared::config::local;
-use shared::events::Envelope;
-use shared::queue::{EventQueue, SqsQueue};
-use shared::secrets::{AuthTokens, SecretsManagerTokens};
-use shared::twilio::signature::compute_signature;
-use shared::twilio::{CallStatus, StatusCallback};
-use shared::webhook::{Acknowledger, WebhookRequest};
+use voicehooks::aws::RequestCounter;
+use voicehooks::config::local;
+use voicehooks::events::Envelope;
+use voicehooks::queue::{EventQueue, SqsEventQueue};
+use voicehooks::secrets::{AuthTokens, SecretsManagerTokens};
+use voicehooks::twilio::signature::compute_signature;
+use voicehooks::twilio::{CallStatus, StatusCallback};
+use voicehooks::webhook::{Acknowledger, WebhookRequest};
 use voicehooks_tests::{Aws, aws, call_sid, status_params};
 
 const TTL: Duration = Duration::from_secs(300);
@@ -117,7 +117,7 @@ async fn after_a_rotation_both_tokens_validate_and_a_stale_cache_refreshes() {
     assert!(counter.count("Secrets Manager.GetSecretValue") <= 5);
 
     // A webhook signed with either token is accepted by a freshly started function.
-    let queue = SqsQueue::new(
+    let queue = SqsEventQueue::new(
         aws_sdk_sqs::Client::new(&aws.sdk),
         &aws.resources.status_queue_url,
     );
@@ -141,7 +141,7 @@ async fn after_a_rotation_both_tokens_validate_and_a_stale_cache_refreshes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn secrets_manager_down_answers_503_and_enqueues_nothing() {
     let aws = aws("secrets").await;
-    let queue = SqsQueue::new(
+    let queue = SqsEventQueue::new(
         aws_sdk_sqs::Client::new(&aws.sdk),
         &aws.resources.status_queue_url,
     );
@@ -157,7 +157,7 @@ async fn secrets_manager_down_answers_503_and_enqueues_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_envelope_reaches_sqs_with_filterable_attributes() {
     let aws = aws("queue").await;
-    let queue = SqsQueue::new(
+    let queue = SqsEventQueue::new(
         aws_sdk_sqs::Client::new(&aws.sdk),
         &aws.resources.status_queue_url,
     );
@@ -197,7 +197,7 @@ async fn a_queue_that_is_gone_answers_503() {
         .send()
         .await
         .unwrap();
-    let queue = Arc::new(SqsQueue::new(sqs, &aws.resources.status_queue_url));
+    let queue = Arc::new(SqsEventQueue::new(sqs, &aws.resources.status_queue_url));
     let (tokens, _) = counted_tokens(&aws, &aws.resources.twilio_secret_id);
     let reply = Acknowledger::new(local::PUBLIC_BASE_URL, queue, tokens)
         .call_status(&request(local::AUTH_TOKEN).as_webhook())

@@ -9,8 +9,8 @@ use devstack::gateway::LOCAL_AUDIENCE;
 use devstack::workspace::Workspace;
 use devstack::{LocalStack, StackOptions};
 use serde_json::{Value, json};
-use shared::config::local;
-use shared::softphone::VoiceToken;
+use voicehooks::config::local;
+use voicehooks::softphone::VoiceToken;
 
 /// twilio-python's token for the same inputs (`tests/oracle/access_token.py`).
 fn official_token(token: &VoiceToken<'_>, secret: &str) -> String {

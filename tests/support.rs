@@ -14,11 +14,11 @@ use aws_smithy_types::config_bag::ConfigBag;
 use devstack::deploy::{self, Resources};
 use devstack::emulator::Emulator;
 use devstack::workspace::Workspace;
-use shared::config::local;
-use shared::events::Envelope;
-use shared::store::StatusEvent;
-use shared::twilio::signature::compute_signature;
-use shared::twilio::{CallStatus, Params, StatusCallback};
+use voicehooks::calls::StatusEvent;
+use voicehooks::config::local;
+use voicehooks::events::Envelope;
+use voicehooks::twilio::signature::compute_signature;
+use voicehooks::twilio::{CallStatus, Params, StatusCallback};
 
 /// The emulator alone, with the template deployed on it (no functions running).
 pub struct Aws {

@@ -10,9 +10,9 @@ use std::time::Duration;
 use aws_sdk_sqs::types::QueueAttributeName;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use devstack::{LocalStack, StackOptions};
-use shared::config;
-use shared::events::Envelope;
-use shared::twilio::{CallStatus, StatusCallback};
+use voicehooks::config;
+use voicehooks::events::Envelope;
+use voicehooks::twilio::{CallStatus, StatusCallback};
 use voicehooks_tests::{call_sid, status_params};
 
 /// `template` with `from` replaced by `to` exactly once (so an edit cannot silently miss).
@@ -245,7 +245,7 @@ async fn each_identity_may_do_what_its_template_policy_allows_and_nothing_more()
         "the operator deleting the table",
     );
     refused(
-        shared::aws::s3_client(&operator)
+        voicehooks::aws::s3_client(&operator)
             .list_objects_v2()
             .bucket(&r.recordings_bucket)
             .send()

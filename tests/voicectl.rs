@@ -18,16 +18,17 @@ use devstack::workspace::Workspace;
 use devstack::{LocalStack, StackOptions};
 use indicatif::ProgressBar;
 use serde_json::Value;
-use shared::aws::RequestCounter;
-use shared::config::local;
-use shared::events::{Envelope, EventKind};
-use shared::stack::{Pipeline, StackNames};
-use shared::store::{CallStore, DynamoCallStore};
-use shared::twilio::signature::compute_signature;
-use shared::twilio::{CallStatus, Params, StatusCallback};
-use shared::worker::{QueuedMessage, decide_status_batch};
+use voicectl::connect::Stack;
 use voicectl::dlq::{self, RedriveOptions};
-use voicectl::stack::Stack;
+use voicehooks::aws::RequestCounter;
+use voicehooks::calls::worker::StatusWorker;
+use voicehooks::calls::{CallStore, DynamoCallStore};
+use voicehooks::config::local;
+use voicehooks::events::{Envelope, EventKind};
+use voicehooks::stack_names::{StackNames, WorkQueue};
+use voicehooks::twilio::signature::compute_signature;
+use voicehooks::twilio::{CallStatus, Params, StatusCallback};
+use voicehooks::worker::QueuedMessage;
 use voicehooks_tests::{FailOperation, aws, call_sid, status_event, status_params, template};
 
 /// Runs `voicectl` with `env` (the emulator's) and returns its output.
@@ -86,7 +87,7 @@ fn envelope(sid: &str, status: CallStatus, seq: u32) -> Envelope {
 async fn put(sqs: &aws_sdk_sqs::Client, url: &str, body: &str, attributes: &[(&str, &str)]) {
     let mut send = sqs.send_message().queue_url(url).message_body(body);
     for (name, value) in attributes {
-        send = send.message_attributes(*name, shared::queue::string_attribute(value));
+        send = send.message_attributes(*name, voicehooks::queue::string_attribute(value));
     }
     send.send().await.unwrap();
 }
@@ -352,7 +353,7 @@ async fn dlq_stats_peek_and_selective_redrive() {
 }
 
 /// What the status worker does with a batch of these bodies; none may fail.
-async fn apply_all(store: &DynamoCallStore, bodies: &[String]) {
+async fn apply_all(store: DynamoCallStore, bodies: &[String]) {
     let ids: Vec<String> = (0..bodies.len()).map(|i| i.to_string()).collect();
     let messages: Vec<QueuedMessage<'_>> = bodies
         .iter()
@@ -363,7 +364,7 @@ async fn apply_all(store: &DynamoCallStore, bodies: &[String]) {
             ..Default::default()
         })
         .collect();
-    let failed = decide_status_batch(store, &messages).await;
+    let failed = StatusWorker::new(store).apply_batch(&messages).await;
     assert!(failed.is_empty(), "{failed:?}");
 }
 
@@ -398,7 +399,7 @@ fn stack_env(stack: &LocalStack) -> Vec<(String, String)> {
 /// One uninterrupted, unseen redrive of `queues`' DLQ.
 async fn redrive(
     stack: &Stack,
-    queues: &voicectl::stack::Queues,
+    queues: &voicectl::connect::Queues,
     options: &RedriveOptions,
 ) -> dlq::RedriveReport {
     dlq::redrive(
@@ -499,7 +500,7 @@ async fn a_redrive_killed_midway_loses_nothing_and_the_workers_absorb_the_copies
     let store = DynamoCallStore::new(aws_sdk_dynamodb::Client::new(&aws.sdk), &r.calls_table);
     let every: Vec<String> = bodies(&sqs, &r.status_queue_url).await;
     assert_eq!(every.len(), total);
-    apply_all(&store, &every).await;
+    apply_all(store.clone(), &every).await;
     for call in 0..12 {
         let record = store
             .get_call(&call_sid(0x100 + call))
@@ -577,7 +578,7 @@ async fn a_redrive_whose_deletes_fail_leaves_copies_that_the_worker_absorbs() {
             .interceptor(FailOperation::always("DeleteMessageBatch"))
             .build(),
     ));
-    let queues = failing.queues(Pipeline::Status).await.unwrap();
+    let queues = failing.queues(WorkQueue::Status).await.unwrap();
     let options = RedriveOptions {
         hold: Duration::from_secs(30),
         ..RedriveOptions::default()
@@ -598,7 +599,7 @@ async fn a_redrive_whose_deletes_fail_leaves_copies_that_the_worker_absorbs() {
     let every = bodies(&sqs, &r.status_queue_url).await;
     assert_eq!(every.len(), 24, "each message twice");
     let store = DynamoCallStore::new(aws_sdk_dynamodb::Client::new(&aws.sdk), &r.calls_table);
-    apply_all(&store, &every).await;
+    apply_all(store.clone(), &every).await;
     let mut absorbed = 0;
     for call in 0..3 {
         let record = store
@@ -628,7 +629,7 @@ async fn replaying_a_calls_stored_events_rebuilds_the_state_a_first_run_left() {
         "sales",
     );
     store
-        .apply(&shared::store::CallEvent::from_envelope(&started).unwrap())
+        .apply(&voicehooks::calls::CallEvent::from_envelope(&started).unwrap())
         .await
         .unwrap();
     for (status, seq) in [
@@ -757,8 +758,12 @@ async fn replaying_a_calls_stored_events_rebuilds_the_state_a_first_run_left() {
             .collect()
     };
     let (scrambled, ordered) = (accepted(&redriven), accepted(&in_order));
-    apply_all(&store, &[2, 0, 1, 3].map(|i: usize| scrambled[i].clone())).await;
-    apply_all(&store, &ordered).await;
+    apply_all(
+        store.clone(),
+        &[2, 0, 1, 3].map(|i: usize| scrambled[i].clone()),
+    )
+    .await;
+    apply_all(store.clone(), &ordered).await;
     let before = store.get_call(&redriven).await.unwrap().unwrap();
     assert_eq!(
         before.late_events(),
@@ -769,7 +774,7 @@ async fn replaying_a_calls_stored_events_rebuilds_the_state_a_first_run_left() {
     assert_eq!(replayed[0]["replayed"]["applied"], 4);
     let after = store.get_call(&redriven).await.unwrap().unwrap();
     let first_time = store.get_call(&in_order).await.unwrap().unwrap();
-    let shape = |r: &shared::store::CallRecord| {
+    let shape = |r: &voicehooks::calls::CallRecord| {
         let steps: Vec<(String, bool)> = r
             .timeline
             .iter()
@@ -1058,7 +1063,7 @@ async fn incident_redrive_timeline_smoke_and_simulate_on_the_local_stack() {
     assert!(text.contains("why: gave up after 5 receives"), "{text}");
 
     // The fix, the redrive, the timeline.
-    devstack::deploy::restore_table(sdk, shared::config::local::STACK_NAME, table)
+    devstack::deploy::restore_table(sdk, voicehooks::config::local::STACK_NAME, table)
         .await
         .unwrap();
     let moved = json_of(&voicectl(&env, &["--json", "dlq", "redrive", "--queue", "status"]).await);
@@ -1487,14 +1492,18 @@ async fn every_request_voicectl_sends_is_granted_by_the_operator_policy() {
         put(&sqs, dlq, &body, &[]).await;
     }
     let store = DynamoCallStore::new(aws_sdk_dynamodb::Client::new(&aws.sdk), &r.calls_table);
-    apply_all(&store, &[envelope(&sid, CallStatus::Ringing, 1).to_json()]).await;
+    apply_all(
+        store.clone(),
+        &[envelope(&sid, CallStatus::Ringing, 1).to_json()],
+    )
+    .await;
 
     let hidden = ProgressBar::hidden();
     let all = RedriveOptions {
         hold: Duration::from_secs(30),
         ..RedriveOptions::default()
     };
-    for pipeline in Pipeline::ALL {
+    for pipeline in WorkQueue::ALL {
         let queues = stack.queues(pipeline).await.unwrap();
         dlq::stats(&stack, &queues).await.unwrap();
         dlq::peek(&stack, &queues, 10).await.unwrap();
@@ -1521,7 +1530,7 @@ async fn every_request_voicectl_sends_is_granted_by_the_operator_policy() {
     stack.public_base_url().await; // verify: what the deployed webhook checks
     stack.signing_token(None).await.unwrap(); // sign, replay --url, smoke
     // reconcile: a call Twilio ended that the table has not, and a recording never archived.
-    let twilio = voicectl::media::MediaServer::start(local::ACCOUNT_SID, local::AUTH_TOKEN)
+    let twilio = voicectl::media_server::MediaServer::start(local::ACCOUNT_SID, local::AUTH_TOKEN)
         .await
         .unwrap();
     let ended = call_sid(0x1a);
@@ -1544,23 +1553,23 @@ async fn every_request_voicectl_sends_is_granted_by_the_operator_policy() {
         (3, 1),
         &twilio.recording_url("RE0000000000000000000000000000001a"),
     );
-    let rest = shared::twilio::rest::RestClient::for_account(
+    let rest = voicehooks::twilio::rest::RestClient::for_account(
         reqwest::Client::new(),
         &twilio.api_base(),
-        &shared::secrets::TwilioCredentials::new(local::ACCOUNT_SID, local::AUTH_TOKEN),
+        &voicehooks::secrets::TwilioCredentials::new(local::ACCOUNT_SID, local::AUTH_TOKEN),
     );
     let work = |pipeline| {
         let stack = &stack;
         async move {
             let url = stack.queues(pipeline).await.unwrap().queue_url;
-            shared::queue::SqsQueue::new(stack.sqs.clone(), url)
+            voicehooks::queue::SqsEventQueue::new(stack.sqs.clone(), url)
         }
     };
     let (status_queue, recording_queue) = (
-        work(Pipeline::Status).await,
-        work(Pipeline::Recording).await,
+        work(WorkQueue::Status).await,
+        work(WorkQueue::Recording).await,
     );
-    let repaired = shared::reconcile::Reconciler {
+    let repaired = voicehooks::reconcile::Reconciler {
         twilio: &rest,
         calls: &stack.calls(),
         recordings: &stack.recordings(),
@@ -1758,7 +1767,7 @@ async fn reconcile_repairs_what_twilio_gave_up_on_and_nothing_else() {
     );
     let output = lambda
         .invoke()
-        .function_name(devstack::stack::RECONCILER)
+        .function_name(devstack::local_stack::RECONCILER)
         .payload(aws_sdk_lambda::primitives::Blob::new(
             r#"{"source":"aws.events","detail-type":"Scheduled Event","detail":{}}"#,
         ))

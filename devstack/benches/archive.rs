@@ -15,15 +15,15 @@ use backon::ExponentialBuilder;
 use devstack::deploy;
 use devstack::emulator::Emulator;
 use devstack::workspace::Workspace;
-use shared::config::{MediaFormat, local};
-use shared::events::Envelope;
-use shared::media::MediaHosts;
-use shared::recording::store::DynamoRecordingStore;
-use shared::recording::{ArchiveSettings, RecordingWorker, media_client};
-use shared::secrets::{StaticTokens, TwilioCredentials};
-use shared::twilio::{Params, RecordingCallback};
-use shared::worker::Disposition;
-use voicectl::media::{MediaServer, Recording};
+use voicectl::media_server::{MediaServer, Recording};
+use voicehooks::config::{MediaFormat, local};
+use voicehooks::events::Envelope;
+use voicehooks::recording::media::MediaHosts;
+use voicehooks::recording::store::DynamoRecordingStore;
+use voicehooks::recording::{ArchiveSettings, RecordingWorker, media_client};
+use voicehooks::secrets::{StaticTokens, TwilioCredentials};
+use voicehooks::twilio::{Params, RecordingCallback};
+use voicehooks::worker::Disposition;
 
 const GOAL_MB: f64 = 64.0;
 /// 8 kHz, 16-bit, two channels: 32,000 bytes a second; four hours is 460.8 MB.
@@ -34,7 +34,8 @@ fn invocation_budget() -> std::time::Duration {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(120);
-    std::time::Duration::from_secs(template_timeout).saturating_sub(shared::lambda::SETTLE_MARGIN)
+    std::time::Duration::from_secs(template_timeout)
+        .saturating_sub(voicehooks::lambda::SETTLE_MARGIN)
 }
 
 fn kib(field: &str) -> Option<u64> {
@@ -74,7 +75,7 @@ async fn main() -> anyhow::Result<()> {
             )),
             previous: None,
         },
-        s3: shared::aws::s3_client(&sdk),
+        s3: voicehooks::aws::s3_client(&sdk),
         store: DynamoRecordingStore::new(
             aws_sdk_dynamodb::Client::new(&sdk),
             &resources.calls_table,
@@ -156,7 +157,7 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "  peak RSS {peak_mb:.1} MB (goal < {GOAL_MB} MB; {:.1} MB before the archive, parts of {} MiB)",
         idle_kib as f64 / 1024.0,
-        shared::media::PART_SIZE / (1024 * 1024)
+        voicehooks::recording::media::PART_SIZE / (1024 * 1024)
     );
     drop(media);
     emulator.stop();

@@ -1,10 +1,10 @@
 //! The security check on what a run logged: every function's captured output is read for
 //! the stack's secrets (the auth token, the API key's secret) and for phone numbers that were not masked (`+14155550234` must appear
-//! as `+1415****234`, see `shared::telemetry::mask_phone`).
+//! as `+1415****234`, see `voicehooks::telemetry::mask_phone`).
 
 use std::path::Path;
 
-use shared::config::local;
+use voicehooks::config::local;
 
 /// The local stack's secrets: what no log line may hold.
 pub const LOCAL_SECRETS: &[&str] = &[local::AUTH_TOKEN, local::API_KEY_SECRET];

@@ -3,7 +3,7 @@
 //!    official helper) timed on the same inputs;
 //! 2. cold starts of every function binary against a stand-in Runtime API, and the size of
 //!    every arm64 bootstrap;
-//! 3. AWS calls per event, from the functions' own EMF lines (`shared::aws::CallMetrics`)
+//! 3. AWS calls per event, from the functions' own EMF lines (`voicehooks::aws::CallMetrics`)
 //!    during a demo run, and what they cost per million calls;
 //! 4. end to end on the local stack: ack latency at rising call rates, where the time goes,
 //!    and events per second through the workers.
@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde_json::Value;
-use shared::aws::CALL_LATENCY_METRIC;
-use shared::metrics::name;
 use voicectl::simulate::{self, SimulateOptions};
+use voicehooks::aws::CALL_LATENCY_METRIC;
+use voicehooks::metrics::name;
 
 use crate::coldstart;
 use crate::emf::Emf;
-use crate::stack::{self, LocalStack, StackOptions};
+use crate::local_stack::{self, LocalStack, StackOptions};
 use crate::workspace::Workspace;
 
 /// The twilio-node release the peer figures come from (pinned: figures must be comparable
@@ -140,7 +140,7 @@ fn criterion_median_ns(dir: &Path) -> anyhow::Result<f64> {
     let path = dir.join("new/estimates.json");
     let estimates: Value = serde_json::from_slice(&std::fs::read(&path).with_context(|| {
         format!(
-            "{}: run `cargo bench -p shared --bench ingress` first",
+            "{}: run `cargo bench -p voicehooks --bench ingress` first",
             path.display()
         )
     })?)?;
@@ -194,19 +194,28 @@ const SIZE_GOAL_BYTES: u64 = 6 * 1024 * 1024;
 
 /// The event each function gets first: a committed sample from `events/`.
 const FIRST_EVENTS: [(&str, &str); 7] = [
-    (stack::WEBHOOK_STATUS, "webhook-status/completed.json"),
+    (local_stack::WEBHOOK_STATUS, "webhook-status/completed.json"),
     (
-        stack::WEBHOOK_VOICE,
+        local_stack::WEBHOOK_VOICE,
         "webhook-voice/new-call-sales-forward.json",
     ),
-    (stack::WEBHOOK_RECORDING, "webhook-recording/completed.json"),
     (
-        stack::WEBHOOK_TRANSCRIPTION,
+        local_stack::WEBHOOK_RECORDING,
+        "webhook-recording/completed.json",
+    ),
+    (
+        local_stack::WEBHOOK_TRANSCRIPTION,
         "webhook-transcription/completed.json",
     ),
-    (stack::STATUS_WORKER, "status-worker/sqs-batch.json"),
-    (stack::RECORDING_WORKER, "recording-worker/sqs-batch.json"),
-    (stack::TRANSCRIPT_WORKER, "transcript-worker/sqs-batch.json"),
+    (local_stack::STATUS_WORKER, "status-worker/sqs-batch.json"),
+    (
+        local_stack::RECORDING_WORKER,
+        "recording-worker/sqs-batch.json",
+    ),
+    (
+        local_stack::TRANSCRIPT_WORKER,
+        "transcript-worker/sqs-batch.json",
+    ),
 ];
 
 async fn cold_starts(workspace: &Workspace, stack: &LocalStack, runs: usize) -> anyhow::Result<()> {
@@ -287,15 +296,15 @@ fn is_s3_put_class(op: &str) -> bool {
 }
 
 const WEBHOOKS: [&str; 4] = [
-    stack::WEBHOOK_STATUS,
-    stack::WEBHOOK_VOICE,
-    stack::WEBHOOK_RECORDING,
-    stack::WEBHOOK_TRANSCRIPTION,
+    local_stack::WEBHOOK_STATUS,
+    local_stack::WEBHOOK_VOICE,
+    local_stack::WEBHOOK_RECORDING,
+    local_stack::WEBHOOK_TRANSCRIPTION,
 ];
 const WORKERS: [&str; 3] = [
-    stack::STATUS_WORKER,
-    stack::RECORDING_WORKER,
-    stack::TRANSCRIPT_WORKER,
+    local_stack::STATUS_WORKER,
+    local_stack::RECORDING_WORKER,
+    local_stack::TRANSCRIPT_WORKER,
 ];
 
 /// Public list prices, us-east-1, per million requests (checked November 2026).
@@ -363,36 +372,39 @@ async fn aws_calls(stack: &LocalStack, calls: usize) -> anyhow::Result<()> {
     let per = |n: f64, d: f64| if d > 0.0 { n / d + 0.0 } else { f64::NAN };
     let callbacks_accepted: f64 = WEBHOOKS
         .iter()
-        .filter(|f| **f != stack::WEBHOOK_VOICE)
+        .filter(|f| **f != local_stack::WEBHOOK_VOICE)
         .map(|f| emf.sum(f, name::ACCEPTED))
         .sum();
     let callback_sends: f64 = WEBHOOKS
         .iter()
-        .filter(|f| **f != stack::WEBHOOK_VOICE)
+        .filter(|f| **f != local_stack::WEBHOOK_VOICE)
         .map(|f| emf.calls(f, "SQS", |o| o == "SendMessage"))
         .sum();
-    let voice_requests = emf.invocations(stack::WEBHOOK_VOICE);
-    let voice_sends = emf.calls(stack::WEBHOOK_VOICE, "SQS", |o| o == "SendMessage");
-    let applied = emf.sum(stack::STATUS_WORKER, name::EVENTS_APPLIED);
+    let voice_requests = emf.invocations(local_stack::WEBHOOK_VOICE);
+    let voice_sends = emf.calls(local_stack::WEBHOOK_VOICE, "SQS", |o| o == "SendMessage");
+    let applied = emf.sum(local_stack::STATUS_WORKER, name::EVENTS_APPLIED);
     // SQS does not keep order across the workers' batches, so a few events arrive late even
     // here; a late or duplicate event costs its failed conditional write and one more.
-    let out_of_order = emf.sum(stack::STATUS_WORKER, name::EVENTS_DUPLICATE)
-        + emf.sum(stack::STATUS_WORKER, name::EVENTS_LATE);
+    let out_of_order = emf.sum(local_stack::STATUS_WORKER, name::EVENTS_DUPLICATE)
+        + emf.sum(local_stack::STATUS_WORKER, name::EVENTS_LATE);
     let status_events = applied + out_of_order;
-    let status_writes = emf.calls(stack::STATUS_WORKER, "DynamoDB", is_write);
+    let status_writes = emf.calls(local_stack::STATUS_WORKER, "DynamoDB", is_write);
     let in_order_writes = per(status_writes - 2.0 * out_of_order, applied);
-    let status_reads = emf.calls(stack::STATUS_WORKER, "DynamoDB", |o| !is_write(o));
-    let recordings = emf.sum(stack::RECORDING_WORKER, name::RECORDINGS_ARCHIVED);
-    let recording_s3 = emf.calls(stack::RECORDING_WORKER, "S3", |_| true);
-    let transcripts = emf.sum(stack::TRANSCRIPT_WORKER, name::TRANSCRIPTIONS_COMPLETED);
-    let transcript_s3 = emf.calls(stack::TRANSCRIPT_WORKER, "S3", |_| true);
+    let status_reads = emf.calls(local_stack::STATUS_WORKER, "DynamoDB", |o| !is_write(o));
+    let recordings = emf.sum(local_stack::RECORDING_WORKER, name::RECORDINGS_ARCHIVED);
+    let recording_s3 = emf.calls(local_stack::RECORDING_WORKER, "S3", |_| true);
+    let transcripts = emf.sum(
+        local_stack::TRANSCRIPT_WORKER,
+        name::TRANSCRIPTIONS_COMPLETED,
+    );
+    let transcript_s3 = emf.calls(local_stack::TRANSCRIPT_WORKER, "S3", |_| true);
     let readers: Vec<f64> = emf
         .secret_reads
         .iter()
         .filter(|(file, _)| {
             WEBHOOKS
                 .iter()
-                .chain([&stack::RECORDING_WORKER])
+                .chain([&local_stack::RECORDING_WORKER])
                 .any(|f| file.starts_with(f))
         })
         .map(|(_, n)| *n)
@@ -445,7 +457,7 @@ async fn aws_calls(stack: &LocalStack, calls: usize) -> anyhow::Result<()> {
         "",
         None,
     );
-    for (op, n) in emf.operations(stack::RECORDING_WORKER, "S3") {
+    for (op, n) in emf.operations(local_stack::RECORDING_WORKER, "S3") {
         println!("     {op:<56} {:>8.3}", per(n, recordings));
     }
     row(
@@ -572,9 +584,9 @@ async fn end_to_end(stack: &LocalStack, options: &BenchOptions) -> anyhow::Resul
         let (emf, next) = Emf::read(&stack.log_dir, &offsets)?;
         offsets = next;
         let callbacks = [
-            stack::WEBHOOK_STATUS,
-            stack::WEBHOOK_RECORDING,
-            stack::WEBHOOK_TRANSCRIPTION,
+            local_stack::WEBHOOK_STATUS,
+            local_stack::WEBHOOK_RECORDING,
+            local_stack::WEBHOOK_TRANSCRIPTION,
         ];
         let in_function = median(emf.all_values(&callbacks, name::ACK_LATENCY));
         let waiting = median(emf.all_values(&callbacks, CALL_LATENCY_METRIC));
@@ -584,7 +596,7 @@ async fn end_to_end(stack: &LocalStack, options: &BenchOptions) -> anyhow::Resul
             name::EVENTS_LATE,
         ]
         .iter()
-        .map(|m| emf.sum(stack::STATUS_WORKER, m))
+        .map(|m| emf.sum(local_stack::STATUS_WORKER, m))
         .sum();
         println!(
             "   {rate:>7.1} {calls:>6} {:>9} {:>9} {:>10} {:>13} {:>12} {:>14} {:>10.0}",

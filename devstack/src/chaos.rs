@@ -15,16 +15,16 @@ use std::time::{Duration, Instant};
 use indicatif::ProgressBar;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use shared::config::local;
-use shared::stack::Pipeline;
 use voicectl::dlq::{self, RedriveOptions};
 use voicectl::simulate::{self, SimulateOptions, SimulationReport};
+use voicehooks::config::local;
+use voicehooks::stack_names::WorkQueue;
 
 use crate::audit::{LogAudit, audit_logs};
 use crate::demo::{self, DemoOutcome};
 use crate::emf::Emf;
 use crate::faults::{Fault, FaultPlan, FaultProxy, Outage};
-use crate::stack::{LocalStack, RECORDING_WORKER, STATUS_WORKER, StackOptions};
+use crate::local_stack::{LocalStack, RECORDING_WORKER, STATUS_WORKER, StackOptions};
 
 #[derive(Debug, Clone)]
 pub struct ChaosOptions {
@@ -138,7 +138,7 @@ pub struct ChaosOutcome {
     /// batches were redelivered.
     pub failed_invocations: u64,
     /// Messages in the DLQs when the run had drained, by pipeline.
-    pub dlq_in: BTreeMap<Pipeline, u64>,
+    pub dlq_in: BTreeMap<WorkQueue, u64>,
     /// Moved back to their queues after the fix.
     pub redriven: u64,
     /// Left in the DLQs at the end (must be 0).
@@ -211,10 +211,10 @@ pub async fn play(stack: &LocalStack, options: &ChaosOptions) -> anyhow::Result<
     let (report, drain_time) = driven?;
 
     // The poisoned calls' events rest in the DLQs; the fix goes out; ops redrive them.
-    let ops = voicectl::stack::Stack::with_config(local::STACK_NAME, &stack.sdk);
+    let ops = voicectl::connect::Stack::with_config(local::STACK_NAME, &stack.sdk);
     let mut dlq_in = BTreeMap::new();
     let mut all_queues = Vec::new();
-    for pipeline in Pipeline::ALL {
+    for pipeline in WorkQueue::ALL {
         let queues = ops.queues(pipeline).await?;
         dlq_in.insert(pipeline, stack.queue_depth(&queues.dlq_url).await?);
         all_queues.push(queues);
@@ -329,13 +329,13 @@ fn check_transcription_starts(
 /// Audio objects in the recordings bucket, and multipart uploads left open (by uploads a
 /// killed worker never finished; the bucket's lifecycle rule aborts them after a day).
 async fn count_objects(stack: &LocalStack) -> anyhow::Result<(usize, usize)> {
-    let s3 = shared::aws::s3_client(&stack.sdk);
+    let s3 = voicehooks::aws::s3_client(&stack.sdk);
     let bucket = &stack.resources.recordings_bucket;
     let mut objects = 0;
     let mut pages = s3
         .list_objects_v2()
         .bucket(bucket)
-        .prefix(shared::recording::keys::AUDIO_PREFIX)
+        .prefix(voicehooks::recording::keys::AUDIO_PREFIX)
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
@@ -361,7 +361,7 @@ pub async fn run_checked(options: &ChaosOptions, label: &str) -> anyhow::Result<
     let mut outcome = outcome?;
     outcome.logs = audit_logs(&log_dir, crate::audit::LOCAL_SECRETS)?;
     let (emf, _) = Emf::read(&log_dir, &BTreeMap::new())?;
-    outcome.tokens_stale = emf.total(shared::metrics::name::TOKENS_STALE) as u64;
+    outcome.tokens_stale = emf.total(voicehooks::metrics::name::TOKENS_STALE) as u64;
     let secrets_down = options
         .outages
         .iter()

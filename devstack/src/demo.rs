@@ -4,14 +4,14 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use shared::flows::Flows;
-use shared::recording::store::DynamoRecordingStore;
-use shared::store::{CallRecord, DynamoCallStore};
-use shared::twilio::CallStatus;
 use voicectl::simulate::{self, SimulateOptions, SimulatedLeg, SimulationReport};
+use voicehooks::calls::{CallRecord, DynamoCallStore};
+use voicehooks::flows::Flows;
+use voicehooks::recording::store::DynamoRecordingStore;
+use voicehooks::twilio::CallStatus;
 
 use crate::emf::Emf;
-use crate::stack::{LocalStack, StackOptions};
+use crate::local_stack::{LocalStack, StackOptions};
 
 pub struct DemoOptions {
     pub calls: usize,
@@ -88,7 +88,7 @@ async fn check_recordings(
         aws_sdk_dynamodb::Client::new(&stack.sdk),
         &stack.resources.calls_table,
     );
-    let s3 = shared::aws::s3_client(&stack.sdk);
+    let s3 = voicehooks::aws::s3_client(&stack.sdk);
     let mut check = RecordingsCheck::default();
     for call in &report.calls {
         for requested in &call.conversation.requested {
@@ -313,8 +313,8 @@ pub async fn check(
     // fewer may be drained than were spilled.
     let (emf, _) = Emf::read(&stack.log_dir, &BTreeMap::new())?;
     let spill = SpillFigures {
-        spilled: emf.total(shared::metrics::name::EVENTS_SPILLED) as u64,
-        drained: emf.total(shared::metrics::name::SPILL_DRAINED) as u64,
+        spilled: emf.total(voicehooks::metrics::name::EVENTS_SPILLED) as u64,
+        drained: emf.total(voicehooks::metrics::name::SPILL_DRAINED) as u64,
     };
     Ok(DemoOutcome {
         report,
@@ -389,7 +389,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<bool> {
 /// Calls whose callbacks Twilio gave up on, and what `voicectl reconcile` made of them.
 pub struct Repairs {
     pub lost: crate::reconcile::GaveUp,
-    pub report: shared::reconcile::ReconcileReport,
+    pub report: voicehooks::reconcile::ReconcileReport,
     pub unrepaired: Vec<String>,
     pub took: Duration,
 }
@@ -461,8 +461,8 @@ impl Wiring {
 }
 
 pub async fn wire_numbers(stack: &LocalStack) -> anyhow::Result<Wiring> {
-    use shared::config::local;
     use voicectl::numbers;
+    use voicehooks::config::local;
     let twilio = stack.twilio_rest();
     let expected = numbers::Expected::for_base(local::PUBLIC_BASE_URL);
     let app = Some(local::TWIML_APP_SID);

@@ -19,14 +19,14 @@ use anyhow::Context as _;
 use aws_config::SdkConfig;
 use aws_sdk_cloudformation::types::{Capability, Parameter, StackStatus};
 use serde_json::{Value, json};
-use shared::config::local;
+use voicehooks::config::local;
 
 use aws_credential_types::Credentials;
 
 use crate::emulator::{ACCOUNT_ID, Emulator, REGION};
 use crate::workspace::Workspace;
 
-pub use shared::stack::StackNames;
+pub use voicehooks::stack_names::StackNames;
 
 /// A function of the stack as Lambda has it configured.
 #[derive(Debug, Clone)]
@@ -190,7 +190,7 @@ pub async fn deploy(
     stack_name: &str,
     parameters: &[(String, String)],
 ) -> anyhow::Result<Deployment> {
-    let s3 = shared::aws::s3_client(sdk);
+    let s3 = voicehooks::aws::s3_client(sdk);
     let bucket = artifacts_bucket(stack_name);
     s3.create_bucket().bucket(&bucket).send().await?;
     s3.put_object()
@@ -235,7 +235,7 @@ pub async fn deploy(
         .capabilities(Capability::CapabilityAutoExpand)
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("CreateStack: {}", shared::aws::error_summary(&e)))?;
+        .map_err(|e| anyhow::anyhow!("CreateStack: {}", voicehooks::aws::error_summary(&e)))?;
     let stack = wait_for_stack(&cloudformation, stack_name).await?;
     let outputs = stack
         .outputs()
@@ -324,7 +324,7 @@ async fn read_functions(
             .function_name(name)
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!("{name}: {}", shared::aws::error_summary(&e)))?;
+            .map_err(|e| anyhow::anyhow!("{name}: {}", voicehooks::aws::error_summary(&e)))?;
         functions.push(DeployedFunction {
             logical_id: logical_id.clone(),
             binary,
@@ -474,7 +474,7 @@ impl Deployment {
         let max_receive_count = self
             .function("status-worker")?
             .env
-            .get(shared::config::MAX_RECEIVE_COUNT)
+            .get(voicehooks::config::MAX_RECEIVE_COUNT)
             .context("the status worker is not told maxReceiveCount")?
             .parse()?;
         Ok(Resources {
@@ -526,7 +526,7 @@ pub async fn deploy_local(
         )
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("PutSecretValue: {}", shared::aws::error_summary(&e)))?;
+        .map_err(|e| anyhow::anyhow!("PutSecretValue: {}", voicehooks::aws::error_summary(&e)))?;
     let sts = aws_sdk_sts::Client::new(&sdk);
     for function in &mut deployment.functions {
         let assumed = sts
@@ -539,7 +539,7 @@ pub async fn deploy_local(
                 anyhow::anyhow!(
                     "AssumeRole {}: {}",
                     function.role_arn,
-                    shared::aws::error_summary(&e)
+                    voicehooks::aws::error_summary(&e)
                 )
             })?;
         let c = assumed
@@ -591,13 +591,13 @@ pub async fn break_table(sdk: &SdkConfig, table: &str) -> anyhow::Result<()> {
         .deletion_protection_enabled(false)
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("{table}: {}", shared::aws::error_summary(&e)))?;
+        .map_err(|e| anyhow::anyhow!("{table}: {}", voicehooks::aws::error_summary(&e)))?;
     dynamodb
         .delete_table()
         .table_name(table)
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("{table}: {}", shared::aws::error_summary(&e)))?;
+        .map_err(|e| anyhow::anyhow!("{table}: {}", voicehooks::aws::error_summary(&e)))?;
     Ok(())
 }
 
@@ -609,7 +609,7 @@ pub async fn restore_table(sdk: &SdkConfig, stack_name: &str, table: &str) -> an
         .stack_name(stack_name)
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("GetTemplate: {}", shared::aws::error_summary(&e)))?
+        .map_err(|e| anyhow::anyhow!("GetTemplate: {}", voicehooks::aws::error_summary(&e)))?
         .template_body
         .context("no template body")?;
     let template: Value = serde_json::from_str(&body)?;
@@ -652,6 +652,6 @@ pub async fn restore_table(sdk: &SdkConfig, stack_name: &str, table: &str) -> an
     create
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("{table}: {}", shared::aws::error_summary(&e)))?;
+        .map_err(|e| anyhow::anyhow!("{table}: {}", voicehooks::aws::error_summary(&e)))?;
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use shared::aws::CALL_METRIC_PREFIX;
+use voicehooks::aws::CALL_METRIC_PREFIX;
 
 /// The EMF lines each process of the stack printed, summed: one entry per log file
 /// (`<function>-<instance>.log`, one process each; a restarted instance appends).

@@ -129,7 +129,7 @@ impl Emulator {
     /// SDK config for clients of the emulator.
     pub async fn sdk_config(&self) -> SdkConfig {
         aws_config::defaults(BehaviorVersion::latest())
-            .http_client(shared::aws::http_client())
+            .http_client(voicehooks::aws::http_client())
             .region(Region::new(REGION))
             .endpoint_url(&self.endpoint)
             .credentials_provider(self.admin.clone())

@@ -27,6 +27,7 @@ pub mod emulator;
 pub mod faults;
 pub mod functions;
 pub mod gateway;
+pub mod local_stack;
 pub mod poller;
 pub mod process;
 pub mod reconcile;
@@ -35,9 +36,8 @@ pub mod rooms;
 pub mod runtime_deadline;
 pub mod sample_events;
 pub mod schedule;
-pub mod stack;
 pub mod task;
 pub mod transcribe_completer;
 pub mod workspace;
 
-pub use stack::{LocalStack, StackOptions};
+pub use local_stack::{LocalStack, StackOptions};

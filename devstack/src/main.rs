@@ -7,7 +7,7 @@ use devstack::bench::{self, BenchOptions};
 use devstack::chaos::{self, ChaosOptions};
 use devstack::demo::{self, DemoOptions};
 use devstack::{LocalStack, StackOptions, sample_events, workspace::Workspace};
-use shared::config::local;
+use voicehooks::config::local;
 
 #[derive(Parser)]
 #[command(
@@ -64,7 +64,7 @@ enum Command {
     },
     /// `make bench`'s report: ingress compute beside twilio-node, cold starts and bootstrap
     /// sizes, AWS calls per event and their cost, end-to-end acks at rising rates; each
-    /// figure beside its goal. Needs `cargo bench -p shared --bench ingress`, release and
+    /// figure beside its goal. Needs `cargo bench -p voicehooks --bench ingress`, release and
     /// arm64 builds first (the Makefile's bench target does all of it).
     ///
     /// Example: devstack bench --calls 100 --rates 1,2,4,8
@@ -131,7 +131,7 @@ async fn local_table() -> anyhow::Result<(aws_config::SdkConfig, String, String)
         );
     }
     let stack = std::env::var("VOICEHOOKS_STACK").unwrap_or_else(|_| local::STACK_NAME.into());
-    let table = shared::stack::StackNames::new(&stack).calls_table();
+    let table = voicehooks::stack_names::StackNames::new(&stack).calls_table();
     // As the account's administrator (`make up` writes its key beside the operator's).
     let admin = match (
         std::env::var("DEVSTACK_ADMIN_ACCESS_KEY_ID"),
@@ -146,7 +146,7 @@ async fn local_table() -> anyhow::Result<(aws_config::SdkConfig, String, String)
         )),
         _ => None,
     };
-    let sdk = shared::aws::sdk_config().await;
+    let sdk = voicehooks::aws::sdk_config().await;
     let sdk = match admin {
         Some(admin) => sdk
             .to_builder()

@@ -2,12 +2,12 @@
 //! stand-in's REST API knows how they ended, our table does not, and reconciliation must
 //! repair every one.
 
-use shared::config::local;
-use shared::twilio::overrides;
-use shared::twilio::{CallStatus, Params};
-use voicectl::media::Recording;
+use voicectl::media_server::Recording;
 use voicectl::simulate::{SimulateOptions, Twilio};
 use voicectl::twilio_api::CallResource;
+use voicehooks::config::local;
+use voicehooks::twilio::overrides;
+use voicehooks::twilio::{CallStatus, Params};
 
 use crate::LocalStack;
 
@@ -102,11 +102,11 @@ pub async fn place(stack: &LocalStack, calls: u64, seed: u64) -> anyhow::Result<
 
 /// What is still not repaired: one line per call or recording.
 pub async fn unrepaired(stack: &LocalStack, lost: &GaveUp) -> anyhow::Result<Vec<String>> {
-    let calls = shared::store::DynamoCallStore::new(
+    let calls = voicehooks::calls::DynamoCallStore::new(
         aws_sdk_dynamodb::Client::new(&stack.sdk),
         &stack.resources.calls_table,
     );
-    let recordings = shared::recording::store::DynamoRecordingStore::new(
+    let recordings = voicehooks::recording::store::DynamoRecordingStore::new(
         aws_sdk_dynamodb::Client::new(&stack.sdk),
         &stack.resources.calls_table,
     );
@@ -147,16 +147,21 @@ pub async fn unrepaired(stack: &LocalStack, lost: &GaveUp) -> anyhow::Result<Vec
 pub async fn run(
     stack: &LocalStack,
     since: std::time::Duration,
-) -> anyhow::Result<shared::reconcile::ReconcileReport> {
+) -> anyhow::Result<voicehooks::reconcile::ReconcileReport> {
     let twilio = stack.twilio_rest();
     let dynamodb = aws_sdk_dynamodb::Client::new(&stack.sdk);
     let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
-    let status_queue = shared::queue::SqsQueue::new(sqs.clone(), &stack.resources.status_queue_url);
-    let recording_queue = shared::queue::SqsQueue::new(sqs, &stack.resources.recording.url);
-    let report = shared::reconcile::Reconciler {
+    let status_queue =
+        voicehooks::queue::SqsEventQueue::new(sqs.clone(), &stack.resources.status_queue_url);
+    let recording_queue =
+        voicehooks::queue::SqsEventQueue::new(sqs, &stack.resources.recording.url);
+    let report = voicehooks::reconcile::Reconciler {
         twilio: &twilio,
-        calls: &shared::store::DynamoCallStore::new(dynamodb.clone(), &stack.resources.calls_table),
-        recordings: &shared::recording::store::DynamoRecordingStore::new(
+        calls: &voicehooks::calls::DynamoCallStore::new(
+            dynamodb.clone(),
+            &stack.resources.calls_table,
+        ),
+        recordings: &voicehooks::recording::store::DynamoRecordingStore::new(
             dynamodb,
             &stack.resources.calls_table,
         ),

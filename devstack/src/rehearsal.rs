@@ -34,7 +34,7 @@ pub async fn rehearse(build_dir: &Path) -> anyhow::Result<()> {
     let mut emulator = Emulator::start(&workspace, &log_dir).await?;
     let sdk = emulator.sdk_config().await;
     let bucket = format!("{STACK}-artifacts-{ACCOUNT_ID}");
-    shared::aws::s3_client(&sdk)
+    voicehooks::aws::s3_client(&sdk)
         .create_bucket()
         .bucket(&bucket)
         .send()

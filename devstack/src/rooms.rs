@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use shared::store::DynamoCallStore;
 use voicectl::simulate::{Requested, SimulationReport};
+use voicehooks::calls::DynamoCallStore;
 
 /// What the rooms came to.
 #[derive(Debug, Default)]

@@ -5,10 +5,10 @@
 
 use base64::Engine as _;
 use serde_json::{Value, json};
-use shared::config::local;
-use shared::events::{Envelope, EventKind};
-use shared::twilio::signature::compute_signature;
-use shared::twilio::{
+use voicehooks::config::local;
+use voicehooks::events::{Envelope, EventKind};
+use voicehooks::twilio::signature::compute_signature;
+use voicehooks::twilio::{
     CallStatus, Params, RecordingCallback, StatusCallback, TranscriptionCallback,
 };
 
@@ -485,7 +485,7 @@ fn recording_samples() -> Vec<SampleEvent> {
     let state_change = json!({
         "version": "0",
         "id": "5b4c1d2e-0000-4000-8000-000000000001",
-        "detail-type": shared::transcribe::STATE_CHANGE_DETAIL_TYPE,
+        "detail-type": voicehooks::transcribe::STATE_CHANGE_DETAIL_TYPE,
         "source": "aws.transcribe",
         "account": "123456789012",
         "time": "2026-11-22T10:02:00Z",
@@ -599,7 +599,7 @@ pub fn all() -> Vec<SampleEvent> {
 /// `POST /softphone/token` as API Gateway invokes it after its JWT authorizer passed the
 /// bearer token: the claims as strings under `requestContext.authorizer.jwt`.
 fn softphone_token_request(claims: Option<Value>) -> Value {
-    let route = shared::softphone::TOKEN_PATH;
+    let route = voicehooks::softphone::TOKEN_PATH;
     let mut request = json!({
         "version": "2.0",
         "routeKey": format!("POST {route}"),

@@ -36,7 +36,7 @@ fn scheduled_event(rule: &str) -> Value {
         "detail-type": "Scheduled Event",
         "source": "aws.events",
         "account": ACCOUNT_ID,
-        "time": shared::events::now_rfc3339(),
+        "time": voicehooks::events::now_rfc3339(),
         "region": REGION,
         "resources": [format!("arn:aws:events:{REGION}:{ACCOUNT_ID}:rule/{rule}")],
         "detail": {}

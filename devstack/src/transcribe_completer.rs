@@ -18,8 +18,8 @@ use aws_config::SdkConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_transcribe::types::TranscriptionJobStatus;
 use serde_json::{Value, json};
-use shared::recording::keys::RecordingKey;
-use shared::transcribe::STATE_CHANGE_DETAIL_TYPE;
+use voicehooks::recording::keys::RecordingKey;
+use voicehooks::transcribe::STATE_CHANGE_DETAIL_TYPE;
 
 use crate::emulator::{ACCOUNT_ID, REGION};
 use crate::task::Background;
@@ -56,7 +56,7 @@ impl TranscribeCompleter {
     pub fn start(sdk: &SdkConfig, bucket: &str, transcript_queue_url: &str) -> Self {
         let completer = Completer {
             transcribe: aws_sdk_transcribe::Client::new(sdk),
-            s3: shared::aws::s3_client(sdk),
+            s3: voicehooks::aws::s3_client(sdk),
             sqs: aws_sdk_sqs::Client::new(sdk),
             bucket: bucket.to_owned(),
             queue_url: transcript_queue_url.to_owned(),
@@ -206,7 +206,7 @@ impl Completer {
             "detail-type": STATE_CHANGE_DETAIL_TYPE,
             "source": "aws.transcribe",
             "account": ACCOUNT_ID,
-            "time": shared::events::now_rfc3339(),
+            "time": voicehooks::events::now_rfc3339(),
             "region": REGION,
             "resources": [],
             "detail": detail,

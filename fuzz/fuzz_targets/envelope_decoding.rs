@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shared::events::Envelope;
-use shared::store::StatusEvent;
+use voicehooks::events::Envelope;
+use voicehooks::calls::StatusEvent;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -15,5 +15,5 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(again, envelope);
         let _ = StatusEvent::from_envelope(&envelope);
     }
-    let _ = shared::transcribe::JobStateChange::from_event(text);
+    let _ = voicehooks::transcribe::JobStateChange::from_event(text);
 });

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shared::twilio::Params;
+use voicehooks::twilio::Params;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(params) = Params::from_form(data) {

@@ -7,11 +7,11 @@ use std::sync::Mutex;
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use libfuzzer_sys::fuzz_target;
-use shared::events::Envelope;
-use shared::queue::{EventQueue, QueueError};
-use shared::secrets::{StaticTokens, TwilioCredentials};
-use shared::twilio::signature::compute_signature;
-use shared::webhook::{Acknowledger, WebhookRequest};
+use voicehooks::events::Envelope;
+use voicehooks::queue::{EventQueue, QueueError};
+use voicehooks::secrets::{StaticTokens, TwilioCredentials};
+use voicehooks::twilio::signature::compute_signature;
+use voicehooks::webhook::{Acknowledger, WebhookRequest};
 
 const TOKEN: &str = "12345678901234567890123456789012";
 
@@ -67,7 +67,7 @@ fuzz_target!(|data: &[u8]| {
     if reply.status == StatusCode::NO_CONTENT {
         assert_eq!(queued, 1);
         // Accepted only with the token's own signature (form bodies: over the decoded params).
-        let params = shared::twilio::Params::from_form(body).unwrap_or_default();
+        let params = voicehooks::twilio::Params::from_form(body).unwrap_or_default();
         let url = request.public_url("https://voice.example.com");
         let json = content_type.to_ascii_lowercase().contains("json");
         assert!(json || compute_signature(TOKEN, &url, params.iter()) == signature);

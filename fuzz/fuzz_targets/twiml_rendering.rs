@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shared::twilio::twiml::{self, Dial, Play, Redirect, Say, VoiceResponse};
+use voicehooks::twilio::twiml::{self, Dial, Play, Redirect, Say, VoiceResponse};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -15,13 +15,13 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use futures::FutureExt as _;
 use http::{HeaderMap, HeaderValue, Method};
 use serde_json::json;
-use shared::events::{Envelope, IDEMPOTENCY_HEADER};
-use shared::flows::{Flows, Step, Urls};
-use shared::queue::{EventQueue, QueueError};
-use shared::secrets::{StaticTokens, TwilioCredentials};
-use shared::twilio::signature::{SIGNATURE_HEADER, compute_signature, validate_form};
-use shared::twilio::{Params, StatusCallback};
-use shared::webhook::{Acknowledger, WebhookRequest};
+use voicehooks::events::{Envelope, IDEMPOTENCY_HEADER};
+use voicehooks::flows::{Flows, Step, Urls};
+use voicehooks::queue::{EventQueue, QueueError};
+use voicehooks::secrets::{StaticTokens, TwilioCredentials};
+use voicehooks::twilio::signature::{SIGNATURE_HEADER, compute_signature, validate_form};
+use voicehooks::twilio::{Params, StatusCallback};
+use voicehooks::webhook::{Acknowledger, WebhookRequest};
 
 const BASE: &str = "https://hooks.example.com";
 const TOKEN: &str = "12345678901234567890123456789012";
@@ -56,7 +56,7 @@ fn status_params() -> Params {
         .collect()
 }
 
-/// The queue edge without I/O: encodes the message body as `SqsQueue` does.
+/// The queue edge without I/O: encodes the message body as `SqsEventQueue` does.
 struct EncodeOnly;
 
 impl EventQueue for EncodeOnly {

@@ -49,7 +49,7 @@ pub const SECRET_TTL_SECS: &str = "VOICEHOOKS_SECRET_TTL_SECS";
 /// read (default 3600, `secrets::MAX_STALENESS`).
 pub const SECRET_MAX_STALE_SECS: &str = "VOICEHOOKS_SECRET_MAX_STALE_SECS";
 /// The bucket accepted events are spilled to when SQS does not take them in time
-/// (`shared::spill`); the spill drainer reads it.
+/// (`voicehooks::spill`); the spill drainer reads it.
 pub const SPILL_BUCKET: &str = "VOICEHOOKS_SPILL_BUCKET";
 /// Seconds back the scheduled reconciler looks at Twilio's calls and recordings (default
 /// 7200; the `ReconcileWindowSeconds` parameter).
@@ -141,7 +141,7 @@ impl SpillDrainerConfig {
 
 /// The queue a worker consumes and how it settles what it cannot apply.
 #[derive(Debug, Clone)]
-pub struct WorkerQueue {
+pub struct QueueSettings {
     pub queue_url: String,
     pub dead_letter_queue_url: String,
     /// A retried message waits at least this, doubled per receive (see [`RETRY_BASE_SECS`]).
@@ -150,7 +150,7 @@ pub struct WorkerQueue {
     pub max_receives: u32,
 }
 
-impl WorkerQueue {
+impl QueueSettings {
     /// `queue_var` names the queue the worker consumes.
     pub fn from_env(queue_var: &'static str) -> Result<Self, ConfigError> {
         let max_receives = required(MAX_RECEIVE_COUNT)?;
@@ -174,14 +174,14 @@ impl WorkerQueue {
 #[derive(Debug, Clone)]
 pub struct StatusWorkerConfig {
     pub calls_table: String,
-    pub queue: WorkerQueue,
+    pub queue: QueueSettings,
 }
 
 impl StatusWorkerConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             calls_table: required(CALLS_TABLE)?,
-            queue: WorkerQueue::from_env(STATUS_QUEUE_URL)?,
+            queue: QueueSettings::from_env(STATUS_QUEUE_URL)?,
         })
     }
 }
@@ -216,7 +216,7 @@ pub struct RecordingWorkerConfig {
     pub kms_key_id: Option<String>,
     pub secret_id: String,
     pub secret_ttl: Duration,
-    pub queue: WorkerQueue,
+    pub queue: QueueSettings,
     pub format: MediaFormat,
     pub channels: Option<u32>,
     pub delete_from_twilio: bool,
@@ -255,7 +255,7 @@ impl RecordingWorkerConfig {
             kms_key_id: optional(RECORDINGS_KMS_KEY_ID),
             secret_id: required(TWILIO_SECRET_ID)?,
             secret_ttl: secret_ttl()?,
-            queue: WorkerQueue::from_env(RECORDING_QUEUE_URL)?,
+            queue: QueueSettings::from_env(RECORDING_QUEUE_URL)?,
             format,
             channels,
             delete_from_twilio: flag(DELETE_FROM_TWILIO, false)?,
@@ -272,7 +272,7 @@ impl RecordingWorkerConfig {
 pub struct TranscriptWorkerConfig {
     pub calls_table: String,
     pub bucket: String,
-    pub queue: WorkerQueue,
+    pub queue: QueueSettings,
 }
 
 impl TranscriptWorkerConfig {
@@ -280,7 +280,7 @@ impl TranscriptWorkerConfig {
         Ok(Self {
             calls_table: required(CALLS_TABLE)?,
             bucket: required(RECORDINGS_BUCKET)?,
-            queue: WorkerQueue::from_env(TRANSCRIPT_QUEUE_URL)?,
+            queue: QueueSettings::from_env(TRANSCRIPT_QUEUE_URL)?,
         })
     }
 }

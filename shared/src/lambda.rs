@@ -4,22 +4,23 @@
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_http::{Body, Request, RequestExt, Response};
 
+use crate::calls::DynamoCallStore;
+use crate::calls::worker::StatusWorker;
 use crate::config::{
-    RecordingWorkerConfig, SoftphoneTokenConfig, SpillDrainerConfig, TranscriptWorkerConfig,
-    VerifierConfig, WebhookConfig,
+    RecordingWorkerConfig, SoftphoneTokenConfig, SpillDrainerConfig, StatusWorkerConfig,
+    TranscriptWorkerConfig, VerifierConfig, WebhookConfig,
 };
-use crate::media::MediaHosts;
-use crate::queue::SqsQueue;
+use crate::queue::SqsEventQueue;
+use crate::recording::media::MediaHosts;
 use crate::recording::store::DynamoRecordingStore;
 use crate::recording::{ArchiveSettings, RecordingWorker, default_fetch_backoff, media_client};
 use crate::secrets::SecretsManagerTokens;
 use crate::softphone::TokenIssuer;
 use crate::spill::{Deadlines, S3Spill, SpillDrainer};
-use crate::stack::Pipeline;
+use crate::stack_names::WorkQueue;
 use crate::transcribe::{Transcriber, TranscriptWorker};
 use crate::webhook::{Acknowledger, Reply, Verifier, WebhookRequest};
-use crate::worker::QueuedMessage;
-use crate::worker::Settler;
+use crate::worker::{BatchWorker, QueuedMessage, Settler, work_off};
 
 /// The signature check on AWS: tokens from Secrets Manager, cached across invocations.
 pub fn aws_verifier(
@@ -75,10 +76,10 @@ pub fn aws_token_issuer(
 pub struct AwsReconciler {
     tokens: SecretsManagerTokens,
     http: reqwest::Client,
-    calls: crate::store::DynamoCallStore,
+    calls: DynamoCallStore,
     recordings: DynamoRecordingStore,
-    status_queue: SqsQueue,
-    recording_queue: SqsQueue,
+    status_queue: SqsEventQueue,
+    recording_queue: SqsEventQueue,
     config: crate::config::ReconcilerConfig,
 }
 
@@ -93,10 +94,10 @@ impl AwsReconciler {
                 config.secret_ttl,
             ),
             http: reqwest::Client::new(),
-            calls: crate::store::DynamoCallStore::new(dynamodb.clone(), &config.calls_table),
+            calls: DynamoCallStore::new(dynamodb.clone(), &config.calls_table),
             recordings: DynamoRecordingStore::new(dynamodb, &config.calls_table),
-            status_queue: SqsQueue::new(sqs.clone(), config.status_queue_url.clone()),
-            recording_queue: SqsQueue::new(sqs, config.recording_queue_url.clone()),
+            status_queue: SqsEventQueue::new(sqs.clone(), config.status_queue_url.clone()),
+            recording_queue: SqsEventQueue::new(sqs, config.recording_queue_url.clone()),
             config: config.clone(),
         }
     }
@@ -151,11 +152,11 @@ pub fn aws_acknowledger(
     config: &WebhookConfig,
     aws: &aws_config::SdkConfig,
     deadlines: Deadlines,
-) -> Acknowledger<SqsQueue, SecretsManagerTokens, S3Spill> {
+) -> Acknowledger<SqsEventQueue, SecretsManagerTokens, S3Spill> {
     let spill_within = deadlines.total.saturating_sub(deadlines.queue);
     Acknowledger::verified_by(
         aws_verifier(&config.verifier, aws),
-        SqsQueue::new(
+        SqsEventQueue::new(
             crate::aws::ack_sqs_client(aws, deadlines.queue),
             config.queue_url.clone(),
         ),
@@ -175,18 +176,28 @@ pub const TOKEN_READ_DEADLINE: std::time::Duration = std::time::Duration::from_m
 pub fn aws_spill_drainer(
     config: &SpillDrainerConfig,
     aws: &aws_config::SdkConfig,
-) -> SpillDrainer<SqsQueue> {
+) -> SpillDrainer<SqsEventQueue> {
     let sqs = crate::aws::sqs_client(aws);
-    let queue = |url: &str| SqsQueue::new(sqs.clone(), url);
+    let queue = |url: &str| SqsEventQueue::new(sqs.clone(), url);
     SpillDrainer {
         s3: crate::aws::s3_client(aws),
         bucket: config.spill_bucket.clone(),
         queues: vec![
-            (Pipeline::Status, queue(&config.status_queue_url)),
-            (Pipeline::Recording, queue(&config.recording_queue_url)),
-            (Pipeline::Transcript, queue(&config.transcript_queue_url)),
+            (WorkQueue::Status, queue(&config.status_queue_url)),
+            (WorkQueue::Recording, queue(&config.recording_queue_url)),
+            (WorkQueue::Transcript, queue(&config.transcript_queue_url)),
         ],
     }
+}
+
+/// The status worker on AWS, and how it settles messages. Called once per cold start.
+pub fn aws_status_worker(
+    config: &StatusWorkerConfig,
+    aws: &aws_config::SdkConfig,
+) -> (StatusWorker<DynamoCallStore>, Settler) {
+    let store = DynamoCallStore::new(crate::aws::dynamodb_client(aws), &config.calls_table);
+    let settler = Settler::new(crate::aws::sqs_client(aws), &config.queue, "status-worker");
+    (StatusWorker::new(store), settler)
 }
 
 /// The recording worker on AWS, and how it settles messages. Called once per cold start.
@@ -287,6 +298,18 @@ pub fn http_response(reply: Reply) -> Response<Body> {
     response
         .body(body)
         .expect("status and static headers are always valid")
+}
+
+/// One SQS batch through a worker: its messages decided before the invocation's deadline,
+/// settled, and the partial batch response.
+pub async fn sqs_batch<W: BatchWorker>(
+    worker: &W,
+    settler: &Settler,
+    event: &lambda_http::LambdaEvent<SqsEvent>,
+) -> SqsBatchResponse {
+    let messages = queued_messages(&event.payload);
+    let failed = work_off(worker, settler, &messages, deadline(&event.context)).await;
+    batch_response(failed)
 }
 
 /// The messages of an SQS event, as the worker logic reads them.

@@ -3,12 +3,13 @@
 //! AWS-backed implementations sit beside the traits.
 
 pub mod aws;
-pub mod conference;
+pub mod calls;
 pub mod config;
+pub mod dynamodb;
 pub mod events;
 pub mod flows;
 pub mod lambda;
-pub mod media;
+
 pub mod metrics;
 pub mod queue;
 pub mod reconcile;
@@ -16,8 +17,7 @@ pub mod recording;
 pub mod secrets;
 pub mod softphone;
 pub mod spill;
-pub mod stack;
-pub mod store;
+pub mod stack_names;
 pub mod telemetry;
 pub mod transcribe;
 pub mod twilio;

@@ -17,12 +17,12 @@ pub trait EventQueue: Send + Sync {
 /// [`EventQueue`] on SQS. The kind and CallSid ride as message attributes as well, so ops can
 /// filter a DLQ without decoding bodies.
 #[derive(Clone)]
-pub struct SqsQueue {
+pub struct SqsEventQueue {
     client: Client,
     queue_url: String,
 }
 
-impl SqsQueue {
+impl SqsEventQueue {
     pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
         Self {
             client,
@@ -62,7 +62,7 @@ pub fn string_attribute(value: &str) -> MessageAttributeValue {
         .expect("data_type is set")
 }
 
-impl EventQueue for SqsQueue {
+impl EventQueue for SqsEventQueue {
     async fn send(&self, envelope: &Envelope) -> Result<(), QueueError> {
         self.client
             .send_message()

@@ -15,10 +15,10 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc2822;
 
+use crate::calls::DynamoCallStore;
 use crate::events::Envelope;
 use crate::queue::EventQueue;
 use crate::recording::store::DynamoRecordingStore;
-use crate::store::DynamoCallStore;
 use crate::twilio::rest::{Call, Recording, RestClient, RestError};
 use crate::twilio::{CallStatus, Params, RecordingCallback, StatusCallback};
 
@@ -49,7 +49,7 @@ pub enum ReconcileError {
     #[error(transparent)]
     Twilio(#[from] RestError),
     #[error("{0}")]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] crate::calls::StoreError),
     #[error("could not queue a repair: {0}")]
     Queue(#[from] crate::queue::QueueError),
     #[error("Twilio's {what} is not a valid callback: {why}")]

@@ -79,12 +79,12 @@ impl TwilioCredentials {
     }
 
     /// Basic auth for Twilio's REST API: the API key when there is one, else the account.
-    pub fn basic_auth(&self) -> crate::media::BasicAuth {
+    pub fn basic_auth(&self) -> crate::recording::media::BasicAuth {
         let (username, password) = match (&self.api_key_sid, &self.api_key_secret) {
             (Some(sid), Some(secret)) => (sid, secret),
             _ => (&self.account_sid, &self.auth_token),
         };
-        crate::media::BasicAuth {
+        crate::recording::media::BasicAuth {
             username: username.clone(),
             password: password.clone(),
         }

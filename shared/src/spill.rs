@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::events::{Envelope, EventKind};
 use crate::metrics::{self, name};
 use crate::queue::EventQueue;
-use crate::stack::Pipeline;
+use crate::stack_names::WorkQueue;
 
 /// Where spilled events live in the spill bucket.
 pub const PREFIX: &str = "spill/";
@@ -204,7 +204,7 @@ pub struct SpillDrainer<Q> {
     pub s3: aws_sdk_s3::Client,
     pub bucket: String,
     /// The queue of each pipeline.
-    pub queues: Vec<(Pipeline, Q)>,
+    pub queues: Vec<(WorkQueue, Q)>,
 }
 
 impl<Q: EventQueue> SpillDrainer<Q> {
@@ -298,7 +298,7 @@ impl<Q: EventQueue> SpillDrainer<Q> {
                 return Ok(false);
             }
         };
-        let pipeline = Pipeline::of(envelope.kind);
+        let pipeline = WorkQueue::of(envelope.kind);
         let (_, queue) = self
             .queues
             .iter()

@@ -178,7 +178,9 @@ pub struct Verified {
 }
 
 impl Verified {
-    fn token(&self) -> Option<&str> {
+    /// Twilio's `I-Twilio-Idempotency-Token`, which rides along in the envelope as its
+    /// `delivery_token` (unsigned, so it never replaces the idempotency key).
+    fn delivery_token(&self) -> Option<&str> {
         self.idempotency_token.as_deref()
     }
 }
@@ -384,7 +386,7 @@ impl<Q: EventQueue, T: AuthTokens, S: SpillStore> Acknowledger<Q, T, S> {
         self.acknowledge(req, EventKind::CallStatus, |v| {
             let callback = StatusCallback::parse(&v.params)?;
             let status = callback.status.as_str();
-            let envelope = Envelope::call_status(&callback, &v.params, v.token());
+            let envelope = Envelope::call_status(&callback, &v.params, v.delivery_token());
             Ok((envelope, status))
         })
         .await
@@ -395,7 +397,7 @@ impl<Q: EventQueue, T: AuthTokens, S: SpillStore> Acknowledger<Q, T, S> {
         self.acknowledge(req, EventKind::RecordingStatus, |v| {
             let callback = RecordingCallback::parse(&v.params)?;
             let status = callback.status.as_str();
-            let envelope = Envelope::recording_status(&callback, &v.params, v.token());
+            let envelope = Envelope::recording_status(&callback, &v.params, v.delivery_token());
             Ok((envelope, status))
         })
         .await
@@ -405,7 +407,7 @@ impl<Q: EventQueue, T: AuthTokens, S: SpillStore> Acknowledger<Q, T, S> {
     pub async fn conference_status(&self, req: &WebhookRequest<'_>) -> Reply {
         self.acknowledge(req, EventKind::ConferenceStatus, |v| {
             let callback = ConferenceCallback::parse(&v.params)?;
-            let envelope = Envelope::conference_status(&callback, &v.params, v.token());
+            let envelope = Envelope::conference_status(&callback, &v.params, v.delivery_token());
             Ok((envelope, callback.event.label()))
         })
         .await
@@ -415,7 +417,7 @@ impl<Q: EventQueue, T: AuthTokens, S: SpillStore> Acknowledger<Q, T, S> {
     pub async fn transcription(&self, req: &WebhookRequest<'_>) -> Reply {
         self.acknowledge(req, EventKind::TranscriptionTwilio, |v| {
             let callback = TranscriptionCallback::parse(&v.params)?;
-            let envelope = Envelope::transcription(&callback, &v.params, v.token());
+            let envelope = Envelope::transcription(&callback, &v.params, v.delivery_token());
             Ok((
                 envelope,
                 if callback.status == "completed" {

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use common::*;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use proptest::prelude::*;
-use shared::events::Envelope;
-use shared::telemetry::mask_phone;
-use shared::twilio::signature::{compute_signature, validate_form};
-use shared::twilio::twiml::{self, Say, VoiceResponse};
-use shared::twilio::{Params, StatusCallback};
-use shared::webhook::WebhookRequest;
+use voicehooks::events::Envelope;
+use voicehooks::telemetry::mask_phone;
+use voicehooks::twilio::signature::{compute_signature, validate_form};
+use voicehooks::twilio::twiml::{self, Say, VoiceResponse};
+use voicehooks::twilio::{Params, StatusCallback};
+use voicehooks::webhook::WebhookRequest;
 
 fn any_params() -> impl Strategy<Value = Params> {
     prop::collection::vec((any::<String>(), any::<String>()), 0..12).prop_map(Params::new)

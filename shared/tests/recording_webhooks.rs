@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use common::*;
 use http::StatusCode;
-use shared::events::EventKind;
-use shared::twilio::Params;
-use shared::webhook::Reply;
+use voicehooks::events::EventKind;
+use voicehooks::twilio::Params;
+use voicehooks::webhook::Reply;
 
 const CALL_SID: &str = "CA0123456789abcdef0123456789abcdef";
 const RECORDING_SID: &str = "RE0123456789abcdef0123456789abcdef";

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use serde::Deserialize;
-use shared::twilio::signature::{
+use voicehooks::twilio::signature::{
     Algorithm, validate_form, validate_form_with, validate_json, validate_json_with,
 };
 

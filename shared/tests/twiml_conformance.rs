@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
-use shared::twilio::twiml::{self, *};
+use voicehooks::twilio::twiml::{self, *};
 
 #[derive(Deserialize)]
 struct Vectors {

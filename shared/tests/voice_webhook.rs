@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use http::{Method, StatusCode};
-use shared::events::EventKind;
-use shared::flows::Flows;
-use shared::secrets::{AuthTokens, SecretsError, TwilioCredentials};
-use shared::twilio::{Params, twiml};
-use shared::voice::{UNREADABLE_FLOWS_MESSAGE, VoiceWebhook};
-use shared::webhook::{Acknowledger, Reply};
+use voicehooks::events::EventKind;
+use voicehooks::flows::Flows;
+use voicehooks::secrets::{AuthTokens, SecretsError, TwilioCredentials};
+use voicehooks::twilio::{Params, twiml};
+use voicehooks::voice::{UNREADABLE_FLOWS_MESSAGE, VoiceWebhook};
+use voicehooks::webhook::{Acknowledger, Reply};
 
 const CALL_SID: &str = "CA0123456789abcdef0123456789abcdef";
 

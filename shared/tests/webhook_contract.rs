@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use http::{Method, StatusCode};
-use shared::events::EventKind;
-use shared::secrets::StaticTokens;
-use shared::spill::Deadlines;
-use shared::twilio::{Params, overrides};
-use shared::webhook::Acknowledger;
+use voicehooks::events::EventKind;
+use voicehooks::secrets::StaticTokens;
+use voicehooks::spill::Deadlines;
+use voicehooks::twilio::{Params, overrides};
+use voicehooks::webhook::Acknowledger;
 
 const PATH: &str = "/twilio/status";
 
@@ -375,22 +375,22 @@ async fn a_signature_over_the_url_with_its_overrides_is_accepted_too() {
 /// Stack credentials whose secret holds a SharedKey (and, mid-rotation, the key before it).
 fn with_shared_keys(
     queue: &Arc<MemoryQueue>,
-) -> Acknowledger<Arc<MemoryQueue>, shared::secrets::StaticTokens> {
-    let mut credentials = shared::secrets::TwilioCredentials::new(ACCOUNT_SID, TOKEN);
+) -> Acknowledger<Arc<MemoryQueue>, voicehooks::secrets::StaticTokens> {
+    let mut credentials = voicehooks::secrets::TwilioCredentials::new(ACCOUNT_SID, TOKEN);
     credentials.webhook_shared_keys = vec![
-        shared::secrets::SharedKey {
+        voicehooks::secrets::SharedKey {
             sid: "webhooks_sharedkey_new".into(),
             secret: "the new shared key secret".into(),
         },
-        shared::secrets::SharedKey {
+        voicehooks::secrets::SharedKey {
             sid: "webhooks_sharedkey_old".into(),
             secret: "the old shared key secret".into(),
         },
     ];
-    shared::webhook::Acknowledger::new(
+    voicehooks::webhook::Acknowledger::new(
         BASE,
         queue.clone(),
-        shared::secrets::StaticTokens {
+        voicehooks::secrets::StaticTokens {
             current: Arc::new(credentials),
             previous: None,
         },
@@ -400,8 +400,8 @@ fn with_shared_keys(
 fn sharedkey_call(secret: &str, settings: &str) -> Call {
     let params = status_params("ringing");
     let mut call = Call::form(PATH, &params);
-    let signature = shared::twilio::signature::compute_signature_with(
-        shared::twilio::signature::Algorithm::HmacSha256,
+    let signature = voicehooks::twilio::signature::compute_signature_with(
+        voicehooks::twilio::signature::Algorithm::HmacSha256,
         secret,
         &call.url(),
         params.iter(),

@@ -1,5 +1,6 @@
-//! The worker's batch logic over the `CallStore` trait: partial failures, and each call's
-//! events applied one at a time in arrival order while calls run concurrently.
+//! The status worker's batch logic over the `CallStore` trait, on the in-memory store:
+//! partial failures, and each call's events applied one at a time in arrival order while
+//! calls run concurrently.
 
 #![allow(clippy::unwrap_used)] // test code: an unwrap is an assertion
 
@@ -7,14 +8,20 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use shared::conference::ConferenceEvent;
-use shared::events::{Envelope, EventKind};
-use shared::store::{CallStarted, CallStore, Outcome, StatusEvent, StoreError};
-use shared::twilio::{CallStatus, Params, StatusCallback};
-use shared::worker::{Disposition, QueuedMessage, decide_status_batch};
+use voicehooks::calls::conference::ConferenceEvent;
+use voicehooks::calls::worker::StatusWorker;
+use voicehooks::calls::{
+    CallStarted, CallStore, MemoryCallStore, Outcome, StatusEvent, StoreError,
+};
+use voicehooks::events::{Envelope, EventKind};
+use voicehooks::twilio::{CallStatus, Params, StatusCallback};
+use voicehooks::worker::{Disposition, QueuedMessage};
 
+/// The in-memory store, watched: what the worker hands it and in which order, how many
+/// subjects it works on at once; `failing_call`'s writes fail.
 #[derive(Default)]
-struct RecordingStore {
+struct WatchedStore {
+    store: MemoryCallStore,
     applied: Mutex<Vec<(String, CallStatus)>>,
     /// (room, event) in the order applied.
     rooms: Mutex<Vec<(String, String)>>,
@@ -24,7 +31,7 @@ struct RecordingStore {
     failing_call: Option<String>,
 }
 
-impl RecordingStore {
+impl WatchedStore {
     /// Holds `subject` for a few ms, failing the test if another of its events is applied
     /// meanwhile.
     async fn one_at_a_time(&self, subject: &str) {
@@ -42,14 +49,14 @@ impl RecordingStore {
     }
 }
 
-impl CallStore for RecordingStore {
+impl CallStore for WatchedStore {
     async fn apply_conference(&self, event: &ConferenceEvent) -> Result<Outcome, StoreError> {
         self.one_at_a_time(&event.conference_sid).await;
         self.rooms
             .lock()
             .unwrap()
             .push((event.conference_sid.clone(), event.event.clone()));
-        Ok(Outcome::Applied)
+        self.store.apply_conference(event).await
     }
 
     async fn apply_status(&self, event: &StatusEvent) -> Result<Outcome, StoreError> {
@@ -61,7 +68,7 @@ impl CallStore for RecordingStore {
             .lock()
             .unwrap()
             .push((event.call_sid.clone(), event.status));
-        Ok(Outcome::Applied)
+        self.store.apply_status(event).await
     }
 
     async fn record_started(&self, event: &CallStarted) -> Result<(), StoreError> {
@@ -69,7 +76,7 @@ impl CallStore for RecordingStore {
             .lock()
             .unwrap()
             .push((event.call_sid.clone(), event.flow.clone()));
-        Ok(())
+        self.store.record_started(event).await
     }
 }
 
@@ -98,10 +105,11 @@ fn queued<'a>(bodies: &'a [(&'static str, String)]) -> Vec<QueuedMessage<'a>> {
 
 /// The messages the batch did not apply, by id, each with why.
 async fn not_applied(
-    store: &RecordingStore,
+    worker: &StatusWorker<WatchedStore>,
     messages: &[QueuedMessage<'_>],
 ) -> Vec<(String, String)> {
-    decide_status_batch(store, messages)
+    worker
+        .apply_batch(messages)
         .await
         .into_iter()
         .map(|(message, disposition)| match disposition {
@@ -129,8 +137,9 @@ async fn calls_run_concurrently_and_each_calls_events_in_arrival_order() {
         ("m6", envelope("CA1", CallStatus::Initiated, 0)),
     ];
     let messages = queued(&bodies);
-    let store = RecordingStore::default();
-    let failed = not_applied(&store, &messages).await;
+    let worker = StatusWorker::new(WatchedStore::default());
+    let store = worker.store();
+    let failed = not_applied(&worker, &messages).await;
     assert_eq!(ids(&failed), ["m4"], "only the poison message fails");
     assert!(failed[0].1.starts_with("not a call event: "), "{failed:?}");
     let applied = store.applied.lock().unwrap().clone();
@@ -155,6 +164,14 @@ async fn calls_run_concurrently_and_each_calls_events_in_arrival_order() {
         2,
         "the two calls overlapped"
     );
+    // What the store made of them: CA1's initiated came after its completed.
+    let ca1 = store.store.get_call("CA1").unwrap();
+    assert_eq!(ca1.status.as_deref(), Some("completed"));
+    assert_eq!(ca1.late_events(), 1);
+    assert_eq!(
+        store.store.get_call("CA2").unwrap().status.as_deref(),
+        Some("busy")
+    );
 }
 
 #[tokio::test]
@@ -165,13 +182,18 @@ async fn a_store_failure_fails_only_that_calls_messages() {
         ("c", envelope("CA1", CallStatus::Completed, 3)),
     ];
     let messages = queued(&bodies);
-    let store = RecordingStore {
+    let worker = StatusWorker::new(WatchedStore {
         failing_call: Some("CA9".into()),
         ..Default::default()
-    };
-    let failed = not_applied(&store, &messages).await;
+    });
+    let failed = not_applied(&worker, &messages).await;
     assert_eq!(ids(&failed), ["b"]);
+    let store = worker.store();
     assert_eq!(store.applied.lock().unwrap().len(), 2);
+    assert!(
+        store.store.get_call("CA9").is_none(),
+        "nothing of CA9 stored"
+    );
 }
 
 #[tokio::test]
@@ -191,13 +213,19 @@ async fn call_started_events_are_applied_beside_statuses_and_need_a_flow() {
         ("r", envelope("CA7", CallStatus::Ringing, 1)),
         ("x", flowless.to_json()),
     ];
-    let store = RecordingStore::default();
-    assert_eq!(ids(&not_applied(&store, &queued(&bodies)).await), ["x"]);
+    let worker = StatusWorker::new(WatchedStore::default());
+    let store = worker.store();
+    assert_eq!(ids(&not_applied(&worker, &queued(&bodies)).await), ["x"]);
     assert_eq!(
         *store.started.lock().unwrap(),
         [("CA7".to_owned(), "main-menu".to_owned())]
     );
     assert_eq!(store.applied.lock().unwrap().len(), 1);
+    let call = store.store.get_call("CA7").unwrap();
+    assert_eq!(
+        (call.flow.as_deref(), call.status.as_deref()),
+        (Some("main-menu"), Some("ringing"))
+    );
 }
 
 fn room_event(room: &str, call: &str, event: &str, seq: u32) -> String {
@@ -225,8 +253,9 @@ async fn one_rooms_events_are_applied_one_at_a_time_whichever_calls_they_name() 
         ("l1", room_event("CF1", "CA1", "participant-leave", 3)),
         ("k", room_event("CF2", "CA3", "participant-join", 1)),
     ];
-    let store = RecordingStore::default();
-    assert!(not_applied(&store, &queued(&bodies)).await.is_empty());
+    let worker = StatusWorker::new(WatchedStore::default());
+    let store = worker.store();
+    assert!(not_applied(&worker, &queued(&bodies)).await.is_empty());
     let rooms = store.rooms.lock().unwrap().clone();
     let of = |room: &str| {
         rooms
@@ -245,5 +274,12 @@ async fn one_rooms_events_are_applied_one_at_a_time_whichever_calls_they_name() 
         *store.most_at_once.lock().unwrap(),
         3,
         "rooms and calls overlapped"
+    );
+    let room = store.store.get_conference("CF1").unwrap();
+    assert_eq!(room.participants.len(), 2);
+    assert_eq!(
+        store.store.get_call("CA1").unwrap().conferences,
+        ["CF1"],
+        "the participant's call names the room"
     );
 }

@@ -20,12 +20,12 @@ use aws_sdk_sqs::types::{
 };
 use indicatif::ProgressBar;
 use serde::Serialize;
-use shared::events::Envelope;
-use shared::queue::dead_letter;
-use shared::stack::Pipeline;
-use shared::transcribe::JobStateChange;
+use voicehooks::events::Envelope;
+use voicehooks::queue::dead_letter;
+use voicehooks::stack_names::WorkQueue;
+use voicehooks::transcribe::JobStateChange;
 
-use crate::stack::{Queues, Stack};
+use crate::connect::{Queues, Stack};
 
 /// The kind a Transcribe state change goes by (it is EventBridge's event, not an envelope).
 pub const TRANSCRIBE_JOB: &str = "transcribe.job";
@@ -37,7 +37,7 @@ pub(crate) fn sqs_error<E>(e: aws_sdk_sqs::error::SdkError<E>) -> anyhow::Error
 where
     E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    anyhow::anyhow!("SQS: {}", shared::aws::error_summary(&e))
+    anyhow::anyhow!("SQS: {}", voicehooks::aws::error_summary(&e))
 }
 
 /// One DLQ's depth, read without receiving a message (a receive would add to each message's
@@ -46,7 +46,7 @@ where
 /// message's in `dlq peek`, which receives.
 #[derive(Debug, Clone, Serialize)]
 pub struct DlqStats {
-    pub pipeline: Pipeline,
+    pub pipeline: WorkQueue,
     pub dlq: String,
     /// Messages waiting (SQS's approximate count).
     pub messages: u64,
@@ -57,7 +57,7 @@ pub struct DlqStats {
 /// A dead-lettered message, decoded.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeadLetter {
-    pub pipeline: Pipeline,
+    pub pipeline: WorkQueue,
     pub message_id: String,
     /// The envelope's kind (`call.status`, …), `transcribe.job` for a Transcribe state
     /// change, `unreadable` for anything else.
@@ -90,7 +90,7 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
-    fn decode(pipeline: Pipeline, message: Message, now_ms: u64) -> Self {
+    fn decode(pipeline: WorkQueue, message: Message, now_ms: u64) -> Self {
         let system = |name: MessageSystemAttributeName| {
             message
                 .attributes()
@@ -340,7 +340,7 @@ pub struct SpillStats {
 
 pub async fn spill_stats(stack: &Stack) -> anyhow::Result<SpillStats> {
     let bucket = stack.spill_bucket().await?;
-    let depth = shared::spill::depth(&stack.s3, &bucket)
+    let depth = voicehooks::spill::depth(&stack.s3, &bucket)
         .await
         .map_err(|e| anyhow::anyhow!("S3 {bucket}: {e}"))?;
     Ok(SpillStats {
@@ -388,7 +388,7 @@ impl Default for RedriveOptions {
 /// What a redrive of one DLQ did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RedriveReport {
-    pub pipeline: Option<Pipeline>,
+    pub pipeline: Option<WorkQueue>,
     /// Sent to the source queue and deleted from the DLQ (or, dry run: would be).
     pub moved: u64,
     /// Left in the DLQ: not matching the filter.
@@ -533,7 +533,7 @@ async fn move_batch(
             }
             entry = entry.message_attributes(
                 dead_letter::REDRIVE_RUN,
-                shared::queue::string_attribute(run),
+                voicehooks::queue::string_attribute(run),
             );
             entry.build().expect("id and body are set")
         })
@@ -595,7 +595,7 @@ mod tests {
 
     fn letter(body: &str, sent_ms: u64, kind: Option<&str>) -> DeadLetter {
         DeadLetter {
-            pipeline: Pipeline::Recording,
+            pipeline: WorkQueue::Recording,
             message_id: "m".into(),
             kind: "recording.status".into(),
             call_sid: Some("CA1".into()),

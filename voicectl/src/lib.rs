@@ -1,4 +1,4 @@
-//! voicectl: the operator's tool. Each command is a module here over the `shared` library;
+//! voicectl: the operator's tool. Each command is a module here over the `voicehooks` library;
 //! `main.rs` only parses arguments and prints.
 //!
 //! - [`dlq`]: dead-letter queues: stats, peek, redrive.
@@ -6,18 +6,19 @@
 //! - [`timeline`]: one call's story (`voicectl call`).
 //! - [`signing`]: `sign` and `verify`.
 //! - [`smoke`]: one synthetic call through a stack.
+//! - [`connect`]: a stack found by name, with the clients to reach it.
 //! - [`numbers`]: phone numbers and TwiML Apps wired to the stack, drift found and fixed.
-//! - [`simulate`]: the Twilio stand-in; [`media`] serves its recordings and, with
+//! - [`simulate`]: the Twilio stand-in; [`media_server`] serves its recordings and, with
 //!   [`twilio_api`], its numbers and Apps.
 
+pub mod connect;
 pub mod dlq;
-pub mod media;
+pub mod media_server;
 pub mod numbers;
 pub mod replay;
 pub mod signing;
 pub mod simulate;
 pub mod smoke;
-pub mod stack;
 pub mod timeline;
 pub mod twilio_api;
 

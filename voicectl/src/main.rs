@@ -8,20 +8,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
-use shared::config::local;
-use shared::flows::{self, Flows, Step, Urls};
-use shared::stack::Pipeline;
-use shared::twilio::Params;
-use shared::twilio::signature::{self, Algorithm};
+use voicectl::connect::{DEFAULT_STACK, PublicBase, Stack};
 use voicectl::dlq::{self, Filter, RedriveOptions};
-use voicectl::media::MediaServer;
+use voicectl::media_server::MediaServer;
 use voicectl::signing::{self, Request};
 use voicectl::simulate::{self, SimulateOptions, Twilio};
 use voicectl::smoke::{self, SmokeOptions};
-use voicectl::stack::{DEFAULT_STACK, PublicBase, Stack};
 use voicectl::{numbers, progress_bar, replay, timeline};
+use voicehooks::config::local;
+use voicehooks::flows::{self, Flows, Step, Urls};
+use voicehooks::stack_names::WorkQueue;
+use voicehooks::twilio::Params;
+use voicehooks::twilio::signature::{self, Algorithm};
 
 #[derive(Parser)]
 #[command(
@@ -141,25 +142,19 @@ enum Command {
     Flows(FlowsCommand),
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum QueueArg {
-    Status,
-    Recording,
-    Transcript,
+/// `--queue status|recording|transcript`, read straight into a [`WorkQueue`].
+fn work_queue_arg() -> impl clap::builder::TypedValueParser<Value = WorkQueue> {
+    clap::builder::PossibleValuesParser::new(WorkQueue::ALL.map(WorkQueue::as_str)).map(|name| {
+        WorkQueue::ALL
+            .into_iter()
+            .find(|q| q.as_str() == name)
+            .expect("clap admits only the possible values")
+    })
 }
 
-impl From<QueueArg> for Pipeline {
-    fn from(q: QueueArg) -> Self {
-        match q {
-            QueueArg::Status => Pipeline::Status,
-            QueueArg::Recording => Pipeline::Recording,
-            QueueArg::Transcript => Pipeline::Transcript,
-        }
-    }
-}
-
-fn pipelines(queue: Option<QueueArg>) -> Vec<Pipeline> {
-    queue.map_or_else(|| Pipeline::ALL.to_vec(), |q| vec![q.into()])
+/// The queue asked for, or all three.
+fn work_queues(queue: Option<WorkQueue>) -> Vec<WorkQueue> {
+    queue.map_or_else(|| WorkQueue::ALL.to_vec(), |q| vec![q])
 }
 
 #[derive(Subcommand)]
@@ -178,8 +173,8 @@ enum DlqCommand {
     ///   voicectl dlq peek --save dlq-2026-11-23/   # one envelope file each, for `replay files`
     #[command(verbatim_doc_comment)]
     Peek {
-        #[arg(long, value_enum)]
-        queue: Option<QueueArg>,
+        #[arg(long, value_parser = work_queue_arg())]
+        queue: Option<WorkQueue>,
         #[arg(long, default_value_t = 20)]
         limit: usize,
         /// Write each message body to DIR/<queue>-<message id>.json.
@@ -201,8 +196,8 @@ enum DlqCommand {
     ///   voicectl dlq redrive --call CAe1a2b3c4d5e6f708192a3b4c5d6e7f80 --rate 5
     #[command(verbatim_doc_comment)]
     Redrive {
-        #[arg(long, value_enum)]
-        queue: Option<QueueArg>,
+        #[arg(long, value_parser = work_queue_arg())]
+        queue: Option<WorkQueue>,
         /// Only this kind (call.status, call.started, recording.status,
         /// transcription.twilio, transcribe.job); repeatable.
         #[arg(long = "kind")]
@@ -477,7 +472,7 @@ async fn dlq_command(stack: &Stack, command: DlqCommand, json: bool) -> anyhow::
     match command {
         DlqCommand::Stats => {
             let mut dead_letter_queues = Vec::new();
-            for pipeline in Pipeline::ALL {
+            for pipeline in WorkQueue::ALL {
                 let queues = stack.queues(pipeline).await?;
                 dead_letter_queues.push(dlq::stats(stack, &queues).await?);
             }
@@ -507,7 +502,7 @@ async fn dlq_command(stack: &Stack, command: DlqCommand, json: bool) -> anyhow::
         DlqCommand::Peek { queue, limit, save } => {
             let mut letters = Vec::new();
             let mut empty = Vec::new();
-            for pipeline in pipelines(queue) {
+            for pipeline in work_queues(queue) {
                 let queues = stack.queues(pipeline).await?;
                 let peeked = dlq::peek(stack, &queues, limit).await?;
                 if peeked.is_empty() {
@@ -585,7 +580,7 @@ async fn dlq_command(stack: &Stack, command: DlqCommand, json: bool) -> anyhow::
             });
             let bar = progress_bar(0, json);
             let mut reports = Vec::new();
-            for pipeline in pipelines(queue) {
+            for pipeline in work_queues(queue) {
                 if interrupt.load(Ordering::SeqCst) {
                     break;
                 }
@@ -628,7 +623,7 @@ fn redrive_line(r: &dlq::RedriveReport) -> String {
     }
     let mut line = format!(
         "{:<10} {} {}",
-        r.pipeline.map_or("", Pipeline::as_str),
+        r.pipeline.map_or("", WorkQueue::as_str),
         if r.dry_run { "would move" } else { "moved" },
         r.moved
     );
@@ -951,11 +946,11 @@ async fn reconcile_command(
 ) -> anyhow::Result<ExitCode> {
     let credentials = stack.current_credentials().await?;
     let twilio = twilio_client(&credentials, api);
-    let status = stack.queues(Pipeline::Status).await?;
-    let recording = stack.queues(Pipeline::Recording).await?;
-    let queue = |url: &str| shared::queue::SqsQueue::new(stack.sqs.clone(), url);
+    let status = stack.queues(WorkQueue::Status).await?;
+    let recording = stack.queues(WorkQueue::Recording).await?;
+    let queue = |url: &str| voicehooks::queue::SqsEventQueue::new(stack.sqs.clone(), url);
     let (status_queue, recording_queue) = (queue(&status.queue_url), queue(&recording.queue_url));
-    let report = shared::reconcile::Reconciler {
+    let report = voicehooks::reconcile::Reconciler {
         twilio: &twilio,
         calls: &stack.calls(),
         recordings: &stack.recordings(),
@@ -991,10 +986,10 @@ async fn reconcile_command(
 
 /// Twilio's REST API with the account's credentials from the stack's secret.
 fn twilio_client(
-    credentials: &shared::secrets::TwilioCredentials,
+    credentials: &voicehooks::secrets::TwilioCredentials,
     api: &TwilioApiArgs,
-) -> shared::twilio::rest::RestClient {
-    shared::twilio::rest::RestClient::for_account(
+) -> voicehooks::twilio::rest::RestClient {
+    voicehooks::twilio::rest::RestClient::for_account(
         reqwest::Client::new(),
         &api.api_base,
         credentials,
@@ -1137,7 +1132,7 @@ enum NumbersCommand {
 #[derive(Args)]
 struct TwilioApiArgs {
     /// Twilio's REST API (the stand-in's on the local stack).
-    #[arg(long, env = "TWILIO_API_BASE", default_value = shared::twilio::rest::API_BASE)]
+    #[arg(long, env = "TWILIO_API_BASE", default_value = voicehooks::twilio::rest::API_BASE)]
     api_base: String,
 }
 

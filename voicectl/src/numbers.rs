@@ -5,8 +5,8 @@
 //! account's credentials from the stack's secret.
 
 use serde::Serialize;
-use shared::twilio::overrides;
-use shared::twilio::rest::{
+use voicehooks::twilio::overrides;
+use voicehooks::twilio::rest::{
     Application, IncomingPhoneNumber, RestClient, RestError, VoiceSettings,
 };
 

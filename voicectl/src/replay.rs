@@ -7,15 +7,15 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use shared::events::{Envelope, EventKind, IDEMPOTENCY_HEADER};
-use shared::queue::{EventQueue, SqsQueue};
-use shared::stack::Pipeline;
-use shared::store::Replayed;
-use shared::transcribe::JobStateChange;
-use shared::twilio::Params;
+use voicehooks::calls::Replayed;
+use voicehooks::events::{Envelope, EventKind, IDEMPOTENCY_HEADER};
+use voicehooks::queue::{EventQueue, SqsEventQueue};
+use voicehooks::stack_names::WorkQueue;
+use voicehooks::transcribe::JobStateChange;
+use voicehooks::twilio::Params;
 
+use crate::connect::Stack;
 use crate::simulate::Twilio;
-use crate::stack::Stack;
 
 /// One thing a file holds to send.
 #[derive(Debug, Clone)]
@@ -183,7 +183,7 @@ pub async fn to_queues(
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<Vec<Sent>> {
     let mut urls = std::collections::HashMap::new();
-    for pipeline in Pipeline::ALL {
+    for pipeline in WorkQueue::ALL {
         urls.insert(
             pipeline,
             stack.queue_url(&stack.names.queue(pipeline)).await?,
@@ -219,7 +219,7 @@ pub async fn to_queues(
                 }
             }
             Ok(Item::StateChange(body)) => {
-                let url = &urls[&Pipeline::Transcript];
+                let url = &urls[&WorkQueue::Transcript];
                 stack
                     .sqs
                     .send_message()
@@ -230,15 +230,15 @@ pub async fn to_queues(
                     .map_err(crate::dlq::sqs_error)?;
                 sent.push(Sent {
                     file: loaded.file.clone(),
-                    to: Some(stack.names.queue(Pipeline::Transcript)),
+                    to: Some(stack.names.queue(WorkQueue::Transcript)),
                     outcome: "sent",
                     detail: "transcribe.job".into(),
                 });
                 continue;
             }
         };
-        let pipeline = Pipeline::of(envelope.kind);
-        SqsQueue::new(stack.sqs.clone(), &urls[&pipeline])
+        let pipeline = WorkQueue::of(envelope.kind);
+        SqsEventQueue::new(stack.sqs.clone(), &urls[&pipeline])
             .send(&envelope)
             .await?;
         sent.push(Sent {

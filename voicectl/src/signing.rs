@@ -7,7 +7,7 @@ use std::io::BufRead;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use shared::twilio::signature::{self, BODY_SHA256_PARAM, Diagnosis};
+use voicehooks::twilio::signature::{self, BODY_SHA256_PARAM, Diagnosis};
 
 /// What to sign or verify: form params, or a JSON body (signed by its URL's `bodySHA256`).
 #[derive(Debug, Clone, Default)]
@@ -171,7 +171,7 @@ pub fn explain(results: &[TokenDiagnosis]) -> String {
 /// of API Gateway needs `PublicBaseUrl` set to what Twilio calls.
 pub fn compare_with_stack(
     url: &str,
-    stack: &crate::stack::PublicBase,
+    stack: &crate::connect::PublicBase,
     valid: bool,
 ) -> Option<String> {
     let stack_base = stack.url.trim_end_matches('/');

@@ -5,11 +5,11 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use serde::Serialize;
-use shared::events::EventKind;
-use shared::twilio::{CallStatus, Params};
+use voicehooks::events::EventKind;
+use voicehooks::twilio::{CallStatus, Params};
 
+use crate::connect::Stack;
 use crate::simulate::{Twilio, VoiceServer};
-use crate::stack::Stack;
 
 pub struct SmokeOptions {
     /// The public base URL Twilio is given (the stack's `WebhookBaseUrl` output).

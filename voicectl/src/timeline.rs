@@ -2,11 +2,11 @@
 
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use serde::Serialize;
-use shared::conference::Room;
-use shared::recording::store::RecordingRecord;
-use shared::store::CallRecord;
+use voicehooks::calls::CallRecord;
+use voicehooks::calls::conference::Room;
+use voicehooks::recording::store::RecordingRecord;
 
-use crate::stack::Stack;
+use crate::connect::Stack;
 
 /// The table's width: the recordings' reasons wrap to fit a 100-column terminal.
 const WIDTH: u16 = 100;
@@ -260,7 +260,7 @@ fn rooms(call_sid: &str, rooms: &[Room]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::recording::store::Trouble;
+    use voicehooks::recording::store::Trouble;
 
     fn recording() -> RecordingRecord {
         RecordingRecord {
@@ -308,12 +308,12 @@ mod tests {
             views[1].detail.contains("Twilio error 16102") && views[1].detail.contains("silent")
         );
         assert_eq!(views[2].condition, "-");
-        let room = shared::conference::Room {
+        let room = voicehooks::calls::conference::Room {
             conference_sid: "CF0123456789abcdef0123456789abcdef".into(),
             friendly_name: Some("daily-standup".into()),
             status: "completed".into(),
             end_reason: Some("last-participant-left".into()),
-            participants: vec![shared::conference::Participant {
+            participants: vec![voicehooks::calls::conference::Participant {
                 call_sid: "CA1".into(),
                 joined_at: Some("Wed, 02 Dec 2026 12:00:04 +0000".into()),
                 left_at: Some("Wed, 02 Dec 2026 12:03:04 +0000".into()),

@@ -21,7 +21,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::media::MediaState;
+use crate::media_server::MediaState;
 
 /// A call for the Calls list.
 #[derive(Debug, Clone)]

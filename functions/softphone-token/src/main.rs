@@ -1,15 +1,15 @@
 //! `POST /softphone/token`, behind API Gateway's JWT authorizer: a Voice Access Token for the
-//! identity in the caller's claims. See `shared::softphone::TokenIssuer`.
+//! identity in the caller's claims. See `voicehooks::softphone::TokenIssuer`.
 
 use lambda_http::{Error, Request, run, service_fn};
-use shared::config::SoftphoneTokenConfig;
-use shared::lambda::{aws_token_issuer, http_response, jwt_claims};
+use voicehooks::config::SoftphoneTokenConfig;
+use voicehooks::lambda::{aws_token_issuer, http_response, jwt_claims};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init(env!("CARGO_PKG_NAME"));
+    voicehooks::telemetry::init(env!("CARGO_PKG_NAME"));
     let config = SoftphoneTokenConfig::from_env()?;
-    let aws = shared::aws::sdk_config().await;
+    let aws = voicehooks::aws::sdk_config().await;
     let issuer = &aws_token_issuer(&config, &aws);
     run(service_fn(move |req: Request| async move {
         let reply = issuer

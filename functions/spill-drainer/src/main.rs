@@ -1,17 +1,17 @@
 //! Every minute (an EventBridge schedule): the events webhooks spilled to S3 because SQS did
 //! not take them in time go onto their queues, each deleted from the spill only once SQS has
-//! it. See `shared::spill`.
+//! it. See `voicehooks::spill`.
 
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
-use shared::config::SpillDrainerConfig;
-use shared::lambda::{aws_spill_drainer, deadline};
-use shared::spill::Drained;
+use voicehooks::config::SpillDrainerConfig;
+use voicehooks::lambda::{aws_spill_drainer, deadline};
+use voicehooks::spill::Drained;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init(env!("CARGO_PKG_NAME"));
+    voicehooks::telemetry::init(env!("CARGO_PKG_NAME"));
     let config = SpillDrainerConfig::from_env()?;
-    let aws = shared::aws::sdk_config().await;
+    let aws = voicehooks::aws::sdk_config().await;
     let drainer = &aws_spill_drainer(&config, &aws);
     run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {

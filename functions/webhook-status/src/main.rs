@@ -1,18 +1,18 @@
 //! `POST /twilio/status`: Twilio's call-status callbacks, and `POST /twilio/conference`: the
 //! conference rooms' events (the same contract and queue, so one function serves both). See
-//! `shared::webhook` for the contract.
+//! `voicehooks::webhook` for the contract.
 
 use lambda_http::{Error, Request, run, service_fn};
-use shared::config::{self, WebhookConfig};
-use shared::events::EventKind;
-use shared::lambda::{aws_acknowledger, http_response, webhook_request};
-use shared::spill::Deadlines;
+use voicehooks::config::{self, WebhookConfig};
+use voicehooks::events::EventKind;
+use voicehooks::lambda::{aws_acknowledger, http_response, webhook_request};
+use voicehooks::spill::Deadlines;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init(env!("CARGO_PKG_NAME"));
+    voicehooks::telemetry::init(env!("CARGO_PKG_NAME"));
     let config = WebhookConfig::from_env(config::STATUS_QUEUE_URL)?;
-    let aws = shared::aws::sdk_config().await;
+    let aws = voicehooks::aws::sdk_config().await;
     let acknowledger = &aws_acknowledger(&config, &aws, Deadlines::CALLBACK);
     run(service_fn(move |req: Request| async move {
         let req = webhook_request(&req);

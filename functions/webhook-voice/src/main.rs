@@ -1,18 +1,18 @@
 //! `POST /twilio/voice` and its action routes: TwiML from `config/flows.toml` (embedded at
-//! build time), and a `call.started` event on the status queue. See `shared::voice`.
+//! build time), and a `call.started` event on the status queue. See `voicehooks::voice`.
 
 use lambda_http::{Error, Request, run, service_fn};
-use shared::config::{self, WebhookConfig};
-use shared::flows::Flows;
-use shared::lambda::{aws_acknowledger, http_response, webhook_request};
-use shared::spill::Deadlines;
-use shared::voice::VoiceWebhook;
+use voicehooks::config::{self, WebhookConfig};
+use voicehooks::flows::Flows;
+use voicehooks::lambda::{aws_acknowledger, http_response, webhook_request};
+use voicehooks::spill::Deadlines;
+use voicehooks::voice::VoiceWebhook;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init(env!("CARGO_PKG_NAME"));
+    voicehooks::telemetry::init(env!("CARGO_PKG_NAME"));
     let config = WebhookConfig::from_env(config::STATUS_QUEUE_URL)?;
-    let aws = shared::aws::sdk_config().await;
+    let aws = voicehooks::aws::sdk_config().await;
     let enqueue_deadline = config::enqueue_deadline()?;
     let voice = &VoiceWebhook::new(
         aws_acknowledger(&config, &aws, Deadlines::within(enqueue_deadline)),

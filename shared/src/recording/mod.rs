@@ -13,6 +13,7 @@
 //! the reason: no retry fixes them, and a hot loop would only hammer Twilio.
 
 pub mod keys;
+pub mod media;
 pub mod store;
 
 use crate::metrics::{self, name};
@@ -23,14 +24,14 @@ use backon::{ExponentialBuilder, Retryable};
 
 use crate::config::{MediaFormat, RecordingWorkerConfig};
 use crate::events::{Envelope, EventKind};
-use crate::media::{
+use crate::recording::media::{
     ArchiveOutcome, ArchiveTarget, BasicAuth, FetchError, MediaHosts, UploadProgress,
     archive_resumable, fetch, from_offset,
 };
 use crate::secrets::AuthTokens;
 use crate::transcribe::{JobStart, Transcriber, TranscriptionRequest};
 use crate::twilio::{RecordingCallback, RecordingStatus};
-use crate::worker::{Disposition, Fate, FateNotes, QueuedMessage};
+use crate::worker::{BatchWorker, Disposition, Fate, FateNotes, QueuedMessage, decide_by};
 use keys::RecordingKey;
 use store::{DynamoRecordingStore, RecordingRef, Trouble, epoch_ms};
 
@@ -155,7 +156,9 @@ impl<T: AuthTokens> FateNotes for RecordingWorker<T> {
                 next_at: Some(crate::events::rfc3339_in(*after)),
                 ..trouble("retrying", reason)
             },
-            Fate::DeadLetter { reason, .. } if reason.starts_with(crate::media::REFUSED) => {
+            Fate::DeadLetter { reason, .. }
+                if reason.starts_with(crate::recording::media::REFUSED) =>
+            {
                 trouble("refused", reason)
             }
             Fate::DeadLetter { reason, .. } => trouble("dead-lettered", reason),
@@ -177,6 +180,18 @@ impl<T: AuthTokens> FateNotes for RecordingWorker<T> {
                 "could not note the recording's trouble; the DLQ and logs still have it"
             );
         }
+    }
+}
+
+impl<T: AuthTokens> BatchWorker for RecordingWorker<T> {
+    /// Each message on its own, all at once.
+    async fn decide<'m>(
+        &self,
+        messages: &'m [QueuedMessage<'m>],
+        deadline: Instant,
+    ) -> Vec<(&'m QueuedMessage<'m>, Disposition)> {
+        let decisions = messages.iter().map(|m| self.handle(m.body, deadline));
+        decide_by(messages, deadline, decisions).await
     }
 }
 
@@ -307,7 +322,7 @@ impl<T: AuthTokens> RecordingWorker<T> {
             let long = resume.is_some()
                 || response
                     .content_length()
-                    .is_some_and(|len| len > crate::media::PART_SIZE as u64);
+                    .is_some_and(|len| len > crate::recording::media::PART_SIZE as u64);
             if long {
                 let until = epoch_ms()
                     + deadline

@@ -11,9 +11,10 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
 
+use crate::calls::StoreError;
+use crate::dynamodb::{Item, ItemExt, PARTITION_KEY, SORT_KEY, call_item_key, n, s, store_error};
 use crate::events::now_rfc3339;
-use crate::media::{Archived, UploadProgress};
-use crate::store::{PARTITION_KEY, SORT_KEY, StoreError, n, s, store_error};
+use crate::recording::media::{Archived, UploadProgress};
 use crate::twilio::RecordingStatus;
 
 /// What is known of a recording when its callback arrives.
@@ -122,14 +123,8 @@ pub const INLINE_TRANSCRIPT_BYTES: usize = 32 * 1024;
 pub const TRANSCRIPT_PREVIEW_CHARS: usize = 1000;
 const SK_PREFIX: &str = "RECORDING#";
 
-fn key(call_sid: &str, recording_sid: &str) -> HashMap<String, AttributeValue> {
-    HashMap::from([
-        (PARTITION_KEY.to_owned(), s(format!("CALL#{call_sid}"))),
-        (
-            SORT_KEY.to_owned(),
-            s(format!("{SK_PREFIX}{recording_sid}")),
-        ),
-    ])
+fn key(call_sid: &str, recording_sid: &str) -> Item {
+    call_item_key(call_sid, &format!("{SK_PREFIX}{recording_sid}"))
 }
 
 /// A conditional update's answer: `Ok(false)` when its condition did not hold.
@@ -161,7 +156,7 @@ pub struct DynamoRecordingStore {
 struct Update {
     sets: Vec<String>,
     names: HashMap<String, String>,
-    values: HashMap<String, AttributeValue>,
+    values: Item,
 }
 
 impl Update {
@@ -501,13 +496,9 @@ impl DynamoRecordingStore {
     }
 }
 
-fn record(item: &HashMap<String, AttributeValue>) -> RecordingRecord {
-    let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
-    let number = |name: &str| {
-        item.get(name)
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse().ok())
-    };
+fn record(item: &Item) -> RecordingRecord {
+    let text = |name: &str| item.text(name).map(str::to_owned);
+    let number = |name: &str| item.number(name);
     let mut channels: Vec<(String, String)> = item
         .get("transcript_channels")
         .and_then(|v| v.as_m().ok())
@@ -528,19 +519,13 @@ fn record(item: &HashMap<String, AttributeValue>) -> RecordingRecord {
         s3_key: text("s3_key"),
         bytes: number("bytes"),
         sha256: text("sha256"),
-        deleted_from_twilio: matches!(
-            item.get("deleted_from_twilio"),
-            Some(AttributeValue::Bool(true))
-        ),
+        deleted_from_twilio: item.is_true("deleted_from_twilio"),
         transcription_job: text("transcription_job"),
         transcription_status: text("transcription_status"),
         transcript_text: text("transcript_text"),
         transcript_channels: channels,
         transcript_s3_key: text("transcript_s3_key"),
-        transcript_truncated: matches!(
-            item.get("transcript_truncated"),
-            Some(AttributeValue::Bool(true))
-        ),
+        transcript_truncated: item.is_true("transcript_truncated"),
         transcription_failure: text("transcription_failure"),
         upload: text("upload")
             .filter(|json| !json.is_empty())

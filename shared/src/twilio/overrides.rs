@@ -231,7 +231,7 @@ impl fmt::Display for ConnectionOverrides {
 
 /// The overrides on the status, recording and transcription callbacks. An acknowledgement
 /// takes at most the SQS deadline plus the spill deadline plus a token read (about 3.5 s,
-/// `shared::webhook`), so `rt` leaves it room; every failure is retried, 4xx included, since
+/// `voicehooks::webhook`), so `rt` leaves it room; every failure is retried, 4xx included, since
 /// API Gateway's throttle answers 429, and a retry of an event that did arrive is a
 /// duplicate the workers absorb. Three attempts fit in Twilio's 15 s.
 pub const CALLBACK: &str = "ct=2000&rt=5000&tt=15000&rc=2&rp=all";

@@ -8,7 +8,7 @@
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::media::BasicAuth;
+use crate::recording::media::BasicAuth;
 
 /// Where Twilio's REST API is.
 pub const API_BASE: &str = "https://api.twilio.com";

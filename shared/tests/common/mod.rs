@@ -6,13 +6,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, Method};
-use shared::events::Envelope;
-use shared::queue::{EventQueue, QueueError};
-use shared::secrets::{StaticTokens, TwilioCredentials};
-use shared::spill::{SpillError, SpillStore};
-use shared::twilio::Params;
-use shared::twilio::signature::compute_signature;
-use shared::webhook::{Acknowledger, Reply, WebhookRequest};
+use voicehooks::events::Envelope;
+use voicehooks::queue::{EventQueue, QueueError};
+use voicehooks::secrets::{StaticTokens, TwilioCredentials};
+use voicehooks::spill::{SpillError, SpillStore};
+use voicehooks::twilio::Params;
+use voicehooks::twilio::signature::compute_signature;
+use voicehooks::webhook::{Acknowledger, Reply, WebhookRequest};
 
 pub const BASE: &str = "https://voice.example.com";
 pub const TOKEN: &str = "12345678901234567890123456789012";

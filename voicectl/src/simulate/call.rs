@@ -5,8 +5,8 @@
 use std::collections::VecDeque;
 
 use serde::Serialize;
-use shared::twilio::twiml;
-use shared::twilio::{CallStatus, Params};
+use voicehooks::twilio::twiml;
+use voicehooks::twilio::{CallStatus, Params};
 
 /// What the caller and the people they are connected to will do, decided up front.
 #[derive(Debug, Clone, Serialize)]

@@ -1,5 +1,5 @@
 //! How Twilio delivers one request to a webhook URL, as its docs say and no more kindly: the
-//! URL's connection overrides (`#ct=…&rt=…&tt=…&rc=…&rp=…`, `shared::twilio::overrides`), or
+//! URL's connection overrides (`#ct=…&rt=…&tt=…&rc=…&rp=…`, `voicehooks::twilio::overrides`), or
 //! Twilio's defaults without them, decide the connect timeout, the read timeout, the total
 //! budget, how many attempts and which failures are retried. By default that is one retry of a
 //! failed connection and nothing else: a 5xx, a 4xx or a slow answer is final. Twilio retries
@@ -13,9 +13,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use shared::twilio::Params;
-use shared::twilio::overrides::{ConnectionOverrides, Failure};
-use shared::twilio::signature::compute_signature;
+use voicehooks::twilio::Params;
+use voicehooks::twilio::overrides::{ConnectionOverrides, Failure};
+use voicehooks::twilio::signature::compute_signature;
 
 /// Which URL Twilio signs: undocumented when the URL has a fragment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,9 +287,9 @@ mod tests {
 
     use axum::Router;
     use axum::http::{HeaderMap, StatusCode, Uri};
-    use shared::twilio::overrides;
-    use shared::twilio::signature::validate_form;
     use tokio::sync::oneshot;
+    use voicehooks::twilio::overrides;
+    use voicehooks::twilio::signature::validate_form;
 
     use super::*;
 

@@ -23,21 +23,21 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
-use shared::config::local;
-use shared::events::{Envelope, EventKind};
-use shared::flows::Flows;
-use shared::store::CallRecord;
-use shared::twilio::overrides::{self, Failure};
-use shared::twilio::signature::compute_signature;
-use shared::twilio::{CallStatus, Params};
 use time::format_description::well_known::Rfc2822;
 use time::{Duration as TimeDelta, OffsetDateTime};
+use voicehooks::calls::CallRecord;
+use voicehooks::config::local;
+use voicehooks::events::{Envelope, EventKind};
+use voicehooks::flows::Flows;
+use voicehooks::twilio::overrides::{self, Failure};
+use voicehooks::twilio::signature::compute_signature;
+use voicehooks::twilio::{CallStatus, Params};
 
 pub use call::{Conversation, Leg, NumberUrls, Requested, Script, VoiceFailure, VoiceServer};
 pub use delivery::{Deliverer, Delivery, FragmentSigning};
 pub use softphone::SoftphoneSignIn;
 
-use crate::media::{MediaServer, Recording as StagedRecording};
+use crate::media_server::{MediaServer, Recording as StagedRecording};
 
 #[derive(Debug, Clone)]
 pub struct SimulateOptions {

@@ -53,7 +53,7 @@ impl SoftphoneSignIn {
                 .bearer_auth(bearer)
                 .send()
                 .await
-                .map_err(|e| format!("token request failed: {}", shared::error_chain(&e)))?;
+                .map_err(|e| format!("token request failed: {}", voicehooks::error_chain(&e)))?;
             if response.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE
                 || attempts == SIGN_IN_ATTEMPTS
             {

@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 
-use shared::flows::{Flows, Step, Urls};
+use voicehooks::flows::{Flows, Step, Urls};
 
 use super::*;
 
@@ -300,7 +300,7 @@ impl VoiceServer for FailingVoice {
             .unwrap()
             .push((url.to_owned(), params.clone()));
         if route_of(url).starts_with(overrides::FALLBACK_PATH) {
-            let xml = shared::flows::safe_twiml("Sorry.").to_xml();
+            let xml = voicehooks::flows::safe_twiml("Sorry.").to_xml();
             return Ok((xml, 0));
         }
         Err(VoiceFailure {

@@ -13,7 +13,7 @@ pub struct StackNames {
 /// Which of the stack's work queues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Pipeline {
+pub enum WorkQueue {
     /// Call status and call started: the status worker.
     Status,
     /// Recording status: the recording worker.
@@ -22,7 +22,7 @@ pub enum Pipeline {
     Transcript,
 }
 
-impl Pipeline {
+impl WorkQueue {
     pub const ALL: [Self; 3] = [Self::Status, Self::Recording, Self::Transcript];
 
     pub fn as_str(self) -> &'static str {
@@ -45,7 +45,7 @@ impl Pipeline {
     }
 }
 
-impl std::fmt::Display for Pipeline {
+impl std::fmt::Display for WorkQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
@@ -57,29 +57,29 @@ impl StackNames {
             stack: stack.to_owned(),
         }
     }
-    pub fn queue(&self, pipeline: Pipeline) -> String {
+    pub fn queue(&self, pipeline: WorkQueue) -> String {
         format!("{}-{pipeline}", self.stack)
     }
-    pub fn dead_letter_queue(&self, pipeline: Pipeline) -> String {
+    pub fn dead_letter_queue(&self, pipeline: WorkQueue) -> String {
         format!("{}-{pipeline}-dlq", self.stack)
     }
     pub fn status_queue(&self) -> String {
-        self.queue(Pipeline::Status)
+        self.queue(WorkQueue::Status)
     }
     pub fn status_dlq(&self) -> String {
-        self.dead_letter_queue(Pipeline::Status)
+        self.dead_letter_queue(WorkQueue::Status)
     }
     pub fn recording_queue(&self) -> String {
-        self.queue(Pipeline::Recording)
+        self.queue(WorkQueue::Recording)
     }
     pub fn recording_dlq(&self) -> String {
-        self.dead_letter_queue(Pipeline::Recording)
+        self.dead_letter_queue(WorkQueue::Recording)
     }
     pub fn transcript_queue(&self) -> String {
-        self.queue(Pipeline::Transcript)
+        self.queue(WorkQueue::Transcript)
     }
     pub fn transcript_dlq(&self) -> String {
-        self.dead_letter_queue(Pipeline::Transcript)
+        self.dead_letter_queue(WorkQueue::Transcript)
     }
     pub fn calls_table(&self) -> String {
         format!("{}-calls", self.stack)

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
 use aws_sdk_sqs::types::QueueAttributeName;
-use shared::config::{self, local};
-use voicectl::media::MediaServer;
+use voicectl::media_server::MediaServer;
+use voicehooks::config::{self, local};
 
 use crate::deploy::{self, Deployment, Resources};
 use crate::emulator::Emulator;
@@ -382,12 +382,12 @@ impl LocalStack {
 
     /// The stand-in's REST API with the local account's API key, as voicectl would call it
     /// with the secret's credentials.
-    pub fn twilio_rest(&self) -> shared::twilio::rest::RestClient {
+    pub fn twilio_rest(&self) -> voicehooks::twilio::rest::RestClient {
         let mut credentials =
-            shared::secrets::TwilioCredentials::new(local::ACCOUNT_SID, local::AUTH_TOKEN);
+            voicehooks::secrets::TwilioCredentials::new(local::ACCOUNT_SID, local::AUTH_TOKEN);
         credentials.api_key_sid = Some(local::API_KEY_SID.into());
         credentials.api_key_secret = Some(local::API_KEY_SECRET.into());
-        shared::twilio::rest::RestClient::for_account(
+        voicehooks::twilio::rest::RestClient::for_account(
             reqwest::Client::new(),
             &self.media.api_base(),
             &credentials,
@@ -396,7 +396,7 @@ impl LocalStack {
 
     /// Where softphones ask for their Access Tokens (behind the JWT authorizer).
     pub fn softphone_token_url(&self) -> String {
-        self.softphone_route.url(shared::softphone::TOKEN_PATH)
+        self.softphone_route.url(voicehooks::softphone::TOKEN_PATH)
     }
 
     /// Where the local "Twilio" delivers status callbacks (the function URL).
@@ -418,9 +418,9 @@ impl LocalStack {
     }
 
     /// Events waiting in the spill for the drainer.
-    pub async fn spill_depth(&self) -> anyhow::Result<shared::spill::SpillDepth> {
-        shared::spill::depth(
-            &shared::aws::s3_client(&self.sdk),
+    pub async fn spill_depth(&self) -> anyhow::Result<voicehooks::spill::SpillDepth> {
+        voicehooks::spill::depth(
+            &voicehooks::aws::s3_client(&self.sdk),
             &self.resources.spill_bucket,
         )
         .await
@@ -521,7 +521,7 @@ fn provision_drifted_account(media: &MediaServer) {
         ),
         wired(&right.voice_url, &right.voice_fallback_url, "", "POST"),
     ];
-    let flows = shared::flows::Flows::built_in().expect("the built-in flows load");
+    let flows = voicehooks::flows::Flows::built_in().expect("the built-in flows load");
     let provisioned = media.provisioned();
     for (i, (number, _)) in flows.numbers().enumerate() {
         provisioned.add_number(

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shared::recording::store::DynamoRecordingStore;
-use shared::secrets::{AuthTokens, SecretsManagerTokens, TwilioCredentials};
-use shared::stack::{Pipeline, StackNames};
-use shared::store::DynamoCallStore;
+use voicehooks::calls::DynamoCallStore;
+use voicehooks::recording::store::DynamoRecordingStore;
+use voicehooks::secrets::{AuthTokens, SecretsManagerTokens, TwilioCredentials};
+use voicehooks::stack_names::{StackNames, WorkQueue};
 
 /// The name `sam deploy` is given in docs/OPERATIONS.md.
 pub const DEFAULT_STACK: &str = "voicehooks";
@@ -36,12 +36,12 @@ pub struct PublicBase {
 impl PublicBase {
     /// `VOICEHOOKS_PUBLIC_BASE_URL`, when set.
     pub fn from_env() -> Option<Self> {
-        std::env::var(shared::config::PUBLIC_BASE_URL)
+        std::env::var(voicehooks::config::PUBLIC_BASE_URL)
             .ok()
             .filter(|url| !url.is_empty())
             .map(|url| Self {
                 url,
-                source: shared::config::PUBLIC_BASE_URL.to_owned(),
+                source: voicehooks::config::PUBLIC_BASE_URL.to_owned(),
             })
     }
 }
@@ -52,7 +52,7 @@ pub const SPILL_BUCKET_ENV: &str = "VOICEHOOKS_SPILL_BUCKET";
 /// One of the stack's work queues with its dead-letter queue.
 #[derive(Debug, Clone)]
 pub struct Queues {
-    pub pipeline: Pipeline,
+    pub pipeline: WorkQueue,
     pub queue_url: String,
     pub dlq_url: String,
     pub dlq_name: String,
@@ -60,7 +60,7 @@ pub struct Queues {
 
 impl Stack {
     pub async fn connect(stack: &str) -> Self {
-        Self::with_config(stack, &shared::aws::sdk_config().await)
+        Self::with_config(stack, &voicehooks::aws::sdk_config().await)
     }
 
     /// The stack named `stack`, reached with `sdk` (the local emulator's, say).
@@ -70,7 +70,7 @@ impl Stack {
             sqs: aws_sdk_sqs::Client::new(sdk),
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             secrets: aws_sdk_secretsmanager::Client::new(sdk),
-            s3: shared::aws::s3_client(sdk),
+            s3: voicehooks::aws::s3_client(sdk),
             sts: aws_sdk_sts::Client::new(sdk),
             lambda: aws_sdk_lambda::Client::new(sdk),
         }
@@ -91,7 +91,7 @@ impl Stack {
             .and_then(|c| {
                 c.environment()?
                     .variables()?
-                    .get(shared::config::PUBLIC_BASE_URL)
+                    .get(voicehooks::config::PUBLIC_BASE_URL)
                     .cloned()
             });
         match deployed {
@@ -114,7 +114,7 @@ impl Stack {
             anyhow::anyhow!(
                 "cannot tell the account (STS: {}); set {SPILL_BUCKET_ENV} to the stack's \
                  SpillBucketName output",
-                shared::aws::error_summary(&e)
+                voicehooks::aws::error_summary(&e)
             )
         })?;
         let account = identity
@@ -134,7 +134,7 @@ impl Stack {
                 anyhow::anyhow!(
                     "queue {name} not found ({}): is the stack name right (--stack / \
                      VOICEHOOKS_STACK), and are the credentials and region the stack's?",
-                    shared::aws::error_summary(&e)
+                    voicehooks::aws::error_summary(&e)
                 )
             })?;
         output
@@ -142,7 +142,7 @@ impl Stack {
             .ok_or_else(|| anyhow::anyhow!("SQS returned no URL for {name}"))
     }
 
-    pub async fn queues(&self, pipeline: Pipeline) -> anyhow::Result<Queues> {
+    pub async fn queues(&self, pipeline: WorkQueue) -> anyhow::Result<Queues> {
         let dlq_name = self.names.dead_letter_queue(pipeline);
         Ok(Queues {
             pipeline,
