@@ -1,5 +1,5 @@
 //! voicectl: the operator's tool. Each command is a module here over the `voicehooks` library;
-//! `main.rs` only parses arguments and prints.
+//! the binary's `cli` defines the command line and its `commands` print what these return.
 //!
 //! - [`dlq`]: dead-letter queues: stats, peek, redrive.
 //! - [`replay`]: send event files again; re-apply a call's stored events.
