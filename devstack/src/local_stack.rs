@@ -134,84 +134,18 @@ impl LocalStack {
         )
         .await?;
         let resources = deployment.resources()?;
-
         let media = MediaServer::start(local::ACCOUNT_SID, local::AUTH_TOKEN).await?;
         media.accept_api_key(local::API_KEY_SID, local::API_KEY_SECRET);
         provision_drifted_account(&media);
-        let media_host = options
-            .media_host
-            .clone()
-            .unwrap_or_else(|| media.host_port());
-        // What only the local stack adds to a function's deployed environment: the
-        // emulator, the stand-in's hosts, and retries and caches compressed into seconds.
-        let mut local_env: Vec<(String, String)> = Vec::new();
-        local_env.extend(
-            [
-                (config::LOCAL_MEDIA_HOST, media_host.clone()),
-                (config::LOCAL_TWILIO_API, media.api_base()),
-                (config::RETRY_BASE_SECS, LOCAL_RETRY_BASE_SECS.to_owned()),
-            ]
-            .into_iter()
-            .chain(
-                options
-                    .secret_ttl
-                    .map(|ttl| (config::SECRET_TTL_SECS, ttl.as_secs().to_string())),
-            )
-            .map(|(k, v)| (k.to_owned(), v)),
-        );
-        let recording_worker_timeout = options
-            .recording_worker_timeout
-            .unwrap_or(RECORDING_WORKER_TIMEOUT);
-        let mut specs: Vec<FunctionSpec> = deployment
-            .functions
-            .iter()
-            .map(|function| {
-                let mut env: Vec<(String, String)> = function
-                    .env
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
-                // Its role's credentials, as Lambda gives them.
-                if let Some(credentials) = &function.credentials {
-                    env.extend(emulator.env_as(credentials));
-                }
-                env.extend(local_env.iter().cloned());
-                let binary = function.binary.as_str();
-                // A worker runs as many instances as its mapping may invoke at once.
-                let instances = match deployment.mapping(binary) {
-                    Ok(mapping) => mapping.max_concurrency,
-                    Err(_) if [WEBHOOK_STATUS, WEBHOOK_VOICE].contains(&binary) => {
-                        options.webhook_instances
-                    }
-                    Err(_) if binary == WEBHOOK_RECORDING => WEBHOOK_RECORDING_INSTANCES,
-                    Err(_) => 1,
-                };
-                FunctionSpec {
-                    name: function.binary.clone(),
-                    env,
-                    instances,
-                    timeout: if binary == RECORDING_WORKER {
-                        recording_worker_timeout
-                    } else {
-                        function.timeout
-                    },
-                    memory_mb: function.memory_mb,
-                }
-            })
-            .collect();
-        let proxy = match options.faults {
+
+        let local_env = local_env(&options, &media);
+        let mut specs = function_specs(&deployment, &emulator, &local_env, &options);
+        let proxy = match options.faults.clone() {
             Some(plan) => Some(FaultProxy::new(&emulator.endpoint, plan)?),
             None => None,
         };
         if let Some(proxy) = &proxy {
-            for spec in &mut specs {
-                let endpoint = proxy.listen(&spec.name).await?;
-                for (name, value) in &mut spec.env {
-                    if name == "AWS_ENDPOINT_URL" {
-                        value.clone_from(&endpoint);
-                    }
-                }
-            }
+            route_through(proxy, &mut specs).await?;
         }
         let functions = FunctionHost::start(
             &workspace,
@@ -230,31 +164,14 @@ impl LocalStack {
                 .build(),
             None => sdk.clone(),
         };
-        // Each queue's poller as its mapping is configured; only how soon a failed message
-        // comes back is the local stack's (the queues' deployed visibility is minutes).
-        // A mapping reads its queue with the function's execution role, as Lambda does ("Lambda
-        // needs permissions to manage messages in your Amazon SQS queue", the execution role's).
-        let poller = |function: &str, visibility_timeout_secs: i32| -> anyhow::Result<Poller> {
-            let mapping = deployment.mapping(function)?;
-            let timeout = functions
-                .timeout(function)
-                .with_context(|| format!("{function} is not running"))?;
-            let role = deployment
-                .function(function)?
-                .credentials
-                .clone()
-                .with_context(|| format!("{function} has no role credentials"))?;
-            let as_role = poller_sdk
-                .to_builder()
-                .credentials_provider(
-                    aws_credential_types::provider::SharedCredentialsProvider::new(role),
-                )
-                .build();
-            Ok(Poller::start(
-                &as_role,
-                &functions.endpoint(),
-                PollerConfig::from_mapping(mapping, visibility_timeout_secs, timeout),
-            ))
+        let poller = |function: &str, visibility_timeout_secs: i32| {
+            start_poller(
+                &deployment,
+                &functions,
+                &poller_sdk,
+                function,
+                visibility_timeout_secs,
+            )
         };
         let status_poller = poller(STATUS_WORKER, options.retry_after_secs)?;
         // Longer than a download with its in-invocation retries takes, so a message is never
@@ -269,19 +186,7 @@ impl LocalStack {
             ("drained", "left"),
         );
         let issuer = std::sync::Arc::new(LocalIssuer::new()?);
-        let token_route = deployment
-            .routes
-            .iter()
-            .find(|r| r.jwt)
-            .context("the template has no route behind a JWT authorizer")?;
-        let softphone_route = JwtRoute::start(
-            &sdk,
-            &functions.endpoint(),
-            &token_route.function,
-            &token_route.path,
-            issuer.clone(),
-        )
-        .await?;
+        let softphone_route = jwt_route(&sdk, &deployment, &functions, &issuer).await?;
         let completer = TranscribeCompleter::start(
             &sdk,
             &resources.recordings_bucket,
@@ -554,4 +459,142 @@ pub async fn queue_depth(sdk: &SdkConfig, queue_url: &str) -> anyhow::Result<u64
     };
     Ok(count(QueueAttributeName::ApproximateNumberOfMessages)
         + count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
+}
+
+/// What only the local stack adds to a function's deployed environment: the emulator, the
+/// stand-in's hosts, and retries and caches compressed into seconds.
+fn local_env(options: &StackOptions, media: &MediaServer) -> Vec<(String, String)> {
+    let media_host = options
+        .media_host
+        .clone()
+        .unwrap_or_else(|| media.host_port());
+    [
+        (config::LOCAL_MEDIA_HOST, media_host),
+        (config::LOCAL_TWILIO_API, media.api_base()),
+        (config::RETRY_BASE_SECS, LOCAL_RETRY_BASE_SECS.to_owned()),
+    ]
+    .into_iter()
+    .chain(
+        options
+            .secret_ttl
+            .map(|ttl| (config::SECRET_TTL_SECS, ttl.as_secs().to_string())),
+    )
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// Each deployed function as it runs here: its deployed environment, timeout and memory,
+/// its role's credentials (as Lambda gives them), the local additions, and as many
+/// instances as its mapping may invoke at once.
+fn function_specs(
+    deployment: &Deployment,
+    emulator: &Emulator,
+    local_env: &[(String, String)],
+    options: &StackOptions,
+) -> Vec<FunctionSpec> {
+    let recording_worker_timeout = options
+        .recording_worker_timeout
+        .unwrap_or(RECORDING_WORKER_TIMEOUT);
+    deployment
+        .functions
+        .iter()
+        .map(|function| {
+            let mut env: Vec<(String, String)> = function
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if let Some(credentials) = &function.credentials {
+                env.extend(emulator.env_as(credentials));
+            }
+            env.extend(local_env.iter().cloned());
+            let binary = function.binary.as_str();
+            let instances = match deployment.mapping(binary) {
+                Ok(mapping) => mapping.max_concurrency,
+                Err(_) if [WEBHOOK_STATUS, WEBHOOK_VOICE].contains(&binary) => {
+                    options.webhook_instances
+                }
+                Err(_) if binary == WEBHOOK_RECORDING => WEBHOOK_RECORDING_INSTANCES,
+                Err(_) => 1,
+            };
+            FunctionSpec {
+                name: function.binary.clone(),
+                env,
+                instances,
+                timeout: if binary == RECORDING_WORKER {
+                    recording_worker_timeout
+                } else {
+                    function.timeout
+                },
+                memory_mb: function.memory_mb,
+            }
+        })
+        .collect()
+}
+
+/// Points each function at its own listener of the fault proxy instead of the emulator.
+async fn route_through(proxy: &FaultProxy, specs: &mut [FunctionSpec]) -> anyhow::Result<()> {
+    for spec in specs {
+        let endpoint = proxy.listen(&spec.name).await?;
+        for (name, value) in &mut spec.env {
+            if name == "AWS_ENDPOINT_URL" {
+                value.clone_from(&endpoint);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A queue's poller as its mapping is configured; only how soon a failed message comes back
+/// is the local stack's (the queues' deployed visibility is minutes). A mapping reads its
+/// queue with the function's execution role, as Lambda does ("Lambda needs permissions to
+/// manage messages in your Amazon SQS queue", the execution role's).
+fn start_poller(
+    deployment: &Deployment,
+    functions: &FunctionHost,
+    sdk: &SdkConfig,
+    function: &str,
+    visibility_timeout_secs: i32,
+) -> anyhow::Result<Poller> {
+    let mapping = deployment.mapping(function)?;
+    let timeout = functions
+        .timeout(function)
+        .with_context(|| format!("{function} is not running"))?;
+    let role = deployment
+        .function(function)?
+        .credentials
+        .clone()
+        .with_context(|| format!("{function} has no role credentials"))?;
+    let as_role = sdk
+        .to_builder()
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(role))
+        .build();
+    Ok(Poller::start(
+        &as_role,
+        &functions.endpoint(),
+        PollerConfig::from_mapping(mapping, visibility_timeout_secs, timeout),
+    ))
+}
+
+/// The template's route behind a JWT authorizer, served with the local issuer playing API
+/// Gateway's authorizer.
+async fn jwt_route(
+    sdk: &SdkConfig,
+    deployment: &Deployment,
+    functions: &FunctionHost,
+    issuer: &std::sync::Arc<LocalIssuer>,
+) -> anyhow::Result<JwtRoute> {
+    let route = deployment
+        .routes
+        .iter()
+        .find(|r| r.jwt)
+        .context("the template has no route behind a JWT authorizer")?;
+    JwtRoute::start(
+        sdk,
+        &functions.endpoint(),
+        &route.function,
+        &route.path,
+        issuer.clone(),
+    )
+    .await
 }

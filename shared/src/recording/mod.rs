@@ -25,7 +25,7 @@ use backon::{ExponentialBuilder, Retryable};
 use crate::config::{MediaFormat, RecordingWorkerConfig};
 use crate::events::{Envelope, EventKind};
 use crate::recording::media::{
-    ArchiveOutcome, ArchiveTarget, BasicAuth, FetchError, MediaHosts, UploadProgress,
+    ArchiveOutcome, ArchiveTarget, Archived, BasicAuth, FetchError, MediaHosts, UploadProgress,
     archive_resumable, fetch, from_offset,
 };
 use crate::secrets::AuthTokens;
@@ -33,7 +33,7 @@ use crate::transcribe::{JobStart, Transcriber, TranscriptionRequest};
 use crate::twilio::{RecordingCallback, RecordingStatus};
 use crate::worker::{BatchWorker, Disposition, Fate, FateNotes, QueuedMessage, decide_by};
 use keys::RecordingKey;
-use store::{DynamoRecordingStore, RecordingRef, Trouble, epoch_ms};
+use store::{DynamoRecordingStore, RecordingRecord, RecordingRef, Trouble, epoch_ms};
 
 /// Longest `Retry-After` waited out inside an invocation; a longer one delays the message.
 const MAX_INLINE_WAIT: Duration = Duration::from_secs(5);
@@ -273,6 +273,24 @@ impl<T: AuthTokens> RecordingWorker<T> {
         callback: &RecordingCallback<'_>,
         deadline: Instant,
     ) -> Disposition {
+        match self
+            .archive_delete_transcribe(received_at, callback, deadline)
+            .await
+        {
+            Ok(()) => Disposition::Done,
+            Err(disposition) => disposition,
+        }
+    }
+
+    /// The three steps, each skipped when the item says it is done: the S3 copy, Twilio's
+    /// copy deleted, the transcription started. A step that cannot finish says what to do
+    /// with the message.
+    async fn archive_delete_transcribe(
+        &self,
+        received_at: &str,
+        callback: &RecordingCallback<'_>,
+        deadline: Instant,
+    ) -> Result<(), Disposition> {
         let recording = recording_ref(callback);
         let key = RecordingKey::new(
             callback.account_sid,
@@ -281,157 +299,180 @@ impl<T: AuthTokens> RecordingWorker<T> {
             callback.started_at,
             received_at,
         );
-        let stored = match self
+        let stored = self
             .store
             .get(callback.call_sid, callback.recording_sid)
             .await
-        {
-            Ok(stored) => stored.unwrap_or_default(),
-            Err(e) => return Disposition::retry(e),
-        };
+            .map_err(Disposition::retry)?
+            .unwrap_or_default();
         let media_key = key.audio(self.settings.format.extension());
-        let mut auth = None;
         // What the S3 copy must measure before Twilio's may go.
-        let mut archived_bytes = stored.is_archived().then_some(stored.bytes).flatten();
-        if !stored.is_archived() {
-            let credentials = match self.tokens.current().await {
-                Ok(credentials) => credentials,
-                Err(e) => return Disposition::retry(e),
-            };
-            let basic = credentials.basic_auth();
-            let resource = match self.resource(callback) {
-                Ok(resource) => resource,
-                Err(disposition) => return disposition,
-            };
-            let media_url = self.media_url(&resource);
-            // Another invocation is on this long download: its lease ends with its deadline.
-            if let Some(until) = stored.lease_until_ms.filter(|&until| until > epoch_ms()) {
-                return Disposition::Retry {
-                    reason: "another invocation is archiving it".into(),
-                    after: Some(Duration::from_millis(until - epoch_ms()).max(SECOND)),
-                };
-            }
-            let resume = stored.upload.clone();
-            let offset = resume.as_ref().map_or(0, |p| p.bytes);
-            let response = match self.fetch_media(&media_url, &basic, offset).await {
-                Ok(response) => response,
-                Err(disposition) => return disposition,
-            };
-            // A download that takes more than one part is marked as this invocation's, until
-            // its deadline, so a second delivery waits instead of fetching it twice.
-            let long = resume.is_some()
-                || response
-                    .content_length()
-                    .is_some_and(|len| len > crate::recording::media::PART_SIZE as u64);
-            if long {
-                let until = epoch_ms()
-                    + deadline
-                        .saturating_duration_since(Instant::now())
-                        .as_millis() as u64;
-                match self.store.take_lease(&recording, until).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        return Disposition::Retry {
-                            reason: "another invocation is archiving it".into(),
-                            after: None,
-                        };
-                    }
-                    Err(e) => return Disposition::retry(e),
-                }
-            }
-            let archived = match self
-                .archive(response, &media_key, callback, (resume, offset), deadline)
-                .await
-            {
-                Ok(ArchiveOutcome::Done(archived)) => archived,
-                Ok(ArchiveOutcome::Paused(progress)) => {
-                    let reason = format!(
-                        "archived {} of the recording in {} parts by the deadline",
-                        progress.bytes,
-                        progress.parts.len()
-                    );
-                    return match self.store.save_progress(&recording, Some(&progress)).await {
-                        Ok(()) => Disposition::Continue {
-                            reason,
-                            after: SECOND,
-                        },
-                        Err(e) => Disposition::retry(e),
-                    };
-                }
-                Err(disposition) => {
-                    // The upload was aborted: the next try starts again from the first byte.
-                    if long && let Err(e) = self.store.save_progress(&recording, None).await {
-                        return Disposition::retry(e);
-                    }
-                    return disposition;
-                }
-            };
-            tracing::info!(
-                call_sid = callback.call_sid,
-                recording_sid = callback.recording_sid,
-                bytes = archived.bytes,
-                parts = archived.parts,
-                s3_key = archived.key,
-                outcome = "archived",
-                "recording archived"
-            );
-            metrics::count(name::RECORDINGS_ARCHIVED, 1);
-            metrics::bytes(name::RECORDING_BYTES, archived.bytes);
-            if let Err(e) = self.store.record_archived(&recording, &archived).await {
-                return Disposition::retry(e);
-            }
-            auth = Some(basic);
-            archived_bytes = Some(archived.bytes);
-        }
+        let (auth, archived_bytes) = if stored.is_archived() {
+            (None, stored.bytes)
+        } else {
+            let (auth, archived) = self
+                .copy_to_s3(callback, &recording, &stored, &media_key, deadline)
+                .await?;
+            (Some(auth), Some(archived.bytes))
+        };
         if self.settings.delete_from_twilio && !stored.deleted_from_twilio {
             let auth = match auth {
                 Some(auth) => auth,
-                None => match self.tokens.current().await {
-                    Ok(credentials) => credentials.basic_auth(),
-                    Err(e) => return Disposition::retry(e),
-                },
+                None => self.basic_auth().await?,
             };
-            if let Err(disposition) = self
-                .delete_from_twilio(&recording, archived_bytes, &media_key, callback, &auth)
-                .await
-            {
-                return disposition;
-            }
+            self.delete_from_twilio(&recording, archived_bytes, &media_key, callback, &auth)
+                .await?;
         }
         if let Some(transcriber) = &self.transcriber
             && stored.transcription_job.is_none()
         {
-            let request = TranscriptionRequest {
-                job_name: callback.recording_sid,
-                bucket: &self.settings.bucket,
-                media_key: &media_key,
-                output_key: &key.transcript(),
-                format: self.settings.format,
-                channels: self.settings.channels.or(callback.channels),
-            };
-            match transcriber.start(&request).await {
-                Ok(start) => {
-                    tracing::info!(
-                        call_sid = callback.call_sid,
-                        recording_sid = callback.recording_sid,
-                        outcome = match start {
-                            JobStart::Started => "transcription-started",
-                            JobStart::AlreadyExists => "transcription-exists",
-                        },
-                        "transcription job"
-                    );
-                }
-                Err(e) => return Disposition::retry(e),
-            }
-            if let Err(e) = self
-                .store
-                .record_transcription_started(&recording, callback.recording_sid)
-                .await
-            {
-                return Disposition::retry(e);
-            }
+            self.start_transcription(transcriber, callback, &recording, &key, &media_key)
+                .await?;
         }
-        Disposition::Done
+        Ok(())
+    }
+
+    /// The credentials media requests carry (the API key when the secret has one).
+    async fn basic_auth(&self) -> Result<BasicAuth, Disposition> {
+        let credentials = self.tokens.current().await.map_err(Disposition::retry)?;
+        Ok(credentials.basic_auth())
+    }
+
+    /// Twilio's media streamed into S3 (resuming an upload an earlier invocation paused),
+    /// and the archive recorded on the item. Returns the credentials used, for the delete.
+    async fn copy_to_s3(
+        &self,
+        callback: &RecordingCallback<'_>,
+        recording: &RecordingRef<'_>,
+        stored: &RecordingRecord,
+        media_key: &str,
+        deadline: Instant,
+    ) -> Result<(BasicAuth, Archived), Disposition> {
+        let basic = self.basic_auth().await?;
+        let media_url = self.media_url(&self.resource(callback)?);
+        // Another invocation is on this long download: its lease ends with its deadline.
+        if let Some(until) = stored.lease_until_ms.filter(|&until| until > epoch_ms()) {
+            return Err(Disposition::Retry {
+                reason: "another invocation is archiving it".into(),
+                after: Some(Duration::from_millis(until - epoch_ms()).max(SECOND)),
+            });
+        }
+        let resume = stored.upload.clone();
+        let offset = resume.as_ref().map_or(0, |p| p.bytes);
+        let response = self.fetch_media(&media_url, &basic, offset).await?;
+        // A download that takes more than one part is marked as this invocation's, until
+        // its deadline, so a second delivery waits instead of fetching it twice.
+        let long = resume.is_some()
+            || response
+                .content_length()
+                .is_some_and(|len| len > crate::recording::media::PART_SIZE as u64);
+        if long {
+            self.lease(recording, deadline).await?;
+        }
+        let archived = match self
+            .archive(response, media_key, callback, (resume, offset), deadline)
+            .await
+        {
+            Ok(ArchiveOutcome::Done(archived)) => archived,
+            Ok(ArchiveOutcome::Paused(progress)) => {
+                let reason = format!(
+                    "archived {} of the recording in {} parts by the deadline",
+                    progress.bytes,
+                    progress.parts.len()
+                );
+                self.store
+                    .save_progress(recording, Some(&progress))
+                    .await
+                    .map_err(Disposition::retry)?;
+                return Err(Disposition::Continue {
+                    reason,
+                    after: SECOND,
+                });
+            }
+            Err(disposition) => {
+                // The upload was aborted: the next try starts again from the first byte.
+                if long {
+                    self.store
+                        .save_progress(recording, None)
+                        .await
+                        .map_err(Disposition::retry)?;
+                }
+                return Err(disposition);
+            }
+        };
+        tracing::info!(
+            call_sid = callback.call_sid,
+            recording_sid = callback.recording_sid,
+            bytes = archived.bytes,
+            parts = archived.parts,
+            s3_key = archived.key,
+            outcome = "archived",
+            "recording archived"
+        );
+        metrics::count(name::RECORDINGS_ARCHIVED, 1);
+        metrics::bytes(name::RECORDING_BYTES, archived.bytes);
+        self.store
+            .record_archived(recording, &archived)
+            .await
+            .map_err(Disposition::retry)?;
+        Ok((basic, archived))
+    }
+
+    /// Marks a long download as this invocation's until its deadline.
+    async fn lease(
+        &self,
+        recording: &RecordingRef<'_>,
+        deadline: Instant,
+    ) -> Result<(), Disposition> {
+        let until = epoch_ms()
+            + deadline
+                .saturating_duration_since(Instant::now())
+                .as_millis() as u64;
+        match self.store.take_lease(recording, until).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Disposition::Retry {
+                reason: "another invocation is archiving it".into(),
+                after: None,
+            }),
+            Err(e) => Err(Disposition::retry(e)),
+        }
+    }
+
+    /// The Transcribe job for the archived audio (a second start is Transcribe's conflict,
+    /// taken as "already started"), noted on the item.
+    async fn start_transcription(
+        &self,
+        transcriber: &Transcriber,
+        callback: &RecordingCallback<'_>,
+        recording: &RecordingRef<'_>,
+        key: &RecordingKey,
+        media_key: &str,
+    ) -> Result<(), Disposition> {
+        let request = TranscriptionRequest {
+            job_name: callback.recording_sid,
+            bucket: &self.settings.bucket,
+            media_key,
+            output_key: &key.transcript(),
+            format: self.settings.format,
+            channels: self.settings.channels.or(callback.channels),
+        };
+        let start = transcriber
+            .start(&request)
+            .await
+            .map_err(Disposition::retry)?;
+        tracing::info!(
+            call_sid = callback.call_sid,
+            recording_sid = callback.recording_sid,
+            outcome = match start {
+                JobStart::Started => "transcription-started",
+                JobStart::AlreadyExists => "transcription-exists",
+            },
+            "transcription job"
+        );
+        self.store
+            .record_transcription_started(recording, callback.recording_sid)
+            .await
+            .map_err(Disposition::retry)
     }
 
     /// The recording's own resource on Twilio (`MediaHosts::recording_resource`); any other

@@ -178,213 +178,48 @@ const MAX_VOICE_REQUESTS: usize = 12;
 
 const LEG_EVENTS: [&str; 4] = ["initiated", "ringing", "answered", "completed"];
 
+/// Plays one call: asks the voice URL, follows each TwiML document it gets (pressing keys,
+/// ringing dialled legs, leaving a voicemail, joining the room) and the action URLs it names,
+/// collecting the callbacks Twilio would send. The caller's own leg comes first.
 pub async fn play<S: VoiceServer>(
     server: &S,
     script: &Script,
     number: &NumberUrls,
     account_sid: &str,
 ) -> Conversation {
-    let mut call = Conversation::default();
-    let mut script = script.clone();
-    let base: Params = [
-        ("AccountSid", account_sid),
-        ("ApiVersion", "2010-04-01"),
-        ("CallSid", script.call_sid.as_str()),
-        ("CallStatus", "in-progress"),
-        ("Called", script.to.as_str()),
-        ("Caller", script.from.as_str()),
-        ("Direction", "inbound"),
-        ("From", script.from.as_str()),
-        ("To", script.to.as_str()),
-    ]
-    .into_iter()
-    .collect();
+    let mut caller = Caller {
+        script: script.clone(),
+        account_sid,
+        children: 0,
+        call: Conversation::default(),
+    };
+    let base = caller.base_params();
     let mut next = Some(VoiceRequest {
         url: number.voice.clone(),
         extra: Vec::new(),
     });
-    let mut children = 0u128;
     while let Some(request) = next.take() {
-        if call.voice_requests.len() >= MAX_VOICE_REQUESTS {
-            call.errors.push(format!(
+        if caller.call.voice_requests.len() >= MAX_VOICE_REQUESTS {
+            caller.call.errors.push(format!(
                 "{}: more than {MAX_VOICE_REQUESTS} voice requests",
                 script.call_sid
             ));
             break;
         }
-        let mut params = base.clone();
-        if call.voice_requests.is_empty() {
-            params = params
-                .iter()
-                .map(|(k, v)| (k, if k == "CallStatus" { "ringing" } else { v }))
-                .collect();
-        }
-        let params: Params = params
-            .iter()
-            .chain(request.extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .collect();
-        call.voice_requests.push(request.clone());
+        let params = caller.request_params(&base, &request);
+        caller.call.voice_requests.push(request.clone());
         let route = (request.url.as_str(), number.fallback.as_deref());
-        let xml = match ask_with_fallback(server, &mut call, route, &params).await {
+        let xml = match ask_with_fallback(server, &mut caller.call, route, &params).await {
             Ok(xml) => xml,
             // The caller hears "an application error has occurred" and the call ends.
             Err(e) => {
-                call.errors.push(format!("{}: {e}", script.call_sid));
+                caller.call.errors.push(format!("{}: {e}", script.call_sid));
                 break;
             }
         };
-        let doc = roxmltree::Document::parse(&xml).expect("checked above");
-        for verb in doc.root_element().children().filter(|n| n.is_element()) {
-            let attr = |name: &str| verb.attribute(name).map(str::to_owned);
-            match verb.tag_name().name() {
-                "Gather" => {
-                    let keys = script.gathers.pop_front().unwrap_or_default();
-                    if keys.is_empty() {
-                        continue; // silence: Twilio goes on to the next verb
-                    }
-                    next = attr("action").map(|url| VoiceRequest {
-                        url,
-                        extra: vec![("Digits".into(), keys)],
-                    });
-                    break;
-                }
-                "Dial" => {
-                    let outcome = match script.dials.len() {
-                        0 => CallStatus::Completed,
-                        1 => script.dials[0],
-                        _ => script.dials.pop_front().unwrap_or(CallStatus::Completed),
-                    };
-                    let nouns: Vec<_> = verb.children().filter(|n| n.is_element()).collect();
-                    let conference = nouns.iter().any(|n| n.tag_name().name() == "Conference");
-                    let mut answered_sid = None;
-                    for (i, noun) in nouns
-                        .iter()
-                        .filter(|n| n.tag_name().name() != "Conference")
-                        .enumerate()
-                    {
-                        children += 1;
-                        let sid = format!("CA{:032x}", script.sid_seed.wrapping_add(children));
-                        // One leg answers; the others ring and are canceled.
-                        let status = match (outcome, i) {
-                            (CallStatus::Completed, 0) => CallStatus::Completed,
-                            (CallStatus::Completed, _) => CallStatus::Canceled,
-                            (other, _) => other,
-                        };
-                        if status == CallStatus::Completed {
-                            answered_sid = Some(sid.clone());
-                        }
-                        call.legs.push(dialled_leg(&script, noun, sid, status));
-                    }
-                    let answered = conference || outcome == CallStatus::Completed;
-                    let recorded = attr("record")
-                        .is_some_and(|r| r != "do-not-record" && r != "false")
-                        || nouns
-                            .iter()
-                            .any(|n| n.attribute("record") == Some("record-from-start"));
-                    if answered && recorded {
-                        let url = attr("recordingStatusCallback").or_else(|| {
-                            nouns.iter().find_map(|n| {
-                                n.attribute("recordingStatusCallback").map(str::to_owned)
-                            })
-                        });
-                        if let Some(url) = url {
-                            children += 1;
-                            call.requested.push(recording(
-                                &script,
-                                &url,
-                                children,
-                                account_sid,
-                                if conference { "Conference" } else { "DialVerb" },
-                            ));
-                        }
-                    }
-                    if let Some(room) = nouns.iter().find(|n| n.tag_name().name() == "Conference") {
-                        children += 1;
-                        let sid = format!("CF{:032x}", script.sid_seed.wrapping_add(children));
-                        call.requested
-                            .extend(room_events(&script, room, &sid, account_sid));
-                    }
-                    let dial_status = match outcome {
-                        _ if conference => "completed",
-                        CallStatus::Completed => "completed",
-                        other => other.as_str(),
-                    };
-                    match attr("action") {
-                        Some(url) => {
-                            let mut extra =
-                                vec![("DialCallStatus".to_owned(), dial_status.to_owned())];
-                            if let Some(sid) = answered_sid {
-                                extra.push(("DialCallSid".into(), sid));
-                                extra.push((
-                                    "DialCallDuration".into(),
-                                    script.talk_secs.to_string(),
-                                ));
-                            }
-                            next = Some(VoiceRequest { url, extra });
-                            break;
-                        }
-                        // Without an action the call ends when the far end hangs up.
-                        None if answered => break,
-                        None => continue,
-                    }
-                }
-                "Record" => {
-                    children += 1;
-                    let recording = recording(&script, "", children, account_sid, "RecordVerb");
-                    if let Some(url) = attr("recordingStatusCallback") {
-                        call.requested.push(Requested {
-                            url,
-                            ..recording.clone()
-                        });
-                    }
-                    if attr("transcribe").as_deref() == Some("true")
-                        && let Some(url) = attr("transcribeCallback")
-                    {
-                        let mut params: Vec<(String, String)> = recording
-                            .params
-                            .iter()
-                            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                            .collect();
-                        let recording_sid =
-                            recording.params.get("RecordingSid").unwrap_or_default();
-                        params.push((
-                            "TranscriptionSid".into(),
-                            format!("TR{}", &recording_sid[2..]),
-                        ));
-                        params.push(("TranscriptionStatus".into(), "completed".into()));
-                        params.push((
-                            "TranscriptionText".into(),
-                            "Hi, please call me back about my order.".into(),
-                        ));
-                        call.requested.push(Requested {
-                            url,
-                            params: Params::new(params),
-                        });
-                    }
-                    next = attr("action").map(|url| VoiceRequest {
-                        url,
-                        extra: recording
-                            .params
-                            .iter()
-                            .filter(|(k, _)| k.starts_with("Recording"))
-                            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                            .chain([("Digits".to_owned(), "#".to_owned())])
-                            .collect(),
-                    });
-                    break;
-                }
-                "Redirect" => {
-                    next = verb.text().map(|url| VoiceRequest {
-                        url: url.trim().to_owned(),
-                        extra: Vec::new(),
-                    });
-                    break;
-                }
-                "Hangup" | "Reject" | "Leave" | "Enqueue" => break,
-                _ => {} // Say, Play, Pause: heard, nothing to do
-            }
-        }
+        next = caller.follow(&xml);
     }
+    let mut call = caller.call;
     // The caller's own call: answered by the TwiML, completed when the document ends.
     call.legs.insert(
         0,
@@ -404,6 +239,245 @@ pub async fn play<S: VoiceServer>(
         },
     );
     call
+}
+
+/// What a verb does to the document being followed.
+enum Then {
+    /// Twilio goes on to the next verb.
+    NextVerb,
+    /// The document is done: the call goes on to this request, or ends.
+    Stop(Option<VoiceRequest>),
+}
+
+/// One call as it is played: its script (keys still to press, dial outcomes to come), the
+/// SIDs handed out so far, and what was asked and sent.
+struct Caller<'a> {
+    script: Script,
+    account_sid: &'a str,
+    /// Child resources (legs, recordings, rooms) so far, each SID derived from the count.
+    children: u128,
+    call: Conversation,
+}
+
+impl Caller<'_> {
+    /// What Twilio sends with every voice request of this call.
+    fn base_params(&self) -> Params {
+        [
+            ("AccountSid", self.account_sid),
+            ("ApiVersion", "2010-04-01"),
+            ("CallSid", self.script.call_sid.as_str()),
+            ("CallStatus", "in-progress"),
+            ("Called", self.script.to.as_str()),
+            ("Caller", self.script.from.as_str()),
+            ("Direction", "inbound"),
+            ("From", self.script.from.as_str()),
+            ("To", self.script.to.as_str()),
+        ]
+        .into_iter()
+        .collect()
+    }
+
+    /// The params of one voice request: the call's (ringing on the first), then the
+    /// request's own (`Digits`, `DialCallStatus`, …).
+    fn request_params(&self, base: &Params, request: &VoiceRequest) -> Params {
+        let first = self.call.voice_requests.is_empty();
+        base.iter()
+            .map(|(k, v)| {
+                (
+                    k,
+                    if first && k == "CallStatus" {
+                        "ringing"
+                    } else {
+                        v
+                    },
+                )
+            })
+            .chain(request.extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .collect()
+    }
+
+    fn next_sid(&mut self, prefix: &str) -> String {
+        self.children += 1;
+        format!(
+            "{prefix}{:032x}",
+            self.script.sid_seed.wrapping_add(self.children)
+        )
+    }
+
+    /// Follows a checked document verb by verb; returns the next voice request, if any.
+    fn follow(&mut self, xml: &str) -> Option<VoiceRequest> {
+        let doc = roxmltree::Document::parse(xml).expect("checked when it was received");
+        for verb in doc.root_element().children().filter(|n| n.is_element()) {
+            let then = match verb.tag_name().name() {
+                "Gather" => self.gather(verb),
+                "Dial" => self.dial(verb),
+                "Record" => Then::Stop(self.record(verb)),
+                "Redirect" => Then::Stop(verb.text().map(|url| VoiceRequest {
+                    url: url.trim().to_owned(),
+                    extra: Vec::new(),
+                })),
+                "Hangup" | "Reject" | "Leave" | "Enqueue" => Then::Stop(None),
+                _ => Then::NextVerb, // Say, Play, Pause: heard, nothing to do
+            };
+            if let Then::Stop(next) = then {
+                return next;
+            }
+        }
+        None
+    }
+
+    /// Presses the script's next keys, or stays silent.
+    fn gather(&mut self, verb: roxmltree::Node<'_, '_>) -> Then {
+        let keys = self.script.gathers.pop_front().unwrap_or_default();
+        if keys.is_empty() {
+            return Then::NextVerb; // silence: Twilio goes on to the next verb
+        }
+        Then::Stop(verb.attribute("action").map(|url| VoiceRequest {
+            url: url.to_owned(),
+            extra: vec![("Digits".into(), keys)],
+        }))
+    }
+
+    /// Rings the dialled legs as the script says they end (one answers, the others are
+    /// canceled), with the recording and the room's events when there are any.
+    fn dial(&mut self, verb: roxmltree::Node<'_, '_>) -> Then {
+        let attr = |name: &str| verb.attribute(name).map(str::to_owned);
+        let outcome = match self.script.dials.len() {
+            0 => CallStatus::Completed,
+            1 => self.script.dials[0],
+            _ => self
+                .script
+                .dials
+                .pop_front()
+                .unwrap_or(CallStatus::Completed),
+        };
+        let nouns: Vec<_> = verb.children().filter(|n| n.is_element()).collect();
+        let room = nouns.iter().find(|n| n.tag_name().name() == "Conference");
+        let mut answered_sid = None;
+        for (i, noun) in nouns
+            .iter()
+            .filter(|n| n.tag_name().name() != "Conference")
+            .enumerate()
+        {
+            let sid = self.next_sid("CA");
+            // One leg answers; the others ring and are canceled.
+            let status = match (outcome, i) {
+                (CallStatus::Completed, 0) => CallStatus::Completed,
+                (CallStatus::Completed, _) => CallStatus::Canceled,
+                (other, _) => other,
+            };
+            if status == CallStatus::Completed {
+                answered_sid = Some(sid.clone());
+            }
+            self.call
+                .legs
+                .push(dialled_leg(&self.script, noun, sid, status));
+        }
+        let answered = room.is_some() || outcome == CallStatus::Completed;
+        let recorded = attr("record").is_some_and(|r| r != "do-not-record" && r != "false")
+            || nouns
+                .iter()
+                .any(|n| n.attribute("record") == Some("record-from-start"));
+        if answered && recorded {
+            let url = attr("recordingStatusCallback").or_else(|| {
+                nouns
+                    .iter()
+                    .find_map(|n| n.attribute("recordingStatusCallback").map(str::to_owned))
+            });
+            if let Some(url) = url {
+                self.children += 1;
+                let source = if room.is_some() {
+                    "Conference"
+                } else {
+                    "DialVerb"
+                };
+                let requested =
+                    recording(&self.script, &url, self.children, self.account_sid, source);
+                self.call.requested.push(requested);
+            }
+        }
+        if let Some(room) = room {
+            let sid = self.next_sid("CF");
+            let events = room_events(&self.script, room, &sid, self.account_sid);
+            self.call.requested.extend(events);
+        }
+        let dial_status = match outcome {
+            _ if room.is_some() => "completed",
+            CallStatus::Completed => "completed",
+            other => other.as_str(),
+        };
+        match attr("action") {
+            Some(url) => {
+                let mut extra = vec![("DialCallStatus".to_owned(), dial_status.to_owned())];
+                if let Some(sid) = answered_sid {
+                    extra.push(("DialCallSid".into(), sid));
+                    extra.push(("DialCallDuration".into(), self.script.talk_secs.to_string()));
+                }
+                Then::Stop(Some(VoiceRequest { url, extra }))
+            }
+            // Without an action the call ends when the far end hangs up.
+            None if answered => Then::Stop(None),
+            None => Then::NextVerb,
+        }
+    }
+
+    /// Leaves a voicemail: its recording callback, Twilio's transcription when asked for,
+    /// then the action URL with the recording's params.
+    fn record(&mut self, verb: roxmltree::Node<'_, '_>) -> Option<VoiceRequest> {
+        let attr = |name: &str| verb.attribute(name).map(str::to_owned);
+        self.children += 1;
+        let recording = recording(
+            &self.script,
+            "",
+            self.children,
+            self.account_sid,
+            "RecordVerb",
+        );
+        if let Some(url) = attr("recordingStatusCallback") {
+            self.call.requested.push(Requested {
+                url,
+                ..recording.clone()
+            });
+        }
+        if attr("transcribe").as_deref() == Some("true")
+            && let Some(url) = attr("transcribeCallback")
+        {
+            self.call.requested.push(transcription(&recording, url));
+        }
+        attr("action").map(|url| VoiceRequest {
+            url,
+            extra: recording
+                .params
+                .iter()
+                .filter(|(k, _)| k.starts_with("Recording"))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .chain([("Digits".to_owned(), "#".to_owned())])
+                .collect(),
+        })
+    }
+}
+
+/// Twilio's `<Record transcribe>` callback for a recording.
+fn transcription(recording: &Requested, url: String) -> Requested {
+    let mut params: Vec<(String, String)> = recording
+        .params
+        .iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let recording_sid = recording.params.get("RecordingSid").unwrap_or_default();
+    params.push((
+        "TranscriptionSid".into(),
+        format!("TR{}", &recording_sid[2..]),
+    ));
+    params.push(("TranscriptionStatus".into(), "completed".into()));
+    params.push((
+        "TranscriptionText".into(),
+        "Hi, please call me back about my order.".into(),
+    ));
+    Requested {
+        url,
+        params: Params::new(params),
+    }
 }
 
 fn dialled_leg(

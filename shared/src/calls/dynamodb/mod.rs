@@ -18,6 +18,7 @@
 mod rooms;
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
 use super::{
@@ -97,6 +98,116 @@ fn is_newer(item: &Item, event: &StatusEvent) -> bool {
     moves_forward(stored, event)
 }
 
+type UpdateRequest = aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
+
+/// Moves the call forward only when the event is newer ([`moves_forward`], as a DynamoDB
+/// condition) and its key unseen.
+const IS_NEWER: &str = "NOT contains(#keys, :key) AND (attribute_not_exists(#rank) \
+                        OR #rank < :rank OR (#rank = :rank AND #rank < :terminal AND #seq < :seq))";
+
+/// The state the in-order write sets, and its `SET` clauses.
+fn with_state(request: UpdateRequest, event: &StatusEvent) -> (UpdateRequest, Vec<String>) {
+    let set = [
+        "#status = :status",
+        "#rank = :rank",
+        "#seq = :seq",
+        "#updated = :received",
+        "#acct = :acct",
+        "#sid = :sid",
+    ];
+    let request = request
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_names("#rank", "status_rank")
+        .expression_attribute_names("#seq", "seq")
+        .expression_attribute_names("#updated", "updated_at")
+        .expression_attribute_names("#acct", "account_sid")
+        .expression_attribute_names("#sid", "call_sid")
+        .expression_attribute_names("#keys", "keys")
+        .expression_attribute_values(":status", s(event.status.as_str()))
+        .expression_attribute_values(":rank", n(event.status.rank()))
+        .expression_attribute_values(":terminal", n(CallStatus::TERMINAL_RANK))
+        .expression_attribute_values(":seq", n(event.seq()))
+        .expression_attribute_values(":received", s(&event.received_at))
+        .expression_attribute_values(":acct", s(&event.account_sid))
+        .expression_attribute_values(":sid", s(&event.call_sid))
+        .expression_attribute_values(":key", s(&event.idempotency_key));
+    (request, set.map(str::to_owned).to_vec())
+}
+
+/// What the in-order write adds beside the state: its condition, a `SET` clause and its
+/// `ADD` clause.
+struct Addition {
+    condition: String,
+    set: Option<&'static str>,
+    add: &'static str,
+}
+
+/// The event's timeline entry and key, if the timeline has room.
+fn with_entry(request: UpdateRequest, event: &StatusEvent) -> (UpdateRequest, Addition) {
+    let request = with_room(request, event)
+        .expression_attribute_values(":empty", AttributeValue::L(vec![]))
+        .expression_attribute_values(":entry", timeline_entry(event, true))
+        .expression_attribute_values(
+            ":keyset",
+            AttributeValue::Ss(vec![event.idempotency_key.clone()]),
+        );
+    let addition = Addition {
+        condition: format!("{IS_NEWER} AND {HAS_ROOM}"),
+        set: Some("#tl = list_append(if_not_exists(#tl, :empty), :entry)"),
+        add: "ADD #keys :keyset, #tlb :size",
+    };
+    (request, addition)
+}
+
+/// No entry (the timeline is full): counted as overflow instead.
+fn with_overflow(request: UpdateRequest) -> (UpdateRequest, Addition) {
+    let request = request
+        .expression_attribute_names("#overflow", "timeline_overflow")
+        .expression_attribute_values(":one", n(1));
+    let addition = Addition {
+        condition: IS_NEWER.to_owned(),
+        set: None,
+        add: "ADD #overflow :one",
+    };
+    (request, addition)
+}
+
+/// The call's details this callback carries, as `SET` clauses.
+fn with_details(mut request: UpdateRequest, event: &StatusEvent) -> (UpdateRequest, Vec<String>) {
+    let details = [
+        (
+            "#from",
+            "from_number",
+            ":from",
+            event.from.as_deref().map(s),
+        ),
+        ("#to", "to_number", ":to", event.to.as_deref().map(s)),
+        (
+            "#dir",
+            "direction",
+            ":dir",
+            event.direction.as_deref().map(s),
+        ),
+        ("#dur", "duration_secs", ":dur", event.duration_secs.map(n)),
+        (
+            "#parent",
+            "parent_call_sid",
+            ":parent",
+            event.parent_call_sid.as_deref().map(s),
+        ),
+    ];
+    let mut set = Vec::new();
+    for (alias, name, placeholder, value) in details {
+        if let Some(value) = value {
+            request = request
+                .expression_attribute_names(alias, name)
+                .expression_attribute_values(placeholder, value);
+            set.push(format!("{alias} = {placeholder}"));
+        }
+    }
+    (request, set)
+}
+
 impl DynamoCallStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
@@ -113,99 +224,31 @@ impl DynamoCallStore {
         event: &StatusEvent,
         listed: bool,
     ) -> Result<Result<(), Option<Item>>, StoreError> {
-        let mut set = vec![
-            "#status = :status",
-            "#rank = :rank",
-            "#seq = :seq",
-            "#updated = :received",
-            "#acct = :acct",
-            "#sid = :sid",
-        ];
-        let newer = "(attribute_not_exists(#rank) OR #rank < :rank \
-                     OR (#rank = :rank AND #rank < :terminal AND #seq < :seq))";
-        let mut request = self
+        let request = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(call_key(&event.call_sid)))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#rank", "status_rank")
-            .expression_attribute_names("#seq", "seq")
-            .expression_attribute_names("#updated", "updated_at")
-            .expression_attribute_names("#acct", "account_sid")
-            .expression_attribute_names("#sid", "call_sid")
-            .expression_attribute_names("#keys", "keys")
-            .expression_attribute_values(":status", s(event.status.as_str()))
-            .expression_attribute_values(":rank", n(event.status.rank()))
-            .expression_attribute_values(":terminal", n(CallStatus::TERMINAL_RANK))
-            .expression_attribute_values(":seq", n(event.seq()))
-            .expression_attribute_values(":received", s(&event.received_at))
-            .expression_attribute_values(":acct", s(&event.account_sid))
-            .expression_attribute_values(":sid", s(&event.call_sid))
-            .expression_attribute_values(":key", s(&event.idempotency_key));
-        let (condition, added) = if listed {
-            set.push("#tl = list_append(if_not_exists(#tl, :empty), :entry)");
-            request = with_room(request, event)
-                .expression_attribute_values(":empty", AttributeValue::L(vec![]))
-                .expression_attribute_values(":entry", timeline_entry(event, true))
-                .expression_attribute_values(
-                    ":keyset",
-                    AttributeValue::Ss(vec![event.idempotency_key.clone()]),
-                );
-            (
-                format!("NOT contains(#keys, :key) AND {newer} AND {HAS_ROOM}"),
-                "ADD #keys :keyset, #tlb :size",
-            )
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let (request, mut set) = with_state(request, event);
+        let (request, addition) = if listed {
+            with_entry(request, event)
         } else {
-            request = request
-                .expression_attribute_names("#overflow", "timeline_overflow")
-                .expression_attribute_values(":one", n(1));
-            (
-                format!("NOT contains(#keys, :key) AND {newer}"),
-                "ADD #overflow :one",
-            )
+            with_overflow(request)
         };
-        request = request.condition_expression(condition);
-        // Call details ride along when this callback carries them.
-        let details = [
-            (
-                "#from",
-                "from_number",
-                ":from",
-                event.from.as_deref().map(s),
-            ),
-            ("#to", "to_number", ":to", event.to.as_deref().map(s)),
-            (
-                "#dir",
-                "direction",
-                ":dir",
-                event.direction.as_deref().map(s),
-            ),
-            ("#dur", "duration_secs", ":dur", event.duration_secs.map(n)),
-            (
-                "#parent",
-                "parent_call_sid",
-                ":parent",
-                event.parent_call_sid.as_deref().map(s),
-            ),
-        ];
-        let mut detail_sets = Vec::new();
-        for (alias, name, placeholder, value) in details {
-            if let Some(value) = value {
-                request = request
-                    .expression_attribute_names(alias, name)
-                    .expression_attribute_values(placeholder, value);
-                detail_sets.push(format!("{alias} = {placeholder}"));
-            }
-        }
-        set.extend(detail_sets.iter().map(String::as_str));
-        let expression = format!("SET {} {added}", set.join(", "));
-
-        match request.update_expression(expression).send().await {
+        set.extend(addition.set.map(str::to_owned));
+        let (request, details) = with_details(request, event);
+        set.extend(details);
+        let expression = format!("SET {} {}", set.join(", "), addition.add);
+        match request
+            .condition_expression(addition.condition)
+            .update_expression(expression)
+            .send()
+            .await
+        {
             Ok(_) => Ok(Ok(())),
             Err(e) => match e.as_service_error() {
-                Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
                     Ok(Err(failed.item().cloned()))
                 }
                 _ => Err(store_error(e)),
@@ -240,7 +283,7 @@ impl DynamoCallStore {
         match result {
             Ok(_) => Ok(Outcome::Late),
             Err(e) => match e.as_service_error() {
-                Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
                     match failed.item() {
                         // A concurrent delivery of the same late event recorded it first.
                         Some(old) if holds_key(old, &event.idempotency_key) => {
