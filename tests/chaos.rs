@@ -114,17 +114,7 @@ async fn calls_under_faults_end_exactly_as_played() {
         "spill-drainer",
     ] {
         // All its instances' logs (a worker runs its mapping's MaximumConcurrency of them).
-        let log: String = std::fs::read_dir(&outcome.log_dir)
-            .expect("the run's logs")
-            .filter_map(Result::ok)
-            .filter(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                name.strip_prefix(function)
-                    .and_then(|rest| rest.strip_prefix('-'))
-                    .is_some_and(|n| n.trim_end_matches(".log").parse::<usize>().is_ok())
-            })
-            .map(|e| std::fs::read_to_string(e.path()).expect("the function's log"))
-            .collect();
+        let log = voicehooks_tests::instance_logs(&outcome.log_dir, function);
         let emf: Vec<serde_json::Value> = log
             .lines()
             .filter(|l| l.contains("\"CloudWatchMetrics\""))

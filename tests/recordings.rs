@@ -1137,14 +1137,5 @@ async fn a_recording_longer_than_one_invocation_resumes_its_upload_until_archive
 /// Every recording-worker instance's log: it runs its mapping's MaximumConcurrency of them, and
 /// any one may take a batch.
 fn recording_worker_log(stack: &LocalStack) -> String {
-    std::fs::read_dir(&stack.log_dir)
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("recording-worker-")
-        })
-        .map(|e| std::fs::read_to_string(e.path()).unwrap())
-        .collect()
+    voicehooks_tests::instance_logs(&stack.log_dir, "recording-worker")
 }

@@ -252,3 +252,23 @@ pub mod template {
         }
     }
 }
+
+/// Every instance's log of `function` in a run's log folder (`<function>-<n>.log`), one
+/// after another: a worker runs its mapping's MaximumConcurrency of instances, a webhook
+/// several, and any one of them may take a request or a batch.
+pub fn instance_logs(log_dir: &std::path::Path, function: &str) -> String {
+    let is_instance = |name: &str| {
+        name.strip_prefix(function)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .and_then(|rest| rest.strip_suffix(".log"))
+            .is_some_and(|n| n.parse::<usize>().is_ok())
+    };
+    let Ok(entries) = std::fs::read_dir(log_dir) else {
+        return String::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| is_instance(&e.file_name().to_string_lossy()))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect()
+}

@@ -1353,16 +1353,7 @@ async fn a_custom_domain_403_is_diagnosed_from_the_log_and_verify() {
     let started = Instant::now();
     let line = loop {
         // Whichever instance took the request.
-        let log: String = std::fs::read_dir(&stack.log_dir)
-            .unwrap()
-            .filter_map(Result::ok)
-            .filter(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .starts_with("webhook-status-")
-            })
-            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-            .collect();
+        let log = voicehooks_tests::instance_logs(&stack.log_dir, "webhook-status");
         if let Some(line) = log.lines().find(|l| l.contains("webhook rejected")) {
             break line.to_owned();
         }

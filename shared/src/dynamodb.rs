@@ -79,6 +79,23 @@ impl ItemExt for Item {
     }
 }
 
+/// One item of `table`, read strongly consistent: every caller decides on what it reads.
+pub async fn get_consistent(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    key: Item,
+) -> Result<Option<Item>, StoreError> {
+    let output = client
+        .get_item()
+        .table_name(table)
+        .set_key(Some(key))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(store_error)?;
+    Ok(output.item)
+}
+
 /// An SDK failure as a store error, in one line (code and message, or the causes).
 pub fn store_error<E>(e: aws_sdk_dynamodb::error::SdkError<E>) -> StoreError
 where

@@ -12,7 +12,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
 
 use crate::calls::StoreError;
-use crate::dynamodb::{Item, ItemExt, PARTITION_KEY, SORT_KEY, call_item_key, n, s, store_error};
+use crate::dynamodb::{
+    Item, ItemExt, PARTITION_KEY, SORT_KEY, call_item_key, get_consistent, n, s, store_error,
+};
 use crate::events::now_rfc3339;
 use crate::recording::media::{Archived, UploadProgress};
 use crate::twilio::RecordingStatus;
@@ -456,16 +458,8 @@ impl DynamoRecordingStore {
         call_sid: &str,
         recording_sid: &str,
     ) -> Result<Option<RecordingRecord>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(call_sid, recording_sid)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(store_error)?;
-        Ok(output.item.as_ref().map(record))
+        let item = get_consistent(&self.client, &self.table, key(call_sid, recording_sid)).await?;
+        Ok(item.as_ref().map(record))
     }
 
     /// Every recording of a call.

@@ -25,7 +25,7 @@ use super::{
     CallRecord, CallStarted, CallStore, ConferenceEvent, MAX_TIMELINE_BYTES, MAX_TIMELINE_ENTRIES,
     Outcome, StatusEvent, StoreError, TimelineEntry, entry_size, moves_forward,
 };
-use crate::dynamodb::{Item, ItemExt, STATE_SK, call_item_key, n, s, store_error};
+use crate::dynamodb::{Item, ItemExt, STATE_SK, call_item_key, get_consistent, n, s, store_error};
 use crate::metrics::{self, name};
 use crate::twilio::CallStatus;
 
@@ -346,16 +346,7 @@ impl DynamoCallStore {
         call_sid: &str,
         sort_key: &str,
     ) -> Result<Option<Item>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(call_item_key(call_sid, sort_key)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(store_error)?;
-        Ok(output.item)
+        get_consistent(&self.client, &self.table, call_item_key(call_sid, sort_key)).await
     }
 }
 

@@ -7,7 +7,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::{DynamoCallStore, call_key};
 use crate::calls::conference::{ConferenceEvent, Room, fold};
 use crate::calls::{Outcome, StoreError};
-use crate::dynamodb::{Item, PARTITION_KEY, SORT_KEY, STATE_SK, n, s, store_error, table_key};
+use crate::dynamodb::{
+    Item, PARTITION_KEY, SORT_KEY, STATE_SK, get_consistent, n, s, store_error, table_key,
+};
 use crate::events::Envelope;
 use crate::twilio::RoomEvent;
 
@@ -147,16 +149,13 @@ impl DynamoCallStore {
 
     /// A room as last folded; `None` when no event of it was applied.
     pub async fn get_conference(&self, conference_sid: &str) -> Result<Option<Room>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(room_key(conference_sid, STATE_SK)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(store_error)?;
-        match output.item.as_ref().and_then(|item| item.get("room")) {
+        let item = get_consistent(
+            &self.client,
+            &self.table,
+            room_key(conference_sid, STATE_SK),
+        )
+        .await?;
+        match item.as_ref().and_then(|item| item.get("room")) {
             None => Ok(None),
             Some(AttributeValue::S(json)) => serde_json::from_str(json)
                 .map(Some)
