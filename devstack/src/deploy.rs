@@ -385,6 +385,13 @@ async fn read_mappings(
 }
 
 impl Deployment {
+    /// The environment of an SDK user of the stack as voicectl: the operator's credentials.
+    pub fn operator(&self) -> anyhow::Result<&Credentials> {
+        self.operator
+            .as_ref()
+            .context("the stack has no operator (deploy_local makes one)")
+    }
+
     /// The physical id of resource `logical_id` (a queue's URL, a table's name, a secret's ARN).
     pub fn physical_id(&self, logical_id: &str) -> anyhow::Result<&str> {
         self.physical
@@ -569,15 +576,6 @@ pub async fn deploy_local(
     deployment.operator = Some(crate::emulator::access_key(&iam, &operator).await?);
     emulator.enforce_iam().await?;
     Ok(deployment)
-}
-
-impl Deployment {
-    /// The environment of an SDK user of the stack as voicectl: the operator's credentials.
-    pub fn operator(&self) -> anyhow::Result<&Credentials> {
-        self.operator
-            .as_ref()
-            .context("the stack has no operator (deploy_local makes one)")
-    }
 }
 
 /// The incident rehearsal's fault: `table` deleted. The template protects it from deletion
