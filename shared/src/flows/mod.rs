@@ -320,6 +320,40 @@ fn is_dial_target(target: &str) -> bool {
 }
 
 fn validate(file: &FlowsFile, report: &mut dyn FnMut(Range<usize>, String)) {
+    validate_references(file, report);
+    validate_routes(file, report);
+    validate_fallback(file, report);
+    for (name, flow) in &file.flows {
+        let span = flow.span();
+        let problem = &mut |p: String| report(span.clone(), format!("flow {name:?}: {p}"));
+        if !is_flow_name(name) {
+            problem("names use a-z, 0-9, - and _ (they go into action URLs)".into());
+        }
+        let refers_to = &|what: &str, target: &str, problem: &mut dyn FnMut(String)| {
+            if !file.flows.contains_key(target) {
+                problem(format!("{what} names unknown flow {target:?}"));
+            }
+        };
+        match flow.get_ref() {
+            Flow::Forward(f) => validate_forward(f, refers_to, problem),
+            Flow::Menu(m) => validate_menu(m, refers_to, problem),
+            Flow::Voicemail(v) => validate_voicemail(v, problem),
+            Flow::Conference(c) => {
+                if c.room.trim().is_empty() {
+                    problem("room is empty".into());
+                }
+            }
+            Flow::Softphone(s) => validate_softphone(s, problem),
+        }
+    }
+    fallback_cycles(file, report);
+}
+
+/// How a flow names another: `refers_to(what, target, problem)` reports an unknown one.
+type RefersTo<'a> = &'a dyn Fn(&str, &str, &mut dyn FnMut(String));
+
+/// Every flow the routes and the fallback name exists.
+fn validate_references(file: &FlowsFile, report: &mut dyn FnMut(Range<usize>, String)) {
     let flows = &file.flows;
     let mut must_exist = |span: Range<usize>, what: &str, name: &str| {
         if !flows.contains_key(name) {
@@ -344,7 +378,11 @@ fn validate(file: &FlowsFile, report: &mut dyn FnMut(Range<usize>, String)) {
         "fallback.flow",
         file.fallback.flow.get_ref(),
     );
+}
 
+/// The numbers are E.164, and the softphone route names a softphone flow.
+fn validate_routes(file: &FlowsFile, report: &mut dyn FnMut(Range<usize>, String)) {
+    let flows = &file.flows;
     for (number, flow) in &file.routes.numbers {
         if !is_e164(number) {
             report(
@@ -363,6 +401,11 @@ fn validate(file: &FlowsFile, report: &mut dyn FnMut(Range<usize>, String)) {
             "routes.softphone must name a softphone flow".into(),
         );
     }
+}
+
+/// The fallback plays for anyone: no input, no caller number needed, and a message.
+fn validate_fallback(file: &FlowsFile, report: &mut dyn FnMut(Range<usize>, String)) {
+    let flows = &file.flows;
     if let Some(fallback) = flows.get(file.fallback.flow.get_ref())
         && matches!(fallback.get_ref(), Flow::Softphone(_) | Flow::Menu(_))
     {
@@ -377,146 +420,124 @@ fn validate(file: &FlowsFile, report: &mut dyn FnMut(Range<usize>, String)) {
             "fallback.message is empty".into(),
         );
     }
+}
 
-    for (name, flow) in flows {
-        let span = flow.span();
-        let mut problem = |p: String| report(span.clone(), format!("flow {name:?}: {p}"));
-        if !is_flow_name(name) {
-            problem("names use a-z, 0-9, - and _ (they go into action URLs)".into());
-        }
-        let refers_to = |what: &str, target: &str, problem: &mut dyn FnMut(String)| {
-            if !flows.contains_key(target) {
-                problem(format!("{what} names unknown flow {target:?}"));
-            }
-        };
-        match flow.get_ref() {
-            Flow::Forward(f) => {
-                if f.dial.is_empty() {
-                    problem("dial lists nobody".into());
-                }
-                for target in &f.dial {
-                    if !is_dial_target(target) {
-                        problem(format!(
-                            "dial target {target:?} is not +E164, client:identity or sip:user@host"
-                        ));
-                    }
-                }
-                if let Some(id) = &f.caller_id
-                    && !is_e164(id)
-                {
-                    problem(format!("caller_id {id:?} is not an E.164 number"));
-                }
-                if !(5..=600).contains(&f.timeout) {
-                    problem(format!("timeout {} is outside 5..=600 seconds", f.timeout));
-                }
-                refers_to("fallback", &f.fallback, &mut problem);
-            }
-            Flow::Menu(m) => {
-                if m.prompt.trim().is_empty() {
-                    problem("prompt is empty".into());
-                }
-                let (dtmf, speech) = match m.input.as_str() {
-                    "dtmf" => (true, false),
-                    "speech" => (false, true),
-                    "dtmf speech" | "speech dtmf" => (true, true),
-                    other => {
-                        problem(format!(
-                            "input {other:?} is not dtmf, speech or \"dtmf speech\""
-                        ));
-                        (true, true)
-                    }
-                };
-                if m.retries > 5 {
-                    problem(format!(
-                        "retries {} is over 5: callers give up long before",
-                        m.retries
-                    ));
-                }
-                if !(1..=60).contains(&m.timeout) {
-                    problem(format!("timeout {} is outside 1..=60 seconds", m.timeout));
-                }
-                if m.choices.is_empty() {
-                    problem("has no choices".into());
-                }
-                let mut seen = BTreeSet::new();
-                for (i, choice) in m.choices.iter().enumerate() {
-                    let n = i + 1;
-                    match &choice.digits {
-                        Some(d)
-                            if d.is_empty()
-                                || !d.bytes().all(|b| b.is_ascii_digit() || b == b'*') =>
-                        {
-                            problem(format!("choice {n}: digits {d:?} are not 0-9 or *"));
-                        }
-                        Some(d) if !seen.insert(d.clone()) => {
-                            problem(format!("choice {n}: digits {d:?} are used twice"));
-                        }
-                        None if !speech => {
-                            problem(format!("choice {n} has no digits for a dtmf menu"))
-                        }
-                        _ => {}
-                    }
-                    if dtmf && !speech && !choice.speech.is_empty() {
-                        problem(format!(
-                            "choice {n} has speech words but the menu listens for dtmf only"
-                        ));
-                    }
-                    if speech && choice.digits.is_none() && choice.speech.is_empty() {
-                        problem(format!("choice {n} has neither digits nor speech"));
-                    }
-                    refers_to(&format!("choice {n}"), &choice.flow, &mut problem);
-                }
-                refers_to("fallback", &m.fallback, &mut problem);
-            }
-            Flow::Voicemail(v) => {
-                if !(1..=14_400).contains(&v.max_length) {
-                    problem(format!(
-                        "max_length {} is outside 1..=14400 seconds",
-                        v.max_length
-                    ));
-                }
-                if v.finish_on_key.is_empty()
-                    || !v
-                        .finish_on_key
-                        .bytes()
-                        .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
-                {
-                    problem(format!(
-                        "finish_on_key {:?} is not made of 0-9, * and #",
-                        v.finish_on_key
-                    ));
-                }
-            }
-            Flow::Conference(c) => {
-                if c.room.trim().is_empty() {
-                    problem("room is empty".into());
-                }
-            }
-            Flow::Softphone(s) => {
-                if !is_e164(&s.caller_id) {
-                    problem(format!(
-                        "caller_id {:?} is not an E.164 number",
-                        s.caller_id
-                    ));
-                }
-                if s.allowed_prefixes.is_some() {
-                    problem(
-                        "allowed_prefixes is replaced by allowed_countries: a prefix such as +1 \
-                         also admits Caribbean countries and premium-rate numbers"
-                            .into(),
-                    );
-                }
-                for country in &s.allowed_countries {
-                    if !crate::twilio::destination::is_known_country(country) {
-                        problem(format!(
-                            "allowed country {country:?} is not an ISO 3166 region code"
-                        ));
-                    }
-                }
-            }
+fn validate_forward(f: &Forward, refers_to: RefersTo<'_>, problem: &mut dyn FnMut(String)) {
+    if f.dial.is_empty() {
+        problem("dial lists nobody".into());
+    }
+    for target in &f.dial {
+        if !is_dial_target(target) {
+            problem(format!(
+                "dial target {target:?} is not +E164, client:identity or sip:user@host"
+            ));
         }
     }
-    fallback_cycles(file, report);
+    if let Some(id) = &f.caller_id
+        && !is_e164(id)
+    {
+        problem(format!("caller_id {id:?} is not an E.164 number"));
+    }
+    if !(5..=600).contains(&f.timeout) {
+        problem(format!("timeout {} is outside 5..=600 seconds", f.timeout));
+    }
+    refers_to("fallback", &f.fallback, problem);
+}
+
+fn validate_menu(m: &Menu, refers_to: RefersTo<'_>, problem: &mut dyn FnMut(String)) {
+    if m.prompt.trim().is_empty() {
+        problem("prompt is empty".into());
+    }
+    let (dtmf, speech) = match m.input.as_str() {
+        "dtmf" => (true, false),
+        "speech" => (false, true),
+        "dtmf speech" | "speech dtmf" => (true, true),
+        other => {
+            problem(format!(
+                "input {other:?} is not dtmf, speech or \"dtmf speech\""
+            ));
+            (true, true)
+        }
+    };
+    if m.retries > 5 {
+        problem(format!(
+            "retries {} is over 5: callers give up long before",
+            m.retries
+        ));
+    }
+    if !(1..=60).contains(&m.timeout) {
+        problem(format!("timeout {} is outside 1..=60 seconds", m.timeout));
+    }
+    if m.choices.is_empty() {
+        problem("has no choices".into());
+    }
+    let mut seen = BTreeSet::new();
+    for (i, choice) in m.choices.iter().enumerate() {
+        let n = i + 1;
+        match &choice.digits {
+            Some(d) if d.is_empty() || !d.bytes().all(|b| b.is_ascii_digit() || b == b'*') => {
+                problem(format!("choice {n}: digits {d:?} are not 0-9 or *"));
+            }
+            Some(d) if !seen.insert(d.clone()) => {
+                problem(format!("choice {n}: digits {d:?} are used twice"));
+            }
+            None if !speech => problem(format!("choice {n} has no digits for a dtmf menu")),
+            _ => {}
+        }
+        if dtmf && !speech && !choice.speech.is_empty() {
+            problem(format!(
+                "choice {n} has speech words but the menu listens for dtmf only"
+            ));
+        }
+        if speech && choice.digits.is_none() && choice.speech.is_empty() {
+            problem(format!("choice {n} has neither digits nor speech"));
+        }
+        refers_to(&format!("choice {n}"), &choice.flow, problem);
+    }
+    refers_to("fallback", &m.fallback, problem);
+}
+
+fn validate_voicemail(v: &Voicemail, problem: &mut dyn FnMut(String)) {
+    if !(1..=14_400).contains(&v.max_length) {
+        problem(format!(
+            "max_length {} is outside 1..=14400 seconds",
+            v.max_length
+        ));
+    }
+    if v.finish_on_key.is_empty()
+        || !v
+            .finish_on_key
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
+    {
+        problem(format!(
+            "finish_on_key {:?} is not made of 0-9, * and #",
+            v.finish_on_key
+        ));
+    }
+}
+
+fn validate_softphone(s: &Softphone, problem: &mut dyn FnMut(String)) {
+    if !is_e164(&s.caller_id) {
+        problem(format!(
+            "caller_id {:?} is not an E.164 number",
+            s.caller_id
+        ));
+    }
+    if s.allowed_prefixes.is_some() {
+        problem(
+            "allowed_prefixes is replaced by allowed_countries: a prefix such as +1 \
+                 also admits Caribbean countries and premium-rate numbers"
+                .into(),
+        );
+    }
+    for country in &s.allowed_countries {
+        if !crate::twilio::destination::is_known_country(country) {
+            problem(format!(
+                "allowed country {country:?} is not an ISO 3166 region code"
+            ));
+        }
+    }
 }
 
 /// Fallbacks chain (a forward that is not answered goes to its fallback, which may be
