@@ -345,9 +345,20 @@ const SECRETS: Price = Price {
     per_million: 5.00,
 };
 
+/// Part 3 of the report, AWS calls per event and what they cost: `calls` calls played in
+/// order, once each, and every request the functions' SDK interceptor counted meanwhile.
 async fn aws_calls(stack: &LocalStack, calls: usize) -> anyhow::Result<()> {
+    let (played, emf) = play_in_order(stack, calls).await?;
+    print_calls_per_event(&emf, calls);
+    print_cost_of_requests(&emf, played);
+    Ok(())
+}
+
+/// Plays `calls` calls in order and once each (the path the per-event goals are about),
+/// waits for the queues to drain, and reads the EMF lines they left. Returns how many
+/// calls were played.
+async fn play_in_order(stack: &LocalStack, calls: usize) -> anyhow::Result<(usize, Emf)> {
     let (_, before) = Emf::read(&stack.log_dir, &BTreeMap::new())?;
-    // In order and once each: the path the per-event goals are about.
     let options = SimulateOptions {
         calls,
         seed: 42,
@@ -367,9 +378,16 @@ async fn aws_calls(stack: &LocalStack, calls: usize) -> anyhow::Result<()> {
     // The last invocations' EMF lines are printed as they end: give them a moment to land.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (emf, _) = Emf::read(&stack.log_dir, &before)?;
+    Ok((report.calls.len(), emf))
+}
 
-    // `+ 0.0`: a sum of nothing is -0.0.
-    let per = |n: f64, d: f64| if d > 0.0 { n / d + 0.0 } else { f64::NAN };
+/// `+ 0.0`: a sum of nothing is -0.0.
+fn per(n: f64, d: f64) -> f64 {
+    if d > 0.0 { n / d + 0.0 } else { f64::NAN }
+}
+
+/// Each kind of event's AWS requests, beside its goal.
+fn print_calls_per_event(emf: &Emf, calls: usize) {
     let callbacks_accepted: f64 = WEBHOOKS
         .iter()
         .filter(|f| **f != local_stack::WEBHOOK_VOICE)
@@ -475,9 +493,12 @@ async fn aws_calls(stack: &LocalStack, calls: usize) -> anyhow::Result<()> {
         "1, then cached",
         Some(max_reads <= 1.0),
     );
+}
 
-    // Cost per million calls: every request the run made, divided by its calls.
-    let calls_f = report.calls.len() as f64;
+/// Cost per million calls: every request the run made, divided by its calls, at list prices.
+fn print_cost_of_requests(emf: &Emf, calls: usize) {
+    let recordings = emf.sum(local_stack::RECORDING_WORKER, name::RECORDINGS_ARCHIVED);
+    let calls_f = calls as f64;
     let sum_all = |service: &str, op: &dyn Fn(&str) -> bool| -> f64 {
         WEBHOOKS
             .iter()
@@ -537,7 +558,6 @@ async fn aws_calls(stack: &LocalStack, calls: usize) -> anyhow::Result<()> {
          latency, not measurable on the emulator), Amazon Transcribe ($0.024 per audio \
          minute), KMS, storage and logs."
     );
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
