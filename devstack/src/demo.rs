@@ -502,6 +502,41 @@ pub fn print_mismatches(mismatches: &[String]) {
 
 /// What the run did, per flow and in total, and one reordered leg's timeline.
 pub fn print_figures(outcome: &DemoOutcome) {
+    println!();
+    print_flow_table(outcome);
+    println!();
+    print_deliveries(outcome);
+    print_recordings_and_rooms(outcome);
+    let report = &outcome.report;
+    if !report.unrouted.is_empty() {
+        let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+        for url in &report.unrouted {
+            *kinds
+                .entry(url.rsplit('/').next().unwrap_or(url))
+                .or_default() += 1;
+        }
+        let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        println!("  asked for, no route      {}", kinds.join(", "));
+    }
+    println!(
+        "  queue drained            {:.1} s after the last acknowledgement",
+        outcome.drain_time.as_secs_f64()
+    );
+
+    let example = report
+        .calls
+        .iter()
+        .zip(&outcome.records)
+        .flat_map(|(c, rs)| c.legs.iter().zip(rs))
+        .find(|(leg, r)| leg.reordered && r.as_ref().is_some_and(|r| r.late_events() > 0));
+    if let Some((leg, record)) = example {
+        println!();
+        print_timeline(leg, record.as_ref());
+    }
+}
+
+/// Per flow: calls, voice requests, legs dialled and answered, recordings, calls verified.
+fn print_flow_table(outcome: &DemoOutcome) {
     let report = &outcome.report;
     let mut rows: BTreeMap<&str, FlowRow> = BTreeMap::new();
     for ((call, verified), flow) in report
@@ -526,7 +561,6 @@ pub fn print_figures(outcome: &DemoOutcome) {
             .count();
         row.verified += usize::from(*verified);
     }
-    println!();
     println!(
         "  {:<12} {:>6} {:>14} {:>12} {:>9} {:>11} {:>9}",
         "flow", "calls", "voice requests", "legs dialled", "answered", "recordings", "verified"
@@ -558,8 +592,12 @@ pub fn print_figures(outcome: &DemoOutcome) {
         total.recordings,
         total.verified
     );
-    println!();
+}
 
+/// What Twilio delivered and how it was taken: legs, callbacks, acks, spills, TwiML,
+/// sign-ins, latencies, duplicates and late events.
+fn print_deliveries(outcome: &DemoOutcome) {
+    let report = &outcome.report;
     let mut by_status: BTreeMap<&str, usize> = BTreeMap::new();
     for leg in report.legs() {
         *by_status.entry(leg.final_status().as_str()).or_default() += 1;
@@ -614,6 +652,10 @@ pub fn print_figures(outcome: &DemoOutcome) {
         "  late events recorded     {} (in the timeline, not applied)",
         outcome.late_events()
     );
+}
+
+/// Recordings archived and deleted from Twilio, transcripts, conference rooms.
+fn print_recordings_and_rooms(outcome: &DemoOutcome) {
     let r = &outcome.recordings;
     println!(
         "  recordings archived      {}/{} ({:.1} MB), {} byte-exact (size + SHA-256 vs the source, SSE-KMS), {} not ready at first",
@@ -639,31 +681,6 @@ pub fn print_figures(outcome: &DemoOutcome) {
         "  conference rooms         {}/{} stored as their {} events tell ({} delivered out of order): each participant's join, leave and reason",
         rooms.verified, rooms.rooms, rooms.events, rooms.delivered_out_of_order
     );
-    if !report.unrouted.is_empty() {
-        let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
-        for url in &report.unrouted {
-            *kinds
-                .entry(url.rsplit('/').next().unwrap_or(url))
-                .or_default() += 1;
-        }
-        let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
-        println!("  asked for, no route      {}", kinds.join(", "));
-    }
-    println!(
-        "  queue drained            {:.1} s after the last acknowledgement",
-        outcome.drain_time.as_secs_f64()
-    );
-
-    let example = report
-        .calls
-        .iter()
-        .zip(&outcome.records)
-        .flat_map(|(c, rs)| c.legs.iter().zip(rs))
-        .find(|(leg, r)| leg.reordered && r.as_ref().is_some_and(|r| r.late_events() > 0));
-    if let Some((leg, record)) = example {
-        println!();
-        print_timeline(leg, record.as_ref());
-    }
 }
 
 /// One leg's stored timeline, as an example of a reordered leg put right.
