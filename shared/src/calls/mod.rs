@@ -3,7 +3,7 @@
 //! Twilio delivers at least once and out of order. Each event is applied once (by its
 //! idempotency key) and never moves a call backwards:
 //! - **applied**: its key is new and it is newer than the stored state (status rank, then
-//!   sequence number; a terminal status is final, [`moves_forward`]);
+//!   sequence number; a terminal status is final, `moves_forward`);
 //! - **duplicate**: its key was seen before: only a counter moves;
 //! - **late**: its key is new but the state is already past it: it is kept in the call's
 //!   timeline as not applied.

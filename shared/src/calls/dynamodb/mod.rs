@@ -13,7 +13,7 @@
 //!   late event is still recorded once).
 //!
 //! A full timeline costs an in-order event a second write, without its entry. Rooms are in
-//! [`rooms`].
+//! `rooms`.
 
 mod rooms;
 
