@@ -7,7 +7,7 @@ use futures::future::join_all;
 use voicehooks::aws::RequestCounter;
 use voicehooks::calls::{CallStore, DynamoCallStore, Outcome};
 use voicehooks::twilio::CallStatus::{self, *};
-use voicehooks_tests::{Aws, aws, call_sid, status_event};
+use voicehooks_tests::{Aws, FailOperation, aws, call_sid, status_event};
 
 fn counted_store(aws: &Aws) -> (DynamoCallStore, RequestCounter) {
     let counter = RequestCounter::default();
@@ -311,4 +311,34 @@ async fn a_rooms_events_applied_at_once_in_any_order_leave_the_room_they_tell() 
         store.get_call(&a).await.unwrap().unwrap().conferences,
         [room]
     );
+}
+
+/// A join whose event was kept but whose link to the call failed (the call's `UpdateItem`
+/// refused): its redelivery is a duplicate of the room's event, and still links the call.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_join_whose_link_failed_links_the_call_when_it_is_redelivered() {
+    let aws = aws("call-store").await;
+    let failing = DynamoCallStore::new(
+        aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&aws.sdk)
+                .interceptor(FailOperation::always("UpdateItem"))
+                .build(),
+        ),
+        &aws.resources.calls_table,
+    );
+    let (store, _) = counted_store(&aws);
+    let room = "CF00000000000000000000000000000002";
+    let caller = call_sid(43);
+    let join = room_event(room, 1, "participant-join", Some(&caller));
+    failing
+        .apply_conference(&join)
+        .await
+        .expect_err("the link's UpdateItem is refused, so the message is retried");
+    assert_eq!(
+        store.apply_conference(&join).await.unwrap(),
+        Outcome::Duplicate,
+        "the room kept the event the first time"
+    );
+    let record = store.get_call(&caller).await.unwrap().unwrap();
+    assert_eq!(record.conferences, [room]);
 }

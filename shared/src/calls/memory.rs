@@ -130,24 +130,27 @@ impl CallStore for MemoryCallStore {
     }
 
     async fn apply_conference(&self, event: &ConferenceEvent) -> Result<Outcome, StoreError> {
-        let room = {
+        let (first, room) = {
             let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
             let events = rooms.entry(event.conference_sid.clone()).or_default();
-            if events
+            let first = !events
                 .iter()
-                .any(|kept| kept.idempotency_key == event.idempotency_key)
-            {
-                return Ok(Outcome::Duplicate);
+                .any(|kept| kept.idempotency_key == event.idempotency_key);
+            if first {
+                events.push(event.clone());
             }
-            events.push(event.clone());
-            fold(&event.conference_sid, events)
+            (first, fold(&event.conference_sid, events))
         };
+        // On every delivery, as the DynamoDB store does (a first one may have failed to link).
         if let (Some(call_sid), RoomEvent::ParticipantJoin | RoomEvent::ParticipantLeave) =
             (&event.call_sid, event.room_event())
         {
             self.with_call(call_sid, |call| {
                 call.conferences.insert(event.conference_sid.clone())
             });
+        }
+        if !first {
+            return Ok(Outcome::Duplicate);
         }
         Ok(match (event.sequence_number, room.last_sequence_number) {
             (Some(seq), Some(newest)) if seq < newest => Outcome::Late,

@@ -26,13 +26,17 @@ impl DynamoCallStore {
         let events = self.room_events(&event.conference_sid).await?;
         let room = fold(&event.conference_sid, &events);
         self.write_room(&room).await?;
-        if !first {
-            return Ok(Outcome::Duplicate);
-        }
+        // On every delivery, a duplicate's too: the first may have kept its event and then
+        // failed to link (a refused write, the message retried), or kept it with its answer
+        // lost (the SDK's retry then finds it kept). Adding the room to the call's set again
+        // changes nothing.
         if let (Some(call_sid), RoomEvent::ParticipantJoin | RoomEvent::ParticipantLeave) =
             (&event.call_sid, event.room_event())
         {
             self.link_call(call_sid, &event.conference_sid).await?;
+        }
+        if !first {
+            return Ok(Outcome::Duplicate);
         }
         // Folded in its place either way; `late` says a later one had come first.
         let newest = room.last_sequence_number;
