@@ -9,7 +9,7 @@ use devstack::workspace::Workspace;
 use devstack::{LocalStack, StackOptions};
 use serde_json::Value;
 use voicehooks::calls::DynamoCallStore;
-use voicehooks::recording::store::DynamoRecordingStore;
+use voicehooks::recording::{DynamoRecordingStore, RecordingStore};
 
 #[test]
 fn committed_events_are_current() {

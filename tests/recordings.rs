@@ -17,8 +17,8 @@ use voicehooks::config::{MediaFormat, local};
 use voicehooks::events::Envelope;
 use voicehooks::recording::keys::RecordingKey;
 use voicehooks::recording::media::MediaHosts;
-use voicehooks::recording::store::{DynamoRecordingStore, RecordingRecord};
 use voicehooks::recording::{ArchiveSettings, RecordingWorker, media_client};
+use voicehooks::recording::{DynamoRecordingStore, RecordingRecord, RecordingStore};
 use voicehooks::secrets::{StaticTokens, TwilioCredentials};
 use voicehooks::transcribe::{JobStart, Transcriber, TranscriptWorker, TranscriptionRequest};
 use voicehooks::twilio::{Params, RecordingCallback, TranscriptionCallback};
@@ -849,7 +849,7 @@ async fn a_recording_callback_goes_through_the_real_functions_to_s3_and_a_transc
 async fn archived_byte_exact(
     stack: &LocalStack,
     sid: &str,
-) -> voicehooks::recording::store::RecordingRecord {
+) -> voicehooks::recording::RecordingRecord {
     let store = DynamoRecordingStore::new(
         aws_sdk_dynamodb::Client::new(&stack.sdk),
         &stack.resources.calls_table,
@@ -1101,7 +1101,7 @@ async fn a_recording_longer_than_one_invocation_resumes_its_upload_until_archive
         stored.transcript_text.as_ref().map(String::len)
     );
     let preview = stored.transcript_text.as_deref().unwrap();
-    assert!(preview.chars().count() <= voicehooks::recording::store::TRANSCRIPT_PREVIEW_CHARS);
+    assert!(preview.chars().count() <= voicehooks::recording::TRANSCRIPT_PREVIEW_CHARS);
     assert!(preview.contains(&sid));
     assert!(stored.transcript_channels.is_empty());
     let document_key = stored.transcript_s3_key.clone().unwrap();
@@ -1117,7 +1117,7 @@ async fn a_recording_longer_than_one_invocation_resumes_its_upload_until_archive
         .await
         .unwrap()
         .into_bytes();
-    assert!(document.len() > voicehooks::recording::store::INLINE_TRANSCRIPT_BYTES);
+    assert!(document.len() > voicehooks::recording::INLINE_TRANSCRIPT_BYTES);
     let item = voicehooks_tests::stored_item(
         &stack.sdk,
         &stack.resources.calls_table,

@@ -7,7 +7,7 @@ use futures::StreamExt;
 use voicectl::simulate::{self, SimulateOptions, SimulatedLeg, SimulationReport};
 use voicehooks::calls::{CallRecord, DynamoCallStore};
 use voicehooks::flows::Flows;
-use voicehooks::recording::store::DynamoRecordingStore;
+use voicehooks::recording::{DynamoRecordingStore, RecordingStore};
 use voicehooks::twilio::CallStatus;
 
 use crate::emf::Emf;

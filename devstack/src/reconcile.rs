@@ -6,6 +6,7 @@ use voicectl::media_server::Recording;
 use voicectl::simulate::{SimulateOptions, Twilio};
 use voicectl::twilio_api::CallResource;
 use voicehooks::config::local;
+use voicehooks::recording::{DynamoRecordingStore, RecordingStore};
 use voicehooks::twilio::overrides;
 use voicehooks::twilio::{CallStatus, Params};
 
@@ -106,7 +107,7 @@ pub async fn unrepaired(stack: &LocalStack, lost: &GaveUp) -> anyhow::Result<Vec
         aws_sdk_dynamodb::Client::new(&stack.sdk),
         &stack.resources.calls_table,
     );
-    let recordings = voicehooks::recording::store::DynamoRecordingStore::new(
+    let recordings = DynamoRecordingStore::new(
         aws_sdk_dynamodb::Client::new(&stack.sdk),
         &stack.resources.calls_table,
     );
@@ -161,10 +162,7 @@ pub async fn run(
             dynamodb.clone(),
             &stack.resources.calls_table,
         ),
-        recordings: &voicehooks::recording::store::DynamoRecordingStore::new(
-            dynamodb,
-            &stack.resources.calls_table,
-        ),
+        recordings: &DynamoRecordingStore::new(dynamodb, &stack.resources.calls_table),
         status_queue: &status_queue,
         recording_queue: &recording_queue,
     }

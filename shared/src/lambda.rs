@@ -11,8 +11,8 @@ use crate::config::{
     TranscriptWorkerConfig, VerifierConfig, WebhookConfig,
 };
 use crate::queue::SqsEventQueue;
+use crate::recording::DynamoRecordingStore;
 use crate::recording::media::MediaHosts;
-use crate::recording::store::DynamoRecordingStore;
 use crate::recording::{ArchiveSettings, RecordingWorker, default_fetch_backoff, media_client};
 use crate::secrets::SecretsManagerTokens;
 use crate::softphone::TokenIssuer;

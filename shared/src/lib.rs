@@ -1,5 +1,5 @@
 //! `voicehooks`, the library every function uses (in the folder `shared/`). Domain logic
-//! lives here, behind small traits (a queue, a call store, a source of auth tokens), so it
+//! lives here, behind small traits (a queue, a call store, a recording store, a source of auth tokens), so it
 //! is tested without Lambda; the AWS-backed implementations sit beside the traits.
 //!
 //! - Taking a webhook: [`twilio`] (signatures, params, TwiML, connection overrides, the
@@ -7,7 +7,8 @@
 //!   webhook and its call flows), [`softphone`] (Access Tokens), [`events`] (the queue
 //!   envelope), [`queue`] and [`spill`] (where an accepted event goes).
 //! - Working it off: [`worker`] (batches, settling, dead letters), [`calls`] (call state and
-//!   rooms, the status worker), [`recording`] (archive to S3), [`transcribe`] (jobs and
+//!   rooms, the status worker), [`recording`] (recordings' state,
+//!   the archive to S3), [`transcribe`] (jobs and
 //!   transcripts), [`reconcile`] (Twilio's REST API as the source of truth).
 //! - Around them: [`lambda`] (event shapes and each function's wiring), [`aws`] (SDK
 //!   clients), [`dynamodb`] (the calls table's items), [`secrets`], [`config`],

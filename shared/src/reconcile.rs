@@ -18,7 +18,7 @@ use time::format_description::well_known::Rfc2822;
 use crate::calls::DynamoCallStore;
 use crate::events::Envelope;
 use crate::queue::EventQueue;
-use crate::recording::store::DynamoRecordingStore;
+use crate::recording::{DynamoRecordingStore, RecordingStore};
 use crate::twilio::rest::{Call, Recording, RestClient, RestError};
 use crate::twilio::{CallStatus, Params, RecordingCallback, StatusCallback};
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use voicehooks::calls::DynamoCallStore;
-use voicehooks::recording::store::DynamoRecordingStore;
+use voicehooks::recording::DynamoRecordingStore;
 use voicehooks::secrets::{AuthTokens, SecretsManagerTokens, TwilioCredentials};
 use voicehooks::stack_names::{StackNames, WorkQueue};
 

@@ -4,7 +4,7 @@ use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use serde::Serialize;
 use voicehooks::calls::CallRecord;
 use voicehooks::calls::conference::Room;
-use voicehooks::recording::store::RecordingRecord;
+use voicehooks::recording::{RecordingRecord, RecordingStore};
 
 use crate::connect::Stack;
 
@@ -260,7 +260,7 @@ fn rooms(call_sid: &str, rooms: &[Room]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use voicehooks::recording::store::Trouble;
+    use voicehooks::recording::Trouble;
 
     fn recording() -> RecordingRecord {
         RecordingRecord {

@@ -1,657 +1,305 @@
-//! The recording worker: for each `recording.status` event, a byte-exact private copy in S3,
-//! the recording's item beside its call, optionally Twilio's copy deleted, and a Transcribe
-//! job started; once, whatever Twilio or SQS redeliver.
+//! Recordings: what is kept of each one beside its call, and the rules it is kept by.
 //!
-//! A redelivery finds the item archived and skips the download; the S3 key is a function of
-//! the recording, so a crash between upload and item write only overwrites the same object;
-//! the job is named after the recording, so Transcribe refuses a second one.
+//! Every write is idempotent (a redelivery sets the same values) and none moves a recording
+//! backwards: Twilio's `in-progress` is kept only on a new recording, `absent` / `failed` only
+//! before our archive, and once archived a late callback changes nothing ([`status_may_move`]).
+//! One invocation at a time holds a recording's long download ([`lease_is_free`]), and a
+//! transcript too long for the item keeps a preview ([`InlineTranscript`]).
 //!
-//! How a media failure is handled (see [`FetchError`]): 404 right after the callback, 429 and
-//! 5xx are retried in the invocation with exponential backoff and jitter (honouring
-//! `Retry-After`), then the message is retried later with a longer, jittered delay, up to the
-//! queue's maxReceiveCount; 401/403 and a URL off the allow-list go straight to the DLQ with
-//! the reason: no retry fixes them, and a hot loop would only hammer Twilio.
+//! The domain lives here, behind [`RecordingStore`]: [`dynamodb`] keeps recordings in
+//! DynamoDB, [`memory`] in memory, by the same rules (`tests/recording_store.rs` holds both
+//! to the same outcomes). [`worker`] archives and transcribes a recording, [`media`] moves its
+//! bytes from Twilio to S3, [`keys`] names its objects.
 
+pub mod dynamodb;
 pub mod keys;
 pub mod media;
-pub mod store;
+pub mod memory;
+pub mod worker;
 
-use crate::metrics::{self, name};
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use serde::Serialize;
 
-use backon::{ExponentialBuilder, Retryable};
+use crate::calls::StoreError;
+use crate::twilio::RecordingStatus;
+use media::{Archived, UploadProgress};
 
-use crate::config::{MediaFormat, RecordingWorkerConfig};
-use crate::events::{Envelope, EventKind};
-use crate::recording::media::{
-    ArchiveOutcome, ArchiveTarget, Archived, BasicAuth, FetchError, MediaHosts, UploadProgress,
-    archive_resumable, fetch, from_offset,
-};
-use crate::secrets::AuthTokens;
-use crate::transcribe::{JobStart, Transcriber, TranscriptionRequest};
-use crate::twilio::{RecordingCallback, RecordingStatus};
-use crate::worker::{BatchWorker, Disposition, Fate, FateNotes, QueuedMessage, decide_by};
-use keys::RecordingKey;
-use store::{DynamoRecordingStore, RecordingRecord, RecordingRef, Trouble, epoch_ms};
+pub use dynamodb::DynamoRecordingStore;
+pub use memory::MemoryRecordingStore;
+pub use worker::{ArchiveSettings, RecordingWorker, default_fetch_backoff, media_client};
 
-/// Longest `Retry-After` waited out inside an invocation; a longer one delays the message.
-const MAX_INLINE_WAIT: Duration = Duration::from_secs(5);
-const SECOND: Duration = Duration::from_secs(1);
-
-/// How this deployment archives.
-#[derive(Debug, Clone)]
-pub struct ArchiveSettings {
-    pub bucket: String,
-    pub kms_key_id: Option<String>,
-    pub format: MediaFormat,
-    /// `RequestedChannels` for the media URL.
+/// What is known of a recording when its callback arrives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingRef<'a> {
+    pub account_sid: &'a str,
+    pub call_sid: &'a str,
+    pub recording_sid: &'a str,
+    pub duration_secs: Option<u32>,
     pub channels: Option<u32>,
-    pub delete_from_twilio: bool,
+    pub source: Option<&'a str>,
 }
 
-impl From<&RecordingWorkerConfig> for ArchiveSettings {
-    fn from(config: &RecordingWorkerConfig) -> Self {
-        Self {
-            bucket: config.bucket.clone(),
-            kms_key_id: config.kms_key_id.clone(),
-            format: config.format,
-            channels: config.channels,
-            delete_from_twilio: config.delete_from_twilio,
-        }
+/// A Transcribe job's result, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum TranscriptOutcome {
+    Completed {
+        text: String,
+        /// Per channel, by role (`caller`, `agent`) for dual-channel audio.
+        channels: Vec<(String, String)>,
+    },
+    Failed {
+        reason: String,
+    },
+}
+
+/// A recording as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RecordingRecord {
+    pub call_sid: String,
+    pub recording_sid: String,
+    /// `in-progress`, `absent`, `failed` (Twilio's word) or `archived` (ours).
+    pub state: Option<String>,
+    pub duration_secs: Option<u64>,
+    pub channels: Option<u64>,
+    pub s3_bucket: Option<String>,
+    pub s3_key: Option<String>,
+    pub bytes: Option<u64>,
+    pub sha256: Option<String>,
+    pub deleted_from_twilio: bool,
+    pub transcription_job: Option<String>,
+    /// Transcribe's word: `IN_PROGRESS`, `COMPLETED`, `FAILED`.
+    pub transcription_status: Option<String>,
+    /// The whole transcript, or its first [`TRANSCRIPT_PREVIEW_CHARS`] when it was too long
+    /// for the item (`transcript_truncated`; the whole is at `transcript_s3_key`).
+    pub transcript_text: Option<String>,
+    /// Per channel by role; empty when the transcript is too long for the item.
+    pub transcript_channels: Vec<(String, String)>,
+    /// Transcribe's output document, which holds the whole transcript and its channels.
+    pub transcript_s3_key: Option<String>,
+    pub transcript_truncated: bool,
+    pub transcription_failure: Option<String>,
+    /// An archive cut short by a deadline, to be finished by a later invocation.
+    pub upload: Option<UploadProgress>,
+    /// Until when (ms since the epoch) an invocation holds the long download: the invocation's
+    /// own deadline, so a run that dies never leaves the recording stuck "in progress".
+    pub lease_until_ms: Option<u64>,
+    /// Twilio's own `<Record transcribe>` result.
+    pub twilio_transcription_status: Option<String>,
+    pub twilio_transcription_text: Option<String>,
+    /// Twilio's `ErrorCode` for a recording it did not finish (`16101` too short, `16102`
+    /// silent and deleted, for `absent`).
+    pub error_code: Option<String>,
+    /// What the recording worker last decided about a recording it could not archive yet;
+    /// cleared once archived.
+    pub trouble: Option<Trouble>,
+}
+
+/// Why a recording is not archived, as its worker last left it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Trouble {
+    /// `retrying`, `dead-lettered` or `refused` (dead-lettered, its URL off the allow-list).
+    pub state: String,
+    /// The reason, with its causes.
+    pub reason: String,
+    /// Retrying: this was receive `receive` of `max_receives`, the next due at `next_at`
+    /// (RFC 3339).
+    pub receive: Option<u32>,
+    pub max_receives: Option<u32>,
+    pub next_at: Option<String>,
+    /// When the worker decided (RFC 3339).
+    pub at: String,
+}
+
+impl RecordingRecord {
+    pub fn is_archived(&self) -> bool {
+        self.state.as_deref() == Some("archived") && self.s3_key.is_some()
     }
 }
 
-/// Everything the worker uses, built once per cold start.
-pub struct RecordingWorker<T> {
-    pub http: reqwest::Client,
-    pub hosts: MediaHosts,
-    pub tokens: T,
-    pub s3: aws_sdk_s3::Client,
-    pub store: DynamoRecordingStore,
-    /// `None` when transcription is off.
-    pub transcriber: Option<Transcriber>,
-    pub settings: ArchiveSettings,
-    /// In-invocation retries of a media download.
-    pub fetch_backoff: ExponentialBuilder,
+pub const ARCHIVED: &str = "archived";
+
+/// Now, in ms since the epoch (leases are compared with DynamoDB conditions).
+pub fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The default in-invocation backoff: 0.5, 1, 2 s (jittered), then the message is retried
-/// later.
-pub fn default_fetch_backoff() -> ExponentialBuilder {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(500))
-        .with_max_delay(Duration::from_secs(4))
-        .with_max_times(3)
-        .with_jitter()
+/// The most transcript text (the whole, plus each channel's copy) kept on the recording's
+/// item. A four-hour call's transcript is hundreds of KB, twice over with the channels:
+/// past this the item keeps a preview and points at Transcribe's output in S3, so it stays
+/// far below DynamoDB's 400 KB.
+pub const INLINE_TRANSCRIPT_BYTES: usize = 32 * 1024;
+/// What a transcript too long for the item keeps of its beginning.
+pub const TRANSCRIPT_PREVIEW_CHARS: usize = 1000;
+
+/// Whether Twilio's `status` may replace the recording's `state`: `in-progress` only on a new
+/// recording, `absent` / `failed` only before the recording is ours. The DynamoDB store's
+/// condition says the same.
+pub fn status_may_move(state: Option<&str>, status: RecordingStatus) -> bool {
+    match status {
+        RecordingStatus::InProgress => state.is_none(),
+        _ => state.is_none_or(|state| state == RecordingStatus::InProgress.as_str()),
+    }
 }
 
-/// The HTTP client for Twilio media: connections reused across invocations, and a redirect
-/// followed only to a host the allow-list accepts (reqwest drops the Authorization header
-/// when a redirect changes host).
-pub fn media_client(hosts: &MediaHosts) -> reqwest::Client {
-    let hosts = hosts.clone();
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .read_timeout(Duration::from_secs(30))
-        .redirect(reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() >= 3 {
-                attempt.error("too many redirects")
-            } else if hosts.check(attempt.url().as_str()).is_ok() {
-                attempt.follow()
-            } else {
-                attempt.stop()
+/// Whether an invocation may take the download's lease at `now_ms`: nobody holds it, or the
+/// holder's deadline has passed.
+pub fn lease_is_free(lease_until_ms: Option<u64>, now_ms: u64) -> bool {
+    lease_until_ms.is_none_or(|until| until < now_ms)
+}
+
+/// What the recording's item keeps of a completed transcript.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InlineTranscript {
+    /// The whole text, or its first [`TRANSCRIPT_PREVIEW_CHARS`].
+    pub text: String,
+    /// Per channel; empty when the transcript is too long for the item.
+    pub channels: Vec<(String, String)>,
+    /// The item holds a preview; the whole is in Transcribe's output document.
+    pub truncated: bool,
+}
+
+impl InlineTranscript {
+    pub fn of(text: &str, channels: &[(String, String)]) -> Self {
+        let size = text.len() + channels.iter().map(|(_, t)| t.len()).sum::<usize>();
+        if size <= INLINE_TRANSCRIPT_BYTES {
+            Self {
+                text: text.to_owned(),
+                channels: channels.to_vec(),
+                truncated: false,
             }
-        }))
-        .build()
-        .expect("a client with static settings builds")
-}
-
-/// The envelope of a `recording.status` event.
-fn decode(body: &str) -> Result<Envelope, String> {
-    let envelope = Envelope::from_json(body).map_err(|e| e.to_string())?;
-    if envelope.kind != EventKind::RecordingStatus {
-        return Err(format!(
-            "envelope kind {} does not belong on the recording queue",
-            envelope.kind.as_str()
-        ));
-    }
-    Ok(envelope)
-}
-
-fn recording_ref<'a>(callback: &RecordingCallback<'a>) -> RecordingRef<'a> {
-    RecordingRef {
-        account_sid: callback.account_sid,
-        call_sid: callback.call_sid,
-        recording_sid: callback.recording_sid,
-        duration_secs: callback.duration_secs,
-        channels: callback.channels,
-        source: callback.source,
-    }
-}
-
-/// A recording's trouble goes on its item before the settler moves the message, so
-/// `voicectl call` says what is happening: retrying (receive n of m, next at …),
-/// dead-lettered (why) or refused. One write, and only when something went wrong.
-impl<T: AuthTokens> FateNotes for RecordingWorker<T> {
-    async fn note(&self, message: &QueuedMessage<'_>, fate: &Fate) {
-        let trouble = |state: &str, reason: &str| Trouble {
-            state: state.to_owned(),
-            reason: reason.to_owned(),
-            receive: None,
-            max_receives: None,
-            next_at: None,
-            at: crate::events::now_rfc3339(),
-        };
-        let trouble = match fate {
-            Fate::Done | Fate::SentOn { .. } => return,
-            Fate::Retry {
-                reason,
-                receive,
-                max_receives,
-                after,
-            } => Trouble {
-                receive: Some(*receive),
-                max_receives: Some(*max_receives),
-                next_at: Some(crate::events::rfc3339_in(*after)),
-                ..trouble("retrying", reason)
-            },
-            Fate::DeadLetter { reason, .. }
-                if reason.starts_with(crate::recording::media::REFUSED) =>
-            {
-                trouble("refused", reason)
-            }
-            Fate::DeadLetter { reason, .. } => trouble("dead-lettered", reason),
-        };
-        let Ok(envelope) = decode(message.body) else {
-            return;
-        };
-        let Ok(callback) = RecordingCallback::parse(&envelope.params) else {
-            return;
-        };
-        if let Err(e) = self
-            .store
-            .record_trouble(&recording_ref(&callback), &trouble)
-            .await
-        {
-            tracing::warn!(
-                recording_sid = callback.recording_sid,
-                error = %e,
-                "could not note the recording's trouble; the DLQ and logs still have it"
-            );
-        }
-    }
-}
-
-impl<T: AuthTokens> BatchWorker for RecordingWorker<T> {
-    /// Each message on its own, all at once.
-    async fn decide<'m>(
-        &self,
-        messages: &'m [QueuedMessage<'m>],
-        deadline: Instant,
-    ) -> Vec<(&'m QueuedMessage<'m>, Disposition)> {
-        let decisions = messages.iter().map(|m| self.handle(m.body, deadline));
-        decide_by(messages, deadline, decisions).await
-    }
-}
-
-impl<T: AuthTokens> RecordingWorker<T> {
-    /// Decides one message, within `deadline` (the invocation's, less the settling margin).
-    /// Logs what it decided.
-    pub async fn handle(&self, body: &str, deadline: Instant) -> Disposition {
-        let envelope = match decode(body) {
-            Ok(envelope) => envelope,
-            Err(reason) => {
-                tracing::error!(outcome = "dead-letter", reason, "not a recording event");
-                return Disposition::dead_letter(reason);
-            }
-        };
-        let callback = match RecordingCallback::parse(&envelope.params) {
-            Ok(callback) => callback,
-            Err(e) => {
-                let reason = e.to_string();
-                tracing::error!(outcome = "dead-letter", reason, "not a recording event");
-                return Disposition::dead_letter(reason);
-            }
-        };
-        let disposition = match callback.status {
-            RecordingStatus::Completed => {
-                self.archive_and_transcribe(&envelope.received_at, &callback, deadline)
-                    .await
-            }
-            status => match self
-                .store
-                .record_status(&recording_ref(&callback), status, callback.error_code)
-                .await
-            {
-                Ok(_) => Disposition::Done,
-                Err(e) => Disposition::retry(e),
-            },
-        };
-        let reason = disposition.reason();
-        let (call_sid, recording_sid) = (callback.call_sid, callback.recording_sid);
-        let status = callback.status.as_str();
-        match disposition {
-            Disposition::Done => tracing::info!(
-                call_sid,
-                recording_sid,
-                status,
-                outcome = "done",
-                "recording event processed"
-            ),
-            Disposition::Retry { .. } => tracing::warn!(
-                call_sid,
-                recording_sid,
-                status,
-                outcome = "retry",
-                reason,
-                "recording event will be retried"
-            ),
-            Disposition::DeadLetter { .. } => tracing::error!(
-                call_sid,
-                recording_sid,
-                status,
-                outcome = "dead-letter",
-                reason,
-                "recording event sent to the DLQ"
-            ),
-            Disposition::Continue { .. } => tracing::info!(
-                call_sid,
-                recording_sid,
-                status,
-                outcome = "continue",
-                reason,
-                "recording archive goes on in the next invocation"
-            ),
-        }
-        disposition
-    }
-
-    async fn archive_and_transcribe(
-        &self,
-        received_at: &str,
-        callback: &RecordingCallback<'_>,
-        deadline: Instant,
-    ) -> Disposition {
-        match self
-            .archive_delete_transcribe(received_at, callback, deadline)
-            .await
-        {
-            Ok(()) => Disposition::Done,
-            Err(disposition) => disposition,
-        }
-    }
-
-    /// The three steps, each skipped when the item says it is done: the S3 copy, Twilio's
-    /// copy deleted, the transcription started. A step that cannot finish says what to do
-    /// with the message.
-    async fn archive_delete_transcribe(
-        &self,
-        received_at: &str,
-        callback: &RecordingCallback<'_>,
-        deadline: Instant,
-    ) -> Result<(), Disposition> {
-        let recording = recording_ref(callback);
-        let key = RecordingKey::new(
-            callback.account_sid,
-            callback.call_sid,
-            callback.recording_sid,
-            callback.started_at,
-            received_at,
-        );
-        let stored = self
-            .store
-            .get(callback.call_sid, callback.recording_sid)
-            .await
-            .map_err(Disposition::retry)?
-            .unwrap_or_default();
-        let media_key = key.audio(self.settings.format.extension());
-        // What the S3 copy must measure before Twilio's may go.
-        let (auth, archived_bytes) = if stored.is_archived() {
-            (None, stored.bytes)
         } else {
-            let (auth, archived) = self
-                .copy_to_s3(callback, &recording, &stored, &media_key, deadline)
-                .await?;
-            (Some(auth), Some(archived.bytes))
-        };
-        if self.settings.delete_from_twilio && !stored.deleted_from_twilio {
-            let auth = match auth {
-                Some(auth) => auth,
-                None => self.basic_auth().await?,
-            };
-            self.delete_from_twilio(&recording, archived_bytes, &media_key, callback, &auth)
-                .await?;
-        }
-        if let Some(transcriber) = &self.transcriber
-            && stored.transcription_job.is_none()
-        {
-            self.start_transcription(transcriber, callback, &recording, &key, &media_key)
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// The credentials media requests carry (the API key when the secret has one).
-    async fn basic_auth(&self) -> Result<BasicAuth, Disposition> {
-        let credentials = self.tokens.current().await.map_err(Disposition::retry)?;
-        Ok(credentials.basic_auth())
-    }
-
-    /// Twilio's media streamed into S3 (resuming an upload an earlier invocation paused),
-    /// and the archive recorded on the item. Returns the credentials used, for the delete.
-    async fn copy_to_s3(
-        &self,
-        callback: &RecordingCallback<'_>,
-        recording: &RecordingRef<'_>,
-        stored: &RecordingRecord,
-        media_key: &str,
-        deadline: Instant,
-    ) -> Result<(BasicAuth, Archived), Disposition> {
-        let basic = self.basic_auth().await?;
-        let media_url = self.media_url(&self.resource(callback)?);
-        // Another invocation is on this long download: its lease ends with its deadline.
-        if let Some(until) = stored.lease_until_ms.filter(|&until| until > epoch_ms()) {
-            return Err(Disposition::Retry {
-                reason: "another invocation is archiving it".into(),
-                after: Some(Duration::from_millis(until - epoch_ms()).max(SECOND)),
-            });
-        }
-        let resume = stored.upload.clone();
-        let offset = resume.as_ref().map_or(0, |p| p.bytes);
-        let response = self.fetch_media(&media_url, &basic, offset).await?;
-        // A download that takes more than one part is marked as this invocation's, until
-        // its deadline, so a second delivery waits instead of fetching it twice.
-        let long = resume.is_some()
-            || response
-                .content_length()
-                .is_some_and(|len| len > crate::recording::media::PART_SIZE as u64);
-        if long {
-            self.lease(recording, deadline).await?;
-        }
-        let archived = match self
-            .archive(response, media_key, callback, (resume, offset), deadline)
-            .await
-        {
-            Ok(ArchiveOutcome::Done(archived)) => archived,
-            Ok(ArchiveOutcome::Paused(progress)) => {
-                let reason = format!(
-                    "archived {} of the recording in {} parts by the deadline",
-                    progress.bytes,
-                    progress.parts.len()
-                );
-                self.store
-                    .save_progress(recording, Some(&progress))
-                    .await
-                    .map_err(Disposition::retry)?;
-                return Err(Disposition::Continue {
-                    reason,
-                    after: SECOND,
-                });
-            }
-            Err(disposition) => {
-                // The upload was aborted: the next try starts again from the first byte.
-                if long {
-                    self.store
-                        .save_progress(recording, None)
-                        .await
-                        .map_err(Disposition::retry)?;
-                }
-                return Err(disposition);
-            }
-        };
-        tracing::info!(
-            call_sid = callback.call_sid,
-            recording_sid = callback.recording_sid,
-            bytes = archived.bytes,
-            parts = archived.parts,
-            s3_key = archived.key,
-            outcome = "archived",
-            "recording archived"
-        );
-        metrics::count(name::RECORDINGS_ARCHIVED, 1);
-        metrics::bytes(name::RECORDING_BYTES, archived.bytes);
-        self.store
-            .record_archived(recording, &archived)
-            .await
-            .map_err(Disposition::retry)?;
-        Ok((basic, archived))
-    }
-
-    /// Marks a long download as this invocation's until its deadline.
-    async fn lease(
-        &self,
-        recording: &RecordingRef<'_>,
-        deadline: Instant,
-    ) -> Result<(), Disposition> {
-        let until = epoch_ms()
-            + deadline
-                .saturating_duration_since(Instant::now())
-                .as_millis() as u64;
-        match self.store.take_lease(recording, until).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(Disposition::Retry {
-                reason: "another invocation is archiving it".into(),
-                after: None,
-            }),
-            Err(e) => Err(Disposition::retry(e)),
-        }
-    }
-
-    /// The Transcribe job for the archived audio (a second start is Transcribe's conflict,
-    /// taken as "already started"), noted on the item.
-    async fn start_transcription(
-        &self,
-        transcriber: &Transcriber,
-        callback: &RecordingCallback<'_>,
-        recording: &RecordingRef<'_>,
-        key: &RecordingKey,
-        media_key: &str,
-    ) -> Result<(), Disposition> {
-        let request = TranscriptionRequest {
-            job_name: callback.recording_sid,
-            bucket: &self.settings.bucket,
-            media_key,
-            output_key: &key.transcript(),
-            format: self.settings.format,
-            channels: self.settings.channels.or(callback.channels),
-        };
-        let start = transcriber
-            .start(&request)
-            .await
-            .map_err(Disposition::retry)?;
-        tracing::info!(
-            call_sid = callback.call_sid,
-            recording_sid = callback.recording_sid,
-            outcome = match start {
-                JobStart::Started => "transcription-started",
-                JobStart::AlreadyExists => "transcription-exists",
-            },
-            "transcription job"
-        );
-        self.store
-            .record_transcription_started(recording, callback.recording_sid)
-            .await
-            .map_err(Disposition::retry)
-    }
-
-    /// The recording's own resource on Twilio (`MediaHosts::recording_resource`); any other
-    /// `RecordingUrl` is a dead letter with its reason, and no request is sent.
-    fn resource(&self, callback: &RecordingCallback<'_>) -> Result<String, Disposition> {
-        self.hosts
-            .recording_resource(
-                callback.url.unwrap_or_default(),
-                callback.account_sid,
-                callback.recording_sid,
-            )
-            .map_err(|e| {
-                Disposition::dead_letter(format!(
-                    "{e}: a recording callback may only name /2010-04-01/Accounts/{}/Recordings/{}",
-                    callback.account_sid, callback.recording_sid
-                ))
-            })
-    }
-
-    /// `RecordingUrl` + extension (+ `RequestedChannels`).
-    fn media_url(&self, recording_url: &str) -> String {
-        let mut url = format!("{recording_url}.{}", self.settings.format.extension());
-        if let Some(channels) = self.settings.channels {
-            url.push_str(&format!("?RequestedChannels={channels}"));
-        }
-        url
-    }
-
-    async fn fetch_media(
-        &self,
-        url: &str,
-        auth: &BasicAuth,
-        offset: u64,
-    ) -> Result<reqwest::Response, Disposition> {
-        let mut wait_longer = None;
-        let result = (|| fetch(&self.http, &self.hosts, url, auth, offset))
-            .retry(self.fetch_backoff)
-            .when(|e| {
-                matches!(
-                    e,
-                    FetchError::NotReady | FetchError::RateLimited(_) | FetchError::Transient(_)
-                )
-            })
-            .adjust(|e, delay| match (e, delay) {
-                (FetchError::RateLimited(Some(after)), Some(_)) if *after > MAX_INLINE_WAIT => {
-                    wait_longer = Some(*after);
-                    None
-                }
-                (FetchError::RateLimited(Some(after)), Some(delay)) => {
-                    Some((*after).max(delay).mul_f64(1.0 + fastrand::f64() * 0.2))
-                }
-                (_, delay) => delay,
-            })
-            .notify(
-                |e, delay| tracing::info!(reason = %e, ?delay, "media not fetched yet; retrying"),
-            )
-            .await;
-        let refreshed = match result {
-            Ok(response) => return Ok(response),
-            // The token may have been rotated since it was cached: one more try with a fresh
-            // read, then it is the operator's to fix.
-            Err(FetchError::Credentials(status)) => match self.tokens.refresh_current().await {
-                Ok(Some(fresh)) => {
-                    fetch(&self.http, &self.hosts, url, &fresh.basic_auth(), offset).await
-                }
-                _ => Err(FetchError::Credentials(status)),
-            },
-            Err(e) => Err(e),
-        };
-        match refreshed {
-            Ok(response) => Ok(response),
-            Err(
-                e @ (FetchError::Credentials(_)
-                | FetchError::Refused(_)
-                | FetchError::RedirectRefused(_)),
-            ) => Err(Disposition::dead_letter(e)),
-            Err(FetchError::RateLimited(after)) => Err(Disposition::Retry {
-                reason: FetchError::RateLimited(after).to_string(),
-                after: wait_longer
-                    .or(after)
-                    .map(|a| a.mul_f64(1.0 + fastrand::f64() * 0.2)),
-            }),
-            Err(e) => Err(Disposition::retry(e)),
-        }
-    }
-
-    async fn archive(
-        &self,
-        response: reqwest::Response,
-        key: &str,
-        callback: &RecordingCallback<'_>,
-        (resume, offset): (Option<UploadProgress>, u64),
-        deadline: Instant,
-    ) -> Result<ArchiveOutcome, Disposition> {
-        let mut metadata = HashMap::from([
-            ("call-sid".to_owned(), callback.call_sid.to_owned()),
-            (
-                "recording-sid".to_owned(),
-                callback.recording_sid.to_owned(),
-            ),
-            ("account-sid".to_owned(), callback.account_sid.to_owned()),
-        ]);
-        let optional = [
-            ("duration", callback.duration_secs.map(|d| d.to_string())),
-            ("channels", callback.channels.map(|c| c.to_string())),
-            ("source", callback.source.map(str::to_owned)),
-        ];
-        metadata.extend(
-            optional
-                .into_iter()
-                .filter_map(|(k, v)| Some((k.to_owned(), v?))),
-        );
-        let target = ArchiveTarget {
-            bucket: self.settings.bucket.clone(),
-            key: key.to_owned(),
-            content_type: self.settings.format.content_type().to_owned(),
-            kms_key_id: self.settings.kms_key_id.clone(),
-            metadata,
-        };
-        let body = from_offset(response, offset).map_err(Disposition::retry)?;
-        archive_resumable(&self.s3, &target, body, resume, Some(deadline))
-            .await
-            .map_err(Disposition::retry)
-    }
-
-    /// Deletes Twilio's copy once ours is verified: the object is there with the size
-    /// archived and a SHA-256 checksum S3 checked part by part.
-    async fn delete_from_twilio(
-        &self,
-        recording: &RecordingRef<'_>,
-        expected: Option<u64>,
-        key: &str,
-        callback: &RecordingCallback<'_>,
-        auth: &BasicAuth,
-    ) -> Result<(), Disposition> {
-        let head = self
-            .s3
-            .head_object()
-            .bucket(&self.settings.bucket)
-            .key(key)
-            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
-            .send()
-            .await
-            .map_err(|e| Disposition::retry(crate::aws::error_summary(&e)))?;
-        let verified = expected.is_some()
-            && head.content_length.map(|l| l as u64) == expected
-            && head.checksum_sha256.is_some();
-        if !verified {
-            return Err(Disposition::retry(format!(
-                "the S3 copy of {} is not verified (size {:?}, expected {expected:?}); Twilio's copy is kept",
-                callback.recording_sid, head.content_length
-            )));
-        }
-        let url = self.resource(callback)?;
-        let response = self
-            .http
-            .delete(url)
-            .basic_auth(&auth.username, Some(&auth.password))
-            .send()
-            .await
-            .map_err(|e| Disposition::retry(format!("deleting Twilio's copy: {e}")))?;
-        // 404: already gone (a redelivery after the delete).
-        match response.status().as_u16() {
-            200..=299 | 404 => {}
-            401 | 403 => {
-                return Err(Disposition::dead_letter(format!(
-                    "Twilio refused the delete (HTTP {}): the credentials lack the right",
-                    response.status()
-                )));
-            }
-            other => {
-                return Err(Disposition::retry(format!(
-                    "deleting Twilio's copy answered HTTP {other}"
-                )));
+            Self {
+                text: text.chars().take(TRANSCRIPT_PREVIEW_CHARS).collect(),
+                channels: Vec::new(),
+                truncated: true,
             }
         }
-        self.store
-            .record_deleted_from_twilio(recording)
-            .await
-            .map_err(Disposition::retry)
+    }
+}
+
+/// Where recordings are kept. Each write is one conditional or idempotent update of the
+/// recording: safe to repeat, whichever arrives first.
+pub trait RecordingStore: Send + Sync {
+    /// Records Twilio's status of a recording that is not (yet) ours ([`status_may_move`]).
+    /// `Ok(false)`: nothing changed.
+    fn record_status(
+        &self,
+        recording: &RecordingRef<'_>,
+        status: RecordingStatus,
+        error_code: Option<&str>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Marks the recording's long download as this invocation's until `until_ms` (its
+    /// deadline), unless another holds it now. `Ok(false)`: another invocation does.
+    fn take_lease(
+        &self,
+        recording: &RecordingRef<'_>,
+        until_ms: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Keeps how far the archive got and releases the lease: the next invocation resumes.
+    /// `None` forgets an upload that was aborted.
+    fn save_progress(
+        &self,
+        recording: &RecordingRef<'_>,
+        progress: Option<&UploadProgress>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Why the recording is not archived yet (a retry, a dead letter), for `voicectl call`.
+    /// Written only when something went wrong, never on the way to an archive.
+    fn record_trouble(
+        &self,
+        recording: &RecordingRef<'_>,
+        trouble: &Trouble,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Our copy is in S3: the upload, the trouble and the lease are cleared.
+    fn record_archived(
+        &self,
+        recording: &RecordingRef<'_>,
+        archived: &Archived,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn record_deleted_from_twilio(
+        &self,
+        recording: &RecordingRef<'_>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A Transcribe job exists for the recording. Its status is set only if no result
+    /// arrived first (the state-change event can beat this write).
+    fn record_transcription_started(
+        &self,
+        recording: &RecordingRef<'_>,
+        job: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A Transcribe job finished; its output document is at `document_key` in the bucket.
+    fn record_transcript(
+        &self,
+        ids: (&str, &str),
+        job: &str,
+        outcome: &TranscriptOutcome,
+        document_key: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Twilio's own transcription (`<Record transcribe>`) of the recording.
+    fn record_twilio_transcription(
+        &self,
+        recording: &RecordingRef<'_>,
+        transcription_sid: &str,
+        status: &str,
+        text: Option<&str>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// One recording, as last written (the worker decides on it).
+    fn get(
+        &self,
+        call_sid: &str,
+        recording_sid: &str,
+    ) -> impl Future<Output = Result<Option<RecordingRecord>, StoreError>> + Send;
+
+    /// Every recording of a call, by RecordingSid.
+    fn for_call(
+        &self,
+        call_sid: &str,
+    ) -> impl Future<Output = Result<Vec<RecordingRecord>, StoreError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use RecordingStatus::*;
+
+    #[test]
+    fn a_status_never_moves_a_recording_backwards() {
+        assert!(status_may_move(None, InProgress));
+        assert!(!status_may_move(Some("in-progress"), InProgress));
+        assert!(status_may_move(Some("in-progress"), Absent));
+        assert!(status_may_move(None, Failed));
+        assert!(!status_may_move(Some(ARCHIVED), Absent));
+        assert!(!status_may_move(Some(ARCHIVED), Completed));
+        assert!(!status_may_move(Some("absent"), Failed));
+    }
+
+    #[test]
+    fn a_lease_is_free_once_its_holder_deadline_passed() {
+        assert!(lease_is_free(None, 10));
+        assert!(lease_is_free(Some(0), 10));
+        assert!(!lease_is_free(Some(10), 10));
+        assert!(!lease_is_free(Some(11), 10));
+    }
+
+    #[test]
+    fn a_transcript_too_long_for_the_item_keeps_a_preview_without_channels() {
+        let channels = vec![("caller".to_owned(), "hello".to_owned())];
+        let short = InlineTranscript::of("hello", &channels);
+        assert_eq!((short.text.as_str(), short.truncated), ("hello", false));
+        assert_eq!(short.channels, channels);
+
+        let long = "é".repeat(INLINE_TRANSCRIPT_BYTES);
+        let kept = InlineTranscript::of(&long, &channels);
+        assert!(kept.truncated && kept.channels.is_empty());
+        assert_eq!(kept.text.chars().count(), TRANSCRIPT_PREVIEW_CHARS);
     }
 }

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::recording::store::TranscriptOutcome;
+use crate::recording::TranscriptOutcome;
 
 /// Which party each channel of a Twilio dual-channel recording is: the first channel is the
 /// call's own leg (the caller), the second the dialled party (the agent).

@@ -7,22 +7,22 @@ use super::{JobStateChange, Transcriber, read_transcript};
 use crate::events::{Envelope, EventKind};
 use crate::metrics::{self, name};
 use crate::recording::keys::RecordingKey;
-use crate::recording::store::{DynamoRecordingStore, RecordingRef, TranscriptOutcome};
+use crate::recording::{DynamoRecordingStore, RecordingRef, RecordingStore, TranscriptOutcome};
 use crate::twilio::TranscriptionCallback;
 use crate::worker::{BatchWorker, Disposition, FateNotes, QueuedMessage, decide_by};
 
 /// The transcript worker: Transcribe's state changes (via EventBridge) and Twilio's own
 /// transcriptions, both onto the recording's item.
-pub struct TranscriptWorker {
+pub struct TranscriptWorker<S = DynamoRecordingStore> {
     pub transcriber: Transcriber,
     pub s3: aws_sdk_s3::Client,
-    pub store: DynamoRecordingStore,
+    pub store: S,
     pub bucket: String,
 }
 
-impl FateNotes for TranscriptWorker {}
+impl<S: RecordingStore> FateNotes for TranscriptWorker<S> {}
 
-impl BatchWorker for TranscriptWorker {
+impl<S: RecordingStore> BatchWorker for TranscriptWorker<S> {
     /// Each message on its own, all at once.
     async fn decide<'m>(
         &self,
@@ -34,7 +34,7 @@ impl BatchWorker for TranscriptWorker {
     }
 }
 
-impl TranscriptWorker {
+impl<S: RecordingStore> TranscriptWorker<S> {
     /// Decides one message. Logs what it decided when it is not done.
     pub async fn handle(&self, body: &str) -> Disposition {
         let disposition = self.decide_one(body).await;

@@ -1,128 +1,25 @@
-//! Recordings in DynamoDB, beside their call: `pk = CALL#<CallSid>`,
-//! `sk = RECORDING#<RecordingSid>`, so one query returns a call with its recordings.
-//!
-//! Every write is idempotent (a redelivery sets the same values) and none moves a recording
-//! backwards: once archived, a late `in-progress` or `absent` changes nothing.
+//! [`RecordingStore`] on DynamoDB: recordings beside their call, `pk = CALL#<CallSid>`,
+//! `sk = RECORDING#<RecordingSid>`, so one query returns a call with its recordings. Each
+//! write is one `UpdateItem`; the rules of [`crate::recording`] are its conditions.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
-use serde::Serialize;
 
+use super::media::{Archived, UploadProgress};
+use super::{
+    ARCHIVED, InlineTranscript, RecordingRecord, RecordingRef, RecordingStore, TranscriptOutcome,
+    Trouble, epoch_ms,
+};
 use crate::calls::StoreError;
 use crate::dynamodb::{
     Item, ItemExt, PARTITION_KEY, SORT_KEY, call_item_key, get_consistent, n, s, store_error,
 };
 use crate::events::now_rfc3339;
-use crate::recording::media::{Archived, UploadProgress};
 use crate::twilio::RecordingStatus;
 
-/// What is known of a recording when its callback arrives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordingRef<'a> {
-    pub account_sid: &'a str,
-    pub call_sid: &'a str,
-    pub recording_sid: &'a str,
-    pub duration_secs: Option<u32>,
-    pub channels: Option<u32>,
-    pub source: Option<&'a str>,
-}
-
-/// A Transcribe job's result, as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub enum TranscriptOutcome {
-    Completed {
-        text: String,
-        /// Per channel, by role (`caller`, `agent`) for dual-channel audio.
-        channels: Vec<(String, String)>,
-    },
-    Failed {
-        reason: String,
-    },
-}
-
-/// A recording as stored.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct RecordingRecord {
-    pub call_sid: String,
-    pub recording_sid: String,
-    /// `in-progress`, `absent`, `failed` (Twilio's word) or `archived` (ours).
-    pub state: Option<String>,
-    pub duration_secs: Option<u64>,
-    pub channels: Option<u64>,
-    pub s3_bucket: Option<String>,
-    pub s3_key: Option<String>,
-    pub bytes: Option<u64>,
-    pub sha256: Option<String>,
-    pub deleted_from_twilio: bool,
-    pub transcription_job: Option<String>,
-    /// Transcribe's word: `IN_PROGRESS`, `COMPLETED`, `FAILED`.
-    pub transcription_status: Option<String>,
-    /// The whole transcript, or its first [`TRANSCRIPT_PREVIEW_CHARS`] when it was too long
-    /// for the item (`transcript_truncated`; the whole is at `transcript_s3_key`).
-    pub transcript_text: Option<String>,
-    /// Per channel by role; empty when the transcript is too long for the item.
-    pub transcript_channels: Vec<(String, String)>,
-    /// Transcribe's output document, which holds the whole transcript and its channels.
-    pub transcript_s3_key: Option<String>,
-    pub transcript_truncated: bool,
-    pub transcription_failure: Option<String>,
-    /// An archive cut short by a deadline, to be finished by a later invocation.
-    pub upload: Option<UploadProgress>,
-    /// Until when (ms since the epoch) an invocation holds the long download: the invocation's
-    /// own deadline, so a run that dies never leaves the recording stuck "in progress".
-    pub lease_until_ms: Option<u64>,
-    /// Twilio's own `<Record transcribe>` result.
-    pub twilio_transcription_status: Option<String>,
-    pub twilio_transcription_text: Option<String>,
-    /// Twilio's `ErrorCode` for a recording it did not finish (`16101` too short, `16102`
-    /// silent and deleted, for `absent`).
-    pub error_code: Option<String>,
-    /// What the recording worker last decided about a recording it could not archive yet;
-    /// cleared once archived.
-    pub trouble: Option<Trouble>,
-}
-
-/// Why a recording is not archived, as its worker last left it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Trouble {
-    /// `retrying`, `dead-lettered` or `refused` (dead-lettered, its URL off the allow-list).
-    pub state: String,
-    /// The reason, with its causes.
-    pub reason: String,
-    /// Retrying: this was receive `receive` of `max_receives`, the next due at `next_at`
-    /// (RFC 3339).
-    pub receive: Option<u32>,
-    pub max_receives: Option<u32>,
-    pub next_at: Option<String>,
-    /// When the worker decided (RFC 3339).
-    pub at: String,
-}
-
-impl RecordingRecord {
-    pub fn is_archived(&self) -> bool {
-        self.state.as_deref() == Some("archived") && self.s3_key.is_some()
-    }
-}
-
-pub const ARCHIVED: &str = "archived";
-
-/// Now, in ms since the epoch (leases are compared with DynamoDB conditions).
-pub fn epoch_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// The most transcript text (the whole, plus each channel's copy) kept on the recording's
-/// item. A four-hour call's transcript is hundreds of KB, twice over with the channels:
-/// past this the item keeps a preview and points at Transcribe's output in S3, so it stays
-/// far below DynamoDB's 400 KB.
-pub const INLINE_TRANSCRIPT_BYTES: usize = 32 * 1024;
-/// What a transcript too long for the item keeps of its beginning.
-pub const TRANSCRIPT_PREVIEW_CHARS: usize = 1000;
 const SK_PREFIX: &str = "RECORDING#";
 
 fn key(call_sid: &str, recording_sid: &str) -> Item {
@@ -261,10 +158,10 @@ impl DynamoRecordingStore {
         .await
         .map(drop)
     }
+}
 
-    /// Records Twilio's status of a recording that is not (yet) ours: `in-progress` only on a
-    /// new item, `absent` / `failed` unless it was archived. `Ok(false)`: nothing changed.
-    pub async fn record_status(
+impl RecordingStore for DynamoRecordingStore {
+    async fn record_status(
         &self,
         recording: &RecordingRef<'_>,
         status: RecordingStatus,
@@ -274,6 +171,7 @@ impl DynamoRecordingStore {
             .identity(recording)
             .set("state", s(status.as_str()))
             .set_some("error_code", error_code.filter(|code| *code != "0").map(s));
+        // `status_may_move`, as a condition.
         let in_progress = [(":in_progress", s(RecordingStatus::InProgress.as_str()))];
         let (condition, values): (_, &[_]) = match status {
             RecordingStatus::InProgress => ("attribute_not_exists(#state)", &[]),
@@ -292,9 +190,7 @@ impl DynamoRecordingStore {
         .await
     }
 
-    /// Marks the recording's long download as this invocation's until `until_ms` (its
-    /// deadline), unless another holds it now. `Ok(false)`: another invocation does.
-    pub async fn take_lease(
+    async fn take_lease(
         &self,
         recording: &RecordingRef<'_>,
         until_ms: u64,
@@ -306,6 +202,7 @@ impl DynamoRecordingStore {
             .table_name(&self.table)
             .set_key(Some(key(recording.call_sid, recording.recording_sid)))
             .update_expression("SET #lease = :until, #sid = :sid, #call = :call")
+            // `lease_is_free`, as a condition.
             .condition_expression("attribute_not_exists(#lease) OR #lease < :now")
             .expression_attribute_names("#lease", "lease_until_ms")
             .expression_attribute_names("#sid", "recording_sid")
@@ -319,9 +216,7 @@ impl DynamoRecordingStore {
         held(result)
     }
 
-    /// Keeps how far the archive got and releases the lease: the next invocation resumes.
-    /// `None` forgets an upload that was aborted.
-    pub async fn save_progress(
+    async fn save_progress(
         &self,
         recording: &RecordingRef<'_>,
         progress: Option<&UploadProgress>,
@@ -336,9 +231,7 @@ impl DynamoRecordingStore {
         self.update(recording, update).await
     }
 
-    /// Why the recording is not archived yet (a retry, a dead letter), for `voicectl call`.
-    /// Written only when something went wrong, never on the way to an archive.
-    pub async fn record_trouble(
+    async fn record_trouble(
         &self,
         recording: &RecordingRef<'_>,
         trouble: &Trouble,
@@ -348,8 +241,7 @@ impl DynamoRecordingStore {
         self.update(recording, update).await
     }
 
-    /// Our copy is in S3.
-    pub async fn record_archived(
+    async fn record_archived(
         &self,
         recording: &RecordingRef<'_>,
         archived: &Archived,
@@ -369,7 +261,7 @@ impl DynamoRecordingStore {
         self.update(recording, update).await
     }
 
-    pub async fn record_deleted_from_twilio(
+    async fn record_deleted_from_twilio(
         &self,
         recording: &RecordingRef<'_>,
     ) -> Result<(), StoreError> {
@@ -379,9 +271,7 @@ impl DynamoRecordingStore {
         self.update(recording, update).await
     }
 
-    /// A Transcribe job exists for the recording. Its status is set only if no result
-    /// arrived first (the state-change event can beat this write).
-    pub async fn record_transcription_started(
+    async fn record_transcription_started(
         &self,
         recording: &RecordingRef<'_>,
         job: &str,
@@ -393,8 +283,7 @@ impl DynamoRecordingStore {
         self.update(recording, update).await
     }
 
-    /// A Transcribe job finished; its output document is at `document_key` in the bucket.
-    pub async fn record_transcript(
+    async fn record_transcript(
         &self,
         (call_sid, recording_sid): (&str, &str),
         job: &str,
@@ -408,24 +297,18 @@ impl DynamoRecordingStore {
             .set("transcribed_at", s(now_rfc3339()));
         let update = match outcome {
             TranscriptOutcome::Completed { text, channels } => {
-                let size = text.len() + channels.iter().map(|(_, t)| t.len()).sum::<usize>();
-                let fits = size <= INLINE_TRANSCRIPT_BYTES;
-                let kept = if fits {
-                    text.clone()
-                } else {
-                    text.chars().take(TRANSCRIPT_PREVIEW_CHARS).collect()
-                };
-                let channels = channels
-                    .iter()
-                    .filter(|_| fits)
-                    .map(|(label, text)| (label.clone(), s(text)))
+                let kept = InlineTranscript::of(text, channels);
+                let channels = kept
+                    .channels
+                    .into_iter()
+                    .map(|(label, text)| (label, s(text)))
                     .collect();
                 update
                     .set("transcription_status", s("COMPLETED"))
-                    .set("transcript_text", s(kept))
+                    .set("transcript_text", s(kept.text))
                     .set("transcript_channels", AttributeValue::M(channels))
                     .set("transcript_s3_key", s(document_key))
-                    .set("transcript_truncated", AttributeValue::Bool(!fits))
+                    .set("transcript_truncated", AttributeValue::Bool(kept.truncated))
             }
             TranscriptOutcome::Failed { reason } => update
                 .set("transcription_status", s("FAILED"))
@@ -436,8 +319,7 @@ impl DynamoRecordingStore {
             .map(drop)
     }
 
-    /// Twilio's own transcription (`<Record transcribe>`) of the recording.
-    pub async fn record_twilio_transcription(
+    async fn record_twilio_transcription(
         &self,
         recording: &RecordingRef<'_>,
         transcription_sid: &str,
@@ -452,8 +334,7 @@ impl DynamoRecordingStore {
         self.update(recording, update).await
     }
 
-    /// One recording (a strongly consistent read: the worker decides on it).
-    pub async fn get(
+    async fn get(
         &self,
         call_sid: &str,
         recording_sid: &str,
@@ -462,8 +343,7 @@ impl DynamoRecordingStore {
         Ok(item.as_ref().map(record))
     }
 
-    /// Every recording of a call.
-    pub async fn for_call(&self, call_sid: &str) -> Result<Vec<RecordingRecord>, StoreError> {
+    async fn for_call(&self, call_sid: &str) -> Result<Vec<RecordingRecord>, StoreError> {
         let mut records = Vec::new();
         let mut start = None;
         loop {
