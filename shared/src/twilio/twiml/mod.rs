@@ -7,9 +7,11 @@
 //! normalise to spaces.
 //! <https://www.twilio.com/docs/voice/twiml>
 //!
-//! The model is here; `write` turns it into the document, `check` holds a document to the
-//! schema Twilio applies (each element's attributes and children).
+//! The model is here, and each struct's fields are its element's attributes, listed once:
+//! `attributes` reads them through serde, `write` turns the model into the document, `check`
+//! holds a document to the schema Twilio applies (each element's attributes and children).
 
+mod attributes;
 mod check;
 mod write;
 

@@ -3,59 +3,20 @@
 
 use std::borrow::Cow;
 
+use serde::Serialize;
+
 use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 
 use super::{
-    Conference, Dial, DialNoun, Enqueue, Gather, LegCallbacks, Method, Pause, Play, Prompt, Record,
-    RejectReason, Say, Verb, VoiceResponse,
+    Conference, Dial, DialNoun, Enqueue, Gather, Pause, Play, Prompt, Record, Say, Verb,
+    VoiceResponse, attributes,
 };
-
-/// How an attribute value reads in TwiML.
-trait AttrValue {
-    fn write_to(&self, out: &mut String);
-}
-
-impl AttrValue for String {
-    fn write_to(&self, out: &mut String) {
-        out.push_str(self);
-    }
-}
-
-impl AttrValue for u32 {
-    fn write_to(&self, out: &mut String) {
-        use std::fmt::Write;
-        let _ = write!(out, "{self}");
-    }
-}
-
-impl AttrValue for bool {
-    fn write_to(&self, out: &mut String) {
-        out.push_str(if *self { "true" } else { "false" });
-    }
-}
-
-impl AttrValue for Method {
-    fn write_to(&self, out: &mut String) {
-        out.push_str(self.as_str());
-    }
-}
-
-impl AttrValue for RejectReason {
-    fn write_to(&self, out: &mut String) {
-        out.push_str(match self {
-            Self::Rejected => "rejected",
-            Self::Busy => "busy",
-        });
-    }
-}
 
 /// A start tag under construction: set attributes only.
 struct Tag {
     name: &'static str,
     start: BytesStart<'static>,
-    /// Reused for each non-string value, so numbers and flags cost no allocation each.
-    scratch: String,
 }
 
 impl Tag {
@@ -67,24 +28,17 @@ impl Tag {
         Self {
             name,
             start: BytesStart::from_content(content, name.len()),
-            scratch: String::new(),
         }
     }
 
-    fn attr(mut self, name: &str, value: &Option<impl AttrValue>) -> Self {
-        if let Some(value) = value {
-            self.scratch.clear();
-            value.write_to(&mut self.scratch);
-            self.start
-                .push_attribute((name, xml_chars(&self.scratch).as_ref()));
-        }
+    /// The element's attributes that are set, in its struct's order ([`attributes`]).
+    fn attributes(mut self, element: &impl Serialize) -> Self {
+        attributes::for_each(element, |name, value| {
+            if let Some(value) = value {
+                self.start.push_attribute((name, xml_chars(value).as_ref()));
+            }
+        });
         self
-    }
-
-    fn callbacks(self, c: &LegCallbacks) -> Self {
-        self.attr("statusCallback", &c.status_callback)
-            .attr("statusCallbackEvent", &c.status_callback_event)
-            .attr("statusCallbackMethod", &c.status_callback_method)
     }
 }
 
@@ -162,9 +116,9 @@ impl Verb {
             Self::Gather(v) => v.write(xml),
             Self::Dial(v) => v.write(xml),
             Self::Record(v) => v.write(xml),
-            Self::Redirect(v) => leaf(xml, Tag::new("Redirect").attr("method", &v.method), &v.url),
+            Self::Redirect(v) => leaf(xml, Tag::new("Redirect").attributes(v), &v.url),
             Self::Hangup => emit(xml, Event::Empty(BytesStart::new("Hangup"))),
-            Self::Reject(v) => leaf(xml, Tag::new("Reject").attr("reason", &v.reason), ""),
+            Self::Reject(v) => leaf(xml, Tag::new("Reject").attributes(v), ""),
             Self::Enqueue(v) => v.write(xml),
             Self::Leave => emit(xml, Event::Empty(BytesStart::new("Leave"))),
         }
@@ -173,46 +127,27 @@ impl Verb {
 
 impl Say {
     fn write(&self, xml: &mut Xml) {
-        let tag = Tag::new("Say")
-            .attr("voice", &self.voice)
-            .attr("language", &self.language)
-            .attr("loop", &self.loop_);
+        let tag = Tag::new("Say").attributes(self);
         leaf(xml, tag, &self.text);
     }
 }
 
 impl Play {
     fn write(&self, xml: &mut Xml) {
-        let tag = Tag::new("Play")
-            .attr("loop", &self.loop_)
-            .attr("digits", &self.digits);
+        let tag = Tag::new("Play").attributes(self);
         leaf(xml, tag, &self.url);
     }
 }
 
 impl Pause {
     fn write(&self, xml: &mut Xml) {
-        leaf(xml, Tag::new("Pause").attr("length", &self.length), "");
+        leaf(xml, Tag::new("Pause").attributes(self), "");
     }
 }
 
 impl Gather {
     fn write(&self, xml: &mut Xml) {
-        let tag = Tag::new("Gather")
-            .attr("input", &self.input)
-            .attr("action", &self.action)
-            .attr("method", &self.method)
-            .attr("timeout", &self.timeout)
-            .attr("numDigits", &self.num_digits)
-            .attr("finishOnKey", &self.finish_on_key)
-            .attr("speechTimeout", &self.speech_timeout)
-            .attr("hints", &self.hints)
-            .attr("language", &self.language)
-            .attr("bargeIn", &self.barge_in)
-            .attr("profanityFilter", &self.profanity_filter)
-            .attr("actionOnEmptyResult", &self.action_on_empty_result)
-            .attr("enhanced", &self.enhanced)
-            .attr("speechModel", &self.speech_model);
+        let tag = Tag::new("Gather").attributes(self);
         parent(xml, tag, self.prompts.len(), |xml| {
             for prompt in &self.prompts {
                 match prompt {
@@ -227,28 +162,7 @@ impl Gather {
 
 impl Dial {
     fn write(&self, xml: &mut Xml) {
-        let tag = Tag::new("Dial")
-            .attr("action", &self.action)
-            .attr("method", &self.method)
-            .attr("callerId", &self.caller_id)
-            .attr("timeout", &self.timeout)
-            .attr("timeLimit", &self.time_limit)
-            .attr("record", &self.record)
-            .attr("trim", &self.trim)
-            .attr("recordingStatusCallback", &self.recording_status_callback)
-            .attr(
-                "recordingStatusCallbackEvent",
-                &self.recording_status_callback_event,
-            )
-            .attr(
-                "recordingStatusCallbackMethod",
-                &self.recording_status_callback_method,
-            )
-            .attr("recordingTrack", &self.recording_track)
-            .attr("ringTone", &self.ring_tone)
-            .attr("sequential", &self.sequential)
-            .attr("answerOnBridge", &self.answer_on_bridge)
-            .attr("hangupOnStar", &self.hangup_on_star);
+        let tag = Tag::new("Dial").attributes(self);
         if self.nouns.is_empty() {
             return leaf(xml, tag, &self.number);
         }
@@ -262,31 +176,20 @@ impl DialNoun {
     fn write(&self, xml: &mut Xml) {
         match self {
             Self::Number(n) => {
-                let tag = Tag::new("Number")
-                    .attr("sendDigits", &n.send_digits)
-                    .attr("url", &n.url)
-                    .callbacks(&n.callbacks);
+                let tag = Tag::new("Number").attributes(n);
                 leaf(xml, tag, &n.number);
             }
             Self::Client(c) => {
-                let tag = Tag::new("Client")
-                    .attr("url", &c.url)
-                    .callbacks(&c.callbacks);
+                let tag = Tag::new("Client").attributes(c);
                 leaf(xml, tag, &c.identity);
             }
             Self::Sip(s) => {
-                let tag = Tag::new("Sip")
-                    .attr("username", &s.username)
-                    .attr("password", &s.password)
-                    .attr("url", &s.url)
-                    .callbacks(&s.callbacks);
+                let tag = Tag::new("Sip").attributes(s);
                 leaf(xml, tag, &s.uri);
             }
             Self::Conference(c) => c.write(xml),
             Self::Queue(q) => {
-                let tag = Tag::new("Queue")
-                    .attr("url", &q.url)
-                    .attr("method", &q.method);
+                let tag = Tag::new("Queue").attributes(q);
                 leaf(xml, tag, &q.name);
             }
         }
@@ -295,61 +198,21 @@ impl DialNoun {
 
 impl Conference {
     fn write(&self, xml: &mut Xml) {
-        let tag = Tag::new("Conference")
-            .attr("muted", &self.muted)
-            .attr("beep", &self.beep)
-            .attr("startConferenceOnEnter", &self.start_conference_on_enter)
-            .attr("endConferenceOnExit", &self.end_conference_on_exit)
-            .attr("waitUrl", &self.wait_url)
-            .attr("waitMethod", &self.wait_method)
-            .attr("maxParticipants", &self.max_participants)
-            .attr("record", &self.record)
-            .attr("trim", &self.trim)
-            .attr("statusCallback", &self.status_callback)
-            .attr("statusCallbackEvent", &self.status_callback_event)
-            .attr("statusCallbackMethod", &self.status_callback_method)
-            .attr("recordingStatusCallback", &self.recording_status_callback)
-            .attr(
-                "recordingStatusCallbackEvent",
-                &self.recording_status_callback_event,
-            );
+        let tag = Tag::new("Conference").attributes(self);
         leaf(xml, tag, &self.name);
     }
 }
 
 impl Record {
     fn write(&self, xml: &mut Xml) {
-        let tag = Tag::new("Record")
-            .attr("action", &self.action)
-            .attr("method", &self.method)
-            .attr("timeout", &self.timeout)
-            .attr("finishOnKey", &self.finish_on_key)
-            .attr("maxLength", &self.max_length)
-            .attr("playBeep", &self.play_beep)
-            .attr("trim", &self.trim)
-            .attr("recordingStatusCallback", &self.recording_status_callback)
-            .attr(
-                "recordingStatusCallbackEvent",
-                &self.recording_status_callback_event,
-            )
-            .attr(
-                "recordingStatusCallbackMethod",
-                &self.recording_status_callback_method,
-            )
-            .attr("transcribe", &self.transcribe)
-            .attr("transcribeCallback", &self.transcribe_callback);
+        let tag = Tag::new("Record").attributes(self);
         leaf(xml, tag, "");
     }
 }
 
 impl Enqueue {
     fn write(&self, xml: &mut Xml) {
-        let tag = Tag::new("Enqueue")
-            .attr("action", &self.action)
-            .attr("method", &self.method)
-            .attr("waitUrl", &self.wait_url)
-            .attr("waitUrlMethod", &self.wait_url_method)
-            .attr("maxQueueSize", &self.max_queue_size);
+        let tag = Tag::new("Enqueue").attributes(self);
         leaf(xml, tag, &self.name);
     }
 }
