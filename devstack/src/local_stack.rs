@@ -140,10 +140,10 @@ impl LocalStack {
 
         let local_env = local_env(&options, &media);
         let mut specs = function_specs(&deployment, &emulator, &local_env, &options);
-        let proxy = match options.faults.clone() {
-            Some(plan) => Some(FaultProxy::new(&emulator.endpoint, plan)?),
-            None => None,
-        };
+        let proxy = options
+            .faults
+            .map(|plan| FaultProxy::new(&emulator.endpoint, plan))
+            .transpose()?;
         if let Some(proxy) = &proxy {
             route_through(proxy, &mut specs).await?;
         }

@@ -26,7 +26,7 @@ struct FlowsFile {
     #[serde(default)]
     voice: SayStyle,
     fallback: Fallback,
-    flows: BTreeMap<String, Spanned<Flow>>,
+    flows: FlowsByName,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -329,14 +329,9 @@ fn validate(file: &FlowsFile, report: &mut dyn FnMut(Range<usize>, String)) {
         if !is_flow_name(name) {
             problem("names use a-z, 0-9, - and _ (they go into action URLs)".into());
         }
-        let refers_to = &|what: &str, target: &str, problem: &mut dyn FnMut(String)| {
-            if !file.flows.contains_key(target) {
-                problem(format!("{what} names unknown flow {target:?}"));
-            }
-        };
         match flow.get_ref() {
-            Flow::Forward(f) => validate_forward(f, refers_to, problem),
-            Flow::Menu(m) => validate_menu(m, refers_to, problem),
+            Flow::Forward(f) => validate_forward(f, &file.flows, problem),
+            Flow::Menu(m) => validate_menu(m, &file.flows, problem),
             Flow::Voicemail(v) => validate_voicemail(v, problem),
             Flow::Conference(c) => {
                 if c.room.trim().is_empty() {
@@ -349,8 +344,14 @@ fn validate(file: &FlowsFile, report: &mut dyn FnMut(Range<usize>, String)) {
     fallback_cycles(file, report);
 }
 
-/// How a flow names another: `refers_to(what, target, problem)` reports an unknown one.
-type RefersTo<'a> = &'a dyn Fn(&str, &str, &mut dyn FnMut(String));
+type FlowsByName = BTreeMap<String, Spanned<Flow>>;
+
+/// A flow names another (its `what`): an unknown one is a problem.
+fn refers_to(flows: &FlowsByName, what: &str, target: &str, problem: &mut dyn FnMut(String)) {
+    if !flows.contains_key(target) {
+        problem(format!("{what} names unknown flow {target:?}"));
+    }
+}
 
 /// Every flow the routes and the fallback name exists.
 fn validate_references(file: &FlowsFile, report: &mut dyn FnMut(Range<usize>, String)) {
@@ -422,7 +423,7 @@ fn validate_fallback(file: &FlowsFile, report: &mut dyn FnMut(Range<usize>, Stri
     }
 }
 
-fn validate_forward(f: &Forward, refers_to: RefersTo<'_>, problem: &mut dyn FnMut(String)) {
+fn validate_forward(f: &Forward, flows: &FlowsByName, problem: &mut dyn FnMut(String)) {
     if f.dial.is_empty() {
         problem("dial lists nobody".into());
     }
@@ -441,10 +442,10 @@ fn validate_forward(f: &Forward, refers_to: RefersTo<'_>, problem: &mut dyn FnMu
     if !(5..=600).contains(&f.timeout) {
         problem(format!("timeout {} is outside 5..=600 seconds", f.timeout));
     }
-    refers_to("fallback", &f.fallback, problem);
+    refers_to(flows, "fallback", &f.fallback, problem);
 }
 
-fn validate_menu(m: &Menu, refers_to: RefersTo<'_>, problem: &mut dyn FnMut(String)) {
+fn validate_menu(m: &Menu, flows: &FlowsByName, problem: &mut dyn FnMut(String)) {
     if m.prompt.trim().is_empty() {
         problem("prompt is empty".into());
     }
@@ -492,9 +493,9 @@ fn validate_menu(m: &Menu, refers_to: RefersTo<'_>, problem: &mut dyn FnMut(Stri
         if speech && choice.digits.is_none() && choice.speech.is_empty() {
             problem(format!("choice {n} has neither digits nor speech"));
         }
-        refers_to(&format!("choice {n}"), &choice.flow, problem);
+        refers_to(flows, &format!("choice {n}"), &choice.flow, problem);
     }
-    refers_to("fallback", &m.fallback, problem);
+    refers_to(flows, "fallback", &m.fallback, problem);
 }
 
 fn validate_voicemail(v: &Voicemail, problem: &mut dyn FnMut(String)) {

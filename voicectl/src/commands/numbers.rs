@@ -38,10 +38,7 @@ pub async fn run(stack: &Stack, command: NumbersCommand, out: &Output) -> anyhow
     }
     let selected: Vec<&Wired> = numbers::selected(&report, &only).collect();
     if dry_run {
-        out.print(&Changes {
-            changes: selected.clone(),
-            dry_run: true,
-        })?;
+        out.print(&DryRun(selected.clone()))?;
         return Ok(drift_unless(selected.is_empty()));
     }
     let changed = numbers::apply(&twilio, &report, &only).await?;
@@ -86,18 +83,15 @@ impl Report for NumbersReport {
 }
 
 /// `apply --dry-run`: what would change.
-struct Changes<'a> {
-    changes: Vec<&'a Wired>,
-    dry_run: bool,
-}
+struct DryRun<'a>(Vec<&'a Wired>);
 
-impl Report for Changes<'_> {
+impl Report for DryRun<'_> {
     fn json(&self) -> serde_json::Result<String> {
-        json_of(&self.changes)
+        json_of(&self.0)
     }
 
     fn text(&self) -> String {
-        numbers::render_changes(self.changes.iter().copied(), self.dry_run)
+        numbers::render_changes(self.0.iter().copied(), true)
     }
 }
 
