@@ -1,4 +1,5 @@
-//! The on-call walkthroughs of `docs/OPERATIONS.md` run as written: each `$ make …` line of
+//! The docs hold together (fences, links), and the on-call walkthroughs of
+//! `docs/OPERATIONS.md` run as written: each `$ make …` line of
 //! their console blocks runs in the repository, on a local stack of this test's own (the
 //! Makefile's `STACK_ENV_FILE`), and prints what the document shows, numbers, ids and times
 //! aside.
@@ -177,4 +178,72 @@ async fn the_on_call_walkthroughs_run_as_written() {
         }
     }
     stack.stop().await;
+}
+
+/// GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim_start_matches('#')
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// The README and docs/ read whole: every code fence closes, and every link inside the
+/// repository names a file (and a heading) that exists. A split or a move that cuts a
+/// block or strands a link fails here, not in a reader's browser.
+#[test]
+fn the_front_door_and_the_docs_are_whole() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut documents = vec![root.join("README.md")];
+    for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+        documents.push(entry.unwrap().path());
+    }
+    let headings = |path: &std::path::Path| -> Vec<String> {
+        let mut in_block = false;
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .filter(|line| {
+                if line.starts_with("```") {
+                    in_block = !in_block;
+                }
+                !in_block && line.starts_with('#')
+            })
+            .map(anchor)
+            .collect()
+    };
+    let mut problems = Vec::new();
+    for document in &documents {
+        let text = std::fs::read_to_string(document).unwrap();
+        let name = document.strip_prefix(&root).unwrap().display().to_string();
+        let fences = text.lines().filter(|l| l.starts_with("```")).count();
+        if fences % 2 != 0 {
+            problems.push(format!("{name}: {fences} code fences, one left open"));
+        }
+        for (_, rest) in text.match_indices("](").map(|(i, _)| text.split_at(i + 2)) {
+            let Some(target) = rest.split(')').next() else {
+                continue;
+            };
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            let (file, heading) = target.split_once('#').unwrap_or((target, ""));
+            let path = if file.is_empty() {
+                document.clone()
+            } else {
+                document.parent().unwrap().join(file)
+            };
+            if !path.exists() {
+                problems.push(format!("{name}: link to missing {target}"));
+            } else if !heading.is_empty() && !headings(&path).iter().any(|h| h == heading) {
+                problems.push(format!("{name}: link to missing heading {target}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(documents.len() >= 5, "the README and docs/ are read");
 }
