@@ -78,6 +78,13 @@ That is what lets `make deploy-rehearsal` run `sam deploy` against the emulator;
 a TemplateURL on a loopback endpoint (`http://127.0.0.1:PORT/bucket/key`, what SAM CLI sends
 with AWS_ENDPOINT_URL set) path-style, as it already does for `localhost`.
 
+And S3's checksums: S3 computes the checksum a PutObject or UploadPart names
+(`x-amz-checksum-sha256`, …) over the body it received and refuses a mismatch with 400
+`BadDigest`, "The SHA256 you specified did not match the calculated checksum.", storing nothing
+("Checking object integrity", S3 User Guide). moto echoes the value unchecked ("TODO: AWS
+computes the provided value and verifies it's the same"), so a wrong checksum would pass here
+and fail on AWS. `_verifying_checksum` checks it before moto stores anything.
+
 It also answers `GET /__devstack/id` with $DEVSTACK_EMULATOR_ID, so that the harness knows the
 server on its port is the one it started (another test may have taken the port first).
 
@@ -565,6 +572,38 @@ def _stack_from_loopback_url(template_url, account_id, partition):
 _cloudformation_responses.get_stack_from_s3_url = _stack_from_loopback_url
 CloudFormationBackend.create_change_set = _change_set_transformed
 CloudFormationBackend.create_stack = _stack_transformed
+
+# ---------------------------------------------------------------- S3 checksums (see the docstring)
+from moto.s3.exceptions import S3ClientError
+from moto.s3.responses import S3Response
+from moto.s3.utils import compute_checksum
+
+_CHECKED_ALGORITHMS = ("SHA256", "SHA1", "CRC32")
+
+
+class _BadDigest(S3ClientError):
+    code = "BadDigest"
+
+    def __init__(self, algorithm):
+        super().__init__(
+            "BadDigest", f"The {algorithm} you specified did not match the calculated checksum."
+        )
+
+
+def _verifying_checksum(method):
+    def run(self, *args, **kwargs):
+        body = self.body if isinstance(self.body, bytes) else (self.body or "").encode()
+        for algorithm in _CHECKED_ALGORITHMS:
+            claimed = self.headers.get(f"x-amz-checksum-{algorithm.lower()}")
+            if claimed and compute_checksum(body, algorithm=algorithm).decode() != claimed:
+                raise _BadDigest(algorithm)
+        return method(self, *args, **kwargs)
+
+    return run
+
+
+S3Response.put_object = _verifying_checksum(S3Response.put_object)
+S3Response.upload_part = _verifying_checksum(S3Response.upload_part)
 
 if __name__ == "__main__":
     server.main()

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use voicectl::media_server::{MediaServer, Recording, wav_sha256};
+use voicectl::media_server::{MediaServer, Recording, wav_chunks, wav_sha256};
 use voicehooks::config::local;
 use voicehooks::recording::media::{
     self, ArchiveError, ArchiveTarget, BasicAuth, FetchError, MediaHosts,
@@ -78,6 +78,139 @@ async fn a_recording_is_streamed_into_s3_byte_exact_in_parts() {
     let stored = object.body.collect().await.unwrap().into_bytes();
     assert_eq!(stored.len() as u64, recording.wav_len());
     assert_eq!(hex(&stored), archived.sha256, "S3 holds the same bytes");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recording_under_one_part_is_one_put_object_with_its_checksum() {
+    let aws = aws("media-put").await;
+    let s3 = s3(&aws).await;
+    // Three minutes of mono audio: 2.9 MB, under the 8 MiB part size.
+    let recording = Recording::new(180, 1);
+    let chunks: Vec<Bytes> = wav_chunks(&recording, "RE1").collect();
+    let bytes = chunks.concat();
+    let archived = media::archive(
+        &s3,
+        &target("recordings/short.wav"),
+        futures::stream::iter(chunks.into_iter().map(Ok::<_, std::io::Error>)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(archived.bytes, recording.wav_len());
+    assert_eq!(archived.parts, 1);
+    assert_eq!(archived.sha256, hex(&bytes));
+    // No multipart upload was opened for it.
+    let uploads = s3
+        .list_multipart_uploads()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .unwrap();
+    assert!(uploads.uploads().is_empty(), "{:?}", uploads.uploads());
+    let head = s3
+        .head_object()
+        .bucket(BUCKET)
+        .key("recordings/short.wav")
+        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.content_length(), Some(bytes.len() as i64));
+    assert_eq!(head.metadata().unwrap()["recording-sid"], "RE1");
+
+    // A break before the part is full leaves nothing behind either.
+    let broken = [
+        Ok(Bytes::from(vec![7u8; 1024 * 1024])),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection reset by peer",
+        )),
+    ];
+    let err = media::archive(
+        &s3,
+        &target("recordings/broken-short.wav"),
+        futures::stream::iter(broken),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, ArchiveError::Source { bytes, .. } if bytes == 1024 * 1024),
+        "{err}"
+    );
+    assert!(
+        s3.head_object()
+            .bucket(BUCKET)
+            .key("recordings/broken-short.wav")
+            .send()
+            .await
+            .is_err()
+    );
+}
+
+/// S3 checks the checksum a PutObject or UploadPart carries and refuses a mismatch, storing
+/// nothing: the emulator must too, or a wrong checksum would pass here and fail on AWS.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_emulator_refuses_a_body_that_does_not_match_its_checksum() {
+    use base64::Engine as _;
+    let aws = aws("media-bad-digest").await;
+    let s3 = s3(&aws).await;
+    let digest = |b: &[u8]| {
+        use sha2::Digest;
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(b))
+    };
+    let put = |key: &'static str, checksum: String| {
+        s3.put_object()
+            .bucket(BUCKET)
+            .key(key)
+            .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+            .checksum_sha256(checksum)
+            .body(aws_sdk_s3::primitives::ByteStream::from_static(
+                b"the audio",
+            ))
+            .send()
+    };
+    let err = put("bad.wav", digest(b"other audio")).await.unwrap_err();
+    assert_eq!(
+        aws_sdk_s3::error::ProvideErrorMetadata::code(&err),
+        Some("BadDigest"),
+        "{err:?}"
+    );
+    assert!(
+        s3.head_object()
+            .bucket(BUCKET)
+            .key("bad.wav")
+            .send()
+            .await
+            .is_err()
+    );
+    put("good.wav", digest(b"the audio")).await.unwrap();
+
+    let upload = s3
+        .create_multipart_upload()
+        .bucket(BUCKET)
+        .key("parts.wav")
+        .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+        .send()
+        .await
+        .unwrap();
+    let err = s3
+        .upload_part()
+        .bucket(BUCKET)
+        .key("parts.wav")
+        .upload_id(upload.upload_id().unwrap())
+        .part_number(1)
+        .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+        .checksum_sha256(digest(b"other audio"))
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(
+            b"the audio",
+        ))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        aws_sdk_s3::error::ProvideErrorMetadata::code(&err),
+        Some("BadDigest"),
+        "{err:?}"
+    );
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -2,9 +2,11 @@
 //!
 //! The fetch is refused unless the URL is on an allow-listed Twilio API host (no SSRF through
 //! a forged `RecordingUrl`), and its failures are sorted by what the worker should do about
-//! them. The upload is an S3 multipart upload with a SHA-256 checksum per part, fed as the
-//! bytes arrive, so memory stays at one part whatever the recording's size; on any failure
-//! the upload is aborted and no object, partial or whole, becomes visible.
+//! them. A recording that fits in one part (most do) is one `PutObject` carrying its SHA-256;
+//! a longer one is an S3 multipart upload with a SHA-256 checksum per part, fed as the bytes
+//! arrive, so memory stays at one part whatever the recording's size. S3 checks each
+//! checksum against what it received (400 `BadDigest` otherwise), and on any failure the
+//! upload is aborted: no object, partial or whole, becomes visible.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -350,14 +352,16 @@ impl WholeHash {
     }
 }
 
-/// Streams `body` into `target` as a multipart upload; with `resume`, continues that upload
-/// (`body` then starts at `resume.bytes`). With `pause_at`, stops at a part boundary when
-/// the next part would not be done by then, leaving the upload open ([`ArchiveOutcome::
-/// Paused`]); any failure aborts the upload, so no partial object is ever visible.
+/// Streams `body` into `target`; with `resume`, continues that multipart upload (`body` then
+/// starts at `resume.bytes`). A new recording that ends within its first part is one
+/// `PutObject` (one PUT-class request where a multipart upload takes three). With
+/// `pause_at`, stops at a part boundary when the next part would not be done by then,
+/// leaving the upload open ([`ArchiveOutcome::Paused`]); any failure aborts the upload, so
+/// no partial object is ever visible.
 pub async fn archive_resumable<S, E>(
     s3: &aws_sdk_s3::Client,
     target: &ArchiveTarget,
-    body: S,
+    mut body: S,
     resume: Option<UploadProgress>,
     pause_at: Option<std::time::Instant>,
 ) -> Result<ArchiveOutcome, ArchiveError>
@@ -365,52 +369,28 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::error::Error + 'static,
 {
-    let resumed = match resume {
+    let (progress, hash, first) = match resume {
         Some(progress) => {
             let hash =
                 WholeHash::restore(&progress.hash_state).map_err(|reason| ArchiveError::S3 {
                     operation: "resume",
                     reason,
                 })?;
-            Some((progress, hash))
+            (progress, hash, BytesMut::new())
         }
-        None => None,
-    };
-    let (progress, hash) = match resumed {
-        Some(resumed) => resumed,
         None => {
-            let mut create = s3
-                .create_multipart_upload()
-                .bucket(&target.bucket)
-                .key(&target.key)
-                .content_type(&target.content_type)
-                .checksum_algorithm(ChecksumAlgorithm::Sha256)
-                .set_metadata(Some(target.metadata.clone()));
-            if let Some(key_id) = &target.kms_key_id {
-                create = create
-                    .server_side_encryption(ServerSideEncryption::AwsKms)
-                    .ssekms_key_id(key_id);
+            let mut first = BytesMut::with_capacity(PART_SIZE);
+            if !fill(&mut body, &mut first, 0).await? {
+                return put_whole(s3, target, first.freeze())
+                    .await
+                    .map(ArchiveOutcome::Done);
             }
-            let upload_id = create
-                .send()
-                .await
-                .map_err(s3_error("CreateMultipartUpload"))?
-                .upload_id
-                .ok_or_else(|| ArchiveError::S3 {
-                    operation: "CreateMultipartUpload",
-                    reason: "no upload id".into(),
-                })?;
-            let progress = UploadProgress {
-                upload_id,
-                bytes: 0,
-                parts: Vec::new(),
-                hash_state: String::new(),
-            };
-            (progress, WholeHash::new())
+            let progress = create_upload(s3, target).await?;
+            (progress, WholeHash::new(), first)
         }
     };
     let upload_id = progress.upload_id.clone();
-    let result = upload_parts(s3, target, progress, hash, body, pause_at).await;
+    let result = upload_parts(s3, target, progress, hash, first, body, pause_at).await;
     if result.is_err() {
         // Nothing was completed, so nothing is visible; abort frees the parts.
         let _ = s3
@@ -424,6 +404,97 @@ where
     result
 }
 
+/// Reads `body` into `buffer` until it holds a part or the body ends; `Ok(false)` when it
+/// ended. `archived` is what earlier parts hold, for the error's byte count.
+async fn fill<S, E>(
+    body: &mut S,
+    buffer: &mut BytesMut,
+    archived: u64,
+) -> Result<bool, ArchiveError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::error::Error + 'static,
+{
+    while buffer.len() < PART_SIZE {
+        match body.next().await {
+            Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
+            Some(Err(e)) => {
+                return Err(ArchiveError::Source {
+                    bytes: archived + buffer.len() as u64,
+                    reason: crate::error_chain(&e),
+                });
+            }
+            None => return Ok(false),
+        }
+    }
+    Ok(true)
+}
+
+/// The whole recording in one `PutObject`, with its SHA-256 for S3 to check.
+async fn put_whole(
+    s3: &aws_sdk_s3::Client,
+    target: &ArchiveTarget,
+    object: Bytes,
+) -> Result<Archived, ArchiveError> {
+    let digest = Sha256::digest(&object);
+    let bytes = object.len() as u64;
+    let mut put = s3
+        .put_object()
+        .bucket(&target.bucket)
+        .key(&target.key)
+        .content_type(&target.content_type)
+        .checksum_algorithm(ChecksumAlgorithm::Sha256)
+        .checksum_sha256(base64::engine::general_purpose::STANDARD.encode(digest))
+        .set_metadata(Some(target.metadata.clone()))
+        .body(ByteStream::from(object));
+    if let Some(key_id) = &target.kms_key_id {
+        put = put
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id(key_id);
+    }
+    put.send().await.map_err(s3_error("PutObject"))?;
+    Ok(Archived {
+        bucket: target.bucket.clone(),
+        key: target.key.clone(),
+        bytes,
+        sha256: hex::encode(digest),
+        parts: 1,
+    })
+}
+
+async fn create_upload(
+    s3: &aws_sdk_s3::Client,
+    target: &ArchiveTarget,
+) -> Result<UploadProgress, ArchiveError> {
+    let mut create = s3
+        .create_multipart_upload()
+        .bucket(&target.bucket)
+        .key(&target.key)
+        .content_type(&target.content_type)
+        .checksum_algorithm(ChecksumAlgorithm::Sha256)
+        .set_metadata(Some(target.metadata.clone()));
+    if let Some(key_id) = &target.kms_key_id {
+        create = create
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id(key_id);
+    }
+    let upload_id = create
+        .send()
+        .await
+        .map_err(s3_error("CreateMultipartUpload"))?
+        .upload_id
+        .ok_or_else(|| ArchiveError::S3 {
+            operation: "CreateMultipartUpload",
+            reason: "no upload id".into(),
+        })?;
+    Ok(UploadProgress {
+        upload_id,
+        bytes: 0,
+        parts: Vec::new(),
+        hash_state: String::new(),
+    })
+}
+
 /// How long one part takes at worst (8 MiB to S3), to stop before the deadline with room
 /// to save the progress.
 pub const PART_BUDGET: Duration = Duration::from_secs(4);
@@ -433,6 +504,7 @@ async fn upload_parts<S, E>(
     target: &ArchiveTarget,
     mut progress: UploadProgress,
     mut whole: WholeHash,
+    mut buffer: BytesMut,
     mut body: S,
     pause_at: Option<std::time::Instant>,
 ) -> Result<ArchiveOutcome, ArchiveError>
@@ -440,42 +512,28 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::error::Error + 'static,
 {
-    let mut buffer = BytesMut::with_capacity(PART_SIZE);
+    // Full parts go as soon as they are full; the rest (or an empty object) at the end.
+    let mut ended = false;
     loop {
-        let chunk = body
-            .next()
-            .await
-            .transpose()
-            .map_err(|e| ArchiveError::Source {
-                bytes: progress.bytes + buffer.len() as u64,
-                reason: crate::error_chain(&e),
-            })?;
-        let done = chunk.is_none();
-        if let Some(chunk) = chunk {
-            buffer.extend_from_slice(&chunk);
+        if !ended {
+            ended = !fill(&mut body, &mut buffer, progress.bytes).await?;
         }
-        // Full parts go as soon as they are full; the rest (or an empty object) at the end.
-        while buffer.len() >= PART_SIZE
-            || (done && (!buffer.is_empty() || progress.parts.is_empty()))
-        {
-            if pause_at.is_some_and(|at| std::time::Instant::now() + PART_BUDGET >= at) {
-                // What is buffered is fetched again by the next run, from `bytes`.
-                progress.hash_state = whole.save();
-                return Ok(ArchiveOutcome::Paused(progress));
-            }
-            let take = buffer.len().min(PART_SIZE);
-            let part = buffer.split_to(take).freeze();
-            whole.update(&part);
-            let number = progress.parts.len() as i32 + 1;
-            progress.bytes += part.len() as u64;
-            progress
-                .parts
-                .push(upload_part(s3, target, &progress.upload_id, number, part).await?);
-            if buffer.is_empty() {
-                break;
-            }
+        if buffer.is_empty() && !progress.parts.is_empty() {
+            break;
         }
-        if done {
+        if pause_at.is_some_and(|at| std::time::Instant::now() + PART_BUDGET >= at) {
+            // What is buffered is fetched again by the next run, from `bytes`.
+            progress.hash_state = whole.save();
+            return Ok(ArchiveOutcome::Paused(progress));
+        }
+        let part = buffer.split_to(buffer.len().min(PART_SIZE)).freeze();
+        whole.update(&part);
+        let number = progress.parts.len() as i32 + 1;
+        progress.bytes += part.len() as u64;
+        progress
+            .parts
+            .push(upload_part(s3, target, &progress.upload_id, number, part).await?);
+        if ended && buffer.is_empty() {
             break;
         }
     }

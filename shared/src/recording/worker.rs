@@ -25,7 +25,7 @@ use super::{
 use crate::config::{MediaFormat, RecordingWorkerConfig};
 use crate::events::{Envelope, EventKind};
 use crate::recording::media::{
-    ArchiveOutcome, ArchiveTarget, Archived, BasicAuth, FetchError, MediaHosts, UploadProgress,
+    ArchiveOutcome, ArchiveTarget, BasicAuth, FetchError, MediaHosts, UploadProgress,
     archive_resumable, fetch, from_offset,
 };
 use crate::secrets::AuthTokens;
@@ -58,6 +58,17 @@ impl From<&RecordingWorkerConfig> for ArchiveSettings {
             delete_from_twilio: config.delete_from_twilio,
         }
     }
+}
+
+/// What shows the S3 copy is whole before Twilio's copy may go.
+enum S3Copy {
+    /// Written by this invocation: S3 accepted every byte against the SHA-256 the request
+    /// carried (a mismatch is 400 `BadDigest`, nothing stored), so its answer is the proof
+    /// and a `HeadObject` would only ask again.
+    JustWritten,
+    /// Recorded as archived by an earlier invocation: a `HeadObject` checks that the object
+    /// is still there, with the size archived and its SHA-256.
+    Earlier { bytes: Option<u64> },
 }
 
 /// Everything the worker uses, built once per cold start.
@@ -304,21 +315,25 @@ impl<T: AuthTokens, S: RecordingStore> RecordingWorker<T, S> {
             .map_err(Disposition::retry)?
             .unwrap_or_default();
         let media_key = key.audio(self.settings.format.extension());
-        // What the S3 copy must measure before Twilio's may go.
-        let (auth, archived_bytes) = if stored.is_archived() {
-            (None, stored.bytes)
+        let (auth, copy) = if stored.is_archived() {
+            (
+                None,
+                S3Copy::Earlier {
+                    bytes: stored.bytes,
+                },
+            )
         } else {
-            let (auth, archived) = self
+            let auth = self
                 .copy_to_s3(callback, &recording, &stored, &media_key, deadline)
                 .await?;
-            (Some(auth), Some(archived.bytes))
+            (Some(auth), S3Copy::JustWritten)
         };
         if self.settings.delete_from_twilio && !stored.deleted_from_twilio {
             let auth = match auth {
                 Some(auth) => auth,
                 None => self.basic_auth().await?,
             };
-            self.delete_from_twilio(&recording, archived_bytes, &media_key, callback, &auth)
+            self.delete_from_twilio(&recording, copy, &media_key, callback, &auth)
                 .await?;
         }
         if let Some(transcriber) = &self.transcriber
@@ -345,7 +360,7 @@ impl<T: AuthTokens, S: RecordingStore> RecordingWorker<T, S> {
         stored: &RecordingRecord,
         media_key: &str,
         deadline: Instant,
-    ) -> Result<(BasicAuth, Archived), Disposition> {
+    ) -> Result<BasicAuth, Disposition> {
         let basic = self.basic_auth().await?;
         let media_url = self.media_url(&self.resource(callback)?);
         // Another invocation is on this long download: its lease ends with its deadline.
@@ -413,7 +428,7 @@ impl<T: AuthTokens, S: RecordingStore> RecordingWorker<T, S> {
             .record_archived(recording, &archived)
             .await
             .map_err(Disposition::retry)?;
-        Ok((basic, archived))
+        Ok(basic)
     }
 
     /// Marks a long download as this invocation's until its deadline.
@@ -596,33 +611,34 @@ impl<T: AuthTokens, S: RecordingStore> RecordingWorker<T, S> {
             .map_err(Disposition::retry)
     }
 
-    /// Deletes Twilio's copy once ours is verified: the object is there with the size
-    /// archived and a SHA-256 checksum S3 checked part by part.
+    /// Deletes Twilio's copy once ours is verified (see [`S3Copy`]).
     async fn delete_from_twilio(
         &self,
         recording: &RecordingRef<'_>,
-        expected: Option<u64>,
+        copy: S3Copy,
         key: &str,
         callback: &RecordingCallback<'_>,
         auth: &BasicAuth,
     ) -> Result<(), Disposition> {
-        let head = self
-            .s3
-            .head_object()
-            .bucket(&self.settings.bucket)
-            .key(key)
-            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
-            .send()
-            .await
-            .map_err(|e| Disposition::retry(crate::aws::error_summary(&e)))?;
-        let verified = expected.is_some()
-            && head.content_length.map(|l| l as u64) == expected
-            && head.checksum_sha256.is_some();
-        if !verified {
-            return Err(Disposition::retry(format!(
-                "the S3 copy of {} is not verified (size {:?}, expected {expected:?}); Twilio's copy is kept",
-                callback.recording_sid, head.content_length
-            )));
+        if let S3Copy::Earlier { bytes: expected } = copy {
+            let head = self
+                .s3
+                .head_object()
+                .bucket(&self.settings.bucket)
+                .key(key)
+                .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+                .send()
+                .await
+                .map_err(|e| Disposition::retry(crate::aws::error_summary(&e)))?;
+            let verified = expected.is_some()
+                && head.content_length.map(|l| l as u64) == expected
+                && head.checksum_sha256.is_some();
+            if !verified {
+                return Err(Disposition::retry(format!(
+                    "the S3 copy of {} is not verified (size {:?}, expected {expected:?}); Twilio's copy is kept",
+                    callback.recording_sid, head.content_length
+                )));
+            }
         }
         let url = self.resource(callback)?;
         let response = self
