@@ -10,6 +10,15 @@ fn built_in() -> Flows {
     Flows::built_in().unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The functions read the built-in flows without checking them (a cold start would load
+/// libphonenumber's metadata for it): this is the check they rely on.
+#[test]
+fn the_built_in_flows_pass_every_check() {
+    if let Err(e) = Flows::parse(BUILT_IN, BUILT_IN_PATH) {
+        panic!("{e}");
+    }
+}
+
 fn params(pairs: &[(&str, &str)]) -> Params {
     pairs.iter().copied().collect()
 }
