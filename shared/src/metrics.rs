@@ -32,6 +32,11 @@ pub mod name {
     pub const EVENTS_DUPLICATE: &str = "EventsDuplicate";
     pub const EVENTS_LATE: &str = "EventsLate";
     pub const EVENTS_RETRIED: &str = "EventsRetried";
+    /// Conference room events the status worker kept, whatever their outcome (the three
+    /// above count call events: a room event costs two writes and a query, a call event one).
+    pub const CONFERENCE_EVENTS: &str = "ConferenceEvents";
+    /// A participant's call linked to its room (one write each).
+    pub const CONFERENCE_LINKS: &str = "ConferenceLinks";
     pub const POISON_MESSAGES: &str = "PoisonMessages";
     pub const DEAD_LETTERED: &str = "MessagesDeadLettered";
     pub const RECORDINGS_ARCHIVED: &str = "RecordingsArchived";

@@ -69,11 +69,13 @@ impl<S: CallStore> StatusWorker<S> {
                 let latency_us = started.elapsed().as_micros() as u64;
                 match result {
                     Ok(outcome) => {
+                        // A room's events are counted apart: they cost other writes.
                         metrics::count(
-                            match outcome {
-                                Outcome::Applied => name::EVENTS_APPLIED,
-                                Outcome::Duplicate => name::EVENTS_DUPLICATE,
-                                Outcome::Late => name::EVENTS_LATE,
+                            match (event, outcome) {
+                                (CallEvent::Conference(_), _) => name::CONFERENCE_EVENTS,
+                                (_, Outcome::Applied) => name::EVENTS_APPLIED,
+                                (_, Outcome::Duplicate) => name::EVENTS_DUPLICATE,
+                                (_, Outcome::Late) => name::EVENTS_LATE,
                             },
                             1,
                         );

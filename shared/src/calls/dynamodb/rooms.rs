@@ -148,6 +148,7 @@ impl DynamoCallStore {
             .send()
             .await
             .map_err(store_error)?;
+        crate::metrics::count(crate::metrics::name::CONFERENCE_LINKS, 1);
         Ok(())
     }
 
