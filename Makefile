@@ -130,9 +130,9 @@ test: venv build-local ## Unit and integration tests (local AWS emulator), then 
 	$(MAKE) --no-print-directory lint
 
 .PHONY: bench
-bench: $(VENV)/stack/.installed build-local build ## Every performance figure beside its goal: ingress compute vs twilio-node, cold starts, arm64 sizes, AWS calls per event and cost, end-to-end acks at rising rates, archiving a four-hour recording (460.8 MB)
+bench: $(VENV)/stack/.installed build-local build ## Every performance figure beside its goal: ingress compute vs twilio-node, cold starts against the empty function, arm64 sizes, AWS calls per event, cost per million calls beside the peer, capacity at 10-1,000 calls/s, end-to-end acks at rising rates, archiving a four-hour recording (460.8 MB)
 	cargo bench -p voicehooks --bench ingress -- --warm-up-time 1 --measurement-time 3
-	cargo build --release $(addprefix --bin ,$(FUNCTIONS))
+	cargo build --release $(addprefix --bin ,$(FUNCTIONS) empty-function)
 	cargo run --quiet -p devstack -- bench
 	cargo bench -p devstack --bench archive
 

@@ -203,6 +203,12 @@ impl FunctionHost {
         &self.specs
     }
 
+    /// How long each function's invocations took since the last call, as Lambda bills
+    /// them (see `runtime_deadline`).
+    pub fn take_durations(&self) -> std::collections::HashMap<String, Vec<Duration>> {
+        self.runtime.take_durations()
+    }
+
     /// The base of the Lambda APIs (what `AWS_ENDPOINT_URL_LAMBDA` would be).
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)

@@ -81,6 +81,9 @@ enum Command {
         /// Cold starts per function; the median is reported.
         #[arg(long, default_value_t = 5)]
         cold_starts: usize,
+        /// Only these parts of the report (default: all).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        only: Vec<bench::Part>,
     },
     /// Start the local stack and keep it up until Ctrl-C, printing its endpoints. It
     /// writes .local/stack.env (the emulator's endpoint, the stack's name and routes) for
@@ -239,8 +242,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             rates,
             seconds,
             cold_starts,
+            only,
         } => {
             bench::run(BenchOptions {
+                parts: only,
                 calls,
                 rates,
                 seconds_per_rate: seconds,

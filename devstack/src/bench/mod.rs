@@ -19,8 +19,12 @@ use voicectl::simulate::{self, SimulateOptions};
 use voicehooks::aws::CALL_LATENCY_METRIC;
 use voicehooks::metrics::name;
 
+mod capacity;
+mod cost;
+
 use crate::coldstart;
 use crate::emf::Emf;
+use crate::functions::FunctionSpec;
 use crate::local_stack::{self, LocalStack, StackOptions};
 use crate::workspace::Workspace;
 
@@ -28,7 +32,20 @@ use crate::workspace::Workspace;
 /// from run to run).
 pub const TWILIO_NODE: &str = "6.2.0";
 
+/// The report's parts, which `--only` picks from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    Ingress,
+    ColdStarts,
+    /// AWS calls per event, the cost per million calls beside the peer's, and the capacity
+    /// table built from them.
+    Cost,
+    EndToEnd,
+}
+
 pub struct BenchOptions {
+    /// The parts to run (all of them by default).
+    pub parts: Vec<Part>,
     /// Calls of the demo run that AWS calls are counted in.
     pub calls: usize,
     /// Calls per second of the end-to-end runs, in order.
@@ -41,16 +58,30 @@ pub struct BenchOptions {
 
 pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
     let workspace = Workspace::locate();
-    ingress(&workspace)?;
+    let runs = |part| options.parts.is_empty() || options.parts.contains(&part);
+    if runs(Part::Ingress) {
+        ingress(&workspace)?;
+    }
+    if !(runs(Part::ColdStarts) || runs(Part::Cost) || runs(Part::EndToEnd)) {
+        return Ok(());
+    }
     let stack = LocalStack::start(StackOptions {
         label: "bench".into(),
         release: true,
         ..StackOptions::default()
     })
     .await?;
-    cold_starts(&workspace, &stack, options.cold_starts).await?;
-    aws_calls(&stack, options.calls).await?;
-    end_to_end(&stack, &options).await?;
+    if runs(Part::ColdStarts) {
+        cold_starts(&workspace, &stack, options.cold_starts).await?;
+    }
+    let model = if runs(Part::Cost) {
+        Some(aws_calls(&stack, options.calls).await?)
+    } else {
+        None
+    };
+    if runs(Part::EndToEnd) {
+        end_to_end(&stack, &options, model.as_ref()).await?;
+    }
     Ok(())
 }
 
@@ -189,7 +220,6 @@ fn twilio_node(workspace: &Workspace, inputs: &Path) -> anyhow::Result<Value> {
 // ---------------------------------------------------------------------------------------
 // 2. Cold starts and sizes
 
-const READY_GOAL: Duration = Duration::from_millis(15);
 const SIZE_GOAL_BYTES: u64 = 6 * 1024 * 1024;
 
 /// The event each function gets first: a committed sample from `events/`.
@@ -218,15 +248,50 @@ const FIRST_EVENTS: [(&str, &str); 7] = [
     ),
 ];
 
+/// The floor the functions' cold starts are read against: `devstack/empty-function`, the
+/// Lambda runtime and nothing else, built with the same release profile.
+const EMPTY_FUNCTION: &str = "empty-function";
+/// Goal: ready within this many times the empty function's ready.
+const READY_GOAL_RATIO: f64 = 1.5;
+
+/// Cold starts of one binary, and their medians.
+#[derive(Default)]
+struct ColdStarts(Vec<coldstart::ColdStart>);
+
+impl ColdStarts {
+    fn median(&self, f: fn(&coldstart::ColdStart) -> Duration) -> Duration {
+        let mut v: Vec<Duration> = self.0.iter().map(f).collect();
+        v.sort();
+        v.get(v.len() / 2).copied().unwrap_or_default()
+    }
+
+    fn ready(&self) -> Duration {
+        self.median(|c| c.ready)
+    }
+
+    fn answered(&self) -> Duration {
+        self.median(|c| c.first_response)
+    }
+
+    fn errors(&self) -> usize {
+        self.0.iter().filter(|c| !c.ok).count()
+    }
+}
+
 async fn cold_starts(workspace: &Workspace, stack: &LocalStack, runs: usize) -> anyhow::Result<()> {
     println!(
         "\n2. Cold start: release binary exec'd against a stand-in Runtime API, median of {runs} \
-         (this machine, x86_64; goal ready < 15 ms), and the arm64 bootstrap (goal < 6 MB)"
+         (this machine, x86_64), as a ratio to the empty function (goal: ready within \
+         {READY_GOAL_RATIO}x), and the arm64 bootstrap (goal < 6 MB)"
     );
-    println!(
-        "   {:<22} {:>11} {:>6} {:>16} {:>12} {:>6}",
-        "function", "exec→ready", "goal", "exec→1st answer", "arm64 size", "goal"
-    );
+    let empty = FunctionSpec {
+        name: EMPTY_FUNCTION.into(),
+        env: Vec::new(),
+        instances: 1,
+        timeout: Duration::from_secs(3),
+        memory_mb: 128,
+    };
+    let mut functions = vec![(empty, b"{}".to_vec())];
     for (function, event) in FIRST_EVENTS {
         let spec = stack
             .functions
@@ -234,43 +299,64 @@ async fn cold_starts(workspace: &Workspace, stack: &LocalStack, runs: usize) -> 
             .iter()
             .find(|s| s.name == function)
             .with_context(|| format!("no function {function}"))?;
-        let binary = workspace.release_binary(function);
-        anyhow::ensure!(
-            binary.exists(),
-            "{}: run `cargo build --release` first",
-            binary.display()
-        );
-        let event = std::fs::read(workspace.events().join(event))?;
-        let mut samples = Vec::new();
-        for run in 0..runs {
+        functions.push((spec.clone(), std::fs::read(workspace.events().join(event))?));
+    }
+    // Round by round, every binary once per round: this machine's noise (other processes,
+    // the page cache) then falls on the floor and the functions alike.
+    let mut measured: Vec<ColdStarts> = functions.iter().map(|_| ColdStarts::default()).collect();
+    for run in 0..runs {
+        for ((spec, event), samples) in functions.iter().zip(&mut measured) {
+            let binary = workspace.release_binary(&spec.name);
+            anyhow::ensure!(
+                binary.exists(),
+                "{}: run `cargo build --release` first",
+                binary.display()
+            );
             let log = stack
                 .log_dir
-                .join(format!("coldstart-{function}-{run}.log"));
-            samples.push(coldstart::measure(&binary, spec, event.clone(), &log).await?);
+                .join(format!("coldstart-{}-{run}.log", spec.name));
+            samples
+                .0
+                .push(coldstart::measure(&binary, spec, event.clone(), &log).await?);
         }
-        let median = |f: fn(&coldstart::ColdStart) -> Duration| {
-            let mut v: Vec<Duration> = samples.iter().map(f).collect();
-            v.sort();
-            v[v.len() / 2]
-        };
-        let ready = median(|c| c.ready);
-        let answered = median(|c| c.first_response);
-        let errors = samples.iter().filter(|c| !c.ok).count();
-        let size = std::fs::metadata(workspace.lambda_bootstrap(function)).map(|m| m.len());
+    }
+    let floor = &measured[0];
+    println!(
+        "   {EMPTY_FUNCTION} (lambda_runtime and tokio, nothing else; same profile, same stand-in): \
+         exec→ready {}, exec→1st answer {}",
+        millis(floor.ready()),
+        millis(floor.answered())
+    );
+    println!(
+        "   {:<22} {:>11} {:>8} {:>6} {:>16} {:>8} {:>12} {:>6}",
+        "function",
+        "exec→ready",
+        "x empty",
+        "goal",
+        "exec→1st answer",
+        "x empty",
+        "arm64 size",
+        "goal"
+    );
+    let ratio = |d: Duration, floor: Duration| d.as_secs_f64() / floor.as_secs_f64();
+    for ((spec, _), samples) in functions.iter().zip(&measured).skip(1) {
+        let size = std::fs::metadata(workspace.lambda_bootstrap(&spec.name)).map(|m| m.len());
+        let ready = ratio(samples.ready(), floor.ready());
         println!(
-            "   {function:<22} {:>11} {:>6} {:>16} {:>12} {:>6}{}",
-            millis(ready),
-            verdict(ready < READY_GOAL),
-            millis(answered),
+            "   {:<22} {:>11} {ready:>7.2}x {:>6} {:>16} {:>7.2}x {:>12} {:>6}{}",
+            spec.name,
+            millis(samples.ready()),
+            verdict(ready <= READY_GOAL_RATIO),
+            millis(samples.answered()),
+            ratio(samples.answered(), floor.answered()),
             size.as_ref().map_or("not built".into(), |s| format!(
                 "{:.2} MB",
                 *s as f64 / 1048576.0
             )),
             size.as_ref().map_or("", |s| verdict(*s < SIZE_GOAL_BYTES)),
-            if errors > 0 {
-                format!("  ({errors} answered with an error)")
-            } else {
-                String::new()
+            match samples.errors() {
+                0 => String::new(),
+                n => format!("  ({n} answered with an error)"),
             }
         );
     }
@@ -307,51 +393,17 @@ const WORKERS: [&str; 3] = [
     local_stack::TRANSCRIPT_WORKER,
 ];
 
-/// Public list prices, us-east-1, per million requests (checked November 2026).
-struct Price {
-    what: &'static str,
-    per_million: f64,
-}
-const API_GATEWAY: Price = Price {
-    what: "API Gateway HTTP API requests",
-    per_million: 1.00,
-};
-const LAMBDA: Price = Price {
-    what: "Lambda requests",
-    per_million: 0.20,
-};
-const SQS: Price = Price {
-    what: "SQS requests (standard queue, 64 KB each)",
-    per_million: 0.40,
-};
-const DYNAMO_WRITE: Price = Price {
-    what: "DynamoDB on-demand writes (WRU, 1 per ≤1 KB)",
-    per_million: 0.625,
-};
-const DYNAMO_READ: Price = Price {
-    what: "DynamoDB on-demand reads (RRU)",
-    per_million: 0.125,
-};
-const S3_PUT: Price = Price {
-    what: "S3 PUT/COPY/POST/LIST requests",
-    per_million: 5.00,
-};
-const S3_GET: Price = Price {
-    what: "S3 GET/HEAD requests (DELETE is free)",
-    per_million: 0.40,
-};
-const SECRETS: Price = Price {
-    what: "Secrets Manager API calls",
-    per_million: 5.00,
-};
-
 /// Part 3 of the report, AWS calls per event and what they cost: `calls` calls played in
 /// order, once each, and every request the functions' SDK interceptor counted meanwhile.
-async fn aws_calls(stack: &LocalStack, calls: usize) -> anyhow::Result<()> {
+async fn aws_calls(stack: &LocalStack, calls: usize) -> anyhow::Result<cost::Traffic> {
+    stack.functions.take_durations();
     let (played, emf) = play_in_order(stack, calls).await?;
+    let durations = stack.functions.take_durations();
     print_calls_per_event(&emf, calls);
-    print_cost_of_requests(&emf, played);
-    Ok(())
+    let traffic = cost::traffic(&emf, played, &durations, |f| memory_mb(stack, f));
+    cost::print(&emf, played, &traffic);
+    capacity::print(&traffic, &stack.deployment);
+    Ok(traffic)
 }
 
 /// Plays `calls` calls in order and once each (the path the per-event goals are about),
@@ -406,9 +458,16 @@ fn print_calls_per_event(emf: &Emf, calls: usize) {
     let out_of_order = emf.sum(local_stack::STATUS_WORKER, name::EVENTS_DUPLICATE)
         + emf.sum(local_stack::STATUS_WORKER, name::EVENTS_LATE);
     let status_events = applied + out_of_order;
-    let status_writes = emf.calls(local_stack::STATUS_WORKER, "DynamoDB", is_write);
+    // A room's event is its own item (PutItem), a query of the room's events, the room
+    // (PutItem) and, for a join or leave, the call's link: apart from the call events.
+    let rooms = emf.sum(local_stack::STATUS_WORKER, name::CONFERENCE_EVENTS);
+    let room_writes = emf.calls(local_stack::STATUS_WORKER, "DynamoDB", |o| o == "PutItem")
+        + emf.sum(local_stack::STATUS_WORKER, name::CONFERENCE_LINKS);
+    let room_reads = emf.calls(local_stack::STATUS_WORKER, "DynamoDB", |o| o == "Query");
+    let status_writes = emf.calls(local_stack::STATUS_WORKER, "DynamoDB", is_write) - room_writes;
     let in_order_writes = per(status_writes - 2.0 * out_of_order, applied);
-    let status_reads = emf.calls(local_stack::STATUS_WORKER, "DynamoDB", |o| !is_write(o));
+    let status_reads =
+        emf.calls(local_stack::STATUS_WORKER, "DynamoDB", |o| !is_write(o)) - room_reads;
     let recordings = emf.sum(local_stack::RECORDING_WORKER, name::RECORDINGS_ARCHIVED);
     let recording_s3 = emf.calls(local_stack::RECORDING_WORKER, "S3", |_| true);
     let transcripts = emf.sum(
@@ -464,6 +523,12 @@ fn print_calls_per_event(emf: &Emf, calls: usize) {
         None,
     );
     row(
+        &format!("DynamoDB requests per conference room event ({rooms})"),
+        per(room_writes + room_reads, rooms),
+        "",
+        None,
+    );
+    row(
         "DynamoDB reads per status event",
         per(status_reads, status_events),
         "0",
@@ -495,75 +560,14 @@ fn print_calls_per_event(emf: &Emf, calls: usize) {
     );
 }
 
-/// Cost per million calls: every request the run made, divided by its calls, at list prices.
-fn print_cost_of_requests(emf: &Emf, calls: usize) {
-    let recordings = emf.sum(local_stack::RECORDING_WORKER, name::RECORDINGS_ARCHIVED);
-    let calls_f = calls as f64;
-    let sum_all = |service: &str, op: &dyn Fn(&str) -> bool| -> f64 {
-        WEBHOOKS
-            .iter()
-            .chain(WORKERS.iter())
-            .map(|f| emf.calls(f, service, op))
-            .sum()
-    };
-    let invocations: f64 = WEBHOOKS
-        .iter()
-        .chain(WORKERS.iter())
-        .map(|f| emf.invocations(f))
-        .sum();
-    let webhook_requests: f64 = WEBHOOKS.iter().map(|f| emf.invocations(f)).sum();
-    let worker_batches: f64 = WORKERS.iter().map(|f| emf.invocations(f)).sum();
-    // Lambda's event source mapping receives each batch and deletes it: two SQS requests a
-    // batch, made on our behalf and billed to the queue's owner.
-    let sqs = sum_all("SQS", &|_| true) + 2.0 * worker_batches;
-    let lines = [
-        (API_GATEWAY, webhook_requests),
-        (LAMBDA, invocations),
-        (SQS, sqs),
-        (DYNAMO_WRITE, sum_all("DynamoDB", &is_write)),
-        (DYNAMO_READ, sum_all("DynamoDB", &|o| !is_write(o))),
-        (S3_PUT, sum_all("S3", &is_s3_put_class)),
-        (
-            S3_GET,
-            sum_all("S3", &|o| !is_s3_put_class(o) && !o.starts_with("Delete")),
-        ),
-        (SECRETS, sum_all("SecretsManager", &|_| true)),
-    ];
-    println!(
-        "\n   Cost per million calls (this run's mix: {:.2} webhooks and {:.2} recordings a call; \
-         us-east-1 list prices)",
-        webhook_requests / calls_f,
-        recordings / calls_f
-    );
-    println!(
-        "   {:<48} {:>10} {:>14} {:>12}",
-        "", "per call", "$ per million", "$ per 1M calls"
-    );
-    let mut total = 0.0;
-    for (price, count) in lines {
-        let per_call = count / calls_f;
-        let cost = per_call * price.per_million;
-        total += cost;
-        println!(
-            "   {:<48} {per_call:>10.3} {:>14.3} {cost:>12.2}",
-            price.what, price.per_million
-        );
-    }
-    println!(
-        "   {:<48} {:>10} {:>14} {total:>12.2}",
-        "total (requests only)", "", ""
-    );
-    println!(
-        "   Not in the total: Lambda duration (GB-s; depends on memory size and AWS's own \
-         latency, not measurable on the emulator), Amazon Transcribe ($0.024 per audio \
-         minute), KMS, storage and logs."
-    );
-}
-
 // ---------------------------------------------------------------------------------------
 // 4. End to end
 
-async fn end_to_end(stack: &LocalStack, options: &BenchOptions) -> anyhow::Result<()> {
+async fn end_to_end(
+    stack: &LocalStack,
+    options: &BenchOptions,
+    model: Option<&cost::Traffic>,
+) -> anyhow::Result<()> {
     println!(
         "\n4. End to end on the local stack (moto + cargo-lambda): callback acks as the Twilio \
          stand-in sees them, and where the time goes (medians)"
@@ -581,7 +585,9 @@ async fn end_to_end(stack: &LocalStack, options: &BenchOptions) -> anyhow::Resul
         "events/s"
     );
     let mut offsets = Emf::read(&stack.log_dir, &BTreeMap::new())?.1;
+    let mut loads = Vec::new();
     for &rate in &options.rates {
+        stack.functions.take_durations();
         let calls = ((rate * options.seconds_per_rate).round() as usize).max(4);
         let simulate = SimulateOptions {
             calls,
@@ -603,6 +609,12 @@ async fn end_to_end(stack: &LocalStack, options: &BenchOptions) -> anyhow::Resul
         tokio::time::sleep(Duration::from_secs(2)).await;
         let (emf, next) = Emf::read(&stack.log_dir, &offsets)?;
         offsets = next;
+        let durations = stack.functions.take_durations();
+        loads.push((
+            rate,
+            report.latency_ms(99.0),
+            cost::traffic(&emf, calls, &durations, |f| memory_mb(stack, f)),
+        ));
         let callbacks = [
             local_stack::WEBHOOK_STATUS,
             local_stack::WEBHOOK_RECORDING,
@@ -635,7 +647,59 @@ async fn end_to_end(stack: &LocalStack, options: &BenchOptions) -> anyhow::Resul
          ack is cargo-lambda's HTTP and Runtime API emulation. events/s = status events applied \
          / time from first call to drained queues."
     );
+    if let Some(model) = model {
+        check_model_inputs(model, &loads);
+    }
     Ok(())
+}
+
+/// An ack's p99 under this is a rate the local stack sustains (Twilio's own limit is 15 s).
+const SUSTAINED_P99_MS: f64 = 1_000.0;
+
+/// The capacity model's per-event inputs, from the in-order run, beside the same figures at
+/// the highest rate the local stack sustained.
+fn check_model_inputs(model: &cost::Traffic, loads: &[(f64, f64, cost::Traffic)]) {
+    let Some((rate, p99, load)) = loads
+        .iter()
+        .filter(|(_, p99, _)| *p99 < SUSTAINED_P99_MS)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+    else {
+        println!(
+            "   No rate was sustained (ack p99 under {SUSTAINED_P99_MS} ms): the model's inputs are unchecked."
+        );
+        return;
+    };
+    println!(
+        "\n   The capacity model's per-event inputs, checked under load: the in-order run beside \
+         {rate} calls/s, the highest rate here with an ack p99 under {SUSTAINED_P99_MS:.0} ms \
+         ({p99:.0} ms; with Twilio's duplicates and reordering)"
+    );
+    println!(
+        "   {:<44} {:>10} {:>14} {:>8}",
+        "input",
+        "model",
+        format!("{rate} calls/s"),
+        "change"
+    );
+    for ((what, modelled), (_, measured)) in model
+        .per_event_inputs()
+        .into_iter()
+        .zip(load.per_event_inputs())
+    {
+        println!(
+            "   {what:<44} {modelled:>10.2} {measured:>14.2} {:>7.0}%",
+            (measured / modelled - 1.0) * 100.0
+        );
+    }
+}
+
+fn memory_mb(stack: &LocalStack, function: &str) -> i32 {
+    stack
+        .functions
+        .specs()
+        .iter()
+        .find(|s| s.name == function)
+        .map_or(128, |s| s.memory_mb)
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
