@@ -118,17 +118,10 @@ async fn a_recording_under_one_part_is_one_put_object_with_its_checksum() {
     assert_eq!(head.metadata().unwrap()["recording-sid"], "RE1");
 
     // A break before the part is full leaves nothing behind either.
-    let broken = [
-        Ok(Bytes::from(vec![7u8; 1024 * 1024])),
-        Err(std::io::Error::new(
-            std::io::ErrorKind::ConnectionReset,
-            "connection reset by peer",
-        )),
-    ];
     let err = media::archive(
         &s3,
         &target("recordings/broken-short.wav"),
-        futures::stream::iter(broken),
+        reset_after_mib(1),
     )
     .await
     .unwrap_err();
@@ -213,6 +206,21 @@ async fn the_emulator_refuses_a_body_that_does_not_match_its_checksum() {
     );
 }
 
+/// `mib` MiB of media arrive, then the connection to Twilio breaks.
+fn reset_after_mib(
+    mib: usize,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Unpin {
+    let reset = std::io::Error::new(
+        std::io::ErrorKind::ConnectionReset,
+        "connection reset by peer",
+    );
+    futures::stream::iter(
+        (0..mib)
+            .map(|_| Ok(Bytes::from(vec![7u8; 1024 * 1024])))
+            .chain([Err(reset)]),
+    )
+}
+
 fn hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
@@ -293,19 +301,9 @@ async fn a_failure_mid_upload_leaves_no_object_and_no_parts() {
     let aws = aws("media-abort").await;
     let s3 = s3(&aws).await;
     // 10 MiB arrive, then the connection to Twilio breaks.
-    let chunks = (0..10)
-        .map(|_| Ok(Bytes::from(vec![7u8; 1024 * 1024])))
-        .chain([Err(std::io::Error::new(
-            std::io::ErrorKind::ConnectionReset,
-            "connection reset by peer",
-        ))]);
-    let err = media::archive(
-        &s3,
-        &target("recordings/broken.wav"),
-        futures::stream::iter(chunks),
-    )
-    .await
-    .unwrap_err();
+    let err = media::archive(&s3, &target("recordings/broken.wav"), reset_after_mib(10))
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, ArchiveError::Source { bytes, .. } if bytes == 10 * 1024 * 1024),
         "{err}"
