@@ -17,9 +17,9 @@
 
 use serde_json::Value;
 
+use super::WORKERS;
 use super::cost::Traffic;
 use crate::deploy::Deployment;
-use crate::local_stack;
 
 const RATES: [f64; 3] = [10.0, 100.0, 1_000.0];
 const API_GATEWAY_ACCOUNT_RPS: f64 = 10_000.0;
@@ -78,25 +78,14 @@ fn limits(traffic: &Traffic, deployment: &Deployment) -> Vec<Limit> {
         unit: "req/s",
         knob: "Service Quotas L-8A5B8E43".into(),
     });
-    let webhooks = [
-        local_stack::WEBHOOK_STATUS,
-        local_stack::WEBHOOK_VOICE,
-        local_stack::WEBHOOK_RECORDING,
-        local_stack::WEBHOOK_TRANSCRIPTION,
-    ];
-    let workers = [
-        local_stack::STATUS_WORKER,
-        local_stack::RECORDING_WORKER,
-        local_stack::TRANSCRIPT_WORKER,
-    ];
     limits.push(Limit {
         what: "Lambda concurrency, account (all seven functions)".into(),
-        per_call: traffic.concurrency(&webhooks, 1.0) + traffic.concurrency(&workers, 1.0),
+        per_call: traffic.concurrency(1.0),
         limit: LAMBDA_ACCOUNT_CONCURRENCY,
         unit: "instances",
         knob: "Service Quotas L-B99A9384; reserved concurrency".into(),
     });
-    for function in workers {
+    for function in WORKERS {
         let (Some(load), Ok(mapping)) = (traffic.function(function), deployment.mapping(function))
         else {
             continue;
@@ -163,7 +152,6 @@ pub fn print(traffic: &Traffic, deployment: &Deployment) {
         "   {:>8} {:>12} {:>14} {:>14} {:>12}  first limit reached",
         "calls/s", "API GW req/s", "Lambda inst.", "DynamoDB WRU/s", "SQS sends/s"
     );
-    let all: Vec<&str> = traffic.functions.iter().map(|f| f.name).collect();
     for rate in RATES {
         let first = limits
             .iter()
@@ -174,7 +162,7 @@ pub fn print(traffic: &Traffic, deployment: &Deployment) {
         println!(
             "   {rate:>8.0} {:>12.0} {:>14.0} {:>14.0} {:>12.0}  {first}",
             rate * traffic.webhooks,
-            traffic.concurrency(&all, rate),
+            traffic.concurrency(rate),
             rate * traffic.dynamo_writes,
             rate * traffic.sqs_sends,
         );

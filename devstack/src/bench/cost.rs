@@ -130,11 +130,11 @@ impl Traffic {
         ]
     }
 
-    /// Lambda instances busy at `calls_per_second` (Little's law: arrivals × time in system).
-    pub fn concurrency(&self, functions: &[&str], calls_per_second: f64) -> f64 {
+    /// Lambda instances busy at `calls_per_second`, all functions together (Little's law:
+    /// arrivals × time in system).
+    pub fn concurrency(&self, calls_per_second: f64) -> f64 {
         self.functions
             .iter()
-            .filter(|f| functions.contains(&f.name))
             .map(|f| calls_per_second * f.invocations * f.mean.as_secs_f64())
             .sum()
     }
@@ -182,25 +182,42 @@ pub fn traffic(
             }
         })
         .collect();
-    let all = |service: &str, op: &dyn Fn(&str) -> bool| -> f64 {
-        WEBHOOKS
-            .iter()
-            .chain(WORKERS.iter())
-            .map(|f| emf.calls(f, service, op))
-            .sum::<f64>()
-            / calls
-    };
+    let all = all_functions();
     Traffic {
-        webhooks: WEBHOOKS.iter().map(|f| emf.invocations(f)).sum::<f64>() / calls,
+        webhooks: invocations(emf, &WEBHOOKS, calls),
         recordings: messages(local_stack::RECORDING_WORKER) / calls,
-        sqs_sends: all("SQS", &|o| o.starts_with("SendMessage")),
-        dynamo_writes: all("DynamoDB", &is_write),
+        sqs_sends: requests(emf, &all, "SQS", &|o| o.starts_with("SendMessage"), calls),
+        dynamo_writes: requests(emf, &all, "DynamoDB", &is_write, calls),
         writes_per_status_event: per(
             emf.calls(local_stack::STATUS_WORKER, "DynamoDB", is_write),
             messages(local_stack::STATUS_WORKER),
         ),
         functions,
     }
+}
+
+fn all_functions() -> Vec<&'static str> {
+    WEBHOOKS.iter().chain(WORKERS.iter()).copied().collect()
+}
+
+/// Invocations of `functions`, per call.
+fn invocations(emf: &Emf, functions: &[&str], calls: f64) -> f64 {
+    functions.iter().map(|f| emf.invocations(f)).sum::<f64>() / calls
+}
+
+/// Requests of `functions` to `service` whose operation passes `op`, per call.
+fn requests(
+    emf: &Emf,
+    functions: &[&str],
+    service: &str,
+    op: &dyn Fn(&str) -> bool,
+    calls: f64,
+) -> f64 {
+    functions
+        .iter()
+        .map(|f| emf.calls(f, service, op))
+        .sum::<f64>()
+        / calls
 }
 
 /// Lambda bills each invocation's duration rounded up to the millisecond.
@@ -215,24 +232,18 @@ struct Line {
     peer: f64,
 }
 
-/// Prints the cost per million calls, ours beside the peer's, and returns ours (requests).
-pub fn print(emf: &Emf, calls: usize, traffic: &Traffic) -> f64 {
+/// Prints the cost per million calls, ours beside the peer's.
+pub fn print(emf: &Emf, calls: usize, traffic: &Traffic) {
     let calls_f = calls as f64;
     let media = [
         local_stack::RECORDING_WORKER,
         local_stack::TRANSCRIPT_WORKER,
     ];
-    let count = |functions: &[&str], service: &str, op: &dyn Fn(&str) -> bool| -> f64 {
-        functions
-            .iter()
-            .map(|f| emf.calls(f, service, op))
-            .sum::<f64>()
-            / calls_f
+    let count = |functions: &[&str], service: &str, op: &dyn Fn(&str) -> bool| {
+        requests(emf, functions, service, op, calls_f)
     };
-    let all: Vec<&str> = WEBHOOKS.iter().chain(WORKERS.iter()).copied().collect();
-    let invocations = |functions: &[&str]| -> f64 {
-        functions.iter().map(|f| emf.invocations(f)).sum::<f64>() / calls_f
-    };
+    let all = all_functions();
+    let invocations = |functions: &[&str]| invocations(emf, functions, calls_f);
     let voice = invocations(&[local_stack::WEBHOOK_VOICE]);
     let callbacks = traffic.webhooks - voice;
     // The peer's consumer reads as our status worker does: the same batches.
@@ -336,7 +347,6 @@ pub fn print(emf: &Emf, calls: usize, traffic: &Traffic) -> f64 {
          a recorded call), KMS, storage, logs, and the spill drainer and reconciler (they run on \
          a schedule, not per call)."
     );
-    ours
 }
 
 /// Lambda GB-seconds per call, ours from every invocation's measured duration at its

@@ -1,12 +1,13 @@
 //! `make bench`'s report, every figure beside its goal:
 //! 1. ingress compute per request, read from criterion's estimates, beside twilio-node (the
 //!    official helper) timed on the same inputs;
-//! 2. cold starts of every function binary against a stand-in Runtime API, and the size of
-//!    every arm64 bootstrap;
+//! 2. cold starts of every function binary against a stand-in Runtime API, as ratios to an
+//!    empty `lambda_runtime` function, and the size of every arm64 bootstrap;
 //! 3. AWS calls per event, from the functions' own EMF lines (`voicehooks::aws::CallMetrics`)
-//!    during a demo run, and what they cost per million calls;
+//!    during an in-order run, what they cost per million calls beside the peer design
+//!    (`cost`), and the capacity they leave at 10 to 1,000 calls/s (`capacity`);
 //! 4. end to end on the local stack: ack latency at rising call rates, where the time goes,
-//!    and events per second through the workers.
+//!    events per second through the workers, and the capacity model's inputs under load.
 
 use std::collections::BTreeMap;
 use std::path::Path;
