@@ -207,11 +207,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 reorder_rate: reorder,
             })
             .await?;
-            Ok(if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(exit_code(ok))
         }
         Command::Chaos {
             calls,
@@ -231,11 +227,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 outages: ChaosOptions::standard_outages(),
             })
             .await?;
-            Ok(if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(exit_code(ok))
         }
         Command::Bench {
             calls,
@@ -257,43 +249,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Up {
             lambda_port,
             media_port,
-        } => {
-            let stack = LocalStack::start(StackOptions {
-                label: "up".into(),
-                lambda_port: Some(lambda_port),
-                media_host: Some(format!("127.0.0.1:{media_port}")),
-                ..Default::default()
-            })
-            .await?;
-            let env_file = stack.workspace.root.join(".local/stack.env");
-            std::fs::write(&env_file, stack.voicectl_env())?;
-            println!("local stack up; Ctrl-C stops it");
-            println!("  AWS emulator         {}", stack.emulator.endpoint);
-            println!("  Lambda APIs          {}", stack.functions.endpoint());
-            for (public, target) in stack.routes() {
-                println!(
-                    "  webhook              {target}\n                         (signed for {public})"
-                );
-            }
-            println!(
-                "  status queue         {}",
-                stack.resources.status_queue_url
-            );
-            println!("  status DLQ           {}", stack.resources.status_dlq_url);
-            println!("  calls table          {}", stack.resources.calls_table);
-            println!("  logs                 {}", stack.log_dir.display());
-            println!("  voicectl environment {}", env_file.display());
-            // A bearer token from the local identity provider, good for an hour.
-            println!(
-                "  softphone token      curl -X POST -H 'Authorization: Bearer {}' {}",
-                stack.issuer.bearer("agent-1", serde_json::json!({})),
-                stack.softphone_token_url()
-            );
-            interrupted().await;
-            let _ = std::fs::remove_file(&env_file);
-            stack.stop().await;
-            Ok(ExitCode::SUCCESS)
-        }
+        } => up(lambda_port, media_port).await,
         Command::BreakTable => {
             let (sdk, _, table) = local_table().await?;
             devstack::deploy::break_table(&sdk, &table).await?;
@@ -310,15 +266,65 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             devstack::rehearsal::rehearse(&build_dir).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Events => {
-            let root = Workspace::locate().events();
-            for event in sample_events::all() {
-                let path = root.join(&event.path);
-                std::fs::create_dir_all(path.parent().expect("events have a folder"))?;
-                std::fs::write(&path, sample_events::render(&event))?;
-                println!("wrote {}", path.display());
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Events => write_sample_events(),
     }
+}
+
+/// `exit 1` when a run found a mismatch.
+fn exit_code(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// `make up`: the stack until Ctrl-C, with what an operator needs printed and voicectl's
+/// environment written to `.local/stack.env`.
+async fn up(lambda_port: u16, media_port: u16) -> anyhow::Result<ExitCode> {
+    let stack = LocalStack::start(StackOptions {
+        label: "up".into(),
+        lambda_port: Some(lambda_port),
+        media_host: Some(format!("127.0.0.1:{media_port}")),
+        ..Default::default()
+    })
+    .await?;
+    let env_file = stack.workspace.root.join(".local/stack.env");
+    std::fs::write(&env_file, stack.voicectl_env())?;
+    println!("local stack up; Ctrl-C stops it");
+    println!("  AWS emulator         {}", stack.emulator.endpoint);
+    println!("  Lambda APIs          {}", stack.functions.endpoint());
+    for (public, target) in stack.routes() {
+        println!("  webhook              {target}\n                         (signed for {public})");
+    }
+    println!(
+        "  status queue         {}",
+        stack.resources.status_queue_url
+    );
+    println!("  status DLQ           {}", stack.resources.status_dlq_url);
+    println!("  calls table          {}", stack.resources.calls_table);
+    println!("  logs                 {}", stack.log_dir.display());
+    println!("  voicectl environment {}", env_file.display());
+    // A bearer token from the local identity provider, good for an hour.
+    println!(
+        "  softphone token      curl -X POST -H 'Authorization: Bearer {}' {}",
+        stack.issuer.bearer("agent-1", serde_json::json!({})),
+        stack.softphone_token_url()
+    );
+    interrupted().await;
+    let _ = std::fs::remove_file(&env_file);
+    stack.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `devstack events`: every sample event rendered into `events/`.
+fn write_sample_events() -> anyhow::Result<ExitCode> {
+    let root = Workspace::locate().events();
+    for event in sample_events::all() {
+        let path = root.join(&event.path);
+        std::fs::create_dir_all(path.parent().expect("events have a folder"))?;
+        std::fs::write(&path, sample_events::render(&event))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
