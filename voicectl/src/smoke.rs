@@ -50,10 +50,13 @@ const STATUSES: [CallStatus; 4] = [
 ];
 
 pub async fn run(stack: &Stack, twilio: &Twilio, options: &SmokeOptions) -> SmokeReport {
-    let call_sid = format!("CA{:032x}", rand::rng().random::<u128>());
-    let base = options.base_url.trim_end_matches('/');
+    let call = SmokeCall {
+        sid: format!("CA{:032x}", rand::rng().random::<u128>()),
+        options,
+        base: options.base_url.trim_end_matches('/'),
+    };
     let mut report = SmokeReport {
-        call_sid: call_sid.clone(),
+        call_sid: call.sid.clone(),
         twiml_ms: None,
         ack_us: Vec::new(),
         landed_after_ms: None,
@@ -62,16 +65,34 @@ pub async fn run(stack: &Stack, twilio: &Twilio, options: &SmokeOptions) -> Smok
         events_stored: 0,
         problems: Vec::new(),
     };
-    let params = |status: CallStatus, seq: Option<usize>| {
+    call.ask_for_twiml(twilio, &mut report).await;
+    call.post_statuses(twilio, &mut report).await;
+    if report.problems.is_empty() {
+        call.wait_until_landed(stack, &mut report).await;
+    }
+    report
+}
+
+/// The synthetic call: its sid, and where and how it is made.
+struct SmokeCall<'a> {
+    sid: String,
+    options: &'a SmokeOptions,
+    base: &'a str,
+}
+
+impl SmokeCall<'_> {
+    /// The parameters Twilio posts for this call at `status`; a status callback's also carry
+    /// its `SequenceNumber`.
+    fn params(&self, status: CallStatus, seq: Option<usize>) -> Params {
         let mut pairs = vec![
-            ("AccountSid", options.account_sid.clone()),
+            ("AccountSid", self.options.account_sid.clone()),
             ("ApiVersion", "2010-04-01".to_owned()),
-            ("CallSid", call_sid.clone()),
+            ("CallSid", self.sid.clone()),
             ("CallStatus", status.as_str().to_owned()),
             ("Direction", "inbound".to_owned()),
             // Twilio's magic test number: never a real caller.
             ("From", "+15005550006".to_owned()),
-            ("To", options.to.clone()),
+            ("To", self.options.to.clone()),
         ];
         if let Some(seq) = seq {
             pairs.push(("SequenceNumber", seq.to_string()));
@@ -84,85 +105,91 @@ pub async fn run(stack: &Stack, twilio: &Twilio, options: &SmokeOptions) -> Smok
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
             .collect::<Params>()
-    };
-
-    let voice_url = format!("{base}{}", EventKind::CallStarted.webhook_path());
-    match twilio
-        .ask(&voice_url, &params(CallStatus::Ringing, None))
-        .await
-    {
-        Ok((xml, latency_us)) if xml.contains("<Response") => {
-            report.twiml_ms = Some(latency_us as f64 / 1e3);
-        }
-        Ok((xml, _)) => report
-            .problems
-            .push(format!("the voice webhook answered without TwiML: {xml}")),
-        Err(e) => report.problems.push(format!("the voice webhook: {e}")),
     }
 
-    let status_url = format!("{base}{}", EventKind::CallStatus.webhook_path());
-    let Some(target) = twilio.target(&status_url) else {
-        report.problems.push(format!("no --route for {status_url}"));
-        return report;
-    };
-    for (seq, status) in STATUSES.into_iter().enumerate() {
-        let token = format!("smoke-{call_sid}-{seq}");
-        let (answer, latency_us) = twilio
-            .post(
-                &target,
-                &status_url,
-                &params(status, Some(seq)),
-                Some(&token),
-            )
-            .await;
-        match answer {
-            Ok(r) if r.status().is_success() => report.ack_us.push(latency_us),
-            Ok(r) => report
+    /// The voice webhook, as Twilio asks it when the call rings.
+    async fn ask_for_twiml(&self, twilio: &Twilio, report: &mut SmokeReport) {
+        let voice_url = format!("{}{}", self.base, EventKind::CallStarted.webhook_path());
+        match twilio
+            .ask(&voice_url, &self.params(CallStatus::Ringing, None))
+            .await
+        {
+            Ok((xml, latency_us)) if xml.contains("<Response") => {
+                report.twiml_ms = Some(latency_us as f64 / 1e3);
+            }
+            Ok((xml, _)) => report
                 .problems
-                .push(format!("{status} callback answered HTTP {}", r.status())),
-            Err(e) => report.problems.push(format!("{status} callback: {e}")),
+                .push(format!("the voice webhook answered without TwiML: {xml}")),
+            Err(e) => report.problems.push(format!("the voice webhook: {e}")),
         }
     }
-    if !report.problems.is_empty() {
-        return report;
+
+    /// Every status callback of an answered call, in order.
+    async fn post_statuses(&self, twilio: &Twilio, report: &mut SmokeReport) {
+        let status_url = format!("{}{}", self.base, EventKind::CallStatus.webhook_path());
+        let Some(target) = twilio.target(&status_url) else {
+            report.problems.push(format!("no --route for {status_url}"));
+            return;
+        };
+        for (seq, status) in STATUSES.into_iter().enumerate() {
+            let token = format!("smoke-{}-{seq}", self.sid);
+            let (answer, latency_us) = twilio
+                .post(
+                    &target,
+                    &status_url,
+                    &self.params(status, Some(seq)),
+                    Some(&token),
+                )
+                .await;
+            match answer {
+                Ok(r) if r.status().is_success() => report.ack_us.push(latency_us),
+                Ok(r) => report
+                    .problems
+                    .push(format!("{status} callback answered HTTP {}", r.status())),
+                Err(e) => report.problems.push(format!("{status} callback: {e}")),
+            }
+        }
     }
 
-    let sent = Instant::now();
-    let store = stack.calls();
-    loop {
-        match store.get_call(&call_sid).await {
-            Ok(Some(call)) => {
-                report.flow = call.flow.clone();
-                report.final_status = call.status.clone();
-                report.events_stored = call.timeline.len();
-                if call.flow.is_some()
-                    && call.status.as_deref() == Some(CallStatus::Completed.as_str())
-                    && call.timeline.len() == STATUSES.len()
-                {
-                    report.landed_after_ms = Some(sent.elapsed().as_secs_f64() * 1e3);
-                    return report;
+    /// Reads the call until the table shows its flow and every status, or the timeout.
+    async fn wait_until_landed(&self, stack: &Stack, report: &mut SmokeReport) {
+        let sent = Instant::now();
+        let store = stack.calls();
+        loop {
+            match store.get_call(&self.sid).await {
+                Ok(Some(call)) => {
+                    report.flow = call.flow.clone();
+                    report.final_status = call.status.clone();
+                    report.events_stored = call.timeline.len();
+                    if call.flow.is_some()
+                        && call.status.as_deref() == Some(CallStatus::Completed.as_str())
+                        && call.timeline.len() == STATUSES.len()
+                    {
+                        report.landed_after_ms = Some(sent.elapsed().as_secs_f64() * 1e3);
+                        return;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    report
+                        .problems
+                        .push(format!("reading the calls table: {e}"));
+                    return;
                 }
             }
-            Ok(None) => {}
-            Err(e) => {
-                report
-                    .problems
-                    .push(format!("reading the calls table: {e}"));
-                return report;
+            if sent.elapsed() > self.options.timeout {
+                report.problems.push(format!(
+                    "after {:?} the table shows flow {:?}, status {:?}, {} of {} events: is the \
+                     status worker running (its DLQ: `voicectl dlq stats`)?",
+                    self.options.timeout,
+                    report.flow,
+                    report.final_status,
+                    report.events_stored,
+                    STATUSES.len()
+                ));
+                return;
             }
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        if sent.elapsed() > options.timeout {
-            report.problems.push(format!(
-                "after {:?} the table shows flow {:?}, status {:?}, {} of {} events: is the \
-                 status worker running (its DLQ: `voicectl dlq stats`)?",
-                options.timeout,
-                report.flow,
-                report.final_status,
-                report.events_stored,
-                STATUSES.len()
-            ));
-            return report;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
