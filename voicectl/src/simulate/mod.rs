@@ -648,8 +648,6 @@ pub async fn run(options: &SimulateOptions) -> anyhow::Result<SimulationReport> 
     run_with_media(options, None, &ProgressBar::hidden()).await
 }
 
-/// Puts each recording the calls made on `media` (some not ready at first) and points its
-/// callbacks' `RecordingUrl` there, as Twilio's API would serve it.
 /// What Twilio's REST API then lists: every leg as a Call with its final status, every
 /// recording as a Recording (what reconciliation reads).
 fn list_in_rest_api(media: &MediaServer, conversation: &Conversation, account_sid: &str) {
@@ -692,6 +690,8 @@ fn list_in_rest_api(media: &MediaServer, conversation: &Conversation, account_si
     }
 }
 
+/// Puts each recording the calls made on `media` (some not ready at first) and points its
+/// callbacks' `RecordingUrl` there, as Twilio's API would serve it.
 fn stage_media(
     media: &MediaServer,
     conversation: &mut Conversation,
@@ -744,108 +744,140 @@ pub async fn run_with_media(
     progress: &ProgressBar,
 ) -> anyhow::Result<SimulationReport> {
     progress.inc_length(options.calls as u64);
-    let twilio = Twilio::new(options)?;
-    let number = options.number_urls();
-    let start = OffsetDateTime::from_unix_timestamp(1_795_000_000).expect("valid epoch");
-    let started = Instant::now();
+    let player = &Player {
+        options,
+        media,
+        twilio: Twilio::new(options)?,
+        number: options.number_urls(),
+        start: OffsetDateTime::from_unix_timestamp(1_795_000_000).expect("valid epoch"),
+        started: Instant::now(),
+    };
     let results: Vec<Result<(SimulatedCall, Delivered), String>> =
         futures::stream::iter(plan(options).into_iter().enumerate())
-            .map(|(i, script)| {
-                let (twilio, number) = (&twilio, &number);
-                async move {
-                    if let Some(rate) = options.rate.filter(|r| *r > 0.0) {
-                        let due = started + Duration::from_secs_f64(i as f64 / rate);
-                        tokio::time::sleep_until(due.into()).await;
-                    }
-                    if let (Some(sign_in), Some(identity)) =
-                        (&options.softphone, script.from.strip_prefix("client:"))
-                        && let Err(why) = sign_in.sign_in(identity).await
-                    {
-                        progress.inc(1);
-                        return Err(format!("{} ({}): {why}", script.call_sid, script.from));
-                    }
-                    let mut conversation =
-                        call::play(twilio, &script, number, &options.account_sid).await;
-                    // The faults come from the call's own seed, so they do not depend on timing.
-                    let mut rng =
-                        ChaCha8Rng::seed_from_u64(options.seed ^ (script.sid_seed as u64));
-                    if let Some(media) = media {
-                        stage_media(media, &mut conversation, &mut rng, options);
-                        list_in_rest_api(media, &conversation, &options.account_sid);
-                    }
-                    let at = start + TimeDelta::seconds(i as i64 * 3);
-                    let legs = std::mem::take(&mut conversation.legs)
-                        .into_iter()
-                        .map(|leg| leg_callbacks(&mut rng, options, leg, at))
-                        .collect();
-                    stamp_room_events(&mut rng, options, &mut conversation, at, &script);
-                    let call = SimulatedCall {
-                        script,
-                        conversation,
-                        legs,
-                    };
-                    let delivered = deliver_call(twilio, &call).await;
-                    progress.inc(1);
-                    Ok((call, delivered))
-                }
+            .map(|(i, script)| async move {
+                let played = player.play(i, script).await;
+                progress.inc(1);
+                played
             })
             .buffer_unordered(options.concurrency.max(1))
             .collect()
             .await;
-    let mut report = SimulationReport {
-        calls: Vec::new(),
-        acknowledged: 0,
-        duplicate_deliveries: 0,
-        reordered_legs: 0,
-        retries: BTreeMap::new(),
-        delayed: 0,
-        gave_up: Vec::new(),
-        unrouted: Vec::new(),
-        voice_fallbacks: Vec::new(),
-        voice_errors: Vec::new(),
-        ack_latency_us: Vec::new(),
-        voice_latency_us: Vec::new(),
-        softphone_sign_ins: 0,
-        sign_in_failures: Vec::new(),
-        elapsed: started.elapsed(),
-    };
-    for result in results {
-        let (call, delivered) = match result {
-            Ok(played) => played,
-            Err(why) => {
-                report.sign_in_failures.push(why);
-                continue;
-            }
+    Ok(SimulationReport::of(
+        results,
+        options,
+        player.started.elapsed(),
+    ))
+}
+
+/// What every call of a run is played with.
+struct Player<'a> {
+    options: &'a SimulateOptions,
+    media: Option<&'a MediaServer>,
+    twilio: Twilio,
+    number: NumberUrls,
+    /// The first call's timestamp on Twilio's clock (fixed, so runs compare).
+    start: OffsetDateTime,
+    started: Instant,
+}
+
+impl Player<'_> {
+    /// Call `i` of the plan, at its due time: a softphone signs in first, the caller follows
+    /// the voice webhook's TwiML, the recordings are staged, then every callback goes out.
+    async fn play(&self, i: usize, script: Script) -> Result<(SimulatedCall, Delivered), String> {
+        let options = self.options;
+        if let Some(rate) = options.rate.filter(|r| *r > 0.0) {
+            let due = self.started + Duration::from_secs_f64(i as f64 / rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        if let (Some(sign_in), Some(identity)) =
+            (&options.softphone, script.from.strip_prefix("client:"))
+            && let Err(why) = sign_in.sign_in(identity).await
+        {
+            return Err(format!("{} ({}): {why}", script.call_sid, script.from));
+        }
+        let mut conversation =
+            call::play(&self.twilio, &script, &self.number, &options.account_sid).await;
+        // The faults come from the call's own seed, so they do not depend on timing.
+        let mut rng = ChaCha8Rng::seed_from_u64(options.seed ^ (script.sid_seed as u64));
+        if let Some(media) = self.media {
+            stage_media(media, &mut conversation, &mut rng, options);
+            list_in_rest_api(media, &conversation, &options.account_sid);
+        }
+        let at = self.start + TimeDelta::seconds(i as i64 * 3);
+        let legs = std::mem::take(&mut conversation.legs)
+            .into_iter()
+            .map(|leg| leg_callbacks(&mut rng, options, leg, at))
+            .collect();
+        stamp_room_events(&mut rng, options, &mut conversation, at, &script);
+        let call = SimulatedCall {
+            script,
+            conversation,
+            legs,
         };
-        if options.softphone.is_some() && call.script.from.starts_with("client:") {
-            report.softphone_sign_ins += 1;
-        }
-        report.acknowledged += delivered.latency_us.len() as u64;
-        report.ack_latency_us.extend(delivered.latency_us);
-        for (cause, n) in delivered.retries {
-            *report.retries.entry(cause).or_default() += n;
-        }
-        report.delayed += delivered.delayed;
-        report.gave_up.extend(delivered.gave_up);
-        report.unrouted.extend(delivered.unrouted);
-        report
-            .voice_fallbacks
-            .extend(call.conversation.fallbacks.iter().cloned());
-        report
-            .voice_errors
-            .extend(call.conversation.errors.iter().cloned());
-        report
-            .voice_latency_us
-            .extend(&call.conversation.voice_latency_us);
-        report.calls.push(call);
+        let delivered = deliver_call(&self.twilio, &call).await;
+        Ok((call, delivered))
     }
-    // Completion order depends on timing; the report does not.
-    report
-        .calls
-        .sort_by(|a, b| a.script.call_sid.cmp(&b.script.call_sid));
-    report.duplicate_deliveries = report.legs().map(|l| l.duplicate_deliveries() as u64).sum();
-    report.reordered_legs = report.legs().filter(|l| l.reordered).count() as u64;
-    Ok(report)
+}
+
+impl SimulationReport {
+    /// The run's figures from each call played (or the reason its softphone never placed it).
+    fn of(
+        results: Vec<Result<(SimulatedCall, Delivered), String>>,
+        options: &SimulateOptions,
+        elapsed: Duration,
+    ) -> Self {
+        let mut report = SimulationReport {
+            calls: Vec::new(),
+            acknowledged: 0,
+            duplicate_deliveries: 0,
+            reordered_legs: 0,
+            retries: BTreeMap::new(),
+            delayed: 0,
+            gave_up: Vec::new(),
+            unrouted: Vec::new(),
+            voice_fallbacks: Vec::new(),
+            voice_errors: Vec::new(),
+            ack_latency_us: Vec::new(),
+            voice_latency_us: Vec::new(),
+            softphone_sign_ins: 0,
+            sign_in_failures: Vec::new(),
+            elapsed,
+        };
+        for result in results {
+            match result {
+                Ok((call, delivered)) => report.add(call, delivered, options),
+                Err(why) => report.sign_in_failures.push(why),
+            }
+        }
+        // Completion order depends on timing; the report does not.
+        report
+            .calls
+            .sort_by(|a, b| a.script.call_sid.cmp(&b.script.call_sid));
+        report.duplicate_deliveries = report.legs().map(|l| l.duplicate_deliveries() as u64).sum();
+        report.reordered_legs = report.legs().filter(|l| l.reordered).count() as u64;
+        report
+    }
+
+    fn add(&mut self, call: SimulatedCall, delivered: Delivered, options: &SimulateOptions) {
+        if options.softphone.is_some() && call.script.from.starts_with("client:") {
+            self.softphone_sign_ins += 1;
+        }
+        self.acknowledged += delivered.latency_us.len() as u64;
+        self.ack_latency_us.extend(delivered.latency_us);
+        for (cause, n) in delivered.retries {
+            *self.retries.entry(cause).or_default() += n;
+        }
+        self.delayed += delivered.delayed;
+        self.gave_up.extend(delivered.gave_up);
+        self.unrouted.extend(delivered.unrouted);
+        self.voice_fallbacks
+            .extend(call.conversation.fallbacks.iter().cloned());
+        self.voice_errors
+            .extend(call.conversation.errors.iter().cloned());
+        self.voice_latency_us
+            .extend(&call.conversation.voice_latency_us);
+        self.calls.push(call);
+    }
 }
 
 /// Every callback of a call: each leg's status callbacks in their delivery order, then the
