@@ -4,10 +4,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use voicectl::simulate::{self, SimulateOptions, SimulatedLeg, SimulationReport};
+use voicectl::simulate::{
+    self, Requested, SimulateOptions, SimulatedCall, SimulatedLeg, SimulationReport,
+};
 use voicehooks::calls::{CallRecord, DynamoCallStore};
 use voicehooks::flows::Flows;
-use voicehooks::recording::{DynamoRecordingStore, RecordingStore};
+use voicehooks::recording::{DynamoRecordingStore, RecordingRecord, RecordingStore};
 use voicehooks::twilio::CallStatus;
 
 use crate::emf::Emf;
@@ -99,92 +101,136 @@ async fn check_recordings(
                 continue;
             };
             let stored = store.get(call_sid, sid).await?.unwrap_or_default();
-            let mut problem = |what: String| check.mismatches.push(format!("{sid}: {what}"));
             if requested.is_for("/twilio/transcription") {
-                check.twilio_transcriptions_expected += 1;
-                let text = requested.params.get("TranscriptionText");
-                if stored.twilio_transcription_text.as_deref() == text {
-                    check.twilio_transcriptions += 1;
-                } else {
-                    problem(format!(
-                        "Twilio transcription {:?}, expected {text:?}",
-                        stored.twilio_transcription_text
-                    ));
-                }
-                continue;
-            }
-            check.expected += 1;
-            let Some((bytes, sha256)) = stack.media.expected(sid) else {
-                problem("the stand-in holds no media".into());
-                continue;
-            };
-            if stack.media.requests(sid) > 2 {
-                check.not_ready_at_first += 1;
-            }
-            if !stored.is_archived() {
-                problem(format!("not archived (state {:?})", stored.state));
-                continue;
-            }
-            check.archived += 1;
-            check.bytes += stored.bytes.unwrap_or_default();
-            let key = stored.s3_key.clone().unwrap_or_default();
-            let head = s3
-                .head_object()
-                .bucket(&stack.resources.recordings_bucket)
-                .key(&key)
-                .send()
-                .await;
-            let object = head.as_ref().ok().map(|h| {
-                (
-                    h.content_length.unwrap_or_default() as u64,
-                    h.server_side_encryption
-                        .as_ref()
-                        .map(|e| e.as_str().to_owned()),
-                )
-            });
-            if stored.bytes == Some(bytes)
-                && stored.sha256.as_deref() == Some(sha256.as_str())
-                && object == Some((bytes, Some("aws:kms".to_owned())))
-            {
-                check.verified += 1;
+                check.twilio_transcription(sid, requested, &stored);
             } else {
-                problem(format!(
-                    "archive {:?} bytes sha256 {:?}, S3 object {object:?}; source {bytes} bytes sha256 {sha256}",
-                    stored.bytes, stored.sha256
-                ));
-            }
-            if stored.deleted_from_twilio && stack.media.deleted(sid) {
-                check.deleted_from_twilio += 1;
-            } else {
-                problem("Twilio's copy not deleted".into());
-            }
-            match stored.transcription_status.as_deref() {
-                Some("COMPLETED")
-                    if stored
-                        .transcript_text
-                        .as_deref()
-                        .is_some_and(|t| t.contains(sid)) =>
-                {
-                    check.transcripts += 1;
-                    let roles: Vec<&str> = stored
-                        .transcript_channels
-                        .iter()
-                        .map(|(r, _)| r.as_str())
-                        .collect();
-                    if roles == ["agent", "caller"] {
-                        check.dual_channel_transcripts += 1;
-                    } else if stored.channels == Some(2) {
-                        problem(format!("dual-channel transcript split as {roles:?}"));
-                    }
-                }
-                other => problem(format!(
-                    "transcription {other:?}, text {:?}",
-                    stored.transcript_text
-                )),
+                check.recording(stack, &s3, sid, &stored).await;
             }
         }
     }
     Ok(check)
+}
+
+impl RecordingsCheck {
+    fn problem(&mut self, sid: &str, what: String) {
+        self.mismatches.push(format!("{sid}: {what}"));
+    }
+
+    /// Twilio's transcription is stored as its callback gave it.
+    fn twilio_transcription(&mut self, sid: &str, requested: &Requested, stored: &RecordingRecord) {
+        self.twilio_transcriptions_expected += 1;
+        let text = requested.params.get("TranscriptionText");
+        if stored.twilio_transcription_text.as_deref() == text {
+            self.twilio_transcriptions += 1;
+        } else {
+            self.problem(
+                sid,
+                format!(
+                    "Twilio transcription {:?}, expected {text:?}",
+                    stored.twilio_transcription_text
+                ),
+            );
+        }
+    }
+
+    /// One recording: archived byte-exact and encrypted, Twilio's copy gone, transcribed.
+    async fn recording(
+        &mut self,
+        stack: &LocalStack,
+        s3: &aws_sdk_s3::Client,
+        sid: &str,
+        stored: &RecordingRecord,
+    ) {
+        self.expected += 1;
+        let Some((bytes, sha256)) = stack.media.expected(sid) else {
+            self.problem(sid, "the stand-in holds no media".into());
+            return;
+        };
+        if stack.media.requests(sid) > 2 {
+            self.not_ready_at_first += 1;
+        }
+        if !stored.is_archived() {
+            self.problem(sid, format!("not archived (state {:?})", stored.state));
+            return;
+        }
+        self.archived += 1;
+        self.bytes += stored.bytes.unwrap_or_default();
+        self.archive(stack, s3, sid, stored, (bytes, &sha256)).await;
+        if stored.deleted_from_twilio && stack.media.deleted(sid) {
+            self.deleted_from_twilio += 1;
+        } else {
+            self.problem(sid, "Twilio's copy not deleted".into());
+        }
+        self.transcript(sid, stored);
+    }
+
+    /// The archive's size and SHA-256 are the source's, and S3 holds it under SSE-KMS.
+    async fn archive(
+        &mut self,
+        stack: &LocalStack,
+        s3: &aws_sdk_s3::Client,
+        sid: &str,
+        stored: &RecordingRecord,
+        (bytes, sha256): (u64, &str),
+    ) {
+        let key = stored.s3_key.clone().unwrap_or_default();
+        let head = s3
+            .head_object()
+            .bucket(&stack.resources.recordings_bucket)
+            .key(&key)
+            .send()
+            .await;
+        let object = head.as_ref().ok().map(|h| {
+            (
+                h.content_length.unwrap_or_default() as u64,
+                h.server_side_encryption
+                    .as_ref()
+                    .map(|e| e.as_str().to_owned()),
+            )
+        });
+        if stored.bytes == Some(bytes)
+            && stored.sha256.as_deref() == Some(sha256)
+            && object == Some((bytes, Some("aws:kms".to_owned())))
+        {
+            self.verified += 1;
+        } else {
+            self.problem(
+                sid,
+                format!(
+                    "archive {:?} bytes sha256 {:?}, S3 object {object:?}; source {bytes} bytes sha256 {sha256}",
+                    stored.bytes, stored.sha256
+                ),
+            );
+        }
+    }
+
+    /// The transcript names its recording, and a two-channel one is split by role.
+    fn transcript(&mut self, sid: &str, stored: &RecordingRecord) {
+        match stored.transcription_status.as_deref() {
+            Some("COMPLETED")
+                if stored
+                    .transcript_text
+                    .as_deref()
+                    .is_some_and(|t| t.contains(sid)) =>
+            {
+                self.transcripts += 1;
+                let roles: Vec<&str> = stored
+                    .transcript_channels
+                    .iter()
+                    .map(|(r, _)| r.as_str())
+                    .collect();
+                if roles == ["agent", "caller"] {
+                    self.dual_channel_transcripts += 1;
+                } else if stored.channels == Some(2) {
+                    self.problem(sid, format!("dual-channel transcript split as {roles:?}"));
+                }
+            }
+            other => self.problem(
+                sid,
+                format!("transcription {other:?}, text {:?}", stored.transcript_text),
+            ),
+        }
+    }
 }
 
 impl DemoOptions {
@@ -237,20 +283,7 @@ pub async fn check(
         aws_sdk_dynamodb::Client::new(&stack.sdk),
         &stack.resources.calls_table,
     );
-    let mut records = Vec::new();
-    for call in &report.calls {
-        let legs: Vec<Option<CallRecord>> = futures::stream::iter(&call.legs)
-            .map(|leg| {
-                let store = store.clone();
-                async move { store.get_call(leg.call_sid()).await }
-            })
-            .buffered(8)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<_, _>>()?;
-        records.push(legs);
-    }
+    let records = read_records(&store, &report).await?;
     let expected_flows: Vec<String> = report
         .calls
         .iter()
@@ -264,25 +297,7 @@ pub async fn check(
         .iter()
         .zip(&records)
         .zip(&expected_flows)
-        .map(|((call, legs), expected)| {
-            let mut problems: Vec<String> = call
-                .legs
-                .iter()
-                .zip(legs)
-                .flat_map(|(leg, record)| simulate::mismatches(leg, record.as_ref()))
-                .collect();
-            let stored = legs
-                .first()
-                .and_then(|r| r.as_ref())
-                .and_then(|r| r.flow.as_deref());
-            if stored != Some(expected.as_str()) {
-                problems.push(format!(
-                    "{}: flow {stored:?}, expected {expected}",
-                    call.call_sid()
-                ));
-            }
-            problems
-        })
+        .map(|((call, legs), expected)| call_mismatches(call, legs, expected))
         .collect();
     let recordings = check_recordings(stack, &report).await?;
     let rooms = crate::rooms::check(&store, &report).await?;
@@ -290,24 +305,7 @@ pub async fn check(
     let mut mismatches: Vec<String> = per_call.into_iter().flatten().collect();
     mismatches.extend(recordings.mismatches.iter().cloned());
     mismatches.extend(rooms.mismatches.iter().cloned());
-    mismatches.extend(
-        report
-            .gave_up
-            .iter()
-            .map(|u| format!("Twilio gave up: {u}")),
-    );
-    mismatches.extend(
-        report
-            .voice_errors
-            .iter()
-            .map(|e| format!("voice webhook: {e}")),
-    );
-    mismatches.extend(
-        report
-            .sign_in_failures
-            .iter()
-            .map(|e| format!("softphone sign-in: {e}")),
-    );
+    mismatches.extend(delivery_mismatches(&report));
     // The spill is empty (the drain waited for it); what went through it, from the
     // functions' own metrics. Duplicate deliveries spilled at once write one object, so
     // fewer may be drained than were spilled.
@@ -327,6 +325,71 @@ pub async fn check(
         drain_time,
         spill,
     })
+}
+
+/// Per call, each leg's stored record, in `legs` order.
+async fn read_records(
+    store: &DynamoCallStore,
+    report: &SimulationReport,
+) -> anyhow::Result<Vec<Vec<Option<CallRecord>>>> {
+    let mut records = Vec::new();
+    for call in &report.calls {
+        let legs: Vec<Option<CallRecord>> = futures::stream::iter(&call.legs)
+            .map(|leg| {
+                let store = store.clone();
+                async move { store.get_call(leg.call_sid()).await }
+            })
+            .buffered(8)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        records.push(legs);
+    }
+    Ok(records)
+}
+
+/// Where a call's legs differ from what was played, and its flow from the one it was routed to.
+fn call_mismatches(
+    call: &SimulatedCall,
+    legs: &[Option<CallRecord>],
+    expected_flow: &str,
+) -> Vec<String> {
+    let mut problems: Vec<String> = call
+        .legs
+        .iter()
+        .zip(legs)
+        .flat_map(|(leg, record)| simulate::mismatches(leg, record.as_ref()))
+        .collect();
+    let stored = legs
+        .first()
+        .and_then(|r| r.as_ref())
+        .and_then(|r| r.flow.as_deref());
+    if stored != Some(expected_flow) {
+        problems.push(format!(
+            "{}: flow {stored:?}, expected {expected_flow}",
+            call.call_sid()
+        ));
+    }
+    problems
+}
+
+/// What the run itself lost: callbacks Twilio gave up on, callers who heard an application
+/// error, softphones that could not sign in.
+fn delivery_mismatches(report: &SimulationReport) -> impl Iterator<Item = String> + '_ {
+    let gave_up = report
+        .gave_up
+        .iter()
+        .map(|u| format!("Twilio gave up: {u}"));
+    let voice = report
+        .voice_errors
+        .iter()
+        .map(|e| format!("voice webhook: {e}"));
+    let sign_in = report
+        .sign_in_failures
+        .iter()
+        .map(|e| format!("softphone sign-in: {e}"));
+    gave_up.chain(voice).chain(sign_in)
 }
 
 pub async fn run(options: DemoOptions) -> anyhow::Result<bool> {
