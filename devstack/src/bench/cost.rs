@@ -234,90 +234,147 @@ struct Line {
 
 /// Prints the cost per million calls, ours beside the peer's.
 pub fn print(emf: &Emf, calls: usize, traffic: &Traffic) {
-    let calls_f = calls as f64;
-    let media = [
-        local_stack::RECORDING_WORKER,
-        local_stack::TRANSCRIPT_WORKER,
-    ];
-    let count = |functions: &[&str], service: &str, op: &dyn Fn(&str) -> bool| {
-        requests(emf, functions, service, op, calls_f)
-    };
-    let all = all_functions();
-    let invocations = |functions: &[&str]| invocations(emf, functions, calls_f);
-    let voice = invocations(&[local_stack::WEBHOOK_VOICE]);
-    let callbacks = traffic.webhooks - voice;
-    // The peer's consumer reads as our status worker does: the same batches.
-    let per_batch = traffic
-        .function(local_stack::STATUS_WORKER)
-        .map_or(1.0, |f| f.per_invocation.max(1.0));
-    let consumer_batches = callbacks / per_batch;
-    let media_batches = invocations(&media);
-    // Lambda's event source mapping receives each batch and deletes it: two SQS requests a
-    // batch, made on our behalf and billed to the queue's owner.
-    let worker_batches = invocations(&WORKERS);
-    let s3_get = |o: &str| !is_s3_put_class(o) && !o.starts_with("Delete");
-    let lines = [
-        Line {
-            price: API_GATEWAY,
-            ours: traffic.webhooks,
-            peer: traffic.webhooks,
-        },
-        Line {
-            price: LAMBDA,
-            ours: invocations(&all),
-            peer: voice + consumer_batches + 2.0 * callbacks + media_batches,
-        },
-        Line {
-            price: SQS,
-            ours: count(&all, "SQS", &|_| true) + 2.0 * worker_batches,
-            peer: callbacks
-                + 2.0 * consumer_batches
-                + count(&media, "SQS", &|_| true)
-                + 2.0 * media_batches,
-        },
-        Line {
-            price: SNS,
-            ours: 0.0,
-            peer: callbacks,
-        },
-        Line {
-            price: DYNAMO_WRITE,
-            ours: count(&all, "DynamoDB", &is_write),
-            peer: callbacks + count(&media, "DynamoDB", &is_write),
-        },
-        Line {
-            price: DYNAMO_READ,
-            ours: count(&all, "DynamoDB", &|o| !is_write(o)),
-            peer: count(&media, "DynamoDB", &|o| !is_write(o)),
-        },
-        Line {
-            price: S3_PUT,
-            ours: count(&all, "S3", &is_s3_put_class),
-            peer: callbacks + count(&media, "S3", &is_s3_put_class),
-        },
-        Line {
-            price: S3_GET,
-            ours: count(&all, "S3", &s3_get),
-            peer: count(&media, "S3", &s3_get),
-        },
-    ];
-    // Per instance, not per call: each instance reads the secret once and keeps it (the
-    // token cache), and on AWS an instance serves calls for hours. This run's few hundred
-    // calls over every local instance would price a handful of cold starts as if each call
-    // had one.
-    let secret_reads = count(&all, "SecretsManager", &|_| true) * calls_f;
+    let mix = Mix::of(emf, calls, traffic);
     println!(
         "\n   Cost per million calls: this run's mix of {:.2} webhooks and {:.2} recordings a call, \
          us-east-1 list prices; the peer is API Gateway → SQS → Lambda → SNS fan-out → S3 and \
          DynamoDB per event, for the same traffic",
         traffic.webhooks, traffic.recordings
     );
+    let (ours, peer) = print_lines(&mix.lines(traffic));
+    println!(
+        "   cost per million calls: ${ours:.2} (requests)   goal ≤ ${GOAL:.0}: {}   the peer: ${peer:.2} ({:.1}x ours)",
+        verdict(ours <= GOAL),
+        peer / ours
+    );
+    // Per instance, not per call: each instance reads the secret once and keeps it (the
+    // token cache), and on AWS an instance serves calls for hours. This run's few hundred
+    // calls over every local instance would price a handful of cold starts as if each call
+    // had one.
+    let secret_reads = mix.count(&mix.all, "SecretsManager", &|_| true) * mix.calls;
+    println!(
+        "   Not per call: {} Secrets Manager reads, one per cold start of an instance (${:.6} each), \
+         the same in both designs; counted as if per call, this run's would add ${:.2}",
+        secret_reads,
+        SECRETS.per_million / 1e6,
+        secret_reads / mix.calls * SECRETS.per_million
+    );
+    print_gb_seconds(traffic, mix.voice, mix.callbacks, mix.consumer_batches);
+    println!(
+        "   Not in these: Amazon Transcribe ($0.024 per audio minute, by far the largest cost of \
+         a recorded call), KMS, storage, logs, and the spill drainer and reconciler (they run on \
+         a schedule, not per call)."
+    );
+}
+
+/// The run's requests per call, and the shape of the same traffic through the peer.
+struct Mix<'a> {
+    emf: &'a Emf,
+    calls: f64,
+    all: Vec<&'static str>,
+    /// Voice webhooks per call.
+    voice: f64,
+    /// Callbacks (status, recording, transcription) per call.
+    callbacks: f64,
+    /// The peer's consumer batches per call: it reads as our status worker does.
+    consumer_batches: f64,
+}
+
+const MEDIA: [&str; 2] = [
+    local_stack::RECORDING_WORKER,
+    local_stack::TRANSCRIPT_WORKER,
+];
+
+impl<'a> Mix<'a> {
+    fn of(emf: &'a Emf, calls: usize, traffic: &Traffic) -> Self {
+        let calls = calls as f64;
+        let voice = invocations(emf, &[local_stack::WEBHOOK_VOICE], calls);
+        let callbacks = traffic.webhooks - voice;
+        let per_batch = traffic
+            .function(local_stack::STATUS_WORKER)
+            .map_or(1.0, |f| f.per_invocation.max(1.0));
+        Mix {
+            emf,
+            calls,
+            all: all_functions(),
+            voice,
+            callbacks,
+            consumer_batches: callbacks / per_batch,
+        }
+    }
+
+    fn count(&self, functions: &[&str], service: &str, op: &dyn Fn(&str) -> bool) -> f64 {
+        requests(self.emf, functions, service, op, self.calls)
+    }
+
+    fn invocations(&self, functions: &[&str]) -> f64 {
+        invocations(self.emf, functions, self.calls)
+    }
+
+    /// Each priced service's requests per call, ours and the peer's.
+    fn lines(&self, traffic: &Traffic) -> [Line; 8] {
+        let (all, voice, callbacks) = (&self.all, self.voice, self.callbacks);
+        let media_batches = self.invocations(&MEDIA);
+        // Lambda's event source mapping receives each batch and deletes it: two SQS requests
+        // a batch, made on our behalf and billed to the queue's owner.
+        let worker_batches = self.invocations(&WORKERS);
+        let s3_get = |o: &str| !is_s3_put_class(o) && !o.starts_with("Delete");
+        [
+            Line {
+                price: API_GATEWAY,
+                ours: traffic.webhooks,
+                peer: traffic.webhooks,
+            },
+            Line {
+                price: LAMBDA,
+                ours: self.invocations(all),
+                peer: voice + self.consumer_batches + 2.0 * callbacks + media_batches,
+            },
+            Line {
+                price: SQS,
+                ours: self.count(all, "SQS", &|_| true) + 2.0 * worker_batches,
+                peer: callbacks
+                    + 2.0 * self.consumer_batches
+                    + self.count(&MEDIA, "SQS", &|_| true)
+                    + 2.0 * media_batches,
+            },
+            Line {
+                price: SNS,
+                ours: 0.0,
+                peer: callbacks,
+            },
+            Line {
+                price: DYNAMO_WRITE,
+                ours: self.count(all, "DynamoDB", &is_write),
+                peer: callbacks + self.count(&MEDIA, "DynamoDB", &is_write),
+            },
+            Line {
+                price: DYNAMO_READ,
+                ours: self.count(all, "DynamoDB", &|o| !is_write(o)),
+                peer: self.count(&MEDIA, "DynamoDB", &|o| !is_write(o)),
+            },
+            Line {
+                price: S3_PUT,
+                ours: self.count(all, "S3", &is_s3_put_class),
+                peer: callbacks + self.count(&MEDIA, "S3", &is_s3_put_class),
+            },
+            Line {
+                price: S3_GET,
+                ours: self.count(all, "S3", &s3_get),
+                peer: self.count(&MEDIA, "S3", &s3_get),
+            },
+        ]
+    }
+}
+
+/// Prints each price line; the totals per million calls, ours and the peer's.
+fn print_lines(lines: &[Line]) -> (f64, f64) {
     println!(
         "   {:<48} {:>8} {:>10} {:>12} {:>10} {:>12}",
         "", "$ per M", "ours/call", "ours $/M", "peer/call", "peer $/M"
     );
     let (mut ours, mut peer) = (0.0, 0.0);
-    for line in &lines {
+    for line in lines {
         let (o, p) = (
             line.ours * line.price.per_million,
             line.peer * line.price.per_million,
@@ -329,24 +386,7 @@ pub fn print(emf: &Emf, calls: usize, traffic: &Traffic) {
             line.price.what, line.price.per_million, line.ours, line.peer
         );
     }
-    println!(
-        "   cost per million calls: ${ours:.2} (requests)   goal ≤ ${GOAL:.0}: {}   the peer: ${peer:.2} ({:.1}x ours)",
-        verdict(ours <= GOAL),
-        peer / ours
-    );
-    println!(
-        "   Not per call: {} Secrets Manager reads, one per cold start of an instance (${:.6} each), \
-         the same in both designs; counted as if per call, this run's would add ${:.2}",
-        secret_reads,
-        SECRETS.per_million / 1e6,
-        secret_reads / calls_f * SECRETS.per_million
-    );
-    print_gb_seconds(traffic, voice, callbacks, consumer_batches);
-    println!(
-        "   Not in these: Amazon Transcribe ($0.024 per audio minute, by far the largest cost of \
-         a recorded call), KMS, storage, logs, and the spill drainer and reconciler (they run on \
-         a schedule, not per call)."
-    );
+    (ours, peer)
 }
 
 /// Lambda GB-seconds per call, ours from every invocation's measured duration at its

@@ -441,66 +441,37 @@ fn per(n: f64, d: f64) -> f64 {
 
 /// Each kind of event's AWS requests, beside its goal.
 fn print_calls_per_event(emf: &Emf, calls: usize) {
-    let callbacks_accepted: f64 = WEBHOOKS
-        .iter()
-        .filter(|f| **f != local_stack::WEBHOOK_VOICE)
-        .map(|f| emf.sum(f, name::ACCEPTED))
-        .sum();
-    let callback_sends: f64 = WEBHOOKS
-        .iter()
-        .filter(|f| **f != local_stack::WEBHOOK_VOICE)
-        .map(|f| emf.calls(f, "SQS", |o| o == "SendMessage"))
-        .sum();
-    let voice_requests = emf.invocations(local_stack::WEBHOOK_VOICE);
-    let voice_sends = emf.calls(local_stack::WEBHOOK_VOICE, "SQS", |o| o == "SendMessage");
-    let applied = emf.sum(local_stack::STATUS_WORKER, name::EVENTS_APPLIED);
-    // SQS does not keep order across the workers' batches, so a few events arrive late even
-    // here; a late or duplicate event costs its failed conditional write and one more.
-    let out_of_order = emf.sum(local_stack::STATUS_WORKER, name::EVENTS_DUPLICATE)
-        + emf.sum(local_stack::STATUS_WORKER, name::EVENTS_LATE);
-    let status_events = applied + out_of_order;
-    // A room's event is its own item (PutItem), a query of the room's events, the room
-    // (PutItem) and, for a join or leave, the call's link: apart from the call events.
-    let rooms = emf.sum(local_stack::STATUS_WORKER, name::CONFERENCE_EVENTS);
-    let room_writes = emf.calls(local_stack::STATUS_WORKER, "DynamoDB", |o| o == "PutItem")
-        + emf.sum(local_stack::STATUS_WORKER, name::CONFERENCE_LINKS);
-    let room_reads = emf.calls(local_stack::STATUS_WORKER, "DynamoDB", |o| o == "Query");
-    let status_writes = emf.calls(local_stack::STATUS_WORKER, "DynamoDB", is_write) - room_writes;
-    // An event that finds the call's timeline full costs a second write (without its entry).
-    let overflow = emf.sum(local_stack::STATUS_WORKER, name::TIMELINE_OVERFLOW);
-    let in_order_writes = per(status_writes - 2.0 * out_of_order - overflow, applied);
-    let status_reads =
-        emf.calls(local_stack::STATUS_WORKER, "DynamoDB", |o| !is_write(o)) - room_reads;
-    let recordings = emf.sum(local_stack::RECORDING_WORKER, name::RECORDINGS_ARCHIVED);
-    let recording_s3 = emf.calls(local_stack::RECORDING_WORKER, "S3", |_| true);
-    let transcripts = emf.sum(
-        local_stack::TRANSCRIPT_WORKER,
-        name::TRANSCRIPTIONS_COMPLETED,
-    );
-    let transcript_s3 = emf.calls(local_stack::TRANSCRIPT_WORKER, "S3", |_| true);
-    let readers: Vec<f64> = emf
-        .secret_reads
-        .iter()
-        .filter(|(file, _)| {
-            WEBHOOKS
-                .iter()
-                .chain([&local_stack::RECORDING_WORKER])
-                .any(|f| file.starts_with(f))
-        })
-        .map(|(_, n)| *n)
-        .collect();
-    let max_reads = readers.iter().copied().fold(0.0, f64::max);
-
     println!(
         "\n3. AWS calls per event, counted by the SDK interceptor in every function (EMF \
          `Aws.<Service>.<Operation>`), during {calls} calls played in order, once each"
     );
-    let row = |what: &str, value: f64, goal: &str, ok: Option<bool>| {
-        println!(
-            "   {what:<58} {value:>8.3} {goal:>18} {}",
-            ok.map_or("", verdict)
-        )
+    print_sends(emf);
+    print_status_requests(emf);
+    print_media_requests(emf);
+    print_secret_reads(emf);
+}
+
+/// One figure beside its goal; a verdict where the goal is a test.
+fn row(what: &str, value: f64, goal: &str, ok: Option<bool>) {
+    println!(
+        "   {what:<58} {value:>8.3} {goal:>18} {}",
+        ok.map_or("", verdict)
+    )
+}
+
+/// The webhooks' sends: one per accepted callback, at most one per voice request.
+fn print_sends(emf: &Emf) {
+    let callbacks = || {
+        WEBHOOKS
+            .iter()
+            .filter(|f| **f != local_stack::WEBHOOK_VOICE)
     };
+    let callbacks_accepted: f64 = callbacks().map(|f| emf.sum(f, name::ACCEPTED)).sum();
+    let callback_sends: f64 = callbacks()
+        .map(|f| emf.calls(f, "SQS", |o| o == "SendMessage"))
+        .sum();
+    let voice_requests = emf.invocations(local_stack::WEBHOOK_VOICE);
+    let voice_sends = emf.calls(local_stack::WEBHOOK_VOICE, "SQS", |o| o == "SendMessage");
     row(
         "SQS sends per accepted callback (status, recording, transcription)",
         per(callback_sends, callbacks_accepted),
@@ -513,6 +484,27 @@ fn print_calls_per_event(emf: &Emf, calls: usize) {
         "≤ 1",
         Some(per(voice_sends, voice_requests) <= 1.0),
     );
+}
+
+/// The status worker's DynamoDB requests: call events apart from conference room events.
+fn print_status_requests(emf: &Emf) {
+    let worker = local_stack::STATUS_WORKER;
+    let applied = emf.sum(worker, name::EVENTS_APPLIED);
+    // SQS does not keep order across the workers' batches, so a few events arrive late even
+    // here; a late or duplicate event costs its failed conditional write and one more.
+    let out_of_order = emf.sum(worker, name::EVENTS_DUPLICATE) + emf.sum(worker, name::EVENTS_LATE);
+    let status_events = applied + out_of_order;
+    // A room's event is its own item (PutItem), a query of the room's events, the room
+    // (PutItem) and, for a join or leave, the call's link: apart from the call events.
+    let rooms = emf.sum(worker, name::CONFERENCE_EVENTS);
+    let room_writes =
+        emf.calls(worker, "DynamoDB", |o| o == "PutItem") + emf.sum(worker, name::CONFERENCE_LINKS);
+    let room_reads = emf.calls(worker, "DynamoDB", |o| o == "Query");
+    let status_writes = emf.calls(worker, "DynamoDB", is_write) - room_writes;
+    // An event that finds the call's timeline full costs a second write (without its entry).
+    let overflow = emf.sum(worker, name::TIMELINE_OVERFLOW);
+    let in_order_writes = per(status_writes - 2.0 * out_of_order - overflow, applied);
+    let status_reads = emf.calls(worker, "DynamoDB", |o| !is_write(o)) - room_reads;
     row(
         &format!("DynamoDB writes per status event applied in order ({applied})"),
         in_order_writes,
@@ -537,6 +529,17 @@ fn print_calls_per_event(emf: &Emf, calls: usize) {
         "0",
         Some(status_reads == 0.0),
     );
+}
+
+/// S3 requests per recording archived (by operation) and per transcript stored.
+fn print_media_requests(emf: &Emf) {
+    let recordings = emf.sum(local_stack::RECORDING_WORKER, name::RECORDINGS_ARCHIVED);
+    let recording_s3 = emf.calls(local_stack::RECORDING_WORKER, "S3", |_| true);
+    let transcripts = emf.sum(
+        local_stack::TRANSCRIPT_WORKER,
+        name::TRANSCRIPTIONS_COMPLETED,
+    );
+    let transcript_s3 = emf.calls(local_stack::TRANSCRIPT_WORKER, "S3", |_| true);
     row(
         "S3 requests per recording archived",
         per(recording_s3, recordings),
@@ -552,6 +555,22 @@ fn print_calls_per_event(emf: &Emf, calls: usize) {
         "",
         None,
     );
+}
+
+/// Each instance that reads the secret reads it once and keeps it.
+fn print_secret_reads(emf: &Emf) {
+    let readers: Vec<f64> = emf
+        .secret_reads
+        .iter()
+        .filter(|(file, _)| {
+            WEBHOOKS
+                .iter()
+                .chain([&local_stack::RECORDING_WORKER])
+                .any(|f| file.starts_with(f))
+        })
+        .map(|(_, n)| *n)
+        .collect();
+    let max_reads = readers.iter().copied().fold(0.0, f64::max);
     row(
         &format!(
             "Secrets Manager reads per cold start (max of {} instances)",
