@@ -155,9 +155,7 @@ impl MediaServer {
             )
             // Any other resource of Twilio's API: counted, and not found here.
             .fallback(|State(state): State<Arc<MediaState>>| async move {
-                state
-                    .all_requests
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                state.count_request();
                 status(StatusCode::NOT_FOUND)
             })
             .with_state(state.clone());
@@ -252,10 +250,7 @@ impl MediaServer {
     }
 
     pub fn deleted(&self, recording_sid: &str) -> bool {
-        self.state
-            .lock()
-            .get(recording_sid)
-            .is_some_and(|h| h.deleted)
+        self.state.is_deleted(recording_sid)
     }
 }
 
@@ -274,9 +269,7 @@ impl MediaState {
 
     /// Whether the recording was deleted from "Twilio".
     pub(crate) fn is_deleted(&self, recording_sid: &str) -> bool {
-        self.recordings
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.lock()
             .get(recording_sid)
             .is_some_and(|held| held.deleted)
     }
@@ -332,9 +325,7 @@ async fn fetch(
     Path((account, file)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    state
-        .all_requests
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    state.count_request();
     let (sid, content_type) = match file.rsplit_once('.') {
         Some((sid, "wav")) => (sid, "audio/x-wav"),
         Some((sid, "mp3")) => (sid, "audio/mpeg"),
@@ -416,9 +407,7 @@ async fn delete(
     Path((account, file)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    state
-        .all_requests
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    state.count_request();
     if !state.authorized(&account, &headers) {
         return status(StatusCode::UNAUTHORIZED);
     }
