@@ -155,9 +155,10 @@ fuzz: $(CARGO_FUZZ) ## Fuzz request validation, form and envelope decoding, TwiM
 	done
 
 .PHONY: lint
-lint: $(VENV)/lint/.installed $(VENV)/sam/.installed ## rustfmt, clippy, call flows, cfn-lint, checkov, sam validate
+lint: $(VENV)/lint/.installed $(VENV)/sam/.installed ## rustfmt, clippy, doc links, call flows, cfn-lint, checkov, sam validate
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 	cargo run --quiet -p voicectl -- flows check
 	$(LINT_BIN)/cfn-lint $(TEMPLATE)
 	$(LINT_BIN)/checkov --quiet --compact --skip-download --framework cloudformation -f $(TEMPLATE)

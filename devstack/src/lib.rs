@@ -13,8 +13,8 @@
 //!   each function asks of AWS;
 //! - [`rooms`]: the demo's check of the conference rooms the calls joined;
 //! - [`chaos`]: `make chaos`, the demo with the faults turned up;
-//! - [`stack`]: all of it as one value that stops everything when dropped;
-//! - [`bench`] and [`coldstart`]: `make bench`'s report.
+//! - [`local_stack`]: all of it as one value that stops everything when dropped;
+//! - [`bench`](mod@bench) and [`coldstart`]: `make bench`'s report.
 
 pub mod audit;
 pub mod bench;

@@ -1,15 +1,16 @@
 //! `voicehooks`, the library every function uses (in the folder `shared/`). Domain logic
-//! lives here, behind small traits (a queue, a call store, a recording store, a source of auth tokens), so it
-//! is tested without Lambda; the AWS-backed implementations sit beside the traits.
+//! lives here, behind small traits (a queue, a call store, a recording store, a source of
+//! auth tokens), so it is tested without Lambda; the AWS-backed implementations sit beside
+//! the traits, and an in-memory one beside each store.
 //!
 //! - Taking a webhook: [`twilio`] (signatures, params, TwiML, connection overrides, the
 //!   REST API), [`webhook`] (the acknowledge contract), [`voice`] and [`flows`] (the voice
 //!   webhook and its call flows), [`softphone`] (Access Tokens), [`events`] (the queue
 //!   envelope), [`queue`] and [`spill`] (where an accepted event goes).
 //! - Working it off: [`worker`] (batches, settling, dead letters), [`calls`] (call state and
-//!   rooms, the status worker), [`recording`] (recordings' state,
-//!   the archive to S3), [`transcribe`] (jobs and
-//!   transcripts), [`reconcile`] (Twilio's REST API as the source of truth).
+//!   rooms, the status worker), [`recording`] (recordings' state, the archive to S3),
+//!   [`transcribe`] (jobs and transcripts), [`reconcile`] (Twilio's REST API as the source
+//!   of truth).
 //! - Around them: [`lambda`] (event shapes and each function's wiring), [`aws`] (SDK
 //!   clients), [`dynamodb`] (the calls table's items), [`secrets`], [`config`],
 //!   [`stack_names`], [`metrics`], [`telemetry`].

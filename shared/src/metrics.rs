@@ -3,7 +3,7 @@
 //! latency on the ack path and no client to build at cold start.
 //! Format: <https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html>
 //!
-//! Code records where an outcome is known ([`count`], [`millis`], [`bytes`]); the entry
+//! Code records where an outcome is known ([`count`], [`millis`], [`bytes()`]); the entry
 //! point of each invocation ([`crate::webhook`]'s acknowledge, the voice answer, the
 //! workers' batch functions) calls [`flush`] once at its end. A Lambda instance serves one
 //! invocation at a time, so the process-wide recorder holds exactly that invocation's

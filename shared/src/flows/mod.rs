@@ -2,7 +2,7 @@
 //!
 //! The file is read into typed flows and checked as a whole; every problem is reported with
 //! the line it is on, so a bad edit is caught by `make test` (and `voicectl flows check`)
-//! before it ships. [`render`] turns a flow and a step of the call into TwiML.
+//! before it ships. [`Flows::render`] turns a flow and a step of the call into TwiML.
 
 mod render;
 

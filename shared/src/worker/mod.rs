@@ -110,7 +110,8 @@ pub async fn work_off<W: BatchWorker>(
     settler.settle_all_noting(&decided, worker).await
 }
 
-/// Runs each message's decision until `deadline`; one still running then is [`cut_off`].
+/// Runs each message's decision until `deadline`; one still running then is cut off:
+/// retried soon, and counted as `MessagesCutOff`.
 pub async fn decide_by<'m, Fut>(
     messages: &'m [QueuedMessage<'m>],
     deadline: Instant,
