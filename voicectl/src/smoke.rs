@@ -53,7 +53,6 @@ pub async fn run(stack: &Stack, twilio: &Twilio, options: &SmokeOptions) -> Smok
     let call = SmokeCall {
         sid: format!("CA{:032x}", rand::rng().random::<u128>()),
         options,
-        base: options.base_url.trim_end_matches('/'),
     };
     let mut report = SmokeReport {
         call_sid: call.sid.clone(),
@@ -77,10 +76,15 @@ pub async fn run(stack: &Stack, twilio: &Twilio, options: &SmokeOptions) -> Smok
 struct SmokeCall<'a> {
     sid: String,
     options: &'a SmokeOptions,
-    base: &'a str,
 }
 
 impl SmokeCall<'_> {
+    /// Where Twilio posts `kind` on the stack under test.
+    fn url(&self, kind: EventKind) -> String {
+        let base = self.options.base_url.trim_end_matches('/');
+        format!("{base}{}", kind.webhook_path())
+    }
+
     /// The parameters Twilio posts for this call at `status`; a status callback's also carry
     /// its `SequenceNumber`.
     fn params(&self, status: CallStatus, seq: Option<usize>) -> Params {
@@ -109,7 +113,7 @@ impl SmokeCall<'_> {
 
     /// The voice webhook, as Twilio asks it when the call rings.
     async fn ask_for_twiml(&self, twilio: &Twilio, report: &mut SmokeReport) {
-        let voice_url = format!("{}{}", self.base, EventKind::CallStarted.webhook_path());
+        let voice_url = self.url(EventKind::CallStarted);
         match twilio
             .ask(&voice_url, &self.params(CallStatus::Ringing, None))
             .await
@@ -126,7 +130,7 @@ impl SmokeCall<'_> {
 
     /// Every status callback of an answered call, in order.
     async fn post_statuses(&self, twilio: &Twilio, report: &mut SmokeReport) {
-        let status_url = format!("{}{}", self.base, EventKind::CallStatus.webhook_path());
+        let status_url = self.url(EventKind::CallStatus);
         let Some(target) = twilio.target(&status_url) else {
             report.problems.push(format!("no --route for {status_url}"));
             return;
