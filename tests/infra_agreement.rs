@@ -359,6 +359,9 @@ fn functions_get_the_environment_they_read() {
             config::STATUS_QUEUE_URL,
             config::RECORDING_QUEUE_URL,
             config::TRANSCRIPT_QUEUE_URL,
+            // Requests spilled unverified are checked as the webhooks check them.
+            config::PUBLIC_BASE_URL,
+            config::TWILIO_SECRET_ID,
         ])
     );
     assert_eq!(
@@ -693,6 +696,8 @@ fn each_function_may_do_only_its_own_job() {
                 ("sqs:SendMessage", "StatusQueue"),
                 ("sqs:SendMessage", "RecordingQueue"),
                 ("sqs:SendMessage", "TranscriptQueue"),
+                // Checks requests spilled unverified, with the webhooks' token.
+                ("secretsmanager:GetSecretValue", SECRET),
             ],
         ),
         (
@@ -704,6 +709,8 @@ fn each_function_may_do_only_its_own_job() {
                     ("dynamodb:PutItem", TABLE),
                     ("dynamodb:Query", TABLE),
                     ("sqs:SendMessage", "StatusDeadLetterQueue"),
+                    // A message a batch deadline came before is handed back, fresh.
+                    ("sqs:SendMessage", "StatusQueue"),
                 ],
                 consume("StatusQueue").to_vec(),
             ]
@@ -723,7 +730,8 @@ fn each_function_may_do_only_its_own_job() {
                     ("transcribe:StartTranscriptionJob", JOBS),
                     ("secretsmanager:GetSecretValue", SECRET),
                     ("sqs:SendMessage", "RecordingDeadLetterQueue"),
-                    // A long archive continues in a fresh message.
+                    // A long archive continues in a fresh message; an unstarted one is
+                    // handed back.
                     ("sqs:SendMessage", "RecordingQueue"),
                 ],
                 consume("RecordingQueue").to_vec(),
@@ -738,6 +746,8 @@ fn each_function_may_do_only_its_own_job() {
                     ("s3:GetObject", TRANSCRIPTS),
                     ("transcribe:GetTranscriptionJob", JOBS),
                     ("sqs:SendMessage", "TranscriptDeadLetterQueue"),
+                    // A message a batch deadline came before is handed back, fresh.
+                    ("sqs:SendMessage", "TranscriptQueue"),
                 ],
                 consume("TranscriptQueue").to_vec(),
             ]

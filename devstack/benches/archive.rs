@@ -89,6 +89,7 @@ async fn main() -> anyhow::Result<()> {
             delete_from_twilio: false,
         },
         fetch_backoff: ExponentialBuilder::default().with_max_times(0),
+        pace: Default::default(),
     };
     let sid = "RE0000000000000000000000000000bench";
     let recording = Recording::new(SECONDS, 2);

@@ -126,11 +126,14 @@ pub struct SpillDrainerConfig {
     pub status_queue_url: String,
     pub recording_queue_url: String,
     pub transcript_queue_url: String,
+    /// How requests spilled unverified are checked: as the webhooks check them.
+    pub verifier: VerifierConfig,
 }
 
 impl SpillDrainerConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
+            verifier: VerifierConfig::from_env()?,
             spill_bucket: required(SPILL_BUCKET)?,
             status_queue_url: required(STATUS_QUEUE_URL)?,
             recording_queue_url: required(RECORDING_QUEUE_URL)?,

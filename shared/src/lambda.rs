@@ -172,14 +172,16 @@ pub fn aws_acknowledger(
 /// start): then it answers 503, well inside the `rt` its URL gives Twilio.
 pub const TOKEN_READ_DEADLINE: std::time::Duration = std::time::Duration::from_millis(1500);
 
-/// The spill drainer on AWS. Called once per cold start.
+/// The spill drainer on AWS: requests spilled unverified are checked as the webhooks check
+/// them, with the token from Secrets Manager. Called once per cold start.
 pub fn aws_spill_drainer(
     config: &SpillDrainerConfig,
     aws: &aws_config::SdkConfig,
-) -> SpillDrainer<SqsEventQueue> {
+) -> SpillDrainer<SqsEventQueue, Verifier<SecretsManagerTokens>> {
     let sqs = crate::aws::sqs_client(aws);
     let queue = |url: &str| SqsEventQueue::new(sqs.clone(), url);
     SpillDrainer {
+        verifier: aws_verifier(&config.verifier, aws),
         s3: crate::aws::s3_client(aws),
         bucket: config.spill_bucket.clone(),
         queues: vec![
@@ -228,6 +230,7 @@ pub fn aws_recording_worker(
         }),
         settings: ArchiveSettings::from(config),
         fetch_backoff: default_fetch_backoff(),
+        pace: Default::default(),
     };
     let settler = Settler::new(
         crate::aws::sqs_client(aws),
@@ -248,6 +251,7 @@ pub fn aws_transcript_worker(
         s3: crate::aws::s3_client(aws),
         store: DynamoRecordingStore::new(crate::aws::dynamodb_client(aws), &config.calls_table),
         bucket: config.bucket.clone(),
+        pace: Default::default(),
     };
     let settler = Settler::new(
         crate::aws::sqs_client(aws),
@@ -317,19 +321,31 @@ pub fn queued_messages(event: &SqsEvent) -> Vec<QueuedMessage<'_>> {
     event
         .records
         .iter()
-        .map(|record| QueuedMessage {
-            message_id: record.message_id.as_deref().unwrap_or_default(),
-            body: record.body.as_deref().unwrap_or_default(),
-            receipt_handle: record.receipt_handle.as_deref().unwrap_or_default(),
-            receive_count: record
-                .attributes
-                .get("ApproximateReceiveCount")
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(1),
-            redrive_run: record
-                .message_attributes
-                .get(crate::queue::dead_letter::REDRIVE_RUN)
-                .and_then(|a| a.string_value.as_deref()),
+        .map(|record| {
+            let attribute = |name: &str| {
+                record
+                    .message_attributes
+                    .get(name)
+                    .and_then(|a| a.string_value.as_deref())
+            };
+            let number = |value: Option<&str>| value.and_then(|v| v.parse::<u64>().ok());
+            QueuedMessage {
+                message_id: record.message_id.as_deref().unwrap_or_default(),
+                body: record.body.as_deref().unwrap_or_default(),
+                receipt_handle: record.receipt_handle.as_deref().unwrap_or_default(),
+                receive_count: number(
+                    record
+                        .attributes
+                        .get("ApproximateReceiveCount")
+                        .map(String::as_str),
+                )
+                .map_or(1, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+                redrive_run: attribute(crate::queue::dead_letter::REDRIVE_RUN),
+                first_sent_ms: number(attribute(crate::queue::resent::FIRST_SENT_AT))
+                    .or_else(|| number(record.attributes.get("SentTimestamp").map(String::as_str))),
+                handed_back: number(attribute(crate::queue::resent::HANDED_BACK))
+                    .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+            }
         })
         .collect()
 }

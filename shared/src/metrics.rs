@@ -45,6 +45,19 @@ pub mod name {
     pub const TRANSCRIPTIONS_FAILED: &str = "TranscriptionsFailed";
     /// SQS did not take an accepted event in time; it went to the spill (still 2xx).
     pub const EVENTS_SPILLED: &str = "EventsSpilled";
+    /// A webhook instance's queue breaker opened (SQS failed it several times in a row).
+    pub const BREAKER_OPENED: &str = "QueueBreakerOpened";
+    /// ... and closed again (a probe went through).
+    pub const BREAKER_CLOSED: &str = "QueueBreakerClosed";
+    /// Events spilled with the breaker open, without asking SQS (counted in EventsSpilled too).
+    pub const BREAKER_SPILLS: &str = "EventsSpilledBreakerOpen";
+    /// Callbacks accepted before their signature could be checked (no auth token at a cold
+    /// start): spilled unverified, for the drainer to check.
+    pub const EVENTS_DEFERRED: &str = "EventsDeferred";
+    /// ... checked by the drainer and queued.
+    pub const DEFERRED_VERIFIED: &str = "DeferredVerified";
+    /// ... refused by the drainer (bad signature or params) and deleted.
+    pub const DEFERRED_REFUSED: &str = "DeferredRefused";
     /// Spilled events the drainer put on their queue.
     pub const SPILL_DRAINED: &str = "SpillDrained";
     /// Spilled events still waiting after a drain.
@@ -55,8 +68,11 @@ pub mod name {
     pub const VOICE_FALLBACKS: &str = "VoiceFallbacks";
     /// Events a call's timeline had no room for (applied or counted, not listed).
     pub const TIMELINE_OVERFLOW: &str = "TimelineOverflow";
-    /// Messages a worker had not decided when its invocation's deadline came (retried).
+    /// Messages a worker was still working on when its invocation's deadline came (retried).
     pub const CUT_OFF: &str = "MessagesCutOff";
+    /// Messages the deadline came before a worker started them: handed back as fresh
+    /// messages, no receive spent.
+    pub const HANDED_BACK: &str = "MessagesHandedBack";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -53,6 +53,16 @@ pub mod dead_letter {
     pub const ALL: [&str; 4] = [FAILURE_REASON, FAILED_BY, FAILURE_KIND, REDRIVE_RUN];
 }
 
+/// What a worker's own re-send of a message adds ([`crate::worker::Disposition::NotStarted`],
+/// a paused archive's next part), so the fresh message is still the same event to ops.
+pub mod resent {
+    /// When the event was first enqueued, in ms since the epoch (SQS's `SentTimestamp` of
+    /// the first message; a re-send would otherwise start the clock again).
+    pub const FIRST_SENT_AT: &str = "first_sent_at";
+    /// How often it was handed back unstarted at a batch deadline.
+    pub const HANDED_BACK: &str = "handed_back";
+}
+
 /// An SQS `String` message attribute.
 pub fn string_attribute(value: &str) -> MessageAttributeValue {
     MessageAttributeValue::builder()

@@ -34,6 +34,12 @@ pub struct SpillError(pub String);
 /// A store an accepted event can be put in when its queue will not take it.
 pub trait SpillStore: Send + Sync {
     fn put(&self, envelope: &Envelope) -> impl Future<Output = Result<(), SpillError>> + Send;
+
+    /// Keeps a request whose signature could not be checked yet ([`UnverifiedRequest`]).
+    fn put_unverified(
+        &self,
+        request: &UnverifiedRequest,
+    ) -> impl Future<Output = Result<(), SpillError>> + Send;
 }
 
 /// No second store: the queue alone (tests of the plain path, and tools).
@@ -44,11 +50,120 @@ impl SpillStore for NoSpill {
     async fn put(&self, _envelope: &Envelope) -> Result<(), SpillError> {
         Err(SpillError("no spill store is configured".into()))
     }
+
+    async fn put_unverified(&self, _request: &UnverifiedRequest) -> Result<(), SpillError> {
+        Err(SpillError("no spill store is configured".into()))
+    }
 }
 
 impl<S: SpillStore> SpillStore for std::sync::Arc<S> {
     fn put(&self, envelope: &Envelope) -> impl Future<Output = Result<(), SpillError>> + Send {
         (**self).put(envelope)
+    }
+
+    fn put_unverified(
+        &self,
+        request: &UnverifiedRequest,
+    ) -> impl Future<Output = Result<(), SpillError>> + Send {
+        (**self).put_unverified(request)
+    }
+}
+
+/// A webhook request accepted before its signature could be checked: a cold start whose
+/// auth token cannot be read (Secrets Manager down). Accepting it durably keeps the promise
+/// that an accepted callback is durable whatever one AWS service is doing; nothing acts on it
+/// until the drainer has checked it exactly as the webhook would have ([`VerifyLater`]) and
+/// made its event, so a forgery costs one object and is then deleted. Kept whole (the body
+/// byte for byte, the headers the check reads), under its kind's spill prefix, so a webhook's
+/// write permission is the same as for its events.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UnverifiedRequest {
+    pub kind: EventKind,
+    /// When the webhook accepted it: its event's `received_at`.
+    pub received_at: String,
+    pub raw_path: String,
+    pub raw_query: String,
+    /// The headers the signature check and the envelope read, lower-case names.
+    pub headers: Vec<(String, String)>,
+    /// The body as sent (at most 64 KiB), base64.
+    pub body: String,
+}
+
+impl UnverifiedRequest {
+    /// The headers kept: what [`crate::webhook::Verifier`] reads.
+    pub const HEADERS: [&str; 4] = [
+        "content-type",
+        crate::twilio::signature::SIGNATURE_HEADER,
+        crate::twilio::signature::SIGNATURE_SETTINGS_HEADER,
+        crate::events::IDEMPOTENCY_HEADER,
+    ];
+
+    pub fn body_bytes(&self) -> Result<Vec<u8>, String> {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(&self.body)
+            .map_err(|e| format!("body is not base64: {e}"))
+    }
+
+    /// Its object key: `spill/<kind>/unverified/<hash>.json`, the hash over what Twilio sent
+    /// (path, query, signature, body), so a retried delivery writes the same object.
+    pub fn key(&self) -> String {
+        let mut digest = Sha256::new();
+        for part in [&self.raw_path, &self.raw_query, &self.body] {
+            digest.update(part.as_bytes());
+            digest.update([0]);
+        }
+        for (name, value) in &self.headers {
+            digest.update(name.as_bytes());
+            digest.update(value.as_bytes());
+            digest.update([0]);
+        }
+        format!(
+            "{PREFIX}{}/{UNVERIFIED}/{}.json",
+            self.kind.as_str(),
+            hex::encode(&digest.finalize()[..16])
+        )
+    }
+}
+
+/// The segment of a spill key that marks an [`UnverifiedRequest`].
+const UNVERIFIED: &str = "unverified";
+
+/// Whether a spill key holds an [`UnverifiedRequest`].
+pub fn is_unverified_key(key: &str) -> bool {
+    key.strip_prefix(PREFIX)
+        .and_then(|rest| rest.split('/').nth(1))
+        .is_some_and(|segment| segment == UNVERIFIED)
+}
+
+/// Checks an [`UnverifiedRequest`] as its webhook would have and makes its event: the
+/// drainer's way to the webhook's own checks (implemented by the webhook's verifier).
+pub trait VerifyLater: Send + Sync {
+    fn envelope(
+        &self,
+        request: &UnverifiedRequest,
+    ) -> impl Future<Output = Result<Envelope, Unverifiable>> + Send;
+}
+
+/// Why an [`UnverifiedRequest`] gave no event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unverifiable {
+    /// Not from Twilio, or not well-formed: deleted, as the webhook would have answered
+    /// 403 or 400.
+    Refused(String),
+    /// The token still cannot be read: left for the next drain.
+    NotYet(String),
+}
+
+/// No later checks: unverified requests wait in the spill (tools, tests of the plain path).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoVerifier;
+
+impl VerifyLater for NoVerifier {
+    async fn envelope(&self, _request: &UnverifiedRequest) -> Result<Envelope, Unverifiable> {
+        Err(Unverifiable::NotYet(
+            "this drainer checks no signatures".into(),
+        ))
     }
 }
 
@@ -86,18 +201,29 @@ impl S3Spill {
     }
 }
 
-impl SpillStore for S3Spill {
-    async fn put(&self, envelope: &Envelope) -> Result<(), SpillError> {
+impl S3Spill {
+    async fn put_json(&self, key: String, json: String) -> Result<(), SpillError> {
         self.client
             .put_object()
             .bucket(&self.bucket)
-            .key(key(envelope))
+            .key(key)
             .content_type("application/json")
-            .body(ByteStream::from(envelope.to_json().into_bytes()))
+            .body(ByteStream::from(json.into_bytes()))
             .send()
             .await
             .map(|_| ())
             .map_err(|e| SpillError(crate::aws::error_summary(&e)))
+    }
+}
+
+impl SpillStore for S3Spill {
+    async fn put(&self, envelope: &Envelope) -> Result<(), SpillError> {
+        self.put_json(key(envelope), envelope.to_json()).await
+    }
+
+    async fn put_unverified(&self, request: &UnverifiedRequest) -> Result<(), SpillError> {
+        let json = serde_json::to_string(request).map_err(|e| SpillError(e.to_string()))?;
+        self.put_json(request.key(), json).await
     }
 }
 
@@ -151,39 +277,184 @@ impl Deadlines {
     }
 }
 
-/// Makes an envelope durable: the queue, else the spill. Each store's time is bounded, so
-/// the answer to Twilio never waits longer than [`Deadlines::total`].
+/// The queue's circuit breaker, one per instance (built at cold start, kept across
+/// invocations): after [`QueueBreaker::FAILURES`] sends in a row that SQS refused or did not
+/// answer in time, it opens, and for a jittered while (1-2 s, then 2-4 s, up to 4-8 s while
+/// SQS stays down) a webhook spills first without asking SQS; then one request probes SQS
+/// again, and a success closes it. During an outage a callback then costs one spill write
+/// (milliseconds), not the queue's whole deadline of refusals and retries before it, so an
+/// instance is not held for half a second per callback and Lambda's concurrency and duration
+/// stay flat ("Circuit breaker pattern", AWS Prescriptive Guidance: fail fast to a fallback
+/// while the dependency recovers). A Lambda instance serves one request at a time, so the
+/// half-open state lets exactly one request probe.
+#[derive(Clone)]
+pub struct QueueBreaker(Breaker);
+
+type Breaker = failsafe::StateMachine<
+    failsafe::failure_policy::ConsecutiveFailures<failsafe::backoff::EqualJittered>,
+    BreakerNotes,
+>;
+
+impl QueueBreaker {
+    /// Sends in a row that must fail before the breaker opens: a lone refusal (a throttled
+    /// request, a lost answer) is the SDK's to retry, not an outage.
+    pub const FAILURES: u32 = 3;
+
+    pub fn new() -> Self {
+        // Whole seconds: failsafe's jittered backoff counts in them (and asks for ≥ 1 s).
+        let backoff = failsafe::backoff::equal_jittered(
+            std::time::Duration::from_secs(2),
+            std::time::Duration::from_secs(8),
+        );
+        Self(
+            failsafe::Config::new()
+                .failure_policy(failsafe::failure_policy::consecutive_failures(
+                    Self::FAILURES,
+                    backoff,
+                ))
+                .instrument(BreakerNotes)
+                .build(),
+        )
+    }
+}
+
+impl Default for QueueBreaker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What the breaker's state changes leave behind: a log line and a count for each opening
+/// and closing, so the dashboard and `make chaos` see an outage as the webhooks met it.
+#[derive(Debug, Clone, Copy)]
+pub struct BreakerNotes;
+
+impl failsafe::Instrument for BreakerNotes {
+    fn on_call_rejected(&self) {}
+
+    fn on_open(&self) {
+        metrics::count(name::BREAKER_OPENED, 1);
+        tracing::warn!(
+            breaker = "open",
+            "SQS keeps failing; spilling first for a while"
+        );
+    }
+
+    fn on_half_open(&self) {}
+
+    fn on_closed(&self) {
+        metrics::count(name::BREAKER_CLOSED, 1);
+        tracing::info!(breaker = "closed", "SQS answers again; queueing first");
+    }
+}
+
+/// Keeps `request` in the spill within `within`: the answer to a webhook whose token cannot
+/// be read.
+pub async fn defer<S: SpillStore>(
+    spill: &S,
+    within: std::time::Duration,
+    request: &UnverifiedRequest,
+) -> Result<(), String> {
+    match tokio::time::timeout(within, spill.put_unverified(request)).await {
+        Ok(put) => put.map_err(|e| e.0),
+        Err(_) => Err(format!("no answer within {within:?}")),
+    }
+}
+
+/// Makes an envelope durable: the queue, else the spill; while `breaker` is open, the spill,
+/// else the queue. Each store's time is bounded, so the answer to Twilio never waits longer
+/// than [`Deadlines::total`].
 pub async fn make_durable<Q: EventQueue, S: SpillStore>(
+    queue: &Q,
+    spill: &S,
+    breaker: &QueueBreaker,
+    deadlines: Deadlines,
+    envelope: &Envelope,
+) -> Result<Delivery, NotDurable> {
+    use failsafe::futures::CircuitBreaker;
+    let started = Instant::now();
+    let queued = breaker
+        .0
+        .call(send_within(queue, deadlines.queue, envelope))
+        .await;
+    let queue_error = match queued {
+        Ok(()) => return Ok(Delivery::Queued),
+        Err(failsafe::Error::Inner(e)) => e,
+        Err(failsafe::Error::Rejected) => {
+            return spill_first(queue, spill, deadlines, envelope).await;
+        }
+    };
+    let left = deadlines.total.saturating_sub(started.elapsed());
+    match put_within(spill, left, envelope).await {
+        Ok(()) => {
+            note_spilled(envelope, &queue_error);
+            Ok(Delivery::Spilled)
+        }
+        Err(spill_error) => Err(NotDurable {
+            queue: queue_error,
+            spill: spill_error,
+        }),
+    }
+}
+
+/// The breaker is open: the spill first, with the time it always has; the queue only when
+/// the spill refused, with what is left.
+async fn spill_first<Q: EventQueue, S: SpillStore>(
     queue: &Q,
     spill: &S,
     deadlines: Deadlines,
     envelope: &Envelope,
 ) -> Result<Delivery, NotDurable> {
     let started = Instant::now();
-    let queue_error = match tokio::time::timeout(deadlines.queue, queue.send(envelope)).await {
-        Ok(Ok(())) => return Ok(Delivery::Queued),
-        Ok(Err(e)) => e.0,
-        Err(_) => format!("no answer within {:?}", deadlines.queue),
-    };
-    let left = deadlines.total.saturating_sub(started.elapsed());
-    let spill_error = match tokio::time::timeout(left, spill.put(envelope)).await {
-        Ok(Ok(())) => {
-            metrics::count(name::EVENTS_SPILLED, 1);
-            tracing::warn!(
-                call_sid = %envelope.call_sid,
-                kind = envelope.kind.as_str(),
-                queue_error,
-                "SQS did not take the event; spilled it for the drainer"
-            );
+    let spill_within = deadlines.total.saturating_sub(deadlines.queue);
+    let spill_error = match put_within(spill, spill_within, envelope).await {
+        Ok(()) => {
+            metrics::count(name::BREAKER_SPILLS, 1);
+            note_spilled(envelope, "the queue's breaker is open");
             return Ok(Delivery::Spilled);
         }
-        Ok(Err(e)) => e.0,
-        Err(_) => format!("no answer within {left:?}"),
+        Err(e) => e,
     };
-    Err(NotDurable {
-        queue: queue_error,
-        spill: spill_error,
-    })
+    let left = deadlines.total.saturating_sub(started.elapsed());
+    match send_within(queue, left.min(deadlines.queue), envelope).await {
+        Ok(()) => Ok(Delivery::Queued),
+        Err(queue_error) => Err(NotDurable {
+            queue: queue_error,
+            spill: spill_error,
+        }),
+    }
+}
+
+async fn send_within<Q: EventQueue>(
+    queue: &Q,
+    within: std::time::Duration,
+    envelope: &Envelope,
+) -> Result<(), String> {
+    match tokio::time::timeout(within, queue.send(envelope)).await {
+        Ok(sent) => sent.map_err(|e| e.0),
+        Err(_) => Err(format!("no answer within {within:?}")),
+    }
+}
+
+async fn put_within<S: SpillStore>(
+    spill: &S,
+    within: std::time::Duration,
+    envelope: &Envelope,
+) -> Result<(), String> {
+    match tokio::time::timeout(within, spill.put(envelope)).await {
+        Ok(put) => put.map_err(|e| e.0),
+        Err(_) => Err(format!("no answer within {within:?}")),
+    }
+}
+
+fn note_spilled(envelope: &Envelope, queue_error: &str) {
+    metrics::count(name::EVENTS_SPILLED, 1);
+    tracing::warn!(
+        call_sid = %envelope.call_sid,
+        kind = envelope.kind.as_str(),
+        queue_error,
+        "SQS did not take the event; spilled it for the drainer"
+    );
 }
 
 /// What one drain did.
@@ -197,17 +468,31 @@ pub struct Drained {
     pub left: usize,
     /// Objects that are not an envelope (never written by our webhooks): kept for ops.
     pub unreadable: usize,
+    /// Requests accepted before their signature could be checked, checked now and queued.
+    pub verified: usize,
+    /// ... or refused now (not from Twilio, or malformed) and deleted.
+    pub refused: usize,
 }
 
-/// The drainer: lists the spill, re-enqueues each event and deletes it once SQS took it.
-pub struct SpillDrainer<Q> {
+/// The drainer: lists the spill, re-enqueues each event and deletes it once SQS took it; a
+/// request spilled unverified is checked first by `verifier`, and deleted if it fails.
+pub struct SpillDrainer<Q, V = NoVerifier> {
     pub s3: aws_sdk_s3::Client,
     pub bucket: String,
     /// The queue of each pipeline.
     pub queues: Vec<(WorkQueue, Q)>,
+    pub verifier: V,
 }
 
-impl<Q: EventQueue> SpillDrainer<Q> {
+/// What draining one object did.
+enum DrainedOne {
+    Requeued,
+    Verified,
+    Refused,
+    Unreadable,
+}
+
+impl<Q: EventQueue, V: VerifyLater> SpillDrainer<Q, V> {
     /// Drains until the spill is empty or `deadline` comes.
     pub async fn drain(&self, deadline: Instant) -> Drained {
         let mut drained = Drained::default();
@@ -238,7 +523,7 @@ impl<Q: EventQueue> SpillDrainer<Q> {
         drained.found = keys.len();
         // Several at a time: after an outage the spill holds minutes of traffic, and each
         // event is three requests (get, send, delete) that mostly wait.
-        let outcomes: Vec<Result<bool, String>> = futures::stream::iter(&keys)
+        let outcomes: Vec<Result<DrainedOne, String>> = futures::stream::iter(&keys)
             .take_while(|_| std::future::ready(Instant::now() < deadline))
             .map(|key| async move {
                 let outcome = self.drain_one(key).await;
@@ -252,12 +537,19 @@ impl<Q: EventQueue> SpillDrainer<Q> {
             .await;
         for outcome in outcomes {
             match outcome {
-                Ok(true) => drained.drained += 1,
-                Ok(false) => drained.unreadable += 1,
+                Ok(DrainedOne::Requeued) => drained.drained += 1,
+                Ok(DrainedOne::Verified) => {
+                    drained.drained += 1;
+                    drained.verified += 1;
+                }
+                Ok(DrainedOne::Refused) => drained.refused += 1,
+                Ok(DrainedOne::Unreadable) => drained.unreadable += 1,
                 Err(_) => {}
             }
         }
-        drained.left = drained.found - drained.drained;
+        drained.left = drained.found - drained.drained - drained.refused;
+        metrics::count(name::DEFERRED_VERIFIED, drained.verified as u64);
+        metrics::count(name::DEFERRED_REFUSED, drained.refused as u64);
         metrics::count(name::SPILL_DRAINED, drained.drained as u64);
         metrics::count(name::SPILL_DEPTH, drained.left as u64);
         tracing::info!(
@@ -265,6 +557,8 @@ impl<Q: EventQueue> SpillDrainer<Q> {
             drained = drained.drained,
             left = drained.left,
             unreadable = drained.unreadable,
+            verified = drained.verified,
+            refused = drained.refused,
             outcome = if drained.left == 0 { "empty" } else { "left" },
             "spill drained"
         );
@@ -272,30 +566,25 @@ impl<Q: EventQueue> SpillDrainer<Q> {
         drained
     }
 
-    /// `Ok(false)`: the object is not an event of ours and is left for ops.
-    async fn drain_one(&self, key: &str) -> Result<bool, String> {
-        let object = self
-            .s3
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| crate::aws::error_summary(&e))?;
-        let body = object
-            .body
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .into_bytes();
-        let envelope = match std::str::from_utf8(&body)
-            .map_err(|e| e.to_string())
-            .and_then(|text| Envelope::from_json(text).map_err(|e| e.to_string()))
-        {
-            Ok(envelope) if kind_of_key(key) == Some(envelope.kind) => envelope,
-            Ok(_) | Err(_) => {
-                tracing::error!(key, "not a spilled envelope of this stack; left in place");
-                return Ok(false);
+    /// One object onto its queue (checked first when it was spilled unverified).
+    async fn drain_one(&self, key: &str) -> Result<DrainedOne, String> {
+        let body = self.read(key).await?;
+        let unverified = is_unverified_key(key);
+        let envelope = if unverified {
+            match self.check(key, &body).await? {
+                Some(envelope) => envelope,
+                None => return Ok(DrainedOne::Refused),
+            }
+        } else {
+            match std::str::from_utf8(&body)
+                .map_err(|e| e.to_string())
+                .and_then(|text| Envelope::from_json(text).map_err(|e| e.to_string()))
+            {
+                Ok(envelope) if kind_of_key(key) == Some(envelope.kind) => envelope,
+                Ok(_) | Err(_) => {
+                    tracing::error!(key, "not a spilled envelope of this stack; left in place");
+                    return Ok(DrainedOne::Unreadable);
+                }
             }
         };
         let pipeline = WorkQueue::of(envelope.kind);
@@ -306,20 +595,76 @@ impl<Q: EventQueue> SpillDrainer<Q> {
             .ok_or_else(|| format!("no queue for {pipeline}"))?;
         queue.send(&envelope).await.map_err(|e| e.0)?;
         // Deleted only now: had the send failed, the object would wait for the next run.
+        self.delete(key).await?;
+        tracing::info!(
+            call_sid = %envelope.call_sid,
+            kind = envelope.kind.as_str(),
+            outcome = if unverified { "verified" } else { "re-enqueued" },
+            "spilled event re-enqueued"
+        );
+        Ok(if unverified {
+            DrainedOne::Verified
+        } else {
+            DrainedOne::Requeued
+        })
+    }
+
+    /// An unverified request's event once it checks out; `None` when it was refused (and
+    /// deleted); an error when it must wait (the token still unreadable).
+    async fn check(&self, key: &str, body: &[u8]) -> Result<Option<Envelope>, String> {
+        let request = match serde_json::from_slice::<UnverifiedRequest>(body) {
+            Ok(request) if kind_of_key(key) == Some(request.kind) => request,
+            Ok(_) | Err(_) => {
+                tracing::error!(
+                    key,
+                    "not an unverified request of this stack; left in place"
+                );
+                return Err("unreadable".into());
+            }
+        };
+        match self.verifier.envelope(&request).await {
+            Ok(envelope) => Ok(Some(envelope)),
+            Err(Unverifiable::NotYet(why)) => Err(why),
+            Err(Unverifiable::Refused(why)) => {
+                tracing::warn!(
+                    key,
+                    kind = request.kind.as_str(),
+                    outcome = "refused",
+                    reason = why,
+                    "a request spilled unverified failed its checks; deleted"
+                );
+                self.delete(key).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn read(&self, key: &str) -> Result<bytes::Bytes, String> {
+        let object = self
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| crate::aws::error_summary(&e))?;
+        object
+            .body
+            .collect()
+            .await
+            .map(aws_sdk_s3::primitives::AggregatedBytes::into_bytes)
+            .map_err(|e| e.to_string())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), String> {
         self.s3
             .delete_object()
             .bucket(&self.bucket)
             .key(key)
             .send()
             .await
-            .map_err(|e| crate::aws::error_summary(&e))?;
-        tracing::info!(
-            call_sid = %envelope.call_sid,
-            kind = envelope.kind.as_str(),
-            outcome = "re-enqueued",
-            "spilled event re-enqueued"
-        );
-        Ok(true)
+            .map(|_| ())
+            .map_err(|e| crate::aws::error_summary(&e))
     }
 }
 

@@ -15,7 +15,10 @@ use crate::events::{Envelope, EventKind, IDEMPOTENCY_HEADER};
 use crate::metrics::{self, name};
 use crate::queue::EventQueue;
 use crate::secrets::{AuthTokens, SecretsError, TwilioCredentials};
-use crate::spill::{self, Deadlines, Delivery, NoSpill, SpillStore};
+use crate::spill::{
+    self, Deadlines, Delivery, NoSpill, QueueBreaker, SpillStore, Unverifiable, UnverifiedRequest,
+    VerifyLater,
+};
 use crate::telemetry::mask_phone;
 use crate::twilio::overrides;
 use crate::twilio::params::{DecodeError, ParamError};
@@ -335,6 +338,8 @@ pub struct Acknowledger<Q, T, S = NoSpill> {
     verifier: Verifier<T>,
     queue: Q,
     spill: S,
+    /// This instance's view of the queue's health, kept across invocations.
+    breaker: QueueBreaker,
     deadlines: Deadlines,
 }
 
@@ -349,6 +354,7 @@ impl<Q: EventQueue, T: AuthTokens> Acknowledger<Q, T> {
             verifier,
             queue,
             spill: NoSpill,
+            breaker: QueueBreaker::new(),
             deadlines: Deadlines::CALLBACK,
         }
     }
@@ -361,6 +367,7 @@ impl<Q: EventQueue, T: AuthTokens, S: SpillStore> Acknowledger<Q, T, S> {
             verifier: self.verifier,
             queue: self.queue,
             spill,
+            breaker: self.breaker,
             deadlines: self.deadlines,
         }
     }
@@ -376,6 +383,11 @@ impl<Q: EventQueue, T: AuthTokens, S: SpillStore> Acknowledger<Q, T, S> {
         self.deadlines
     }
 
+    /// The queue's breaker, as this instance sees it.
+    pub fn breaker(&self) -> &QueueBreaker {
+        &self.breaker
+    }
+
     /// Everything up to and including the signature check.
     pub async fn verify(&self, req: &WebhookRequest<'_>) -> Result<Verified, Rejection> {
         self.verifier.verify(req).await
@@ -383,79 +395,72 @@ impl<Q: EventQueue, T: AuthTokens, S: SpillStore> Acknowledger<Q, T, S> {
 
     /// `POST /twilio/status`: a call-status callback.
     pub async fn call_status(&self, req: &WebhookRequest<'_>) -> Reply {
-        self.acknowledge(req, EventKind::CallStatus, |v| {
-            let callback = StatusCallback::parse(&v.params)?;
-            let status = callback.status.as_str();
-            let envelope = Envelope::call_status(&callback, &v.params, v.delivery_token());
-            Ok((envelope, status))
-        })
-        .await
+        self.acknowledge(req, EventKind::CallStatus).await
     }
 
     /// `POST /twilio/recording`: a recording-status callback.
     pub async fn recording_status(&self, req: &WebhookRequest<'_>) -> Reply {
-        self.acknowledge(req, EventKind::RecordingStatus, |v| {
-            let callback = RecordingCallback::parse(&v.params)?;
-            let status = callback.status.as_str();
-            let envelope = Envelope::recording_status(&callback, &v.params, v.delivery_token());
-            Ok((envelope, status))
-        })
-        .await
+        self.acknowledge(req, EventKind::RecordingStatus).await
     }
 
     /// `POST /twilio/conference`: a conference room's event.
     pub async fn conference_status(&self, req: &WebhookRequest<'_>) -> Reply {
-        self.acknowledge(req, EventKind::ConferenceStatus, |v| {
-            let callback = ConferenceCallback::parse(&v.params)?;
-            let envelope = Envelope::conference_status(&callback, &v.params, v.delivery_token());
-            Ok((envelope, callback.event.label()))
-        })
-        .await
+        self.acknowledge(req, EventKind::ConferenceStatus).await
     }
 
     /// `POST /twilio/transcription`: Twilio's own transcription of a recording.
     pub async fn transcription(&self, req: &WebhookRequest<'_>) -> Reply {
-        self.acknowledge(req, EventKind::TranscriptionTwilio, |v| {
-            let callback = TranscriptionCallback::parse(&v.params)?;
-            let envelope = Envelope::transcription(&callback, &v.params, v.delivery_token());
-            Ok((
-                envelope,
-                if callback.status == "completed" {
-                    "completed"
-                } else {
-                    "failed"
-                },
-            ))
-        })
-        .await
+        self.acknowledge(req, EventKind::TranscriptionTwilio).await
     }
 
     /// The contract every callback follows: verify, read the params into an envelope,
-    /// enqueue, answer 204; or the rejection.
-    async fn acknowledge(
-        &self,
-        req: &WebhookRequest<'_>,
-        kind: EventKind,
-        envelope: impl FnOnce(&Verified) -> Result<(Envelope, &'static str), Rejection>,
-    ) -> Reply {
+    /// enqueue, answer 204; or the rejection. With no token to check the signature with (a
+    /// cold start while Secrets Manager is down), the request is spilled whole, unverified,
+    /// and answered 204 ([`spill::UnverifiedRequest`]): 503 only when that fails too.
+    async fn acknowledge(&self, req: &WebhookRequest<'_>, kind: EventKind) -> Reply {
         let started = Instant::now();
         let result = async {
-            let verified = self.verify(req).await?;
-            let (envelope, status) = envelope(&verified)?;
+            let verified = match self.verify(req).await {
+                Err(Rejection::TokensUnavailable(e)) => {
+                    return self.defer(req, kind, e).await.map(Accepted::Deferred);
+                }
+                verified => verified?,
+            };
+            let (envelope, status) = envelope_for(kind, &verified)?;
             let delivery = self.enqueue(&envelope, self.deadlines).await?;
             let from = verified.params.get("From").map(mask_phone);
-            Ok::<_, Rejection>((envelope, status, from, delivery))
+            Ok::<_, Rejection>(Accepted::Event {
+                envelope,
+                status,
+                from,
+                delivery,
+            })
         }
         .await;
         let latency_us = started.elapsed().as_micros() as u64;
         let reply = match result {
-            Ok((envelope, status, from, delivery)) => {
+            Ok(Accepted::Event {
+                envelope,
+                status,
+                from,
+                delivery,
+            }) => {
                 tracing::info!(
                     call_sid = %envelope.call_sid, kind = kind.as_str(), status,
                     from = from.as_deref(), outcome = "accepted", delivery = delivery.as_str(),
                     latency_us, "webhook accepted"
                 );
                 metrics::count(name::ACCEPTED, 1);
+                Reply::accepted()
+            }
+            Ok(Accepted::Deferred(why)) => {
+                tracing::warn!(
+                    kind = kind.as_str(), outcome = "accepted", delivery = "deferred",
+                    latency_us, reason = %why,
+                    "webhook accepted unverified: spilled whole, checked once the token can be read"
+                );
+                metrics::count(name::ACCEPTED, 1);
+                metrics::count(name::EVENTS_DEFERRED, 1);
                 Reply::accepted()
             }
             Err(rejection) => {
@@ -468,16 +473,151 @@ impl<Q: EventQueue, T: AuthTokens, S: SpillStore> Acknowledger<Q, T, S> {
         reply
     }
 
-    /// The queue within its deadline, else the spill; only when neither took the event is
-    /// it a rejection (503).
+    /// Spills a request that could not be verified (no token); the rejection when that
+    /// fails too.
+    async fn defer(
+        &self,
+        req: &WebhookRequest<'_>,
+        kind: EventKind,
+        why: SecretsError,
+    ) -> Result<SecretsError, Rejection> {
+        let request = UnverifiedRequest::of(req, kind);
+        match spill::defer(&self.spill, self.deadlines.total, &request).await {
+            Ok(()) => Ok(why),
+            Err(spill_error) => {
+                tracing::warn!(
+                    error = spill_error,
+                    "could not spill the unverified request"
+                );
+                Err(Rejection::TokensUnavailable(why))
+            }
+        }
+    }
+
+    /// The queue within its deadline, else the spill (the spill first while the queue's
+    /// breaker is open); only when neither took the event is it a rejection (503).
     pub(crate) async fn enqueue(
         &self,
         envelope: &Envelope,
         deadlines: Deadlines,
     ) -> Result<Delivery, Rejection> {
-        spill::make_durable(&self.queue, &self.spill, deadlines, envelope)
+        spill::make_durable(&self.queue, &self.spill, &self.breaker, deadlines, envelope)
             .await
             .map_err(|e| Rejection::QueueUnavailable(e.to_string()))
+    }
+}
+
+/// What a callback's acknowledgement made durable.
+enum Accepted {
+    /// Its event, queued or spilled.
+    Event {
+        envelope: Envelope,
+        status: &'static str,
+        from: Option<String>,
+        delivery: Delivery,
+    },
+    /// The request itself, unverified (why the token could not be had).
+    Deferred(SecretsError),
+}
+
+/// A verified callback's event: its params read strictly as `kind`, into an envelope, and
+/// the status it reports (for the log line).
+fn envelope_for(
+    kind: EventKind,
+    verified: &Verified,
+) -> Result<(Envelope, &'static str), Rejection> {
+    let params = &verified.params;
+    let token = verified.delivery_token();
+    Ok(match kind {
+        EventKind::CallStatus => {
+            let callback = StatusCallback::parse(params)?;
+            (
+                Envelope::call_status(&callback, params, token),
+                callback.status.as_str(),
+            )
+        }
+        EventKind::RecordingStatus => {
+            let callback = RecordingCallback::parse(params)?;
+            (
+                Envelope::recording_status(&callback, params, token),
+                callback.status.as_str(),
+            )
+        }
+        EventKind::ConferenceStatus => {
+            let callback = ConferenceCallback::parse(params)?;
+            (
+                Envelope::conference_status(&callback, params, token),
+                callback.event.label(),
+            )
+        }
+        EventKind::TranscriptionTwilio => {
+            let callback = TranscriptionCallback::parse(params)?;
+            let status = if callback.status == "completed" {
+                "completed"
+            } else {
+                "failed"
+            };
+            (Envelope::transcription(&callback, params, token), status)
+        }
+        // The voice webhook answers TwiML; it never takes this path.
+        EventKind::CallStarted => {
+            return Err(Rejection::BadParams(ParamError::Invalid {
+                name: "kind",
+                what: "callback kind",
+                value: kind.as_str().to_owned(),
+            }));
+        }
+    })
+}
+
+impl UnverifiedRequest {
+    /// `req` as it arrived, to be checked later.
+    pub fn of(req: &WebhookRequest<'_>, kind: EventKind) -> Self {
+        use base64::Engine as _;
+        Self {
+            kind,
+            received_at: crate::events::now_rfc3339(),
+            raw_path: req.raw_path.to_owned(),
+            raw_query: req.raw_query.to_owned(),
+            headers: Self::HEADERS
+                .iter()
+                .filter_map(|name| Some(((*name).to_owned(), req.header(name)?.to_owned())))
+                .collect(),
+            body: base64::engine::general_purpose::STANDARD.encode(req.body),
+        }
+    }
+}
+
+/// The drainer's later check of a request spilled unverified: the same checks, in the same
+/// order, as the webhook's (method, size, body, signature, then the params read strictly).
+impl<T: AuthTokens> VerifyLater for Verifier<T> {
+    async fn envelope(&self, request: &UnverifiedRequest) -> Result<Envelope, Unverifiable> {
+        let body = request.body_bytes().map_err(Unverifiable::Refused)?;
+        let mut headers = HeaderMap::new();
+        for (name, value) in &request.headers {
+            let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(name.as_bytes()),
+                http::HeaderValue::from_str(value),
+            ) else {
+                return Err(Unverifiable::Refused(format!("unreadable header {name}")));
+            };
+            headers.insert(name, value);
+        }
+        let req = WebhookRequest {
+            method: &Method::POST,
+            headers: &headers,
+            raw_path: &request.raw_path,
+            raw_query: &request.raw_query,
+            body: &body,
+        };
+        let refused = |rejection: Rejection| match rejection {
+            Rejection::TokensUnavailable(e) => Unverifiable::NotYet(e.to_string()),
+            other => Unverifiable::Refused(other.to_string()),
+        };
+        let verified = self.verify(&req).await.map_err(refused)?;
+        let (mut envelope, _) = envelope_for(request.kind, &verified).map_err(refused)?;
+        envelope.received_at.clone_from(&request.received_at);
+        Ok(envelope)
     }
 }
 

@@ -147,7 +147,7 @@ async fn bad_recording_callbacks_are_refused_and_nothing_is_queued() {
 #[tokio::test]
 async fn a_recording_callback_that_cannot_be_queued_gets_503() {
     let queue = Arc::new(MemoryQueue {
-        down: true,
+        down: true.into(),
         ..Default::default()
     });
     let reply = recording_reply(

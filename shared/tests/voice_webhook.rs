@@ -12,7 +12,7 @@ use common::*;
 use http::{Method, StatusCode};
 use voicehooks::events::EventKind;
 use voicehooks::flows::Flows;
-use voicehooks::secrets::{AuthTokens, SecretsError, TwilioCredentials};
+use voicehooks::secrets::AuthTokens;
 use voicehooks::twilio::{Params, twiml};
 use voicehooks::voice::{UNREADABLE_FLOWS_MESSAGE, VoiceWebhook};
 use voicehooks::webhook::{Acknowledger, Reply};
@@ -125,7 +125,7 @@ async fn requests_not_shown_to_be_from_twilio_are_refused_as_on_every_webhook() 
 #[tokio::test]
 async fn a_queue_that_is_down_still_lets_the_caller_through() {
     let queue = Arc::new(MemoryQueue {
-        down: true,
+        down: true.into(),
         ..Default::default()
     });
     let down = voice(&queue, tokens(None));
@@ -214,21 +214,6 @@ async fn a_request_without_call_sids_is_answered_but_not_queued() {
         .await;
     assert!(assert_twiml(&reply).contains("<Record "));
     assert!(queue.sent().is_empty());
-}
-
-/// Secrets Manager unreachable.
-struct NoTokens;
-
-impl AuthTokens for NoTokens {
-    async fn current(&self) -> Result<Arc<TwilioCredentials>, SecretsError> {
-        Err(SecretsError::Unavailable("timeout".into()))
-    }
-    async fn previous(&self) -> Result<Option<Arc<TwilioCredentials>>, SecretsError> {
-        Err(SecretsError::Unavailable("timeout".into()))
-    }
-    async fn refresh_current(&self) -> Result<Option<Arc<TwilioCredentials>>, SecretsError> {
-        Err(SecretsError::Unavailable("timeout".into()))
-    }
 }
 
 #[tokio::test]

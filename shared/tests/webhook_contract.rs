@@ -282,7 +282,7 @@ fn durable(
 #[tokio::test]
 async fn with_the_queue_down_the_event_is_spilled_and_answered_204() {
     let queue = Arc::new(MemoryQueue {
-        down: true,
+        down: true.into(),
         ..Default::default()
     });
     let spill = Arc::new(MemorySpill::default());
@@ -320,13 +320,135 @@ async fn a_queue_slower_than_its_deadline_gives_way_to_the_spill_in_time() {
 }
 
 #[tokio::test]
+async fn the_breaker_spills_first_after_repeated_refusals_and_closes_when_a_probe_goes_through() {
+    use std::sync::atomic::Ordering;
+    let queue = Arc::new(MemoryQueue {
+        down: true.into(),
+        ..Default::default()
+    });
+    let spill = Arc::new(MemorySpill::default());
+    let ack = durable(&queue, &spill);
+    let post = |status: &'static str| {
+        let ack = &ack;
+        async move {
+            let reply = ack
+                .call_status(&Call::form(PATH, &status_params(status)).request())
+                .await;
+            assert_eq!(
+                reply.status,
+                StatusCode::NO_CONTENT,
+                "{status}: {}",
+                reply.body
+            );
+        }
+    };
+    // SQS refuses three in a row: each was asked, then spilled.
+    for status in ["initiated", "ringing", "in-progress"] {
+        post(status).await;
+    }
+    assert_eq!(queue.attempts.load(Ordering::SeqCst), 3);
+    // Open: the next callbacks go straight to the spill, SQS not asked.
+    post("completed").await;
+    post("busy").await;
+    assert_eq!(
+        queue.attempts.load(Ordering::SeqCst),
+        3,
+        "open: SQS was not asked"
+    );
+    assert_eq!(spill.spilled().len(), 5);
+    // The spill refuses while open: the queue is still tried before a 503.
+    spill.down.store(true, Ordering::SeqCst);
+    queue.down.store(false, Ordering::SeqCst);
+    post("failed").await;
+    assert_eq!(
+        queue.sent().len(),
+        1,
+        "the queue took what the spill refused"
+    );
+    spill.down.store(false, Ordering::SeqCst);
+    // SQS is back; after the open while (at most 2 s the first time), one probe goes
+    // through and closes the breaker: from then on events are queued first.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    post("no-answer").await;
+    post("canceled").await;
+    assert_eq!(queue.sent().len(), 3, "closed: both queued");
+    assert_eq!(spill.spilled().len(), 5);
+}
+
+#[tokio::test]
+async fn without_a_token_a_callback_is_kept_unverified_and_checked_later_as_the_webhook_would() {
+    use voicehooks::spill::{Unverifiable, VerifyLater};
+    use voicehooks::webhook::Verifier;
+    let queue = Arc::new(MemoryQueue::default());
+    let spill = Arc::new(MemorySpill::default());
+    let cold = Acknowledger::new(BASE, queue.clone(), NoTokens).with_spill(spill.clone());
+    let genuine = Call::form(PATH, &status_params("ringing"));
+    let mut forged = Call::form(PATH, &status_params("completed"));
+    forged.sign_with(
+        "not-the-token",
+        &format!("{BASE}{PATH}"),
+        &status_params("completed"),
+    );
+    let without_status: Params = status_params("ringing")
+        .iter()
+        .filter(|(name, _)| *name != "CallStatus")
+        .collect();
+    let malformed = Call::form(PATH, &without_status);
+    for call in [&genuine, &forged, &malformed] {
+        let reply = cold.call_status(&call.request()).await;
+        assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.body);
+    }
+    assert!(queue.sent().is_empty(), "nothing unverified is queued");
+    let kept = spill.unverified.lock().unwrap().clone();
+    assert_eq!(kept.len(), 3);
+    assert!(
+        kept.iter()
+            .all(|k| k.key().starts_with("spill/call.status/unverified/"))
+    );
+
+    // Later, with the token: the genuine request gives exactly the event the webhook would
+    // have queued; the forgery and the malformed one are refused, as 403 and 400 would have.
+    let warm = Arc::new(MemoryQueue::default());
+    genuine.send(&acknowledger(&warm, None)).await;
+    let queued = &warm.sent()[0];
+    let verifier = Verifier::new(BASE, tokens(None));
+    let later = verifier.envelope(&kept[0]).await.unwrap();
+    assert_eq!(later.idempotency_key, queued.idempotency_key);
+    assert_eq!(later.params, queued.params);
+    assert_eq!(later.received_at, kept[0].received_at);
+    assert!(
+        matches!(verifier.envelope(&kept[1]).await, Err(Unverifiable::Refused(why)) if why.contains("X-Twilio-Signature")),
+        "the forgery"
+    );
+    assert!(
+        matches!(verifier.envelope(&kept[2]).await, Err(Unverifiable::Refused(why)) if why.contains("CallStatus")),
+        "the malformed one"
+    );
+    // Still no token: it waits.
+    assert!(matches!(
+        Verifier::new(BASE, NoTokens).envelope(&kept[0]).await,
+        Err(Unverifiable::NotYet(_))
+    ));
+    // A retry of the same delivery is the same object, not a second one.
+    let again = spill.unverified.lock().unwrap().clone();
+    cold.call_status(&genuine.request()).await;
+    let retried = spill.unverified.lock().unwrap().last().unwrap().clone();
+    assert_eq!(retried.key(), again[0].key());
+    // With the spill down too, the answer is 503.
+    spill.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let reply = cold.call_status(&genuine.request()).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(reply.body.contains("auth token unavailable"));
+}
+
+#[tokio::test]
 async fn only_when_both_stores_fail_is_the_answer_503() {
     let queue = Arc::new(MemoryQueue {
-        down: true,
+        down: true.into(),
         ..Default::default()
     });
     let spill = Arc::new(MemorySpill {
-        down: true,
+        down: true.into(),
         ..Default::default()
     });
     let reply = durable(&queue, &spill)

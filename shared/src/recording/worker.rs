@@ -31,7 +31,9 @@ use crate::recording::media::{
 use crate::secrets::AuthTokens;
 use crate::transcribe::{JobStart, Transcriber, TranscriptionRequest};
 use crate::twilio::{RecordingCallback, RecordingStatus};
-use crate::worker::{BatchWorker, Disposition, Fate, FateNotes, QueuedMessage, decide_by};
+use crate::worker::{
+    BatchWorker, Budget, Disposition, Fate, FateNotes, Pace, QueuedMessage, decide_by,
+};
 
 /// Longest `Retry-After` waited out inside an invocation; a longer one delays the message.
 const MAX_INLINE_WAIT: Duration = Duration::from_secs(5);
@@ -83,6 +85,8 @@ pub struct RecordingWorker<T, S = DynamoRecordingStore> {
     pub settings: ArchiveSettings,
     /// In-invocation retries of a media download.
     pub fetch_backoff: ExponentialBuilder,
+    /// Its measured time per message.
+    pub pace: Pace,
 }
 
 /// The default in-invocation backoff: 0.5, 1, 2 s (jittered), then the message is retried
@@ -153,7 +157,7 @@ impl<T: AuthTokens, S: RecordingStore> FateNotes for RecordingWorker<T, S> {
             at: crate::events::now_rfc3339(),
         };
         let trouble = match fate {
-            Fate::Done | Fate::SentOn { .. } => return,
+            Fate::Done | Fate::SentOn { .. } | Fate::HandedBack => return,
             Fate::Retry {
                 reason,
                 receive,
@@ -193,14 +197,20 @@ impl<T: AuthTokens, S: RecordingStore> FateNotes for RecordingWorker<T, S> {
 }
 
 impl<T: AuthTokens, S: RecordingStore> BatchWorker for RecordingWorker<T, S> {
+    fn pace(&self) -> &Pace {
+        &self.pace
+    }
+
     /// Each message on its own, all at once.
     async fn decide<'m>(
         &self,
         messages: &'m [QueuedMessage<'m>],
-        deadline: Instant,
+        budget: &Budget<'_>,
     ) -> Vec<(&'m QueuedMessage<'m>, Disposition)> {
-        let decisions = messages.iter().map(|m| self.handle(m.body, deadline));
-        decide_by(messages, deadline, decisions).await
+        let decisions = messages
+            .iter()
+            .map(|m| self.handle(m.body, budget.deadline()));
+        decide_by(messages, budget, decisions).await
     }
 }
 
@@ -264,6 +274,8 @@ impl<T: AuthTokens, S: RecordingStore> RecordingWorker<T, S> {
                 reason,
                 "recording event sent to the DLQ"
             ),
+            // Decided by the budget, never here.
+            Disposition::NotStarted => {}
             Disposition::Continue { .. } => tracing::info!(
                 call_sid,
                 recording_sid,

@@ -1,15 +1,13 @@
 //! The transcript worker: a finished Transcribe job's document, or Twilio's own
 //! transcription, onto the recording's item.
 
-use std::time::Instant;
-
 use super::{JobStateChange, Transcriber, read_transcript};
 use crate::events::{Envelope, EventKind};
 use crate::metrics::{self, name};
 use crate::recording::keys::RecordingKey;
 use crate::recording::{DynamoRecordingStore, RecordingRef, RecordingStore, TranscriptOutcome};
 use crate::twilio::TranscriptionCallback;
-use crate::worker::{BatchWorker, Disposition, FateNotes, QueuedMessage, decide_by};
+use crate::worker::{BatchWorker, Budget, Disposition, FateNotes, Pace, QueuedMessage, decide_by};
 
 /// The transcript worker: Transcribe's state changes (via EventBridge) and Twilio's own
 /// transcriptions, both onto the recording's item.
@@ -18,19 +16,25 @@ pub struct TranscriptWorker<S = DynamoRecordingStore> {
     pub s3: aws_sdk_s3::Client,
     pub store: S,
     pub bucket: String,
+    /// Its measured time per message.
+    pub pace: Pace,
 }
 
 impl<S: RecordingStore> FateNotes for TranscriptWorker<S> {}
 
 impl<S: RecordingStore> BatchWorker for TranscriptWorker<S> {
+    fn pace(&self) -> &Pace {
+        &self.pace
+    }
+
     /// Each message on its own, all at once.
     async fn decide<'m>(
         &self,
         messages: &'m [QueuedMessage<'m>],
-        deadline: Instant,
+        budget: &Budget<'_>,
     ) -> Vec<(&'m QueuedMessage<'m>, Disposition)> {
         let decisions = messages.iter().map(|m| self.handle(m.body));
-        decide_by(messages, deadline, decisions).await
+        decide_by(messages, budget, decisions).await
     }
 }
 
@@ -39,7 +43,7 @@ impl<S: RecordingStore> TranscriptWorker<S> {
     pub async fn handle(&self, body: &str) -> Disposition {
         let disposition = self.decide_one(body).await;
         match &disposition {
-            Disposition::Done | Disposition::Continue { .. } => {}
+            Disposition::Done | Disposition::Continue { .. } | Disposition::NotStarted => {}
             Disposition::Retry { reason, .. } => {
                 tracing::warn!(outcome = "retry", reason, "transcript not stored yet")
             }

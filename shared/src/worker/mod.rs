@@ -1,15 +1,24 @@
 //! Working off a queue batch: each of the three workers decides what to do with each message
-//! ([`BatchWorker`]), and the [`Settler`] carries it out, reporting each failure on its own so
-//! one poison message never blocks or re-runs its neighbours (SQS partial batch responses).
+//! ([`BatchWorker`]), within the invocation's [`Budget`], and the [`Settler`] carries it out,
+//! reporting each failure on its own so one poison message never blocks or re-runs its
+//! neighbours (SQS partial batch responses).
+//!
+//! A message counts toward the queue's `maxReceiveCount` only when its processing was tried
+//! and failed. One the deadline came before was ever started is [`Disposition::NotStarted`]:
+//! handed back as a fresh message (its first-enqueue time and attributes kept) and the
+//! original deleted, so a slow table or a long batch never walks a healthy event into the
+//! DLQ. The budget starts a message only when the worker's measured time per message
+//! ([`Pace`]) still fits before the deadline, which sizes each batch to its invocation.
 
 mod settle;
 
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
+use futures::future::join_all;
 
-pub use settle::{Fate, FateNotes, Settler};
+pub use settle::{Fate, FateNotes, MAX_HAND_BACKS, Settler};
 
 use crate::metrics::{self, name};
 
@@ -23,6 +32,11 @@ pub struct QueuedMessage<'a> {
     pub receive_count: u32,
     /// The redrive that put it back on the queue, if one did ([`crate::queue::dead_letter::REDRIVE_RUN`]).
     pub redrive_run: Option<&'a str>,
+    /// When the event was first enqueued, in ms since the epoch: what a hand-back carried
+    /// ([`crate::queue::resent::FIRST_SENT_AT`]), else SQS's `SentTimestamp`.
+    pub first_sent_ms: Option<u64>,
+    /// Times it was handed back unstarted so far ([`crate::queue::resent::HANDED_BACK`]).
+    pub handed_back: u32,
 }
 
 /// What a worker decided about one message.
@@ -42,6 +56,9 @@ pub enum Disposition {
     /// where it stopped): sent again as a fresh message after `after`, and this one deleted,
     /// so the resumes of a four-hour recording never count as failed receives.
     Continue { reason: String, after: Duration },
+    /// Never started: the deadline came first. Handed back as a fresh message and this one
+    /// deleted, so it does not spend a receive (up to [`MAX_HAND_BACKS`] times).
+    NotStarted,
 }
 
 impl Disposition {
@@ -62,6 +79,7 @@ impl Disposition {
             Self::Retry { .. } => "retry",
             Self::DeadLetter { .. } => "dead-letter",
             Self::Continue { .. } => "continue",
+            Self::NotStarted => "not-started",
         }
     }
 
@@ -69,6 +87,7 @@ impl Disposition {
     pub fn reason(&self) -> Option<&str> {
         match self {
             Self::Done => None,
+            Self::NotStarted => Some(NOT_STARTED),
             Self::Retry { reason, .. }
             | Self::DeadLetter { reason }
             | Self::Continue { reason, .. } => Some(reason),
@@ -76,72 +95,147 @@ impl Disposition {
     }
 }
 
-/// What a message still undecided at the deadline becomes: retried soon, its work cut off
-/// so the batch settles before Lambda's timeout would kill it mid-settle.
+const NOT_STARTED: &str = "not started before the invocation's deadline";
+
+/// What a message still running at the deadline becomes: its work cut off so the batch
+/// settles before Lambda's timeout would kill it mid-settle, and retried after the backoff
+/// for its receive count. It was tried, so the receive counts: a message that always
+/// outlasts its invocation reaches the DLQ.
 pub(crate) fn cut_off() -> Disposition {
     metrics::count(name::CUT_OFF, 1);
-    Disposition::Retry {
-        reason: "the invocation's deadline came first".into(),
-        after: Some(Duration::from_secs(1)),
+    Disposition::retry("the invocation's deadline came first")
+}
+
+/// How long one message takes this worker, as measured over its recent messages: a smoothed
+/// mean plus four smoothed mean deviations, the estimator TCP sizes its retransmission timer
+/// with (RFC 6298, section 2: gains 1/8 and 1/4), so one slow write raises it at once and a
+/// run of quick ones brings it back down. Zero until the first message is measured. Per
+/// worker instance: a Lambda instance serves one batch at a time.
+#[derive(Debug, Default)]
+pub struct Pace {
+    /// (smoothed time, smoothed deviation), in seconds.
+    smoothed: Mutex<Option<(f64, f64)>>,
+}
+
+impl Pace {
+    /// Adds one message's measured time.
+    pub fn record(&self, took: Duration) {
+        let took = took.as_secs_f64();
+        let mut smoothed = self
+            .smoothed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *smoothed = Some(match *smoothed {
+            None => (took, took / 2.0),
+            Some((mean, deviation)) => (
+                mean + (took - mean) / 8.0,
+                deviation + ((mean - took).abs() - deviation) / 4.0,
+            ),
+        });
+    }
+
+    /// How long the next message is expected to take, at most.
+    pub fn expected(&self) -> Duration {
+        let smoothed = *self
+            .smoothed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        smoothed.map_or(Duration::ZERO, |(mean, deviation)| {
+            Duration::try_from_secs_f64(mean + 4.0 * deviation).unwrap_or(Duration::MAX)
+        })
     }
 }
 
-/// A queue's worker: what to do with each message of a batch, decided before `deadline`
-/// (what is still undecided then is cut off and retried soon, so the batch settles before
-/// Lambda's timeout instead of being killed mid-settle). It is told each message's fate
-/// before the fate is carried out ([`FateNotes`]; most workers need not listen).
+/// One invocation's time for its batch: the deadline, and the worker's [`Pace`]. Every
+/// message's decision runs through [`Budget::run`].
+pub struct Budget<'p> {
+    deadline: Instant,
+    pace: &'p Pace,
+    /// Whether a message of this batch has started: the first always may, so every batch
+    /// makes progress whatever the estimate says.
+    started: AtomicBool,
+}
+
+impl<'p> Budget<'p> {
+    pub fn new(deadline: Instant, pace: &'p Pace) -> Self {
+        Self {
+            deadline,
+            pace,
+            started: AtomicBool::new(false),
+        }
+    }
+
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Runs one message's decision when it is expected to finish before the deadline (or it
+    /// is the batch's first), and times it into the pace. One the deadline finds running is
+    /// cut off ([`cut_off`]: tried, so retried and counted); one that could not start is
+    /// [`Disposition::NotStarted`].
+    pub async fn run(&self, decision: impl Future<Output = Disposition>) -> Disposition {
+        let first = !self.started.swap(true, Ordering::SeqCst);
+        let started = Instant::now();
+        let fits = started + self.pace.expected() <= self.deadline;
+        if started >= self.deadline || !(first || fits) {
+            return Disposition::NotStarted;
+        }
+        match tokio::time::timeout_at(self.deadline.into(), decision).await {
+            Ok(disposition) => {
+                // A paused archive used its invocation on purpose: not a message's time.
+                if !matches!(disposition, Disposition::Continue { .. }) {
+                    self.pace.record(started.elapsed());
+                }
+                disposition
+            }
+            Err(_) => {
+                // At least this long: what the next batch's estimate must allow for.
+                self.pace.record(started.elapsed());
+                cut_off()
+            }
+        }
+    }
+}
+
+/// A queue's worker: what to do with each message of a batch, each decision run through
+/// the invocation's [`Budget`] so the batch settles before Lambda's timeout instead of being
+/// killed mid-settle. It is told each message's fate before the fate is carried out
+/// ([`FateNotes`]; most workers need not listen). Messages it leaves out are done.
 pub trait BatchWorker: FateNotes {
+    /// The worker's measured time per message (one per instance, kept across batches).
+    fn pace(&self) -> &Pace;
+
     fn decide<'m>(
         &self,
         messages: &'m [QueuedMessage<'m>],
-        deadline: Instant,
+        budget: &Budget<'_>,
     ) -> impl Future<Output = Vec<(&'m QueuedMessage<'m>, Disposition)>> + Send;
 }
 
-/// One batch, start to end: `worker` decides, `settler` carries it out; returns the ids to
-/// report failed (SQS partial batch response).
+/// One batch, start to end: `worker` decides before `deadline`, `settler` carries it out;
+/// returns the ids to report failed (SQS partial batch response).
 pub async fn work_off<W: BatchWorker>(
     worker: &W,
     settler: &Settler,
     messages: &[QueuedMessage<'_>],
     deadline: Instant,
 ) -> Vec<String> {
-    let decided = worker.decide(messages, deadline).await;
+    let budget = Budget::new(deadline, worker.pace());
+    let decided = worker.decide(messages, &budget).await;
     settler.settle_all_noting(&decided, worker).await
 }
 
-/// Runs each message's decision until `deadline`; one still running then is cut off:
-/// retried soon, and counted as `MessagesCutOff`.
+/// Runs each message's decision through `budget`, all at once.
 pub async fn decide_by<'m, Fut>(
     messages: &'m [QueuedMessage<'m>],
-    deadline: Instant,
+    budget: &Budget<'_>,
     decisions: impl IntoIterator<Item = Fut>,
 ) -> Vec<(&'m QueuedMessage<'m>, Disposition)>
 where
     Fut: Future<Output = Disposition>,
 {
-    let mut pending: FuturesUnordered<_> = decisions
-        .into_iter()
-        .enumerate()
-        .map(|(i, decision)| async move { (i, decision.await) })
-        .collect();
-    let mut decided: Vec<Option<Disposition>> = messages.iter().map(|_| None).collect();
-    let cutoff = tokio::time::sleep_until(deadline.into());
-    tokio::pin!(cutoff);
-    loop {
-        tokio::select! {
-            next = pending.next() => match next {
-                Some((i, disposition)) => decided[i] = Some(disposition),
-                None => break,
-            },
-            () = &mut cutoff => break,
-        }
-    }
-    messages
-        .iter()
-        .zip(decided)
-        .map(|(message, disposition)| (message, disposition.unwrap_or_else(cut_off)))
-        .collect()
+    let decided = join_all(decisions.into_iter().map(|d| budget.run(d))).await;
+    messages.iter().zip(decided).collect()
 }
 
 /// How long a retried message stays hidden: exponential in its receive count, with full
@@ -163,12 +257,12 @@ mod tests {
             body: "{}",
             receipt_handle: "r",
             receive_count: 1,
-            redrive_run: None,
+            ..QueuedMessage::default()
         }
     }
 
     #[tokio::test]
-    async fn what_the_deadline_finds_undecided_is_retried_soon_and_the_rest_kept() {
+    async fn what_the_deadline_finds_running_is_retried_and_the_rest_kept() {
         let messages = [message("quick"), message("stuck"), message("slow")];
         let deadline = Instant::now() + Duration::from_millis(200);
         let decisions = [
@@ -182,20 +276,66 @@ mod tests {
             Disposition::Done
         });
         // Not a timing assertion: without the cutoff the hour-long decision would hang the test.
+        let pace = Pace::default();
+        let budget = Budget::new(deadline, &pace);
         let decided = tokio::time::timeout(
             Duration::from_secs(60),
-            decide_by(&messages, deadline, decisions),
+            decide_by(&messages, &budget, decisions),
         )
         .await
         .expect("the deadline cut the batch off");
         assert_eq!(decided[0].1, Disposition::Done);
         for (message, disposition) in &decided[1..] {
             assert!(
-                matches!(disposition, Disposition::Retry { reason, after: Some(_) } if reason.contains("deadline")),
+                matches!(disposition, Disposition::Retry { reason, .. } if reason.contains("deadline")),
                 "{}: {disposition:?}",
                 message.message_id
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_message_whose_measured_time_does_not_fit_is_not_started_but_the_first_always_is() {
+        let pace = Pace::default();
+        pace.record(Duration::from_secs(30));
+        let budget = Budget::new(Instant::now() + Duration::from_secs(10), &pace);
+        let ran = std::sync::atomic::AtomicU32::new(0);
+        let decision = || async {
+            ran.fetch_add(1, Ordering::SeqCst);
+            Disposition::Done
+        };
+        assert_eq!(budget.run(decision()).await, Disposition::Done);
+        assert_eq!(budget.run(decision()).await, Disposition::NotStarted);
+        assert_eq!(ran.load(Ordering::SeqCst), 1, "the second never ran");
+        let passed = Budget::new(Instant::now(), &pace);
+        assert_eq!(passed.run(decision()).await, Disposition::NotStarted);
+        assert_eq!(
+            ran.load(Ordering::SeqCst),
+            1,
+            "nothing starts past the deadline"
+        );
+    }
+
+    #[test]
+    fn the_pace_rises_at_once_with_a_slow_message_and_falls_with_quick_ones() {
+        let pace = Pace::default();
+        assert_eq!(pace.expected(), Duration::ZERO, "nothing measured yet");
+        for _ in 0..20 {
+            pace.record(Duration::from_millis(10));
+        }
+        let quick = pace.expected();
+        assert!(quick < Duration::from_millis(20), "{quick:?}");
+        pace.record(Duration::from_secs(2));
+        let after_slow = pace.expected();
+        assert!(after_slow > Duration::from_secs(1), "{after_slow:?}");
+        for _ in 0..40 {
+            pace.record(Duration::from_millis(10));
+        }
+        assert!(
+            pace.expected() < Duration::from_millis(100),
+            "{:?}",
+            pace.expected()
+        );
     }
 
     #[test]

@@ -2,14 +2,15 @@
 
 #![allow(dead_code)] // each test file uses its own part
 
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, Method};
 use voicehooks::events::Envelope;
 use voicehooks::queue::{EventQueue, QueueError};
-use voicehooks::secrets::{StaticTokens, TwilioCredentials};
-use voicehooks::spill::{SpillError, SpillStore};
+use voicehooks::secrets::{AuthTokens, SecretsError, StaticTokens, TwilioCredentials};
+use voicehooks::spill::{SpillError, SpillStore, UnverifiedRequest};
 use voicehooks::twilio::Params;
 use voicehooks::twilio::signature::compute_signature;
 use voicehooks::webhook::{Acknowledger, Reply, WebhookRequest};
@@ -22,15 +23,19 @@ pub const ACCOUNT_SID: &str = "AC00000000000000000000000000000001";
 #[derive(Default)]
 pub struct MemoryQueue {
     pub sent: Mutex<Vec<Envelope>>,
-    pub down: bool,
+    /// Refuses every send while set.
+    pub down: AtomicBool,
     /// How long each send takes.
     pub latency: Duration,
+    /// Sends asked for, refused or not.
+    pub attempts: AtomicU32,
 }
 
 impl EventQueue for MemoryQueue {
     async fn send(&self, envelope: &Envelope) -> Result<(), QueueError> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(self.latency).await;
-        if self.down {
+        if self.down.load(Ordering::SeqCst) {
             return Err(QueueError("connection refused".into()));
         }
         self.sent.lock().unwrap().push(envelope.clone());
@@ -48,15 +53,25 @@ impl MemoryQueue {
 #[derive(Default)]
 pub struct MemorySpill {
     pub spilled: Mutex<Vec<Envelope>>,
-    pub down: bool,
+    pub unverified: Mutex<Vec<UnverifiedRequest>>,
+    /// Refuses every put while set.
+    pub down: AtomicBool,
 }
 
 impl SpillStore for MemorySpill {
     async fn put(&self, envelope: &Envelope) -> Result<(), SpillError> {
-        if self.down {
+        if self.down.load(Ordering::SeqCst) {
             return Err(SpillError("AccessDenied".into()));
         }
         self.spilled.lock().unwrap().push(envelope.clone());
+        Ok(())
+    }
+
+    async fn put_unverified(&self, request: &UnverifiedRequest) -> Result<(), SpillError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(SpillError("AccessDenied".into()));
+        }
+        self.unverified.lock().unwrap().push(request.clone());
         Ok(())
     }
 }
@@ -64,6 +79,21 @@ impl SpillStore for MemorySpill {
 impl MemorySpill {
     pub fn spilled(&self) -> Vec<Envelope> {
         self.spilled.lock().unwrap().clone()
+    }
+}
+
+/// Secrets Manager unreachable.
+pub struct NoTokens;
+
+impl AuthTokens for NoTokens {
+    async fn current(&self) -> Result<Arc<TwilioCredentials>, SecretsError> {
+        Err(SecretsError::Unavailable("timeout".into()))
+    }
+    async fn previous(&self) -> Result<Option<Arc<TwilioCredentials>>, SecretsError> {
+        Err(SecretsError::Unavailable("timeout".into()))
+    }
+    async fn refresh_current(&self) -> Result<Option<Arc<TwilioCredentials>>, SecretsError> {
+        Err(SecretsError::Unavailable("timeout".into()))
     }
 }
 
