@@ -538,7 +538,6 @@ async fn stack() -> LocalStack {
     LocalStack::start(StackOptions {
         label: "bad-input".into(),
         faults: Some(FaultPlan::default()),
-        webhook_instances: 1,
         ..Default::default()
     })
     .await

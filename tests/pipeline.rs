@@ -16,11 +16,9 @@ use voicehooks::twilio::{CallStatus, Params, StatusCallback};
 use voicehooks::worker::{Disposition, QueuedMessage, Settler};
 use voicehooks_tests::{FailOperation, call_sid, item_count, post_form, status_params};
 
-async fn stack(label: &str, retry_after_secs: i32) -> LocalStack {
+async fn stack(label: &str) -> LocalStack {
     LocalStack::start(StackOptions {
         label: label.into(),
-        retry_after_secs,
-        webhook_instances: 2,
         ..Default::default()
     })
     .await
@@ -29,7 +27,7 @@ async fn stack(label: &str, retry_after_secs: i32) -> LocalStack {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn duplicated_and_reordered_callbacks_end_in_each_calls_true_state() {
-    let stack = stack("pipeline", 2).await;
+    let stack = stack("pipeline").await;
     let options = DemoOptions {
         calls: 40,
         seed: 7,
@@ -58,7 +56,7 @@ async fn duplicated_and_reordered_callbacks_end_in_each_calls_true_state() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rejected_requests_enqueue_and_write_nothing() {
-    let stack = stack("rejected", 2).await;
+    let stack = stack("rejected").await;
     let target = stack.status_webhook_target();
     let public = stack.status_webhook_public();
     let token = Some(local::AUTH_TOKEN);
@@ -233,7 +231,7 @@ async fn eventually<T: std::fmt::Debug>(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_callback_sqs_does_not_take_is_spilled_drained_later_and_only_both_stores_down_is_503() {
-    let stack = &stack("queue-down", 2).await;
+    let stack = &stack("queue-down").await;
     let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
     let s3 = voicehooks::aws::s3_client(&stack.sdk);
     let r = &stack.resources;
@@ -310,17 +308,16 @@ async fn a_callback_sqs_does_not_take_is_spilled_drained_later_and_only_both_sto
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn with_secrets_manager_down_warm_webhooks_keep_checking_and_cold_ones_refuse() {
+async fn with_secrets_manager_down_warm_webhooks_keep_checking_and_cold_ones_check_later() {
     use devstack::faults::{FaultPlan, Outage};
     let stack = &LocalStack::start(StackOptions {
         label: "secrets-down".into(),
-        webhook_instances: 1,
         secret_ttl: Some(Duration::from_secs(1)),
         faults: Some(FaultPlan {
             outages: vec![Outage {
                 service: "secretsmanager",
                 from: Duration::ZERO,
-                lasts: Duration::from_secs(3600),
+                lasts: Duration::from_secs(20),
             }],
             ..FaultPlan::default()
         }),
@@ -373,8 +370,9 @@ async fn with_secrets_manager_down_warm_webhooks_keep_checking_and_cold_ones_ref
     .await;
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
 
-    // A cold start cannot read the secret: callbacks answer 503 (Twilio retries, as the
-    // URL's overrides ask), and a caller hears an apology that names no flow.
+    // A cold start cannot read the secret: a callback is spilled whole, unverified, and
+    // answered 204 (a forgery too: it cannot be told yet); a caller hears an apology that
+    // names no flow.
     stack
         .functions
         .kill_and_restart("webhook-status", 0)
@@ -383,10 +381,21 @@ async fn with_secrets_manager_down_warm_webhooks_keep_checking_and_cold_ones_ref
         .functions
         .kill_and_restart("webhook-voice", 0)
         .unwrap();
+    let cold = call_sid(0x5ed);
     assert_eq!(
-        post(&call_sid(0x5ed), CallStatus::Ringing, 1).await,
-        StatusCode::SERVICE_UNAVAILABLE
+        post(&cold, CallStatus::Ringing, 1).await,
+        StatusCode::NO_CONTENT
     );
+    let forged_cold = call_sid(0xf0f);
+    let forged = post_form(
+        &stack.status_webhook_target(),
+        &stack.status_webhook_public(),
+        &status_params(&forged_cold, CallStatus::Completed, Some(4)),
+        Some("not-the-token"),
+    )
+    .await;
+    assert_eq!(forged.status(), StatusCode::NO_CONTENT);
+    assert_eq!(stack.spill_depth().await.unwrap().events, 2);
     let response = post_form(
         &voice_target,
         &voice_public,
@@ -401,14 +410,26 @@ async fn with_secrets_manager_down_warm_webhooks_keep_checking_and_cold_ones_ref
         assert!(!twiml.contains(revealing), "{revealing} in {twiml}");
     }
 
-    // What was accepted was applied.
-    let call = drained_call(stack, &sid, Duration::from_secs(30)).await;
+    // What was accepted was applied; once Secrets Manager answers again, the drainer checks
+    // what was spilled unverified as the webhook would have: the genuine callback is queued
+    // and applied, the forgery deleted and never applied.
+    let call = drained_call(stack, &sid, Duration::from_secs(90)).await;
     assert_eq!(call.status.as_deref(), Some("completed"));
+    let store = DynamoCallStore::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk),
+        &stack.resources.calls_table,
+    );
+    let checked_later = store.get_call(&cold).await.unwrap().expect("applied");
+    assert_eq!(checked_later.status.as_deref(), Some("ringing"));
+    assert!(store.get_call(&forged_cold).await.unwrap().is_none());
+    assert_eq!(stack.spill_depth().await.unwrap().events, 0);
+    let drainer = voicehooks_tests::instance_logs(&stack.log_dir, "spill-drainer");
+    assert!(drainer.contains("failed its checks; deleted"), "{drainer}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_thousand_distinct_signed_deliveries_cannot_outgrow_a_call_or_keep_out_its_end() {
-    let stack = &stack("replays", 2).await;
+    let stack = &stack("replays").await;
     let sid = call_sid(0x1000);
     let post = |params| post_status(stack, params);
     // One captured `ringing`, replayed with a fresh (unsigned) idempotency token each time,
@@ -489,7 +510,7 @@ async fn a_thousand_distinct_signed_deliveries_cannot_outgrow_a_call_or_keep_out
 
 #[tokio::test(flavor = "multi_thread")]
 async fn poison_messages_rest_in_the_dlq_without_blocking_their_neighbours() {
-    let stack = stack("poison", 1).await;
+    let stack = stack("poison").await;
     let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
     let good_sid = call_sid(3);
     let good: Vec<String> = [(CallStatus::Ringing, 1), (CallStatus::Completed, 3)]
@@ -612,7 +633,7 @@ async fn a_message_failing_on_its_last_receive_is_dead_lettered_with_its_reason(
         body,
         receipt_handle: handle,
         receive_count,
-        redrive_run: None,
+        ..QueuedMessage::default()
     };
     let retry = Disposition::retry("the call store failed: throttled");
     let dlq_depth = || async {

@@ -94,6 +94,7 @@ async fn rig_with_s3(
             .with_min_delay(Duration::from_millis(20))
             .with_max_times(3)
             .with_jitter(),
+        pace: Default::default(),
     };
     let s3 = voicehooks::aws::s3_client(&aws.sdk);
     let transcripts = TranscriptWorker {
@@ -101,6 +102,7 @@ async fn rig_with_s3(
         s3: s3.clone(),
         store: store.clone(),
         bucket: aws.resources.recordings_bucket.clone(),
+        pace: Default::default(),
     };
     Rig {
         aws,
@@ -398,7 +400,7 @@ async fn media_not_ready_is_retried_then_archived() {
         body: &event,
         receipt_handle: "not-a-real-handle",
         receive_count: 2,
-        redrive_run: None,
+        ..QueuedMessage::default()
     };
     rig.settler()
         .settle_all_noting(&[(&message, first.clone())], &rig.worker)
@@ -472,7 +474,7 @@ async fn bad_credentials_go_to_the_dlq_once_with_the_reason() {
         body: &body,
         receipt_handle: "unused",
         receive_count: 1,
-        redrive_run: None,
+        ..QueuedMessage::default()
     };
     assert!(!rig.settler().settle(&message, &disposition).await);
     let dead = aws_sdk_sqs::Client::new(&rig.aws.sdk)
@@ -770,7 +772,7 @@ async fn a_retry_is_delayed_by_its_visibility_timeout() {
         body: "{}",
         receipt_handle: received[0].receipt_handle().unwrap(),
         receive_count: 1,
-        redrive_run: None,
+        ..QueuedMessage::default()
     };
     assert!(
         rig.settler()
@@ -797,7 +799,6 @@ async fn a_retry_is_delayed_by_its_visibility_timeout() {
 async fn a_recording_callback_goes_through_the_real_functions_to_s3_and_a_transcript() {
     let stack = LocalStack::start(StackOptions {
         label: "rec-pipeline".into(),
-        webhook_instances: 1,
         ..Default::default()
     })
     .await
@@ -930,7 +931,6 @@ async fn dead_letters(stack: &LocalStack) -> Vec<(String, String)> {
 async fn a_signed_callback_naming_any_other_resource_sends_no_request_and_rests_in_the_dlq() {
     let stack = LocalStack::start(StackOptions {
         label: "rec-hostile".into(),
-        webhook_instances: 1,
         ..Default::default()
     })
     .await
@@ -1004,7 +1004,6 @@ async fn a_signed_callback_naming_any_other_resource_sends_no_request_and_rests_
 async fn a_hostile_retry_after_neither_panics_the_worker_nor_makes_it_loop_hot() {
     let stack = LocalStack::start(StackOptions {
         label: "rec-retry-after".into(),
-        webhook_instances: 1,
         ..Default::default()
     })
     .await
@@ -1050,8 +1049,10 @@ async fn a_recording_longer_than_one_invocation_resumes_its_upload_until_archive
     // Invocations of 6 s: a 41.6 MB recording cannot be archived in one.
     let stack = LocalStack::start(StackOptions {
         label: "rec-resume".into(),
-        webhook_instances: 1,
-        recording_worker_timeout: Some(Duration::from_secs(6)),
+        timeouts: vec![(
+            devstack::local_stack::RECORDING_WORKER,
+            Duration::from_secs(6),
+        )],
         ..Default::default()
     })
     .await

@@ -91,7 +91,6 @@ fn our_access_token_is_twilios_byte_for_byte() {
 async fn stack(label: &str, faults: Option<FaultPlan>) -> LocalStack {
     LocalStack::start(StackOptions {
         label: label.into(),
-        webhook_instances: 1,
         faults,
         ..Default::default()
     })

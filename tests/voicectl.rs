@@ -1000,8 +1000,6 @@ async fn incident_redrive_timeline_smoke_and_simulate_on_the_local_stack() {
     let media_port = free_port().unwrap();
     let stack = LocalStack::start(StackOptions {
         label: "voicectl-incident".into(),
-        retry_after_secs: 1,
-        webhook_instances: 2,
         media_host: Some(format!("127.0.0.1:{media_port}")),
         ..Default::default()
     })
@@ -1598,7 +1596,6 @@ async fn every_request_voicectl_sends_is_granted_by_the_operator_policy() {
 async fn numbers_are_checked_and_applied_through_twilios_rest_api() {
     let stack = LocalStack::start(StackOptions {
         label: "voicectl-numbers".into(),
-        webhook_instances: 1,
         ..Default::default()
     })
     .await
@@ -1675,7 +1672,6 @@ async fn numbers_are_checked_and_applied_through_twilios_rest_api() {
 async fn reconcile_repairs_what_twilio_gave_up_on_and_nothing_else() {
     let stack = LocalStack::start(StackOptions {
         label: "voicectl-reconcile".into(),
-        webhook_instances: 1,
         ..Default::default()
     })
     .await

@@ -103,7 +103,6 @@ fn depth_of_status_dlq(env_file: &std::path::Path) -> String {
 async fn the_on_call_walkthroughs_run_as_written() {
     let stack = LocalStack::start(StackOptions {
         label: "walkthroughs".into(),
-        retry_after_secs: 1,
         ..Default::default()
     })
     .await

@@ -42,6 +42,8 @@ pub struct DeployedFunction {
     pub env: BTreeMap<String, String>,
     pub timeout: Duration,
     pub memory_mb: i32,
+    /// `ReservedConcurrentExecutions`, when it has some.
+    pub reserved_concurrency: Option<usize>,
     /// Its role's credentials (sts:AssumeRole), which Lambda would give it.
     pub credentials: Option<Credentials>,
 }
@@ -325,6 +327,14 @@ async fn read_functions(
             .send()
             .await
             .map_err(|e| anyhow::anyhow!("{name}: {}", voicehooks::aws::error_summary(&e)))?;
+        let reserved = lambda
+            .get_function_concurrency()
+            .function_name(name)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("{name}: {}", voicehooks::aws::error_summary(&e)))?
+            .reserved_concurrent_executions()
+            .and_then(|n| usize::try_from(n).ok());
         functions.push(DeployedFunction {
             logical_id: logical_id.clone(),
             binary,
@@ -337,6 +347,7 @@ async fn read_functions(
                 .unwrap_or_default(),
             timeout: Duration::from_secs(u64::try_from(config.timeout().unwrap_or(3))?),
             memory_mb: config.memory_size().unwrap_or(128),
+            reserved_concurrency: reserved,
             credentials: None,
         });
     }

@@ -3,7 +3,9 @@
 //! - [`emulator`]: moto's server on a free loopback port, the AWS APIs the SDK talks to;
 //! - [`deploy`]: `infra/template.yaml` through the SAM transform and onto the emulator's
 //!   CloudFormation; what the stack made, read back (functions, mappings, routes);
-//! - [`functions`]: the real function binaries under `cargo lambda watch`;
+//! - [`functions`]: the real function binaries under `cargo lambda watch`, an instance per
+//!   request in flight as Lambda scales them, behind [`lambda_apis`] (each invocation's
+//!   deadline, billed duration and count in flight);
 //! - [`gateway`]: API Gateway's JWT authorizer in front of the softphone-token route, and a
 //!   local identity provider's key;
 //! - [`poller`]: the SQS event source mapping Lambda would run;
@@ -27,13 +29,13 @@ pub mod emulator;
 pub mod faults;
 pub mod functions;
 pub mod gateway;
+pub mod lambda_apis;
 pub mod local_stack;
 pub mod poller;
 pub mod process;
 pub mod reconcile;
 pub mod rehearsal;
 pub mod rooms;
-pub mod runtime_deadline;
 pub mod sample_events;
 pub mod schedule;
 pub mod task;

@@ -12,7 +12,7 @@ use voicehooks::config::{self, local};
 use crate::deploy::{self, Deployment, Resources};
 use crate::emulator::Emulator;
 use crate::faults::{FaultPlan, FaultProxy};
-use crate::functions::{FunctionHost, FunctionSpec};
+use crate::functions::{ACCOUNT_CONCURRENCY, FunctionHost, FunctionSpec};
 use crate::gateway::{JwtRoute, LocalIssuer};
 use crate::poller::{Poller, PollerConfig};
 use crate::schedule::Schedule;
@@ -36,9 +36,6 @@ const SPILL_DRAIN_PERIOD: Duration = Duration::from_secs(2);
 /// Shorter than the template's 120 s: a killed instance's batch comes back within the run
 /// (a live one finishes well inside it, or settles before it).
 const RECORDING_WORKER_TIMEOUT: Duration = Duration::from_secs(30);
-/// Instances of the webhooks other than status and voice (Lambda scales each as it needs;
-/// locally a process per instance runs from the start).
-const WEBHOOK_RECORDING_INSTANCES: usize = 2;
 
 /// Retries come back within seconds locally (15 s minimum on AWS).
 const LOCAL_RETRY_BASE_SECS: &str = "1";
@@ -46,10 +43,6 @@ const LOCAL_RETRY_BASE_SECS: &str = "1";
 pub struct StackOptions {
     /// Names the run's log folder under `.local/logs/`.
     pub label: String,
-    /// Visibility timeout the local poller receives with: how soon a failed message returns.
-    pub retry_after_secs: i32,
-    /// Concurrent instances of each webhook function.
-    pub webhook_instances: usize,
     /// The port of the Lambda APIs (function URLs, Invoke, Runtime); a free one when `None`.
     pub lambda_port: Option<u16>,
     /// `VOICEHOOKS_DELETE_FROM_TWILIO` for the recording worker.
@@ -66,8 +59,9 @@ pub struct StackOptions {
     /// `VOICEHOOKS_SECRET_TTL_SECS` of the functions that read the secret (their default,
     /// 300 s, when `None`).
     pub secret_ttl: Option<Duration>,
-    /// The recording worker's timeout (each invocation's deadline); 30 s when `None`.
-    pub recording_worker_timeout: Option<Duration>,
+    /// Functions' timeouts other than the template's (each invocation's deadline), by
+    /// binary; the recording worker's is 30 s unless named here.
+    pub timeouts: Vec<(&'static str, Duration)>,
     /// The template to deploy; `infra/template.yaml` when `None`.
     pub template: Option<PathBuf>,
 }
@@ -76,15 +70,13 @@ impl Default for StackOptions {
     fn default() -> Self {
         Self {
             label: "stack".into(),
-            retry_after_secs: 2,
-            webhook_instances: 4,
             lambda_port: None,
             delete_from_twilio: true,
             media_host: None,
             faults: None,
             release: false,
             secret_ttl: None,
-            recording_worker_timeout: None,
+            timeouts: Vec::new(),
             template: None,
         }
     }
@@ -164,20 +156,10 @@ impl LocalStack {
                 .build(),
             None => sdk.clone(),
         };
-        let poller = |function: &str, visibility_timeout_secs: i32| {
-            start_poller(
-                &deployment,
-                &functions,
-                &poller_sdk,
-                function,
-                visibility_timeout_secs,
-            )
-        };
-        let status_poller = poller(STATUS_WORKER, options.retry_after_secs)?;
-        // Longer than a download with its in-invocation retries takes, so a message is never
-        // handed to a second worker while the first still has it; a retry sets its own delay.
-        let recording_poller = poller(RECORDING_WORKER, 60)?;
-        let transcript_poller = poller(TRANSCRIPT_WORKER, options.retry_after_secs.max(10))?;
+        let poller = |function: &str| start_poller(&deployment, &functions, &poller_sdk, function);
+        let status_poller = poller(STATUS_WORKER)?;
+        let recording_poller = poller(RECORDING_WORKER)?;
+        let transcript_poller = poller(TRANSCRIPT_WORKER)?;
         let spill_schedule = Schedule::start(
             &sdk,
             &functions.endpoint(),
@@ -484,17 +466,14 @@ fn local_env(options: &StackOptions, media: &MediaServer) -> Vec<(String, String
 }
 
 /// Each deployed function as it runs here: its deployed environment, timeout and memory,
-/// its role's credentials (as Lambda gives them), the local additions, and as many
-/// instances as its mapping may invoke at once.
+/// its role's credentials (as Lambda gives them), the local additions, one instance warm
+/// and as many more as requests need, up to its concurrency as Lambda reckons it.
 fn function_specs(
     deployment: &Deployment,
     emulator: &Emulator,
     local_env: &[(String, String)],
     options: &StackOptions,
 ) -> Vec<FunctionSpec> {
-    let recording_worker_timeout = options
-        .recording_worker_timeout
-        .unwrap_or(RECORDING_WORKER_TIMEOUT);
     deployment
         .functions
         .iter()
@@ -509,23 +488,29 @@ fn function_specs(
             }
             env.extend(local_env.iter().cloned());
             let binary = function.binary.as_str();
-            let instances = match deployment.mapping(binary) {
-                Ok(mapping) => mapping.max_concurrency,
-                Err(_) if [WEBHOOK_STATUS, WEBHOOK_VOICE].contains(&binary) => {
-                    options.webhook_instances
-                }
-                Err(_) if binary == WEBHOOK_RECORDING => WEBHOOK_RECORDING_INSTANCES,
-                Err(_) => 1,
-            };
+            // An SQS mapping invokes at most its MaximumConcurrency at once; reserved
+            // concurrency caps every caller.
+            let mapped = deployment.mapping(binary).ok().map(|m| m.max_concurrency);
+            let concurrency = [function.reserved_concurrency, mapped]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(ACCOUNT_CONCURRENCY);
             FunctionSpec {
                 name: function.binary.clone(),
                 env,
-                instances,
-                timeout: if binary == RECORDING_WORKER {
-                    recording_worker_timeout
-                } else {
-                    function.timeout
-                },
+                instances: 1,
+                concurrency,
+                timeout: options
+                    .timeouts
+                    .iter()
+                    .find(|(name, _)| *name == binary)
+                    .map(|(_, timeout)| *timeout)
+                    .unwrap_or(if binary == RECORDING_WORKER {
+                        RECORDING_WORKER_TIMEOUT
+                    } else {
+                        function.timeout
+                    }),
                 memory_mb: function.memory_mb,
             }
         })
@@ -545,16 +530,14 @@ async fn route_through(proxy: &FaultProxy, specs: &mut [FunctionSpec]) -> anyhow
     Ok(())
 }
 
-/// A queue's poller as its mapping is configured; only how soon a failed message comes back
-/// is the local stack's (the queues' deployed visibility is minutes). A mapping reads its
-/// queue with the function's execution role, as Lambda does ("Lambda needs permissions to
-/// manage messages in your Amazon SQS queue", the execution role's).
+/// A queue's poller as its mapping is configured. A mapping reads its queue with the
+/// function's execution role, as Lambda does ("Lambda needs permissions to manage messages in
+/// your Amazon SQS queue", the execution role's).
 fn start_poller(
     deployment: &Deployment,
     functions: &FunctionHost,
     sdk: &SdkConfig,
     function: &str,
-    visibility_timeout_secs: i32,
 ) -> anyhow::Result<Poller> {
     let mapping = deployment.mapping(function)?;
     let timeout = functions
@@ -572,7 +555,7 @@ fn start_poller(
     Ok(Poller::start(
         &as_role,
         &functions.endpoint(),
-        PollerConfig::from_mapping(mapping, visibility_timeout_secs, timeout),
+        PollerConfig::from_mapping(mapping, timeout),
     ))
 }
 

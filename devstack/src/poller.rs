@@ -45,25 +45,32 @@ pub struct PollerConfig {
     pub batching_window: Duration,
     /// Whether the worker's `batchItemFailures` answer is read (else it is ignored).
     pub report_batch_item_failures: bool,
-    /// Overrides the queue's visibility timeout on receive, so that locally a failed
-    /// message is retried within seconds rather than after the deployed 60 s.
+    /// The visibility timeout each receive sets: long enough that a message is never handed
+    /// to a second poller while an invocation may still hold it ([`invocation_limit`] plus
+    /// the batching window). Sooner retries are the worker's own (it sets each failed
+    /// message's visibility to its backoff); this only brings back what a crashed or
+    /// killed instance never settled.
     pub visibility_timeout_secs: i32,
     /// Batches in flight at once, as Lambda's pollers run several (each needs a worker
     /// instance to be served at once).
     pub concurrency: usize,
-    /// The function's timeout: an invocation that has not answered by then (its instance
-    /// crashed) fails the batch, as on Lambda.
-    pub function_timeout: Duration,
+    /// How long an invocation may take before the poller gives up on it ([`invocation_limit`]
+    /// of the function's timeout): one that never answers (its instance was killed) fails
+    /// the batch, as on Lambda.
+    pub invocation_limit: Duration,
+}
+
+/// How long an invocation can take, from the poller's side: the function's timeout, plus
+/// the Init phase a cold start runs first, which Lambda bounds separately at 10 s ("Lambda
+/// execution environment lifecycle": the Init phase is limited to 10 seconds).
+pub fn invocation_limit(function_timeout: Duration) -> Duration {
+    function_timeout + Duration::from_secs(10)
 }
 
 impl PollerConfig {
-    /// As the stack's mapping has it, with failed messages back after
-    /// `visibility_timeout_secs` and invocations cut off at the function's `function_timeout`.
-    pub fn from_mapping(
-        mapping: &crate::deploy::QueueMapping,
-        visibility_timeout_secs: i32,
-        function_timeout: Duration,
-    ) -> Self {
+    /// As the stack's mapping has it, for a function whose timeout is `function_timeout`.
+    pub fn from_mapping(mapping: &crate::deploy::QueueMapping, function_timeout: Duration) -> Self {
+        let limit = invocation_limit(function_timeout);
         Self {
             queue_url: mapping.queue_url.clone(),
             queue_arn: mapping.queue_arn.clone(),
@@ -71,13 +78,14 @@ impl PollerConfig {
             batch_size: mapping.batch_size,
             batching_window: mapping.batching_window,
             report_batch_item_failures: mapping.report_batch_item_failures,
-            // A message waits in the batching window while its visibility runs: the window
-            // is added so that it never reappears to another poller before its invocation
-            // (on AWS the queue's visibility, minutes, dwarfs the window).
-            visibility_timeout_secs: visibility_timeout_secs
-                + i32::try_from(mapping.batching_window.as_secs()).unwrap_or(0),
+            // A message waits in the batching window while its visibility runs, then its
+            // invocation may take the whole limit (the deployed queues' visibility is six
+            // times the timeout, which covers this and Lambda's retries of a throttled
+            // invocation).
+            visibility_timeout_secs: i32::try_from((limit + mapping.batching_window).as_secs())
+                .unwrap_or(i32::MAX),
             concurrency: mapping.max_concurrency,
-            function_timeout,
+            invocation_limit: limit,
         }
     }
 }
@@ -89,11 +97,7 @@ pub struct Poller {
 
 impl Poller {
     pub fn start(sdk: &SdkConfig, lambda_endpoint: &str, config: PollerConfig) -> Self {
-        let sqs = aws_sdk_sqs::Client::new(sdk);
-        let lambda_config = aws_sdk_lambda::config::Builder::from(sdk)
-            .endpoint_url(lambda_endpoint)
-            .build();
-        let lambda = aws_sdk_lambda::Client::from_conf(lambda_config);
+        let (sqs, lambda) = clients(sdk, lambda_endpoint);
         let stats = Arc::new(PollerStats::default());
         let task_stats = stats.clone();
         let task = Background::spawn(|mut stopped| async move {
@@ -118,6 +122,14 @@ impl Poller {
             }
         });
         Self { stats, task }
+    }
+
+    /// One batch, as one of the mapping's pollers takes it: received (gathered for the
+    /// batching window), invoked, the successes deleted. How many messages it held. For a
+    /// test that must see batches one at a time (with its mapping's poller stopped).
+    pub async fn one_batch(sdk: &SdkConfig, lambda_endpoint: &str, config: &PollerConfig) -> usize {
+        let (sqs, lambda) = clients(sdk, lambda_endpoint);
+        poll_once(&sqs, &lambda, config, &PollerStats::default()).await
     }
 
     pub fn is_idle(&self) -> bool {
@@ -177,6 +189,19 @@ impl Scaling {
             *last = tokio::time::Instant::now();
         }
     }
+}
+
+fn clients(
+    sdk: &SdkConfig,
+    lambda_endpoint: &str,
+) -> (aws_sdk_sqs::Client, aws_sdk_lambda::Client) {
+    let lambda_config = aws_sdk_lambda::config::Builder::from(sdk)
+        .endpoint_url(lambda_endpoint)
+        .build();
+    (
+        aws_sdk_sqs::Client::new(sdk),
+        aws_sdk_lambda::Client::from_conf(lambda_config),
+    )
 }
 
 /// Receives one batch and has the worker handle it; how many messages it received.
@@ -254,7 +279,7 @@ async fn handle_batch(
 ) {
     let event = sqs_event(messages, &config.queue_arn);
     let invoked = tokio::time::timeout(
-        config.function_timeout,
+        config.invocation_limit,
         lambda
             .invoke()
             .function_name(&config.function)

@@ -45,7 +45,15 @@ impl Drop for Background {
 pub async fn serve(
     app: axum::Router,
 ) -> anyhow::Result<(std::net::SocketAddr, tokio::sync::oneshot::Sender<()>)> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    serve_on(app, 0).await
+}
+
+/// [`serve`] on loopback port `port` (0: a free one).
+pub async fn serve_on(
+    app: axum::Router,
+    port: u16,
+) -> anyhow::Result<(std::net::SocketAddr, tokio::sync::oneshot::Sender<()>)> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {

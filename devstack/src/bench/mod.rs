@@ -289,6 +289,7 @@ async fn cold_starts(workspace: &Workspace, stack: &LocalStack, runs: usize) -> 
         name: EMPTY_FUNCTION.into(),
         env: Vec::new(),
         instances: 1,
+        concurrency: 1,
         timeout: Duration::from_secs(3),
         memory_mb: 128,
     };
