@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use devstack::chaos::{self, ChaosOptions};
-use devstack::faults::{Fault, Outage};
+use devstack::faults::{Fault, Outage, Slowdown};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn calls_under_faults_end_exactly_as_played() {
@@ -30,6 +30,14 @@ async fn calls_under_faults_end_exactly_as_played() {
                 lasts: Duration::from_secs(30),
             },
         ],
+        // As SQS comes back and its spill is drained: batches meet their deadlines.
+        slowdowns: vec![Slowdown {
+            service: "dynamodb",
+            from: Duration::from_secs(75),
+            lasts: Duration::from_secs(20),
+            delay: Duration::from_secs(2),
+            matching: None,
+        }],
     };
     let outcome = chaos::run_checked(&options, "chaos-test")
         .await
@@ -61,6 +69,17 @@ async fn calls_under_faults_end_exactly_as_played() {
         "{:?}",
         outcome.injected
     );
+    assert!(injected(Fault::Slowed) > 0, "{:?}", outcome.injected);
+    // Through SQS's outage the webhooks' breakers opened, spilled without asking SQS, and
+    // closed again once it was back.
+    let workers = &outcome.workers;
+    assert!(
+        workers.breaker_opened > 0 && workers.breaker_closed > 0 && workers.breaker_spills > 0,
+        "{workers:?}"
+    );
+    // Through DynamoDB's slow spell, batches met their deadline with messages not started:
+    // handed back, none of them dead-lettered (only the poisoned calls' events were).
+    assert!(workers.handed_back > 0, "{workers:?}");
     let report = &outcome.demo.report;
     // Twilio gave up on nothing, and retried only what the URLs' overrides name: the 503s
     // of events neither SQS nor the spill took.
@@ -83,6 +102,10 @@ async fn calls_under_faults_end_exactly_as_played() {
     // The poisoned calls' events went to the DLQs and all came back after the fix.
     let dlq_in: u64 = outcome.dlq_in.values().sum();
     assert!(dlq_in > 0, "nothing reached a DLQ");
+    assert_eq!(
+        outcome.dlq_poisoned, dlq_in,
+        "a healthy event was dead-lettered"
+    );
     assert_eq!(outcome.redriven, dlq_in);
     assert_eq!(outcome.dlq_left, 0);
 

@@ -23,7 +23,7 @@ use voicehooks::stack_names::WorkQueue;
 use crate::audit::{LogAudit, audit_logs};
 use crate::demo::{self, DemoOutcome};
 use crate::emf::Emf;
-use crate::faults::{Fault, FaultPlan, FaultProxy, Outage};
+use crate::faults::{Fault, FaultPlan, FaultProxy, Outage, Slowdown};
 use crate::local_stack::{LocalStack, RECORDING_WORKER, STATUS_WORKER, StackOptions};
 
 #[derive(Debug, Clone)]
@@ -41,6 +41,8 @@ pub struct ChaosOptions {
     pub poisoned_calls: usize,
     /// Services down for a while during the calls (SQS, Secrets Manager).
     pub outages: Vec<Outage>,
+    /// Services slow for a while (DynamoDB): batches run into their deadlines.
+    pub slowdowns: Vec<Slowdown>,
 }
 
 /// How long a token stays cached in the chaos run: short, so a Secrets Manager outage finds
@@ -63,6 +65,19 @@ impl ChaosOptions {
                 lasts: Duration::from_secs(60),
             },
         ]
+    }
+
+    /// `make chaos`'s slow spell: DynamoDB answering 2 s late for half a minute, just as the
+    /// spill of SQS's outage is drained back onto the queues (a throttled table under a
+    /// burst), so worker batches meet their deadline with messages not yet started.
+    pub fn standard_slowdowns() -> Vec<Slowdown> {
+        vec![Slowdown {
+            service: "dynamodb",
+            from: Duration::from_secs(100),
+            lasts: Duration::from_secs(30),
+            delay: Duration::from_secs(2),
+            matching: None,
+        }]
     }
 }
 
@@ -97,10 +112,12 @@ impl ChaosOptions {
             transcribe_lost_response_rate: 0.05,
             poisoned,
             // A fifth of the spills of refused enqueues are refused too: 503s for Twilio,
-            // retried as the URLs' overrides allow. (Not during an outage, when every
-            // callback spills: S3 failing with SQS is not the day this run plays.)
+            // retried as the URLs' overrides allow. (Not during an outage, when the spill is
+            // what keeps the promise: S3 failing with SQS or Secrets Manager is not the day
+            // this run plays.)
             spill_failure_rate: 0.2,
             outages: self.outages.clone(),
+            slowdowns: self.slowdowns.clone(),
         }
     }
 
@@ -114,6 +131,34 @@ impl ChaosOptions {
             .take(self.poisoned_calls)
             .map(|s| s.call_sid.clone())
             .collect()
+    }
+}
+
+/// The workers' and webhooks' metrics over a run (their EMF lines).
+#[derive(Debug, Clone, Default)]
+pub struct WorkerFigures {
+    /// `MessagesHandedBack`: never started before a deadline, sent again, no receive spent.
+    pub handed_back: u64,
+    /// `MessagesCutOff`: still running at a deadline, retried (a receive spent).
+    pub cut_off: u64,
+    /// `QueueBreakerOpened` / `QueueBreakerClosed`, over every webhook instance.
+    pub breaker_opened: u64,
+    pub breaker_closed: u64,
+    /// `EventsSpilledBreakerOpen`: spilled without asking SQS.
+    pub breaker_spills: u64,
+}
+
+impl WorkerFigures {
+    pub fn of(emf: &Emf) -> Self {
+        use voicehooks::metrics::name;
+        let total = |metric| emf.total(metric) as u64;
+        Self {
+            handed_back: total(name::HANDED_BACK),
+            cut_off: total(name::CUT_OFF),
+            breaker_opened: total(name::BREAKER_OPENED),
+            breaker_closed: total(name::BREAKER_CLOSED),
+            breaker_spills: total(name::BREAKER_SPILLS),
+        }
     }
 }
 
@@ -139,6 +184,8 @@ pub struct ChaosOutcome {
     pub failed_invocations: u64,
     /// Messages in the DLQs when the run had drained, by pipeline.
     pub dlq_in: BTreeMap<WorkQueue, u64>,
+    /// Of those, the poisoned calls' (the rest are mismatches, each named with its reason).
+    pub dlq_poisoned: u64,
     /// Moved back to their queues after the fix.
     pub redriven: u64,
     /// Left in the DLQs at the end (must be 0).
@@ -151,6 +198,11 @@ pub struct ChaosOutcome {
     /// Signature checks made with a token past its TTL (Secrets Manager down): the
     /// functions' `TokensServedStale` metric.
     pub tokens_stale: u64,
+    /// What the functions' metrics say of the run: messages handed back unstarted at a
+    /// batch deadline, messages cut off mid-work, and the webhooks' queue breakers.
+    pub workers: WorkerFigures,
+    /// Callback acknowledgements during each outage: (service, p50 ms, p99 ms, callbacks).
+    pub outage_acks: Vec<(&'static str, f64, f64, usize)>,
     /// Where every process's output of the run is.
     pub log_dir: std::path::PathBuf,
 }
@@ -210,13 +262,33 @@ pub async fn play(stack: &LocalStack, options: &ChaosOptions) -> anyhow::Result<
     let (driven, kills) = tokio::join!(driving, kill_workers(stack, options, &done));
     let (report, drain_time) = driven?;
 
-    // The poisoned calls' events rest in the DLQs; the fix goes out; ops redrive them.
+    // The poisoned calls' events rest in the DLQs, and nothing else may: a healthy event
+    // there is a mismatch, named with the worker's reason. Then the fix goes out and ops
+    // redrive them.
     let ops = voicectl::connect::Stack::with_config(local::STACK_NAME, &stack.sdk);
+    let poisoned = options.poisoned();
+    let mut problems = Vec::new();
     let mut dlq_in = BTreeMap::new();
+    let mut dlq_poisoned = 0;
     let mut all_queues = Vec::new();
     for pipeline in WorkQueue::ALL {
         let queues = ops.queues(pipeline).await?;
-        dlq_in.insert(pipeline, stack.queue_depth(&queues.dlq_url).await?);
+        let letters = dlq::peek(&ops, &queues, DLQ_READ_LIMIT).await?;
+        dlq_in.insert(pipeline, letters.len() as u64);
+        for letter in letters {
+            let of_poisoned = letter
+                .call_sid
+                .as_ref()
+                .is_some_and(|sid| poisoned.contains(sid));
+            if of_poisoned {
+                dlq_poisoned += 1;
+            } else {
+                problems.push(dead_letter_mismatch(
+                    "a healthy event was dead-lettered",
+                    &letter,
+                ));
+            }
+        }
         all_queues.push(queues);
     }
     proxy.fix();
@@ -239,14 +311,18 @@ pub async fn play(stack: &LocalStack, options: &ChaosOptions) -> anyhow::Result<
     stack.wait_until_drained(Duration::from_secs(900)).await?;
     let mut dlq_left = 0;
     for queues in &all_queues {
-        dlq_left += stack.queue_depth(&queues.dlq_url).await?;
+        let left = dlq::peek(&ops, queues, DLQ_READ_LIMIT).await?;
+        dlq_left += left.len() as u64;
+        for letter in left {
+            problems.push(dead_letter_mismatch(
+                "left in a DLQ after the redrive",
+                &letter,
+            ));
+        }
     }
 
+    let outage_acks = outage_acks(&report, proxy, &options.outages);
     let mut outcome = demo::check(stack, report, drain_time).await?;
-    let mut problems = Vec::new();
-    if dlq_left > 0 {
-        problems.push(format!("{dlq_left} message(s) left in the DLQs"));
-    }
     if options.poisoned_calls > 0 && dlq_in.values().sum::<u64>() == 0 {
         problems.push("the poisoned calls' events never reached a DLQ".into());
     }
@@ -275,10 +351,11 @@ pub async fn play(stack: &LocalStack, options: &ChaosOptions) -> anyhow::Result<
         .map(|p| p.stats.invoke_errors.load(Ordering::Relaxed))
         .sum(),
         demo: outcome,
-        poisoned: options.poisoned(),
+        poisoned,
         injected: proxy.injected(),
         kills,
         dlq_in,
+        dlq_poisoned,
         redriven,
         dlq_left,
         transcription_jobs,
@@ -287,8 +364,48 @@ pub async fn play(stack: &LocalStack, options: &ChaosOptions) -> anyhow::Result<
         incomplete_uploads,
         logs: LogAudit::default(),
         tokens_stale: 0,
+        workers: WorkerFigures::default(),
+        outage_acks,
         log_dir: stack.log_dir.clone(),
     })
+}
+
+/// Dead letters read at a time, per queue: more than a run ever leaves.
+const DLQ_READ_LIMIT: usize = 100_000;
+
+/// A dead letter as a mismatch line: what it is and why its worker gave up.
+fn dead_letter_mismatch(what: &str, letter: &dlq::DeadLetter) -> String {
+    format!(
+        "{what}: {} {} {} on the {} queue, {}",
+        letter.kind,
+        letter.call_sid.as_deref().unwrap_or("-"),
+        letter.subject.as_deref().unwrap_or(""),
+        letter.pipeline,
+        letter
+            .failure_reason
+            .as_deref()
+            .unwrap_or("moved by SQS itself, no reason given")
+    )
+}
+
+/// Callback acknowledgement latency (p50, p99) of the callbacks sent during each outage.
+fn outage_acks(
+    report: &SimulationReport,
+    proxy: &FaultProxy,
+    outages: &[Outage],
+) -> Vec<(&'static str, f64, f64, usize)> {
+    let Some(clock) = proxy.clock_started() else {
+        return Vec::new();
+    };
+    outages
+        .iter()
+        .map(|o| {
+            let window = clock + o.from..clock + o.from + o.lasts;
+            let (p50, n) = report.latency_ms_within(window.clone(), 50.0);
+            let (p99, _) = report.latency_ms_within(window, 99.0);
+            (o.service, p50, p99, n)
+        })
+        .collect()
 }
 
 /// Every recording the calls made had its Transcribe job started by exactly one successful
@@ -362,6 +479,7 @@ pub async fn run_checked(options: &ChaosOptions, label: &str) -> anyhow::Result<
     outcome.logs = audit_logs(&log_dir, crate::audit::LOCAL_SECRETS)?;
     let (emf, _) = Emf::read(&log_dir, &BTreeMap::new())?;
     outcome.tokens_stale = emf.total(voicehooks::metrics::name::TOKENS_STALE) as u64;
+    outcome.workers = WorkerFigures::of(&emf);
     let secrets_down = options
         .outages
         .iter()
@@ -438,13 +556,26 @@ pub fn print_outcome(outcome: &ChaosOutcome, elapsed: Duration) {
         .map(|(p, n)| format!("{p} {n}"))
         .collect();
     println!(
-        "  dead-letter queues       in {} ({}) from {} poisoned calls; redriven {} after the fix; left {}",
+        "  dead-letter queues       in {} ({}), {} of them from {} poisoned calls; redriven {} after the fix; left {}",
         outcome.dlq_in.values().sum::<u64>(),
         dlq.join(", "),
+        outcome.dlq_poisoned,
         outcome.poisoned.len(),
         outcome.redriven,
         outcome.dlq_left
     );
+    let workers = &outcome.workers;
+    println!(
+        "  batch deadlines          {} messages handed back unstarted (no receive spent), {} cut off mid-work (retried)",
+        workers.handed_back, workers.cut_off
+    );
+    println!(
+        "  queue breakers           opened {} times, closed {}; {} events spilled without asking SQS",
+        workers.breaker_opened, workers.breaker_closed, workers.breaker_spills
+    );
+    for (service, p50, p99, n) in &outcome.outage_acks {
+        println!("  acks while {service:<13} {n} callbacks, p50 {p50:.1} ms, p99 {p99:.1} ms");
+    }
     println!(
         "  transcription jobs       {} recordings, {} successful starts (each job once)",
         outcome.transcription_jobs, outcome.transcription_starts

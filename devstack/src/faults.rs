@@ -44,10 +44,30 @@ pub struct FaultPlan {
     /// sends those calls' events to the DLQ until the fix is deployed.
     pub poisoned: Vec<String>,
     /// Share of the callback webhooks' spill writes refused: with the enqueue refused too,
-    /// the webhook answers 503, and only the URL's overrides make Twilio try again.
+    /// the webhook answers 503, and only the URL's overrides make Twilio try again. Never
+    /// during an outage (then the spill is what keeps the promise).
     pub spill_failure_rate: f64,
     /// Services that answer nothing but 503 for a while (from [`FaultProxy::start_clock`]).
     pub outages: Vec<Outage>,
+    /// Services that answer, slowly, for a while (from [`FaultProxy::start_clock`]).
+    pub slowdowns: Vec<Slowdown>,
+}
+
+/// A service slow for a while: every request to it through the proxy waits `delay` before
+/// it is forwarded, what a throttled table looks like from the SDK (its retries of
+/// `ProvisionedThroughputExceededException` with backoff) or a hot partition. Below the
+/// SDK's attempt timeout (3 s), so requests succeed, late: batches run into their deadline.
+#[derive(Debug, Clone)]
+pub struct Slowdown {
+    /// The SigV4 service name: `dynamodb`.
+    pub service: &'static str,
+    /// When it starts, after the clock started.
+    pub from: std::time::Duration,
+    pub lasts: std::time::Duration,
+    pub delay: std::time::Duration,
+    /// Only requests whose body holds this text (a CallSid: one hot item); every request of
+    /// the service when `None`.
+    pub matching: Option<String>,
 }
 
 /// A service down for a while: every request to it through the proxy answers 503
@@ -74,6 +94,8 @@ pub enum Fault {
     SpillRefused,
     SqsOutage,
     SecretsManagerOutage,
+    /// Forwarded after a [`Slowdown`]'s delay.
+    Slowed,
 }
 
 impl Fault {
@@ -89,6 +111,7 @@ impl Fault {
             Self::SpillRefused => "spill refused too on every attempt: 503",
             Self::SqsOutage => "SQS requests refused in its outage",
             Self::SecretsManagerOutage => "Secrets Manager requests refused in its outage",
+            Self::Slowed => "DynamoDB requests slowed in its slow spell",
         }
     }
 
@@ -165,6 +188,11 @@ impl FaultProxy {
     /// Starts the clock the plan's outages are timed from (the calls' start).
     pub fn start_clock(&self) {
         *lock(&self.state.clock) = Some(std::time::Instant::now());
+    }
+
+    /// When [`Self::start_clock`] was called, if it was.
+    pub fn clock_started(&self) -> Option<std::time::Instant> {
+        *lock(&self.state.clock)
     }
 
     /// The fix is deployed: poisoned calls' writes go through from now on.
@@ -293,6 +321,22 @@ impl ProxyState {
         })
     }
 
+    /// How long a request of `service` with `body` waits now, if it is in a slowdown.
+    fn slowdown(&self, service: &str, body: &[u8]) -> Option<std::time::Duration> {
+        let elapsed = (*lock(&self.clock))?.elapsed();
+        let text = String::from_utf8_lossy(body);
+        self.plan
+            .slowdowns
+            .iter()
+            .find(|s| {
+                s.service == service
+                    && elapsed >= s.from
+                    && elapsed < s.from + s.lasts
+                    && s.matching.as_deref().is_none_or(|m| text.contains(m))
+            })
+            .map(|s| s.delay)
+    }
+
     /// The outage `service` is in now, if any.
     fn outage(&self, service: &str) -> Option<Fault> {
         let elapsed = (*lock(&self.clock))?.elapsed();
@@ -334,10 +378,16 @@ impl ProxyState {
                     draw(plan.dynamodb_lost_response_rate).then_some(Fault::DynamoDbResponseLost)
                 }
             }
-            // The callback webhooks' only S3 write is the spill.
+            // The callback webhooks' only S3 write is the spill: their events when SQS does
+            // not take them, their requests unverified when the token cannot be read. Not
+            // refused while SQS or Secrets Manager is down: the promise is durability
+            // whatever *one* service is doing, and two down at once is not this run's day.
             ("s3", "PutObject") if CALLBACK_WEBHOOKS.contains(&label) => {
-                let sqs_down = self.outage("sqs").is_some();
-                (!sqs_down && self.doomed(service, body, plan.spill_failure_rate))
+                let one_down = plan
+                    .outages
+                    .iter()
+                    .any(|o| self.outage(o.service).is_some());
+                (!one_down && self.doomed(service, body, plan.spill_failure_rate))
                     .then_some(Fault::SpillRefused)
             }
             ("s3", op) if S3_WRITES.contains(&op) => {
@@ -411,6 +461,13 @@ async fn forward(
         .requests
         .entry((label.to_string(), service.clone(), op.clone()))
         .or_default() += 1;
+    if let Some(delay) = state.slowdown(&service, &body) {
+        *lock(&state.counters)
+            .injected
+            .entry(Fault::Slowed)
+            .or_default() += 1;
+        tokio::time::sleep(delay).await;
+    }
     let fault = state.decide(&label, (&service, &op), &body);
     if let Some(fault) = fault {
         *lock(&state.counters).injected.entry(fault).or_default() += 1;

@@ -225,6 +225,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 kills,
                 poisoned_calls: poison,
                 outages: ChaosOptions::standard_outages(),
+                slowdowns: ChaosOptions::standard_slowdowns(),
             })
             .await?;
             Ok(exit_code(ok))

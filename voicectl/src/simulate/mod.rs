@@ -463,7 +463,9 @@ pub struct SimulationReport {
     /// Calls whose caller heard Twilio's application error (a voice request failed with no
     /// fallback, or the fallback failed too).
     pub voice_errors: Vec<String>,
-    pub ack_latency_us: Vec<u64>,
+    /// Every callback acknowledged 2xx: when its answered attempt was sent, and how long
+    /// the answer took.
+    pub acks: Vec<Ack>,
     pub voice_latency_us: Vec<u64>,
     /// Softphone calls placed after their Access Token was minted and accepted.
     pub softphone_sign_ins: u64,
@@ -476,7 +478,20 @@ pub struct SimulationReport {
 impl SimulationReport {
     /// The `p`th percentile of callback acknowledgement latency, in milliseconds.
     pub fn latency_ms(&self, p: f64) -> f64 {
-        percentile(&self.ack_latency_us, p) as f64 / 1000.0
+        let latencies: Vec<u64> = self.acks.iter().map(|a| a.latency_us).collect();
+        percentile(&latencies, p) as f64 / 1000.0
+    }
+
+    /// The `p`th percentile of the latency of callbacks sent within `window`, in
+    /// milliseconds, and how many there were.
+    pub fn latency_ms_within(&self, window: std::ops::Range<Instant>, p: f64) -> (f64, usize) {
+        let latencies: Vec<u64> = self
+            .acks
+            .iter()
+            .filter(|a| window.contains(&a.sent_at))
+            .map(|a| a.latency_us)
+            .collect();
+        (percentile(&latencies, p) as f64 / 1000.0, latencies.len())
     }
 
     /// The `p`th percentile of voice webhook (TwiML) latency, in milliseconds.
@@ -634,9 +649,18 @@ impl VoiceServer for Twilio {
     }
 }
 
+/// One callback Twilio got its 2xx for.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Ack {
+    /// When the attempt that was answered was sent.
+    #[serde(skip_serializing)]
+    pub sent_at: Instant,
+    pub latency_us: u64,
+}
+
 #[derive(Default)]
 struct Delivered {
-    latency_us: Vec<u64>,
+    acks: Vec<Ack>,
     retries: BTreeMap<&'static str, u64>,
     delayed: u64,
     gave_up: Vec<String>,
@@ -837,7 +861,7 @@ impl SimulationReport {
             unrouted: Vec::new(),
             voice_fallbacks: Vec::new(),
             voice_errors: Vec::new(),
-            ack_latency_us: Vec::new(),
+            acks: Vec::new(),
             voice_latency_us: Vec::new(),
             softphone_sign_ins: 0,
             sign_in_failures: Vec::new(),
@@ -862,8 +886,8 @@ impl SimulationReport {
         if options.softphone.is_some() && call.script.from.starts_with("client:") {
             self.softphone_sign_ins += 1;
         }
-        self.acknowledged += delivered.latency_us.len() as u64;
-        self.ack_latency_us.extend(delivered.latency_us);
+        self.acknowledged += delivered.acks.len() as u64;
+        self.acks.extend(delivered.acks);
         for (cause, n) in delivered.retries {
             *self.retries.entry(cause).or_default() += n;
         }
@@ -922,7 +946,10 @@ async fn deliver_call(twilio: &Twilio, call: &SimulatedCall) -> Delivered {
             *delivered.retries.entry(failure.as_str()).or_default() += 1;
         }
         match delivery.result {
-            Ok(answer) => delivered.latency_us.push(answer.latency_us),
+            Ok(answer) => delivered.acks.push(Ack {
+                sent_at: Instant::now() - Duration::from_micros(answer.latency_us),
+                latency_us: answer.latency_us,
+            }),
             Err(gave_up) => delivered.gave_up.push(format!(
                 "{what}: {} (after {} attempt(s))",
                 gave_up.why, delivery.attempts
