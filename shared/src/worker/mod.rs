@@ -171,7 +171,7 @@ impl<'p> Budget<'p> {
 
     /// Runs one message's decision when it is expected to finish before the deadline (or it
     /// is the batch's first), and times it into the pace. One the deadline finds running is
-    /// cut off ([`cut_off`]: tried, so retried and counted); one that could not start is
+    /// cut off (tried, so retried and counted); one that could not start is
     /// [`Disposition::NotStarted`].
     pub async fn run(&self, decision: impl Future<Output = Disposition>) -> Disposition {
         let first = !self.started.swap(true, Ordering::SeqCst);
