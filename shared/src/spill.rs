@@ -10,6 +10,7 @@
 //! envelope to its queue and deletes the object only after SQS accepted it: a crash between
 //! the two sends it again, a duplicate the workers absorb by the same key.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -484,6 +485,22 @@ pub struct SpillDrainer<Q, V = NoVerifier> {
     pub verifier: V,
 }
 
+/// What a drain run has learnt, shared by the objects it drains at once.
+#[derive(Default)]
+struct RunState {
+    queue_refused: AtomicBool,
+    token_unavailable: AtomicBool,
+}
+
+/// What the check of an unverified request found.
+enum Checked {
+    Event(Envelope),
+    /// Not from Twilio or malformed: deleted.
+    Refused,
+    /// Not an unverified request of ours: left for ops.
+    Unreadable,
+}
+
 /// What draining one object did.
 enum DrainedOne {
     Requeued,
@@ -522,19 +539,28 @@ impl<Q: EventQueue, V: VerifyLater> SpillDrainer<Q, V> {
         }
         drained.found = keys.len();
         // Several at a time: after an outage the spill holds minutes of traffic, and each
-        // event is three requests (get, send, delete) that mostly wait.
-        let outcomes: Vec<Result<DrainedOne, String>> = futures::stream::iter(&keys)
-            .take_while(|_| std::future::ready(Instant::now() < deadline))
-            .map(|key| async move {
-                let outcome = self.drain_one(key).await;
-                if let Err(e) = &outcome {
-                    tracing::warn!(key, error = e, "spilled event not re-enqueued yet");
-                }
-                outcome
-            })
-            .buffer_unordered(DRAIN_CONCURRENCY)
-            .collect()
-            .await;
+        // event is three requests (get, send, delete) that mostly wait. What one object finds
+        // out holds for the rest of the run: once SQS refuses a send, or the token cannot be
+        // had, the objects that need it wait for the next run unread (a run every minute
+        // through an outage would otherwise read and send the whole spill each time).
+        // The first object goes alone, a probe: through an outage a run then costs one read.
+        let run = RunState::default();
+        let run = &run;
+        let (probe, rest) = keys
+            .split_first()
+            .map_or((None, &[][..]), |(k, r)| (Some(k), r));
+        let mut outcomes: Vec<Result<DrainedOne, String>> = Vec::new();
+        if let Some(key) = probe {
+            outcomes.push(self.drain_logged(key, run).await);
+        }
+        outcomes.extend(
+            futures::stream::iter(rest)
+                .take_while(|_| std::future::ready(Instant::now() < deadline))
+                .map(|key| self.drain_logged(key, run))
+                .buffer_unordered(DRAIN_CONCURRENCY)
+                .collect::<Vec<_>>()
+                .await,
+        );
         for outcome in outcomes {
             match outcome {
                 Ok(DrainedOne::Requeued) => drained.drained += 1,
@@ -566,14 +592,33 @@ impl<Q: EventQueue, V: VerifyLater> SpillDrainer<Q, V> {
         drained
     }
 
+    async fn drain_logged(&self, key: &str, run: &RunState) -> Result<DrainedOne, String> {
+        let outcome = self.drain_one(key, run).await;
+        if let Err(e) = &outcome {
+            tracing::warn!(key, error = e, "spilled event not re-enqueued yet");
+        }
+        outcome
+    }
+
     /// One object onto its queue (checked first when it was spilled unverified).
-    async fn drain_one(&self, key: &str) -> Result<DrainedOne, String> {
-        let body = self.read(key).await?;
+    async fn drain_one(&self, key: &str, run: &RunState) -> Result<DrainedOne, String> {
         let unverified = is_unverified_key(key);
+        if run.queue_refused.load(Ordering::Relaxed) {
+            return Err("SQS refused a send earlier in this run".into());
+        }
+        if unverified && run.token_unavailable.load(Ordering::Relaxed) {
+            return Err("the token could not be had earlier in this run".into());
+        }
+        let body = self.read(key).await?;
         let envelope = if unverified {
-            match self.check(key, &body).await? {
-                Some(envelope) => envelope,
-                None => return Ok(DrainedOne::Refused),
+            match self.check(key, &body).await {
+                Ok(Checked::Event(envelope)) => envelope,
+                Ok(Checked::Refused) => return Ok(DrainedOne::Refused),
+                Ok(Checked::Unreadable) => return Ok(DrainedOne::Unreadable),
+                Err(why) => {
+                    run.token_unavailable.store(true, Ordering::Relaxed);
+                    return Err(why);
+                }
             }
         } else {
             match std::str::from_utf8(&body)
@@ -593,7 +638,10 @@ impl<Q: EventQueue, V: VerifyLater> SpillDrainer<Q, V> {
             .iter()
             .find(|(p, _)| *p == pipeline)
             .ok_or_else(|| format!("no queue for {pipeline}"))?;
-        queue.send(&envelope).await.map_err(|e| e.0)?;
+        if let Err(e) = queue.send(&envelope).await {
+            run.queue_refused.store(true, Ordering::Relaxed);
+            return Err(e.0);
+        }
         // Deleted only now: had the send failed, the object would wait for the next run.
         self.delete(key).await?;
         tracing::info!(
@@ -609,9 +657,9 @@ impl<Q: EventQueue, V: VerifyLater> SpillDrainer<Q, V> {
         })
     }
 
-    /// An unverified request's event once it checks out; `None` when it was refused (and
-    /// deleted); an error when it must wait (the token still unreadable).
-    async fn check(&self, key: &str, body: &[u8]) -> Result<Option<Envelope>, String> {
+    /// What the check of an unverified request finds; an error when it must wait (the token
+    /// still unreadable).
+    async fn check(&self, key: &str, body: &[u8]) -> Result<Checked, String> {
         let request = match serde_json::from_slice::<UnverifiedRequest>(body) {
             Ok(request) if kind_of_key(key) == Some(request.kind) => request,
             Ok(_) | Err(_) => {
@@ -619,11 +667,11 @@ impl<Q: EventQueue, V: VerifyLater> SpillDrainer<Q, V> {
                     key,
                     "not an unverified request of this stack; left in place"
                 );
-                return Err("unreadable".into());
+                return Ok(Checked::Unreadable);
             }
         };
         match self.verifier.envelope(&request).await {
-            Ok(envelope) => Ok(Some(envelope)),
+            Ok(envelope) => Ok(Checked::Event(envelope)),
             Err(Unverifiable::NotYet(why)) => Err(why),
             Err(Unverifiable::Refused(why)) => {
                 tracing::warn!(
@@ -634,7 +682,7 @@ impl<Q: EventQueue, V: VerifyLater> SpillDrainer<Q, V> {
                     "a request spilled unverified failed its checks; deleted"
                 );
                 self.delete(key).await?;
-                Ok(None)
+                Ok(Checked::Refused)
             }
         }
     }
