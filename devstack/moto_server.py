@@ -20,6 +20,27 @@ and every SendMessage builds all of the queue's attributes (three scans of it) t
 `ContentBasedDeduplication`. The directory listing is cached (it never changes while the
 server runs), and a send builds the attributes without the three counts it never reads.
 
+More, found with py-spy once the local stack started a Lambda instance per request in flight
+(so more requests reach moto at once, as they reach AWS):
+- every backend lookup took moto's one global lock (`BackendDict.__getitem__`), and PutItem a
+  lock on its whole table: an account's backend found in the dict is returned without the
+  lock, and a PutItem locks only its item (the key attributes of the table's schema);
+- every receive tested each message of the queue for visibility and delay through naive
+  datetimes, and every delete walked the queue building receipt-handle lists: half of moto's
+  time. Both now read the clock once and compare;
+- a Query on the table's key gathered and sorted the whole table: it reads its partition;
+- every conditional write lexed its ConditionExpression and parsed its UpdateExpression again:
+  each text is lexed and parsed once;
+- werkzeug's development server closes every connection, so each request was a new connection
+  and a new thread, accepted by one thread behind the GIL: the server is waitress, which keeps
+  connections alive as AWS does (see `_serve`);
+- requests are served at most 4 at a time, background work at most 2 of them
+  (`DEVSTACK_EMULATOR_SLOTS`, `DEVSTACK_EMULATOR_BACKGROUND_SLOTS`; moto runs under the GIL,
+  so more only convoy), long-polled receives apart, a webhook's first (see `_Slots`), and one
+  whose caller hung up while it waited is dropped unserved. A line a minute,
+  `EMULATOR-LOAD`, says how much it served, by class (webhook, background, long poll), and
+  how long each waited for a slot and was served (p50, p99).
+
 And it closes a race that loses messages: moto's `Queue.delete_message` rebuilds the queue's
 message list from a copy, so a message another thread adds meanwhile is dropped (the likely
 cause of two events a chaos run's webhooks had queued and no worker ever received, with a
@@ -96,9 +117,10 @@ import json
 import os
 import sys
 import threading
+import time
 from collections import defaultdict
 
-from moto import backends, server
+from moto import backends
 from moto.awslambda.models import LambdaFunction
 from moto.core.common_models import CloudFormationModel
 from moto.secretsmanager.models import secretsmanager_backends
@@ -121,29 +143,231 @@ def _item_lock(environ):
     environ["wsgi.input"] = io.BytesIO(body)
     try:
         request = json.loads(body)
-        key = request.get("Key") or request.get("Item")
-        # PutItem carries the whole item; the table's key attributes are a subset of it, and
-        # locking on the full item would not serialise two puts of one key: lock the table.
-        name = (request["TableName"], json.dumps(key, sort_keys=True) if "Key" in request else "")
+        table = request["TableName"]
+        # PutItem carries the whole item: its key is the table's key attributes of it (two
+        # puts of one key must serialise; locking on the whole item would not). When the
+        # table's schema is unknown, the whole table is locked.
+        key = request.get("Key") or _key_of(table, request.get("Item"))
+        name = (table, json.dumps(key, sort_keys=True) if key is not None else "")
     except (ValueError, KeyError, TypeError):
         return None
     with _guard:
         return _item_locks[name]
 
 
+_key_attributes = {}
+
+
+def _key_of(table, item):
+    """The key of `item` in `table` (its hash and range attributes), or None."""
+    if not isinstance(item, dict):
+        return None
+    names = _key_attributes.get(table)
+    if names is None:
+        from moto.dynamodb.models import dynamodb_backends
+
+        for account in list(dynamodb_backends.values()):
+            for backend in list(account.values()):
+                found = backend.tables.get(table)
+                if found is not None:
+                    names = tuple(n for n in (found.hash_key_attr, found.range_key_attr) if n)
+        if not names:
+            return None
+        _key_attributes[table] = names
+    return {name: item.get(name) for name in names}
+
+
+# How many requests moto works on at once. It runs Python under one lock (the GIL), so more
+# threads only take turns; every request gets a thread, and when the stack's callers outnumber
+# what moto serves, hundreds of them convoy on the GIL and moto's own locks while their
+# callers time out. A request past the limit waits for a slot without running, and one whose
+# caller gave up meanwhile is dropped unserved (a real service's work for it would be wasted
+# too). Long-polled receives wait inside moto, so they never take a slot.
+class _Slots:
+    """Requests moto works on at once: `urgent` in all, of which background work at most
+    `background`; a waiting webhook's request is let in before any other.
+
+    A webhook answers a caller who waits (Twilio's read timeout, a caller on the line) with
+    one SQS send or one spill write, which AWS serves in milliseconds at any load; the
+    workers, pollers and drainer behind it are background work that AWS would serve as fast.
+    One Python process cannot serve both as AWS does once a run outgrows it: it runs one
+    request at a time (the GIL), so each request admitted slows the others. It serves the
+    waiting caller first, with few background requests beside it: webhooks see close to
+    AWS's latency, and the backlog a real stack would not have lands where it delays nothing
+    promised."""
+
+    def __init__(self, urgent, background):
+        self._limits = (urgent, background)
+        self._busy = [0, 0]  # [all, background]
+        self._urgent_waiting = 0
+        self._cond = threading.Condition()
+
+    def _room(self, urgent):
+        total, background = self._limits
+        if self._busy[0] >= total:
+            return False
+        return urgent or (self._busy[1] < background and self._urgent_waiting == 0)
+
+    def acquire(self, urgent):
+        with self._cond:
+            if urgent:
+                self._urgent_waiting += 1
+            while not self._room(urgent):
+                self._cond.wait()
+            if urgent:
+                self._urgent_waiting -= 1
+            self._busy[0] += 1
+            self._busy[1] += 0 if urgent else 1
+
+    def release(self, urgent):
+        with self._cond:
+            self._busy[0] -= 1
+            self._busy[1] -= 0 if urgent else 1
+            self._cond.notify_all()
+
+
+_slots = _Slots(
+    int(os.environ.get("DEVSTACK_EMULATOR_SLOTS", "4")),
+    int(os.environ.get("DEVSTACK_EMULATOR_BACKGROUND_SLOTS", "2")),
+)
+_LONG_POLLS = {"AmazonSQS.ReceiveMessage"}
+_urgent_keys = {}
+
+
+class _Load:
+    """What the emulator served in the last minute, by class (webhook, background, long
+    poll): how many, how long they waited for a slot and how long they were served."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.in_flight = 0
+        self._reset()
+
+    def _reset(self):
+        self.abandoned = 0
+        self.times = defaultdict(list)  # class -> [(waited, served)] in ms
+
+    def record(self, kind, waited, served):
+        with self._lock:
+            self.times[kind].append((waited * 1000.0, served * 1000.0))
+
+    def report(self):
+        """One line, and a new minute."""
+        with self._lock:
+            times, abandoned, in_flight = self.times, self.abandoned, self.in_flight
+            self._reset()
+
+        def pct(values, q):
+            return values[min(len(values) - 1, int(len(values) * q))] if values else 0.0
+
+        parts = []
+        for kind in sorted(times):
+            waited = sorted(w for w, _ in times[kind])
+            served = sorted(s for _, s in times[kind])
+            parts.append(
+                f"{kind}={len(served)} wait_p50={pct(waited, 0.5):.0f}ms "
+                f"wait_p99={pct(waited, 0.99):.0f}ms serve_p50={pct(served, 0.5):.0f}ms "
+                f"serve_p99={pct(served, 0.99):.0f}ms"
+            )
+        return f"EMULATOR-LOAD {' '.join(parts)} abandoned={abandoned} in_flight={in_flight}"
+
+
+_load = _Load()
+
+
+def _urgent(environ):
+    """Whether the request comes from a webhook function (its role's name says so)."""
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    key = auth.split("Credential=", 1)[-1].split("/", 1)[0] if "Credential=" in auth else ""
+    known = _urgent_keys.get(key)
+    if known is not None:
+        return known
+    from moto.sts.models import sts_backends
+
+    urgent = False
+    for account in list(sts_backends.values()):
+        for backend in list(account.values()):
+            for role in list(backend.assumed_roles):
+                if role.access_key_id == key:
+                    urgent = "Webhook" in role.role_arn.rsplit("/", 1)[-1]
+    _urgent_keys[key] = urgent
+    return urgent
+
+
+def _abandoned(environ):
+    """Whether the caller closed its connection while the request waited for a slot."""
+    disconnected = environ.get("waitress.client_disconnected")
+    return bool(disconnected and disconnected())
+
+
+def _report_load():
+    """A line a minute on stderr: what the emulator served and how long requests waited, so
+    a run's log says how close to its capacity the local stack was."""
+    while True:
+        time.sleep(60)
+        print(_load.report(), file=sys.stderr, flush=True)
+
+
 def _serialised(self, environ, start_response):
     if environ.get("PATH_INFO") == "/__devstack/id":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [os.environ.get("DEVSTACK_EMULATOR_ID", "").encode()]
+    arrived = time.monotonic()
+    if environ.get("HTTP_X_AMZ_TARGET") in _LONG_POLLS:
+        try:
+            return _served(self, environ, start_response)
+        finally:
+            _load.record("poll", 0.0, time.monotonic() - arrived)
+    urgent = _urgent(environ)
+    with _load._lock:
+        _load.in_flight += 1
+    _slots.acquire(urgent)
+    admitted = time.monotonic()
+    try:
+        if _abandoned(environ):
+            with _load._lock:
+                _load.abandoned += 1
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [b"the caller gave up before the emulator got to it"]
+        return _served(self, environ, start_response)
+    finally:
+        _slots.release(urgent)
+        with _load._lock:
+            _load.in_flight -= 1
+        _load.record(
+            "webhook" if urgent else "background", admitted - arrived, time.monotonic() - admitted
+        )
+
+
+def _served(self, environ, start_response):
     lock = _item_lock(environ)
     if lock is None:
-        return _dispatch(self, environ, start_response)
+        return list(_dispatch(self, environ, start_response))
     with lock:
         # Materialise the response inside the lock: the backend may run lazily.
         return list(_dispatch(self, environ, start_response))
 
 
 DomainDispatcherApplication.__call__ = _serialised
+
+# Every backend lookup (several per request: the service's, IAM's for authorization and for
+# "last used") goes through BackendDict.__getitem__, which takes moto's one global lock and
+# scans a list to make sure the account's backend exists, though it almost always does. Under
+# the chaos run's load that lock was where hundreds of request threads waited (py-spy), and a
+# client that gave up left its thread queued behind it. An account's backend, once made, stays
+# until a reset, which clears the dict and the list together, so finding it in the dict is
+# enough to skip the lock.
+from moto.core.base_backend import BackendDict
+
+_backend_of_account = BackendDict.__getitem__
+
+
+def _existing_backend_first(self, account_id):
+    backend = dict.get(self, account_id)
+    return backend if backend is not None else _backend_of_account(self, account_id)
+
+
+BackendDict.__getitem__ = _existing_backend_first
 
 
 def _within_retention(self, queue_name, message):
@@ -194,8 +418,151 @@ def _locked(method):
     return run
 
 
+# Reading the clock, and finding a receipt handle, were half of moto's time in a chaos run
+# (py-spy): every receive tests each message of the queue for visibility and delay, and each
+# test reads the clock through naive datetimes (two imports, two datetimes and a subtraction);
+# every delete walks the queue twice building each message's list of receipt handles. Both
+# now do the same with one `time.time()` and plain comparisons: the same answers, in a
+# fraction of the time.
+from moto.sqs.exceptions import ReceiptHandleIsInvalid
+from moto.sqs.models import Message
+
+
+def _now_ms():
+    return time.time() * 1000.0
+
+
+Message.visible = property(lambda self: _now_ms() > self.visible_at)
+Message.delayed = property(lambda self: _now_ms() < self.delayed_until)
+
+
+def _ready_messages(self):
+    now = _now_ms()
+    return [m for m in self._messages if now > m.visible_at and not now < m.delayed_until]
+
+
+Queue.messages = property(_ready_messages)
+
+
+def _holds(message, receipt_handle):
+    return message.receipt_handle == receipt_handle or receipt_handle in message._old_receipt_handles
+
+
+def _delete_message(self, receipt_handle):
+    if receipt_handle in self.deleted_messages:
+        # Already deleted: SQS answers success again.
+        return
+    held = [m for m in self._messages if _holds(m, receipt_handle)]
+    if not held:
+        raise ReceiptHandleIsInvalid()
+    for message in held:
+        self.pending_messages.discard(message)
+        self.deleted_messages.update(message.all_receipt_handles)
+    self._messages = [m for m in self._messages if not _holds(m, receipt_handle)]
+
+
 Queue.add_message = _locked(Queue.add_message)
-Queue.delete_message = _locked(Queue.delete_message)
+Queue.delete_message = _locked(_delete_message)
+
+# A Query on a table's key reads one partition on DynamoDB; moto gathers and sorts every item of
+# the table for each one (`Table.all_items`), so a room event's Query grew with the whole calls
+# table. The query on the table's own key now gathers only its partition, in the same order.
+from moto.dynamodb.models.table import Table
+
+_partition = threading.local()
+_all_items = Table.all_items
+_query = Table.query
+
+
+def _partition_items(self):
+    hash_key = getattr(_partition, "hash_key", None)
+    if hash_key is None or getattr(_partition, "table", None) is not self:
+        return _all_items(self)
+    found = self.items.get(hash_key)
+    if found is None:
+        return []
+    items = list(found.values()) if self.range_key_attr else [found]
+    return sorted(items, key=lambda x: (x.hash_key, x.range_key) if x.range_key else x.hash_key)
+
+
+def _query_one_partition(self, hash_key, *args, **kwargs):
+    index_name = kwargs.get("index_name", args[6] if len(args) > 6 else None)
+    if index_name is not None or hash_key is None:
+        return _query(self, hash_key, *args, **kwargs)
+    _partition.table, _partition.hash_key = self, hash_key
+    try:
+        return _query(self, hash_key, *args, **kwargs)
+    finally:
+        _partition.table, _partition.hash_key = None, None
+
+
+Table.all_items = _partition_items
+Table.query = _query_one_partition
+
+# Every conditional write lexes its ConditionExpression again, a third of moto's time in an
+# UpdateItem (py-spy). The tokens depend on the expression's text alone (names and values are
+# resolved after) and are tuples, never changed: each text is lexed once.
+from collections import deque
+
+from moto.dynamodb.comparisons import ConditionExpressionParser
+
+_lexed = {}
+_lex = ConditionExpressionParser._lex_condition_expression
+
+
+def _lex_once(self):
+    text = self.condition_expression
+    tokens = _lexed.get(text)
+    if tokens is None:
+        tokens = tuple(_lex(self))
+        if len(_lexed) < 4096:  # a stack writes a handful of expressions; a bound all the same
+            _lexed[text] = tokens
+    return deque(tokens)
+
+
+ConditionExpressionParser._lex_condition_expression = _lex_once
+
+# And every UpdateItem parses its UpdateExpression again, as long as the rest of the write
+# (py-spy). The tree depends on the text alone, but the validator then rewrites it in place
+# (names and values substituted): each text is parsed once and each write gets a copy, made
+# here by hand because `copy.deepcopy` costs as much as the parse. A parsed tree holds only
+# nodes, lists of them and strings; one that holds anything else is not cached.
+from moto.dynamodb.parsing.ast_nodes import Node
+from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+_parsed = {}
+_make = UpdateExpressionParser.make.__func__
+
+
+def _plain(node):
+    if not isinstance(node, Node):
+        return isinstance(node, str)
+    if set(vars(node)) != {"type", "children", "parent"}:
+        return False
+    return node.children is None or all(_plain(c) for c in node.children)
+
+
+def _copy_tree(node, parent=None):
+    if not isinstance(node, Node):
+        return node
+    copied = object.__new__(type(node))
+    copied.__dict__ = dict(vars(node), parent=parent)
+    if node.children is not None:
+        copied.children = [_copy_tree(c, copied) for c in node.children]
+    return copied
+
+
+def _make_once(cls, expression):
+    tree = _parsed.get(expression)
+    if tree is None:
+        tree = _make(cls, expression)
+        if not _plain(tree) or len(_parsed) >= 4096:
+            return tree
+        _parsed[expression] = tree
+    return _copy_tree(tree)
+
+
+UpdateExpressionParser.make = classmethod(_make_once)
 
 
 
@@ -605,5 +972,52 @@ def _verifying_checksum(method):
 S3Response.put_object = _verifying_checksum(S3Response.put_object)
 S3Response.upload_part = _verifying_checksum(S3Response.upload_part)
 
+def _serve(argv):
+    """moto's server, but on waitress instead of werkzeug's development server.
+
+    Werkzeug's server answers every request with `Connection: close` ("They aren't handled
+    well by Python's http.server", werkzeug/serving.py), so each AWS call was a new TCP
+    connection and a new thread, accepted one at a time by a thread that waits for the GIL
+    behind the requests it serves. In a chaos run that accept queue held ~90 connections and
+    a webhook's SendMessage waited ~0.5 s in it, though moto then served it in 3 ms. AWS keeps
+    connections alive (the SDKs pool them); waitress does too, reads and parses requests in
+    one I/O thread and hands them to a fixed pool of threads.
+
+    Like werkzeug's, waitress drops a header with an underscore in its name (a WSGI environ
+    cannot tell it from a dash); nothing of this stack sends one."""
+    import argparse
+    import logging
+
+    from moto.moto_server.werkzeug_app import create_backend_app
+    from waitress import serve
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-H", "--host", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("MOTO_PORT", str(args.port))
+    # "Task queue depth" warnings: the EMULATOR-LOAD line says the same once a minute.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    serve(
+        DomainDispatcherApplication(create_backend_app),
+        host=args.host,
+        port=args.port,
+        # Long-polled receives hold a thread for their wait (up to 1 s locally), one per
+        # poller; the slots (`_Slots`) bound the threads that run moto at once.
+        threads=int(os.environ.get("DEVSTACK_EMULATOR_THREADS", "96")),
+        connection_limit=2000,
+        backlog=2048,
+        # Longer than the clients keep an idle pooled connection (hyper: 90 s), so the
+        # server never closes one a client is about to reuse.
+        channel_timeout=300,
+        # Lets a request's handler see that its caller hung up (`_abandoned`).
+        channel_request_lookahead=1,
+        ident="moto",
+    )
+
+
 if __name__ == "__main__":
-    server.main()
+    threading.Thread(target=_report_load, daemon=True).start()
+    if "DEVSTACK_EMULATOR_SWITCH_INTERVAL" in os.environ:
+        sys.setswitchinterval(float(os.environ["DEVSTACK_EMULATOR_SWITCH_INTERVAL"]))
+    _serve(sys.argv[1:])
