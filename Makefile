@@ -56,6 +56,10 @@ venv: $(VENV)/stack/.installed $(VENV)/lint/.installed $(VENV)/sam/.installed $(
 build-local: ## Build every binary for this machine (what the local stack runs)
 	cargo build --workspace --bins
 
+.PHONY: build-release-local
+build-release-local: ## Build the functions' release binaries for this machine (what `make chaos` and `make bench` run)
+	cargo build --release $(addprefix --bin ,$(FUNCTIONS))
+
 .PHONY: build
 build: $(VENV)/stack/.installed ## Build the Lambda bootstraps for arm64 (target/lambda/<function>/bootstrap)
 	cargo lambda build --release --arm64 $(addprefix --bin ,$(FUNCTIONS))
@@ -68,8 +72,8 @@ demo: $(VENV)/stack/.installed build-local ## Play CALLS calls through the local
 
 CHAOS_CALLS ?= 1000
 .PHONY: chaos
-chaos: $(VENV)/stack/.installed build-local ## The demo under fire: CHAOS_CALLS calls, duplicates, reordering, refused enqueues, AWS faults, workers killed, poisoned calls redriven; exit 1 on any mismatch
-	target/debug/devstack chaos --calls $(CHAOS_CALLS) --seed $(SEED)
+chaos: $(VENV)/stack/.installed build-local build-release-local ## The demo under fire: CHAOS_CALLS calls, duplicates, reordering, refused enqueues, AWS faults, workers killed, poisoned calls redriven; exit 1 on any mismatch
+	target/debug/devstack chaos --calls $(CHAOS_CALLS) --seed $(SEED) --release
 
 .PHONY: up
 up: $(VENV)/stack/.installed build-local ## Run the local stack until Ctrl-C

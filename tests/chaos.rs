@@ -38,6 +38,7 @@ async fn calls_under_faults_end_exactly_as_played() {
             delay: Duration::from_secs(2),
             matching: None,
         }],
+        release: false,
     };
     let outcome = chaos::run_checked(&options, "chaos-test")
         .await

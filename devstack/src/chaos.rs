@@ -43,11 +43,16 @@ pub struct ChaosOptions {
     pub outages: Vec<Outage>,
     /// Services slow for a while (DynamoDB): batches run into their deadlines.
     pub slowdowns: Vec<Slowdown>,
+    /// Runs the functions' release builds, as Lambda runs them (`make chaos`): a thousand
+    /// calls of debug builds' SDK signing and serialisation take the CPU the emulator needs.
+    pub release: bool,
 }
 
-/// How long a token stays cached in the chaos run: short, so a Secrets Manager outage finds
-/// the webhooks past their TTL (serving the last good token) rather than still inside it.
-pub const CHAOS_SECRET_TTL: Duration = Duration::from_secs(10);
+/// How long a token stays cached in the chaos run: shorter than the Secrets Manager outages
+/// (a minute; half of one in tests/chaos.rs), so an outage finds the webhooks past their TTL
+/// (serving the last good token) rather than still inside it; not so short that a few dozen
+/// instances' re-reads load the emulator (300 s deployed).
+pub const CHAOS_SECRET_TTL: Duration = Duration::from_secs(20);
 
 impl ChaosOptions {
     /// `make chaos`'s outages: SQS down for a minute early in the run, then Secrets
@@ -262,9 +267,9 @@ pub async fn play(stack: &LocalStack, options: &ChaosOptions) -> anyhow::Result<
     let (driven, kills) = tokio::join!(driving, kill_workers(stack, options, &done));
     let (report, drain_time) = driven?;
 
-    // The poisoned calls' events rest in the DLQs, and nothing else may: a healthy event
-    // there is a mismatch, named with the worker's reason. Then the fix goes out and ops
-    // redrive them.
+    // The poisoned calls' events (their dialled legs' with them) rest in the DLQs, and nothing
+    // else may: a healthy event there is a mismatch, named with the worker's reason. Then the
+    // fix goes out and ops redrive them.
     let ops = voicectl::connect::Stack::with_config(local::STACK_NAME, &stack.sdk);
     let poisoned = options.poisoned();
     let mut problems = Vec::new();
@@ -276,10 +281,11 @@ pub async fn play(stack: &LocalStack, options: &ChaosOptions) -> anyhow::Result<
         let letters = dlq::peek(&ops, &queues, DLQ_READ_LIMIT).await?;
         dlq_in.insert(pipeline, letters.len() as u64);
         for letter in letters {
-            let of_poisoned = letter
-                .call_sid
-                .as_ref()
-                .is_some_and(|sid| poisoned.contains(sid));
+            // As the proxy poisons them: any write that names a poisoned call, so a dialled
+            // leg's events (their ParentCallSid is the poisoned call) rest there too.
+            let of_poisoned = poisoned
+                .iter()
+                .any(|sid| letter.body.contains(sid.as_str()));
             if of_poisoned {
                 dlq_poisoned += 1;
             } else {
@@ -468,6 +474,7 @@ pub async fn run_checked(options: &ChaosOptions, label: &str) -> anyhow::Result<
         label: label.into(),
         faults: Some(options.fault_plan(options.poisoned())),
         secret_ttl: Some(CHAOS_SECRET_TTL),
+        release: options.release,
         ..Default::default()
     })
     .await?;
@@ -509,6 +516,19 @@ pub async fn run(options: ChaosOptions) -> anyhow::Result<bool> {
             )
         })
         .collect();
+    let slowdowns: Vec<String> = options
+        .slowdowns
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {:.1} s slow for {} s from {} s",
+                s.service,
+                s.delay.as_secs_f64(),
+                s.lasts.as_secs(),
+                s.from.as_secs()
+            )
+        })
+        .collect();
     println!(
         "voicehooks chaos: {} calls through the local stack, Twilio delivering as it does (each \
          URL's connection overrides), with 20% duplicate deliveries, 30% of legs reordered, 5% \
@@ -516,10 +536,10 @@ pub async fn run(options: ChaosOptions) -> anyhow::Result<bool> {
          {}, recording media not ready for the first 2 fetches of 30%, S3 / DynamoDB / SQS / \
          Transcribe faults, {} worker kills and {} poisoned calls; {}",
         options.calls,
-        if outages.is_empty() {
+        if outages.is_empty() && slowdowns.is_empty() {
             "no outage".to_owned()
         } else {
-            outages.join(", ")
+            [outages, slowdowns].concat().join(", ")
         },
         options.kills,
         options.poisoned_calls,

@@ -61,6 +61,9 @@ enum Command {
         /// Calls whose DynamoDB writes fail until the fix, so their events rest in the DLQs.
         #[arg(long, default_value_t = 3)]
         poison: usize,
+        /// Run the functions' release builds (`cargo build --release`), as Lambda runs them.
+        #[arg(long)]
+        release: bool,
     },
     /// `make bench`'s report: ingress compute beside twilio-node, cold starts and bootstrap
     /// sizes, AWS calls per event and their cost, end-to-end acks at rising rates; each
@@ -216,8 +219,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             rate,
             kills,
             poison,
+            release,
         } => {
             let ok = chaos::run(ChaosOptions {
+                release,
                 calls,
                 seed,
                 concurrency,
