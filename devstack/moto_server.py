@@ -118,7 +118,7 @@ import os
 import sys
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 
 from moto import backends
 from moto.awslambda.models import LambdaFunction
@@ -197,33 +197,45 @@ class _Slots:
     promised."""
 
     def __init__(self, urgent, background):
-        self._limits = (urgent, background)
-        self._busy = [0, 0]  # [all, background]
-        self._urgent_waiting = 0
-        self._cond = threading.Condition()
+        self._total, self._background = urgent, background
+        self._busy = 0
+        self._busy_background = 0
+        self._lock = threading.Lock()
+        # Waiting requests, first come first served: each is woken alone, its slot already
+        # taken for it (a condition notified for all woke every waiter on every release, a
+        # herd that cost more than the requests under load).
+        self._waiting = (deque(), deque())  # (webhooks, background)
 
-    def _room(self, urgent):
-        total, background = self._limits
-        if self._busy[0] >= total:
+    def _fits(self, urgent):
+        if self._busy >= self._total:
             return False
-        return urgent or (self._busy[1] < background and self._urgent_waiting == 0)
+        return urgent or self._busy_background < self._background
+
+    def _take(self, urgent):
+        self._busy += 1
+        self._busy_background += 0 if urgent else 1
 
     def acquire(self, urgent):
-        with self._cond:
-            if urgent:
-                self._urgent_waiting += 1
-            while not self._room(urgent):
-                self._cond.wait()
-            if urgent:
-                self._urgent_waiting -= 1
-            self._busy[0] += 1
-            self._busy[1] += 0 if urgent else 1
+        queue = self._waiting[0 if urgent else 1]
+        with self._lock:
+            if self._fits(urgent) and not self._waiting[0] and not queue:
+                self._take(urgent)
+                return
+            woken = threading.Event()
+            queue.append(woken)
+        woken.wait()
 
     def release(self, urgent):
-        with self._cond:
-            self._busy[0] -= 1
-            self._busy[1] -= 0 if urgent else 1
-            self._cond.notify_all()
+        with self._lock:
+            self._busy -= 1
+            self._busy_background -= 0 if urgent else 1
+            webhooks, background = self._waiting
+            while webhooks and self._fits(True):
+                self._take(True)
+                webhooks.popleft().set()
+            while background and not webhooks and self._fits(False):
+                self._take(False)
+                background.popleft().set()
 
 
 _slots = _Slots(
@@ -421,9 +433,9 @@ def _locked(method):
 # Reading the clock, and finding a receipt handle, were half of moto's time in a chaos run
 # (py-spy): every receive tests each message of the queue for visibility and delay, and each
 # test reads the clock through naive datetimes (two imports, two datetimes and a subtraction);
-# every delete walks the queue twice building each message's list of receipt handles. Both
-# now do the same with one `time.time()` and plain comparisons: the same answers, in a
-# fraction of the time.
+# every delete walks the queue twice building each message's list of receipt handles. A
+# receive now reads the clock once and compares; a delete looks its handle up (below): the
+# same answers, in a fraction of the time.
 from moto.sqs.exceptions import ReceiptHandleIsInvalid
 from moto.sqs.models import Message
 
@@ -444,23 +456,36 @@ def _ready_messages(self):
 Queue.messages = property(_ready_messages)
 
 
-def _holds(message, receipt_handle):
-    return message.receipt_handle == receipt_handle or receipt_handle in message._old_receipt_handles
+# Every receipt handle a message was given, to the message: a delete finds its message at
+# once instead of testing each message of the queue (a Python call per message, a third of
+# moto's time in a chaos run's backlog, py-spy). Handles are random and never reused; a
+# deleted message's are dropped with it.
+_by_handle = {}
+_mark_received = Message.mark_received
+
+
+def _mark_received_indexed(self, *args, **kwargs):
+    _mark_received(self, *args, **kwargs)
+    _by_handle[self.receipt_handle] = self
 
 
 def _delete_message(self, receipt_handle):
     if receipt_handle in self.deleted_messages:
         # Already deleted: SQS answers success again.
         return
-    held = [m for m in self._messages if _holds(m, receipt_handle)]
-    if not held:
+    message = _by_handle.get(receipt_handle)
+    # `in` and `remove` compare by identity first (messages define no __eq__): no Python per
+    # message. A handle of a message now on another queue (moved to its DLQ) is invalid here.
+    if message is None or message not in self._messages:
         raise ReceiptHandleIsInvalid()
-    for message in held:
-        self.pending_messages.discard(message)
-        self.deleted_messages.update(message.all_receipt_handles)
-    self._messages = [m for m in self._messages if not _holds(m, receipt_handle)]
+    self.pending_messages.discard(message)
+    self.deleted_messages.update(message.all_receipt_handles)
+    for handle in message.all_receipt_handles:
+        _by_handle.pop(handle, None)
+    self._messages.remove(message)
 
 
+Message.mark_received = _mark_received_indexed
 Queue.add_message = _locked(Queue.add_message)
 Queue.delete_message = _locked(_delete_message)
 
@@ -502,8 +527,6 @@ Table.query = _query_one_partition
 # Every conditional write lexes its ConditionExpression again, a third of moto's time in an
 # UpdateItem (py-spy). The tokens depend on the expression's text alone (names and values are
 # resolved after) and are tuples, never changed: each text is lexed once.
-from collections import deque
-
 from moto.dynamodb.comparisons import ConditionExpressionParser
 
 _lexed = {}
@@ -522,16 +545,21 @@ def _lex_once(self):
 
 ConditionExpressionParser._lex_condition_expression = _lex_once
 
-# And every UpdateItem parses its UpdateExpression again, as long as the rest of the write
-# (py-spy). The tree depends on the text alone, but the validator then rewrites it in place
-# (names and values substituted): each text is parsed once and each write gets a copy, made
-# here by hand because `copy.deepcopy` costs as much as the parse. A parsed tree holds only
-# nodes, lists of them and strings; one that holds anything else is not cached.
+# And every UpdateItem parsed its UpdateExpression twice (the handler, to check its names and
+# values; the backend, to apply it) and copied the tree with `copy.deepcopy` for its validator,
+# which rewrites its copy in place: a third of an UpdateItem (py-spy). The tree depends on the
+# text alone and nothing changes it but the validator's copy, so each text is parsed once and
+# shared, and the validator copies it by hand (a parsed tree holds only nodes, lists of them
+# and strings; `deepcopy` cost as much as the parse). A tree that holds anything else is
+# neither cached nor copied by hand.
 from moto.dynamodb.parsing.ast_nodes import Node
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+from moto.dynamodb.parsing.validators import Validator
 
 _parsed = {}
+_shared = set()  # ids of the cached trees
 _make = UpdateExpressionParser.make.__func__
+_validator_init = Validator.__init__
 
 
 def _plain(node):
@@ -556,13 +584,22 @@ def _make_once(cls, expression):
     tree = _parsed.get(expression)
     if tree is None:
         tree = _make(cls, expression)
-        if not _plain(tree) or len(_parsed) >= 4096:
-            return tree
-        _parsed[expression] = tree
-    return _copy_tree(tree)
+        if _plain(tree) and len(_parsed) < 4096:  # a stack writes a handful; bounded all the same
+            _parsed[expression] = tree
+            _shared.add(id(tree))
+    return tree
+
+
+def _validator_copying_by_hand(self, expression, *args, **kwargs):
+    if id(expression) not in _shared:
+        return _validator_init(self, expression, *args, **kwargs)
+    # The original, less its deepcopy of a shared tree: validated on a copy made by hand.
+    _validator_init(self, None, *args, **kwargs)
+    self.node_to_validate = _copy_tree(expression)
 
 
 UpdateExpressionParser.make = classmethod(_make_once)
+Validator.__init__ = _validator_copying_by_hand
 
 
 
@@ -675,6 +712,7 @@ def _function_with_string_environment(cls, resource_name, cloudformation_json, *
 LambdaFunction.create_from_cloudformation_json = classmethod(_function_with_string_environment)
 
 # ---------------------------------------------------------------- IAM (see the docstring)
+import functools
 import re
 from urllib.parse import parse_qs, urlparse
 
@@ -729,9 +767,14 @@ LambdaResponse._determine_resource = _function_resource
 TranscribeResponse._determine_resource = _job_resource
 
 
+@functools.lru_cache(maxsize=1024)
+def _parsed_document(text):
+    return json.loads(text)
+
+
 def _document(policy):
     if isinstance(policy, str):
-        return json.loads(policy)
+        return _parsed_document(policy)
     if isinstance(policy, dict) and "Statement" in policy:
         return policy
     if isinstance(policy, dict):
@@ -740,7 +783,7 @@ def _document(policy):
         document = next(v.document for v in policy.versions if v.is_default)
     else:
         document = policy.document
-    document = json.loads(document) if isinstance(document, str) else document
+    document = _parsed_document(document) if isinstance(document, str) else document
     if not isinstance(document, dict):
         raise TypeError(f"no policy document in {type(policy).__name__}: {policy!r}"[:300])
     return document
@@ -750,10 +793,17 @@ def _as_list(value):
     return value if isinstance(value, list) else [value]
 
 
+@functools.lru_cache(maxsize=4096)
+def _wildcard(pattern, case_sensitive):
+    # Compiled once per pattern: every request is checked against each statement of its
+    # role's policies, and building the regex was most of the check (py-spy).
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.compile(regex, 0 if case_sensitive else re.IGNORECASE)
+
+
 def _like(pattern, value, case_sensitive=True):
     """IAM's wildcard match: `*` any run of characters, `?` any one."""
-    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, value, 0 if case_sensitive else re.IGNORECASE) is not None
+    return _wildcard(pattern, case_sensitive).fullmatch(value) is not None
 
 
 _OPERATORS = {
@@ -1003,8 +1053,10 @@ def _serve(argv):
         host=args.host,
         port=args.port,
         # Long-polled receives hold a thread for their wait (up to 1 s locally), one per
-        # poller; the slots (`_Slots`) bound the threads that run moto at once.
-        threads=int(os.environ.get("DEVSTACK_EMULATOR_THREADS", "96")),
+        # poller, and requests wait for a slot (`_Slots`, which bounds the threads that run
+        # moto at once) on theirs: enough that a webhook's request always reaches the slots,
+        # where it goes first, rather than queueing in waitress behind background work.
+        threads=int(os.environ.get("DEVSTACK_EMULATOR_THREADS", "256")),
         connection_limit=2000,
         backlog=2048,
         # Longer than the clients keep an idle pooled connection (hyper: 90 s), so the
