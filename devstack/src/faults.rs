@@ -490,33 +490,48 @@ async fn forward(
     for (name, value) in request_headers {
         upstream = upstream.header(name, value);
     }
-    let answer = match upstream.send().await {
-        Ok(answer) => answer,
-        Err(e) => {
+    // In a task of its own: a caller that times out drops this handler, but the request it
+    // sent may still be applied (as on AWS), and what the emulator applied is counted.
+    let counting = state.clone();
+    let answered = tokio::spawn(async move {
+        let answer = upstream.send().await?;
+        let status = answer.status();
+        let headers = answer.headers().clone();
+        let bytes = answer.bytes().await?;
+        if op == "StartTranscriptionJob" && status.is_success() {
+            let name = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["TranscriptionJobName"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            *lock(&counting.counters)
+                .transcription_starts
+                .entry(name)
+                .or_default() += 1;
+        }
+        Ok::<_, reqwest::Error>((status, headers, bytes))
+    })
+    .await;
+    let (status, headers, bytes) = match answered {
+        Ok(Ok(answered)) => answered,
+        Ok(Err(e)) => {
             return Response::builder()
                 .status(StatusCode::BAD_GATEWAY)
                 .body(Body::from(format!("emulator unreachable: {e}")))
                 .unwrap_or_default();
         }
+        Err(e) => {
+            return Response::builder()
+                .status(StatusCode::BAD_GATEWAY)
+                .body(Body::from(format!("proxy task failed: {e}")))
+                .unwrap_or_default();
+        }
     };
-    let status = answer.status();
-    if op == "StartTranscriptionJob" && status.is_success() {
-        let name = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["TranscriptionJobName"].as_str().map(str::to_owned))
-            .unwrap_or_default();
-        *lock(&state.counters)
-            .transcription_starts
-            .entry(name)
-            .or_default() += 1;
-    }
     if fault.is_some() {
         return injected_error(&service);
     }
     let mut response = Response::builder().status(status);
-    for (name, value) in answer.headers().iter().filter(|(n, _)| !hop_by_hop(n)) {
+    for (name, value) in headers.iter().filter(|(n, _)| !hop_by_hop(n)) {
         response = response.header(name, value);
     }
-    let bytes = answer.bytes().await.unwrap_or_default();
     response.body(Body::from(bytes)).unwrap_or_default()
 }
