@@ -1064,6 +1064,10 @@ def _serve(argv):
         channel_timeout=300,
         # Lets a request's handler see that its caller hung up (`_abandoned`).
         channel_request_lookahead=1,
+        # A recording's upload or download in a few reads and writes instead of 8 KB ones:
+        # each is a turn of the one I/O thread, which waits for the GIL behind the requests.
+        recv_bytes=256 * 1024,
+        send_bytes=256 * 1024,
         ident="moto",
     )
 
