@@ -507,6 +507,9 @@ enum DrainedOne {
     Verified,
     Refused,
     Unreadable,
+    /// Left unread for the next run: an object before it found SQS or the token unavailable
+    /// (and logged why, once).
+    Waits,
 }
 
 impl<Q: EventQueue, V: VerifyLater> SpillDrainer<Q, V> {
@@ -546,13 +549,14 @@ impl<Q: EventQueue, V: VerifyLater> SpillDrainer<Q, V> {
         // The first object goes alone, a probe: through an outage a run then costs one read.
         let run = RunState::default();
         let run = &run;
-        let (probe, rest) = keys
-            .split_first()
-            .map_or((None, &[][..]), |(k, r)| (Some(k), r));
         let mut outcomes: Vec<Result<DrainedOne, String>> = Vec::new();
-        if let Some(key) = probe {
-            outcomes.push(self.drain_logged(key, run).await);
-        }
+        let rest = match keys.split_first() {
+            Some((probe, rest)) => {
+                outcomes.push(self.drain_logged(probe, run).await);
+                rest
+            }
+            None => &[],
+        };
         outcomes.extend(
             futures::stream::iter(rest)
                 .take_while(|_| std::future::ready(Instant::now() < deadline))
@@ -570,7 +574,7 @@ impl<Q: EventQueue, V: VerifyLater> SpillDrainer<Q, V> {
                 }
                 Ok(DrainedOne::Refused) => drained.refused += 1,
                 Ok(DrainedOne::Unreadable) => drained.unreadable += 1,
-                Err(_) => {}
+                Ok(DrainedOne::Waits) | Err(_) => {}
             }
         }
         drained.left = drained.found - drained.drained - drained.refused;
@@ -603,11 +607,10 @@ impl<Q: EventQueue, V: VerifyLater> SpillDrainer<Q, V> {
     /// One object onto its queue (checked first when it was spilled unverified).
     async fn drain_one(&self, key: &str, run: &RunState) -> Result<DrainedOne, String> {
         let unverified = is_unverified_key(key);
-        if run.queue_refused.load(Ordering::Relaxed) {
-            return Err("SQS refused a send earlier in this run".into());
-        }
-        if unverified && run.token_unavailable.load(Ordering::Relaxed) {
-            return Err("the token could not be had earlier in this run".into());
+        if run.queue_refused.load(Ordering::Relaxed)
+            || (unverified && run.token_unavailable.load(Ordering::Relaxed))
+        {
+            return Ok(DrainedOne::Waits);
         }
         let body = self.read(key).await?;
         let envelope = if unverified {
