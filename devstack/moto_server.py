@@ -257,7 +257,17 @@ class _Load:
 
     def _reset(self):
         self.abandoned = 0
-        self.times = defaultdict(list)  # class -> [(waited, served)] in ms
+        # class -> [(waited, served)] in ms: a minute's requests at most, then reset.
+        self.times = defaultdict(list)
+
+    def admitting(self, delta):
+        """One more (+1) or one fewer (-1) request admitted and not yet done."""
+        with self._lock:
+            self.in_flight += delta
+
+    def gave_up(self):
+        with self._lock:
+            self.abandoned += 1
 
     def record(self, kind, waited, served):
         with self._lock:
@@ -331,21 +341,18 @@ def _serialised(self, environ, start_response):
         finally:
             _load.record("poll", 0.0, time.monotonic() - arrived)
     urgent = _urgent(environ)
-    with _load._lock:
-        _load.in_flight += 1
+    _load.admitting(+1)
     _slots.acquire(urgent)
     admitted = time.monotonic()
     try:
         if _abandoned(environ):
-            with _load._lock:
-                _load.abandoned += 1
+            _load.gave_up()
             start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
             return [b"the caller gave up before the emulator got to it"]
         return _served(self, environ, start_response)
     finally:
         _slots.release(urgent)
-        with _load._lock:
-            _load.in_flight -= 1
+        _load.admitting(-1)
         _load.record(
             "webhook" if urgent else "background", admitted - arrived, time.monotonic() - admitted
         )
