@@ -490,39 +490,45 @@ async fn forward(
     for (name, value) in request_headers {
         upstream = upstream.header(name, value);
     }
-    // In a task of its own: a caller that times out drops this handler, but the request it
-    // sent may still be applied (as on AWS), and what the emulator applied is counted.
-    let counting = state.clone();
-    let answered = tokio::spawn(async move {
-        let answer = upstream.send().await?;
+    let exchange = async move {
+        let answer = upstream.send().await.map_err(|e| e.to_string())?;
         let status = answer.status();
         let headers = answer.headers().clone();
-        let bytes = answer.bytes().await?;
-        if op == "StartTranscriptionJob" && status.is_success() {
-            let name = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["TranscriptionJobName"].as_str().map(str::to_owned))
-                .unwrap_or_default();
-            *lock(&counting.counters)
-                .transcription_starts
-                .entry(name)
-                .or_default() += 1;
-        }
-        Ok::<_, reqwest::Error>((status, headers, bytes))
-    })
-    .await;
+        let bytes = answer.bytes().await.map_err(|e| e.to_string())?;
+        Ok::<_, String>((status, headers, bytes))
+    };
+    // A caller that times out drops this handler, and with it the request to the emulator,
+    // which then drops it too if it has not started it (`moto_server.py`, `_abandoned`):
+    // otherwise every request a worker gave up on is still served, in front of its retry,
+    // and a backlog after an outage feeds on itself. A transcription job is the exception:
+    // one that starts must be counted, so its request runs to the end in a task of its own.
+    let answered = if op == "StartTranscriptionJob" {
+        let counting = state.clone();
+        tokio::spawn(async move {
+            let answered = exchange.await?;
+            if answered.0.is_success() {
+                let name = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["TranscriptionJobName"].as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                *lock(&counting.counters)
+                    .transcription_starts
+                    .entry(name)
+                    .or_default() += 1;
+            }
+            Ok(answered)
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("proxy task failed: {e}")))
+    } else {
+        exchange.await
+    };
     let (status, headers, bytes) = match answered {
-        Ok(Ok(answered)) => answered,
-        Ok(Err(e)) => {
-            return Response::builder()
-                .status(StatusCode::BAD_GATEWAY)
-                .body(Body::from(format!("emulator unreachable: {e}")))
-                .unwrap_or_default();
-        }
+        Ok(answered) => answered,
         Err(e) => {
             return Response::builder()
                 .status(StatusCode::BAD_GATEWAY)
-                .body(Body::from(format!("proxy task failed: {e}")))
+                .body(Body::from(format!("emulator unreachable: {e}")))
                 .unwrap_or_default();
         }
     };
