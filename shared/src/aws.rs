@@ -115,7 +115,7 @@ ack_path_config!(
     aws_sdk_secretsmanager::config::Builder
 );
 
-/// The SQS client a webhook enqueues with: done within `within`, then the spill's turn.
+/// The SQS client a webhook enqueues with: done within `within` (beside the spill once slow).
 pub fn ack_sqs_client(sdk: &aws_config::SdkConfig, within: Duration) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::from_conf(
         ack_path(aws_sdk_sqs::config::Builder::from(sdk), within)

@@ -153,16 +153,17 @@ pub fn aws_acknowledger(
     aws: &aws_config::SdkConfig,
     deadlines: Deadlines,
 ) -> Acknowledger<SqsEventQueue, SecretsManagerTokens, S3Spill> {
-    let spill_within = deadlines.total.saturating_sub(deadlines.queue);
+    // Each client may take the whole of it: the queue keeps going beside the spill once it
+    // is slow (`spill::make_durable`), which bounds each store's turn itself.
     Acknowledger::verified_by(
         aws_verifier(&config.verifier, aws),
         SqsEventQueue::new(
-            crate::aws::ack_sqs_client(aws, deadlines.queue),
+            crate::aws::ack_sqs_client(aws, deadlines.total),
             config.queue_url.clone(),
         ),
     )
     .with_spill(S3Spill::new(
-        crate::aws::ack_s3_client(aws, spill_within),
+        crate::aws::ack_s3_client(aws, deadlines.total),
         config.spill_bucket.clone(),
     ))
     .with_deadlines(deadlines)

@@ -253,8 +253,9 @@ pub struct NotDurable {
     pub spill: String,
 }
 
-/// How long each store gets: the queue first (its SDK retries with jitter inside this), then
-/// the spill with what is left of the total.
+/// How long the stores get: the queue alone first (its SDK retries with jitter inside this);
+/// if it has not answered by then, the spill starts beside it and the first to keep the event
+/// answers; both are bounded by the total.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deadlines {
     pub queue: Duration,
@@ -262,14 +263,14 @@ pub struct Deadlines {
 }
 
 impl Deadlines {
-    /// A callback's: 1.5 s for SQS, 3 s in all, well inside the `rt` of 5 s its URL gives
+    /// A callback's: 1.5 s for SQS alone, 3 s in all, well inside the `rt` of 5 s its URL gives
     /// Twilio (`twilio::overrides::CALLBACK`).
     pub const CALLBACK: Self = Self {
         queue: Duration::from_millis(1500),
         total: Duration::from_millis(3000),
     };
 
-    /// Splits a caller's wait (the voice webhook's enqueue deadline): 60% for SQS.
+    /// Splits a caller's wait (the voice webhook's enqueue deadline): 60% for SQS alone.
     pub fn within(total: Duration) -> Self {
         Self {
             queue: total.mul_f64(0.6),
@@ -365,6 +366,13 @@ pub async fn defer<S: SpillStore>(
 /// Makes an envelope durable: the queue, else the spill; while `breaker` is open, the spill,
 /// else the queue. Each store's time is bounded, so the answer to Twilio never waits longer
 /// than [`Deadlines::total`].
+///
+/// A queue that has not answered within [`Deadlines::queue`] is not abandoned: the spill
+/// starts beside it (a hedged request), and whichever keeps the event first answers. A slow
+/// SendMessage (a retried lost answer, a busy endpoint) then costs the spill's time, not the
+/// queue's whole share and the spill's after it, which a caller on the line waiting for the
+/// voice webhook's 1 s cannot afford. When both land, the spilled copy reaches the queue again
+/// from the drainer: a duplicate with the same idempotency key, which the workers absorb.
 pub async fn make_durable<Q: EventQueue, S: SpillStore>(
     queue: &Q,
     spill: &S,
@@ -372,28 +380,62 @@ pub async fn make_durable<Q: EventQueue, S: SpillStore>(
     deadlines: Deadlines,
     envelope: &Envelope,
 ) -> Result<Delivery, NotDurable> {
-    use failsafe::futures::CircuitBreaker;
     let started = Instant::now();
-    let queued = breaker
-        .0
-        .call(send_within(queue, deadlines.queue, envelope))
-        .await;
-    let queue_error = match queued {
-        Ok(()) => return Ok(Delivery::Queued),
-        Err(failsafe::Error::Inner(e)) => e,
-        Err(failsafe::Error::Rejected) => {
-            return spill_first(queue, spill, deadlines, envelope).await;
+    if !breaker.0.is_call_permitted() {
+        return spill_first(queue, spill, deadlines, envelope).await;
+    }
+    let sent = send_within(queue, deadlines.total, envelope);
+    tokio::pin!(sent);
+    let queue_error = match tokio::time::timeout(deadlines.queue, &mut sent).await {
+        Ok(Ok(())) => {
+            breaker.0.on_success();
+            return Ok(Delivery::Queued);
+        }
+        Ok(Err(e)) => e,
+        // Slower than its share: counted against the queue, as a refusal is.
+        Err(_) => {
+            breaker.0.on_error();
+            let left = deadlines.total.saturating_sub(started.elapsed());
+            let put = put_within(spill, left, envelope);
+            tokio::pin!(put);
+            let slow = format!("no answer within {:?}", deadlines.queue);
+            return tokio::select! {
+                queued = &mut sent => match queued {
+                    Ok(()) => Ok(Delivery::Queued),
+                    Err(queue) => spilled(put.await, envelope, queue),
+                },
+                put_done = &mut put => match put_done {
+                    Ok(()) => spilled(Ok(()), envelope, slow),
+                    Err(spill) => sent.await.map(|()| Delivery::Queued).map_err(|queue| {
+                        NotDurable { queue, spill }
+                    }),
+                },
+            };
         }
     };
+    breaker.0.on_error();
     let left = deadlines.total.saturating_sub(started.elapsed());
-    match put_within(spill, left, envelope).await {
+    spilled(
+        put_within(spill, left, envelope).await,
+        envelope,
+        queue_error,
+    )
+}
+
+/// The spill's answer for an event the queue did not take (`queue_error`).
+fn spilled(
+    put: Result<(), String>,
+    envelope: &Envelope,
+    queue_error: String,
+) -> Result<Delivery, NotDurable> {
+    match put {
         Ok(()) => {
             note_spilled(envelope, &queue_error);
             Ok(Delivery::Spilled)
         }
-        Err(spill_error) => Err(NotDurable {
+        Err(spill) => Err(NotDurable {
             queue: queue_error,
-            spill: spill_error,
+            spill,
         }),
     }
 }

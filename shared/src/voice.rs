@@ -26,15 +26,15 @@ pub const UNREADABLE_FLOWS_MESSAGE: &str =
     "We're sorry, we can't take your call right now. Please try again later.";
 
 /// What became of a new call's `call.started` event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartedEvent {
     Queued,
     /// SQS did not take it within its share of the deadline; the spill did.
     Spilled,
     /// Not a new call (an action route), or the request lacked the SIDs.
     NotSent,
-    /// Neither store took it within the deadline.
-    Failed,
+    /// Neither store took it within the deadline (what each said).
+    Failed(String),
 }
 
 /// Built once per cold start; shared by all invocations.
@@ -110,7 +110,8 @@ impl<Q: EventQueue, T: AuthTokens, S: SpillStore> VoiceWebhook<Q, T, S> {
                 match self.ack.enqueue(&envelope, deadlines).await {
                     Ok(Delivery::Queued) => StartedEvent::Queued,
                     Ok(Delivery::Spilled) => StartedEvent::Spilled,
-                    Err(_) => StartedEvent::Failed,
+                    Err(Rejection::QueueUnavailable(why)) => StartedEvent::Failed(why),
+                    Err(other) => StartedEvent::Failed(other.to_string()),
                 }
             }
             _ => StartedEvent::NotSent,
@@ -131,10 +132,10 @@ impl<Q: EventQueue, T: AuthTokens, S: SpillStore> VoiceWebhook<Q, T, S> {
         let from = param("From").map(mask_phone);
         let (flow, outcome) = (answer.flow.as_str(), answer.outcome);
         metrics::millis(name::TWIML_LATENCY, latency_us);
-        if event == StartedEvent::Failed {
+        if matches!(event, StartedEvent::Failed(_)) {
             metrics::count(name::ENQUEUE_FAILURES, 1);
         }
-        match (&answer.problem, event) {
+        match (&answer.problem, &event) {
             (Some(problem), _) => tracing::error!(
                 call_sid,
                 kind = "voice",
@@ -145,8 +146,8 @@ impl<Q: EventQueue, T: AuthTokens, S: SpillStore> VoiceWebhook<Q, T, S> {
                 problem = problem.as_str(),
                 "caller got the apology"
             ),
-            (None, StartedEvent::Failed) => tracing::error!(
-                call_sid, kind = "voice", flow, outcome, from, latency_us, started_event = ?event,
+            (None, StartedEvent::Failed(reason)) => tracing::error!(
+                call_sid, kind = "voice", flow, outcome, from, latency_us, reason = %reason,
                 "call.started not queued; the caller was answered anyway"
             ),
             (None, _) => tracing::info!(

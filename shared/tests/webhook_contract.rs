@@ -320,6 +320,32 @@ async fn a_queue_slower_than_its_deadline_gives_way_to_the_spill_in_time() {
 }
 
 #[tokio::test]
+async fn a_queue_slower_than_its_share_keeps_its_chance_beside_the_spill() {
+    // SQS answers after its share but inside the total; the spill, started beside it at
+    // the share, refuses: the event is queued, not lost.
+    let queue = Arc::new(MemoryQueue {
+        latency: Duration::from_millis(250),
+        ..Default::default()
+    });
+    let spill = Arc::new(MemorySpill {
+        down: true.into(),
+        ..Default::default()
+    });
+    let deadlines = Deadlines {
+        queue: Duration::from_millis(100),
+        total: Duration::from_millis(1000),
+    };
+    let reply = durable(&queue, &spill)
+        .with_deadlines(deadlines)
+        .call_status(&Call::form(PATH, &status_params("ringing")).request())
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert_eq!(queue.sent().len(), 1);
+    assert_eq!(queue.attempts.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(spill.spilled().is_empty());
+}
+
+#[tokio::test]
 async fn the_breaker_spills_first_after_repeated_refusals_and_closes_when_a_probe_goes_through() {
     use std::sync::atomic::Ordering;
     let queue = Arc::new(MemoryQueue {
