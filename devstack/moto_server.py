@@ -1102,6 +1102,12 @@ def _serve(argv):
 
 if __name__ == "__main__":
     threading.Thread(target=_report_load, daemon=True).start()
-    if "DEVSTACK_EMULATOR_SWITCH_INTERVAL" in os.environ:
-        sys.setswitchinterval(float(os.environ["DEVSTACK_EMULATOR_SWITCH_INTERVAL"]))
+    # How long a thread keeps the GIL while another asks for it: Python's 5 ms by default.
+    # Waitress's one I/O thread reads every request and writes every answer, and a webhook's
+    # request thread needs the GIL a few times per request; behind the workers' UpdateItems
+    # (CPU-bound validation, about half of moto's time) each turn waited up to 5 ms, again
+    # and again. In a seed-42 chaos run the proxy timed 2,114 webhook requests over 300 ms
+    # and 148 over 1 s, while moto's own wait and serve stayed under 200 ms p99; with 1 ms,
+    # 22 over 300 ms, none over 1 s, and TwiML p99 fell from about 1 s to 243 ms.
+    sys.setswitchinterval(float(os.environ.get("DEVSTACK_EMULATOR_SWITCH_INTERVAL", "0.001")))
     _serve(sys.argv[1:])
