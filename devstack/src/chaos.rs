@@ -208,6 +208,8 @@ pub struct ChaosOutcome {
     pub workers: WorkerFigures,
     /// Callback acknowledgements during each outage: (service, p50 ms, p99 ms, callbacks).
     pub outage_acks: Vec<(&'static str, f64, f64, usize)>,
+    /// The emulator's answers to the webhooks as the proxy timed them (ms).
+    pub webhook_answers: Vec<u64>,
     /// Where every process's output of the run is.
     pub log_dir: std::path::PathBuf,
 }
@@ -372,6 +374,7 @@ pub async fn play(stack: &LocalStack, options: &ChaosOptions) -> anyhow::Result<
         tokens_stale: 0,
         workers: WorkerFigures::default(),
         outage_acks,
+        webhook_answers: proxy.webhook_answers(),
         log_dir: stack.log_dir.clone(),
     })
 }
@@ -596,6 +599,14 @@ pub fn print_outcome(outcome: &ChaosOutcome, elapsed: Duration) {
     for (service, p50, p99, n) in &outcome.outage_acks {
         println!("  acks while {service:<13} {n} callbacks, p50 {p50:.1} ms, p99 {p99:.1} ms");
     }
+    let answers = &outcome.webhook_answers;
+    println!(
+        "  emulator to webhooks     {} answers, p50 {} ms, p99 {} ms, {} over 1 s (moto's own wait and serve: EMULATOR-LOAD in moto.log)",
+        answers.len(),
+        simulate::percentile(answers, 50.0),
+        simulate::percentile(answers, 99.0),
+        answers.iter().filter(|&&ms| ms > 1000).count()
+    );
     println!(
         "  transcription jobs       {} recordings, {} successful starts (each job once)",
         outcome.transcription_jobs, outcome.transcription_starts

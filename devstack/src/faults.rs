@@ -140,6 +140,21 @@ struct Counters {
     transcription_starts: HashMap<String, u32>,
     /// The refusal draw of each (service, request body) seen.
     doomed_bodies: HashMap<u64, bool>,
+    /// How long the emulator took to answer each webhook request the proxy forwarded, in
+    /// ms, as the proxy saw it (its queueing in waitress included, which moto's own
+    /// `EMULATOR-LOAD` figures cannot see). At most [`WEBHOOK_ANSWERS_KEPT`].
+    webhook_answers: Vec<u64>,
+}
+
+/// A run's webhook requests, with room to spare (a 1,000-call chaos run sends about 20,000).
+const WEBHOOK_ANSWERS_KEPT: usize = 1_000_000;
+
+impl Counters {
+    fn note_webhook_answer(&mut self, took: std::time::Duration) {
+        if self.webhook_answers.len() < WEBHOOK_ANSWERS_KEPT {
+            self.webhook_answers.push(took.as_millis() as u64);
+        }
+    }
 }
 
 struct ProxyState {
@@ -217,6 +232,11 @@ impl FaultProxy {
 
     pub fn injected(&self) -> BTreeMap<Fault, u64> {
         lock(&self.state.counters).injected.clone()
+    }
+
+    /// How long the emulator took to answer each webhook request (ms), in arrival order.
+    pub fn webhook_answers(&self) -> Vec<u64> {
+        lock(&self.state.counters).webhook_answers.clone()
     }
 
     /// Jobs `StartTranscriptionJob` started, by name, with how many calls started each.
@@ -502,6 +522,7 @@ async fn forward(
     // otherwise every request a worker gave up on is still served, in front of its retry,
     // and a backlog after an outage feeds on itself. A transcription job is the exception:
     // one that starts must be counted, so its request runs to the end in a task of its own.
+    let upstream_at = std::time::Instant::now();
     let answered = if op == "StartTranscriptionJob" {
         let counting = state.clone();
         tokio::spawn(async move {
@@ -523,6 +544,9 @@ async fn forward(
     } else {
         exchange.await
     };
+    if label.starts_with("webhook") {
+        lock(&state.counters).note_webhook_answer(upstream_at.elapsed());
+    }
     let (status, headers, bytes) = match answered {
         Ok(answered) => answered,
         Err(e) => {
