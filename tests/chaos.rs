@@ -82,16 +82,11 @@ async fn calls_under_faults_end_exactly_as_played() {
     // handed back, none of them dead-lettered (only the poisoned calls' events were).
     assert!(workers.handed_back > 0, "{workers:?}");
     let report = &outcome.demo.report;
-    // Twilio gave up on nothing, and retried only what the URLs' overrides name: the 503s
-    // of events neither SQS nor the spill took.
+    // Twilio gave up on nothing, and no genuine callback was refused (a 4xx). Its retries
+    // are of 503s, events neither SQS nor the spill took; a refused spill is not always one,
+    // since SQS, still going beside the spill or asked after it, may take the event.
     assert!(report.gave_up.is_empty(), "{:?}", report.gave_up);
-    if injected(Fault::SpillRefused) > 0 {
-        assert!(
-            report.retries.get("5xx").copied().unwrap_or(0) > 0,
-            "{:?}",
-            report.retries
-        );
-    }
+    assert!(!report.retries.contains_key("4xx"), "{:?}", report.retries);
     // Through the SQS outage every callback spilled, and the drainer emptied the spill.
     let spill = outcome.demo.spill;
     assert!(spill.spilled > 20 && spill.drained > 20, "{spill:?}");
