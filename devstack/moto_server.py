@@ -455,9 +455,13 @@ Message.visible = property(lambda self: _now_ms() > self.visible_at)
 Message.delayed = property(lambda self: _now_ms() < self.delayed_until)
 
 
+def _is_ready(message, now):
+    return now > message.visible_at and not now < message.delayed_until
+
+
 def _ready_messages(self):
     now = _now_ms()
-    return [m for m in self._messages if now > m.visible_at and not now < m.delayed_until]
+    return [m for m in self._messages if _is_ready(m, now)]
 
 
 Queue.messages = property(_ready_messages)
@@ -471,9 +475,7 @@ Queue.messages = property(_ready_messages)
 # message is ready, and a send's message is the newest: tested newest first, it is found at once.
 def _any_ready(self):
     now = _now_ms()
-    return any(
-        now > m.visible_at and not now < m.delayed_until for m in reversed(self._messages)
-    )
+    return any(_is_ready(m, now) for m in reversed(self._messages))
 
 
 def _wait_for_messages(self, timeout):

@@ -396,21 +396,7 @@ pub async fn make_durable<Q: EventQueue, S: SpillStore>(
         Err(_) => {
             breaker.0.on_error();
             let left = deadlines.total.saturating_sub(started.elapsed());
-            let put = put_within(spill, left, envelope);
-            tokio::pin!(put);
-            let slow = format!("no answer within {:?}", deadlines.queue);
-            return tokio::select! {
-                queued = &mut sent => match queued {
-                    Ok(()) => Ok(Delivery::Queued),
-                    Err(queue) => spilled(put.await, envelope, queue),
-                },
-                put_done = &mut put => match put_done {
-                    Ok(()) => spilled(Ok(()), envelope, slow),
-                    Err(spill) => sent.await.map(|()| Delivery::Queued).map_err(|queue| {
-                        NotDurable { queue, spill }
-                    }),
-                },
-            };
+            return hedged(sent, spill, left, envelope, deadlines.queue).await;
         }
     };
     breaker.0.on_error();
@@ -420,6 +406,33 @@ pub async fn make_durable<Q: EventQueue, S: SpillStore>(
         envelope,
         queue_error,
     )
+}
+
+/// The queue's send, still going after its share (`share`), raced with the spill's put
+/// within `left`: the first to keep the event answers, and the other is waited for only if
+/// that one failed.
+async fn hedged<S: SpillStore>(
+    mut sent: std::pin::Pin<&mut impl std::future::Future<Output = Result<(), String>>>,
+    spill: &S,
+    left: Duration,
+    envelope: &Envelope,
+    share: Duration,
+) -> Result<Delivery, NotDurable> {
+    let put = put_within(spill, left, envelope);
+    tokio::pin!(put);
+    tokio::select! {
+        queued = &mut sent => match queued {
+            Ok(()) => Ok(Delivery::Queued),
+            Err(queue) => spilled(put.await, envelope, queue),
+        },
+        put_done = &mut put => match put_done {
+            Ok(()) => spilled(Ok(()), envelope, format!("no answer within {share:?}")),
+            Err(spill) => sent
+                .await
+                .map(|()| Delivery::Queued)
+                .map_err(|queue| NotDurable { queue, spill }),
+        },
+    }
 }
 
 /// The spill's answer for an event the queue did not take (`queue_error`).
